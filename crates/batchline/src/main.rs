@@ -1,0 +1,3 @@
+//! batchline: the binary. Only wires (being built).
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! pipeline: message contracts and stages (being built).

@@ -1,0 +1,1 @@
+//! stateful-worker: keyed state in CSV append logs (being built).

@@ -1,0 +1,295 @@
+//! store: the results store behind one trait, [`Store`].
+//!
+//! Layout:
+//! - the trait and its domain types (this file): batches, chunks with claims
+//!   and leases, per-run results in bulk, batch results and verdicts;
+//! - `postgres`: sqlx on Postgres with embedded migrations;
+//! - `sqlite`: sqlx on an embedded SQLite file, for the zero-setup mode.
+//!
+//! State transitions only move forward (pending → running → completed |
+//! failed, with running → pending on a retried error), finalization and
+//! verdicts are idempotent. No sqlx type appears in this API, so stages never
+//! see SQL. This crate knows nothing of RabbitMQ or of what a run computes:
+//! a run's outcome is a row of `i32`s whose meaning belongs to the workload.
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use uuid::Uuid;
+
+mod error;
+pub use error::{Error, Result};
+
+/// A batch to create, with its chunk rows, in one transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewBatch {
+    pub id: Uuid,
+    pub name: String,
+    /// The workload snapshot (JSON) every stage uses for this batch.
+    pub workload: String,
+    pub seed: i64,
+    pub runs: i64,
+    pub chunk_size: i32,
+}
+
+impl NewBatch {
+    /// Number of chunks: `ceil(runs / chunk_size)`.
+    pub fn chunks(&self) -> i32 {
+        chunk_count(self.runs, self.chunk_size)
+    }
+}
+
+/// `ceil(runs / chunk_size)`; the last chunk may be short.
+pub fn chunk_count(runs: i64, chunk_size: i32) -> i32 {
+    let size = i64::from(chunk_size.max(1));
+    i32::try_from((runs + size - 1) / size).unwrap_or(i32::MAX)
+}
+
+/// A stored batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    pub id: Uuid,
+    pub name: String,
+    pub workload: String,
+    pub seed: i64,
+    pub runs: i64,
+    pub chunk_size: i32,
+    pub chunks: i32,
+    /// Seconds since the Unix epoch.
+    pub created_at: f64,
+}
+
+impl Batch {
+    /// First run index and number of runs of `chunk`.
+    pub fn chunk_range(&self, chunk: i32) -> (i64, i64) {
+        let first = i64::from(chunk) * i64::from(self.chunk_size);
+        let runs = (self.runs - first).clamp(0, i64::from(self.chunk_size));
+        (first, runs)
+    }
+}
+
+/// Outcome of trying to claim a chunk.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// This worker owns the chunk until the lease ends; `attempt` fences its commit.
+    Claimed { attempt: i32 },
+    /// Already completed earlier; `result` is the stored chunk result to re-publish.
+    Completed { result: String },
+    /// Another worker holds a live lease (seconds until it expires).
+    Leased { remaining_s: f64 },
+    /// The chunk failed terminally (attempts exhausted).
+    Failed { reason: String },
+    /// No such batch or chunk.
+    NotFound,
+}
+
+/// Per-run outcomes of one chunk, flat: run `first_run + i` has the values
+/// `values[i * width .. (i + 1) * width]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunRows {
+    pub first_run: i64,
+    pub width: usize,
+    pub values: Vec<i32>,
+}
+
+impl RunRows {
+    pub fn len(&self) -> usize {
+        self.values.len().checked_div(self.width).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn row(&self, i: usize) -> &[i32] {
+        &self.values[i * self.width..(i + 1) * self.width]
+    }
+}
+
+/// Outcome of committing a chunk's results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// Rows inserted and chunk marked completed, atomically.
+    Committed,
+    /// The claim was lost (another attempt owns the chunk, or it is already
+    /// completed): nothing was written.
+    Fenced,
+}
+
+/// Outcome of recording a failed attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptFailure {
+    /// Back to pending; the caller schedules a delayed retry.
+    WillRetry { attempt: i32 },
+    /// Attempts exhausted: the chunk is failed.
+    Exhausted { attempts: i32 },
+    /// The claim was lost meanwhile; nothing changed.
+    Fenced,
+}
+
+/// A verdict to record for a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub success: bool,
+    /// The line's detail: `reason` for failures, empty for success.
+    pub reason: String,
+    /// The full line the verifier prints (so a re-print is identical).
+    pub line: String,
+}
+
+/// What recording a verdict found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerdictRecord {
+    /// First verdict for this batch; the caller prints it, then marks it printed.
+    New,
+    /// A verdict existed already (the first one wins); `printed` says whether
+    /// its line was printed.
+    Existing { verdict: Verdict, printed: bool },
+}
+
+/// A chunk the sweeper must re-publish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkRef {
+    pub batch_id: Uuid,
+    pub chunk: i32,
+}
+
+/// Progress of a batch, for `status` and `submit --wait`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchProgress {
+    pub id: Uuid,
+    pub name: String,
+    pub runs: i64,
+    pub chunks: i32,
+    pub pending: i32,
+    pub running: i32,
+    pub completed: i32,
+    pub failed: i32,
+    /// Sum of attempts over all chunks.
+    pub attempts: i64,
+    pub aggregated: bool,
+    /// `Some(true)` SUCCESS, `Some(false)` FAILURE, `None` no verdict yet.
+    pub verdict: Option<bool>,
+    pub reason: Option<String>,
+    pub created_at: f64,
+    /// When the verdict was recorded.
+    pub finished_at: Option<f64>,
+}
+
+/// The results store. Implementations: Postgres, SQLite.
+pub trait Store: Clone + Send + Sync + 'static {
+    /// Applies pending migrations (idempotent).
+    fn migrate(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Inserts batches and all their chunk rows (pending, unpublished) in one
+    /// transaction.
+    fn create_batches(&self, batches: &[NewBatch]) -> impl Future<Output = Result<()>> + Send;
+
+    /// Records that the work messages of these chunks were confirmed by the broker.
+    fn mark_published(&self, chunks: &[ChunkRef]) -> impl Future<Output = Result<()>> + Send;
+
+    fn batch(&self, id: Uuid) -> impl Future<Output = Result<Option<Batch>>> + Send;
+
+    /// One statement: takes the chunk if it is pending or its lease expired
+    /// (and attempts remain), setting a lease, the worker and attempts+1.
+    /// Otherwise reports why not. A running chunk whose lease expired with no
+    /// attempts left becomes failed.
+    fn claim_chunk(
+        &self,
+        batch_id: Uuid,
+        chunk: i32,
+        worker: &str,
+        lease: Duration,
+        max_attempts: i32,
+    ) -> impl Future<Output = Result<Claim>> + Send;
+
+    /// In one transaction: marks the chunk completed with `result` — only if
+    /// it is still running under `attempt` — and inserts its per-run rows in bulk.
+    fn complete_chunk(
+        &self,
+        batch_id: Uuid,
+        chunk: i32,
+        attempt: i32,
+        rows: &RunRows,
+        result: &str,
+    ) -> impl Future<Output = Result<Completion>> + Send;
+
+    /// Records a failed attempt: back to pending, or failed when `attempt`
+    /// reached `max_attempts`. Fenced like `complete_chunk`.
+    fn fail_attempt(
+        &self,
+        batch_id: Uuid,
+        chunk: i32,
+        attempt: i32,
+        max_attempts: i32,
+        error: &str,
+    ) -> impl Future<Output = Result<AttemptFailure>> + Send;
+
+    /// Stored results of all completed chunks of a batch, by chunk number.
+    fn chunk_results(&self, batch_id: Uuid) -> impl Future<Output = Result<Vec<(i32, String)>>> + Send;
+
+    /// Streams the batch's per-run rows in run order to `f(run_index, values)`.
+    fn scan_runs<F>(&self, batch_id: Uuid, f: F) -> impl Future<Output = Result<()>> + Send
+    where
+        F: FnMut(i64, &[i32]) + Send;
+
+    /// Stores the batch's aggregate. Idempotent: the first write wins and
+    /// later ones change nothing.
+    fn save_batch_result(
+        &self,
+        batch_id: Uuid,
+        result: &str,
+        duplicates_dropped: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The aggregate and its duplicates-dropped count, if aggregated.
+    fn batch_result(&self, batch_id: Uuid) -> impl Future<Output = Result<Option<(String, i64)>>> + Send;
+
+    /// Records the verdict unless one exists (the first one wins).
+    fn record_verdict(
+        &self,
+        batch_id: Uuid,
+        verdict: &Verdict,
+    ) -> impl Future<Output = Result<VerdictRecord>> + Send;
+
+    /// Marks the verdict's line as printed.
+    fn mark_verdict_printed(&self, batch_id: Uuid) -> impl Future<Output = Result<()>> + Send;
+
+    fn verdict(&self, batch_id: Uuid) -> impl Future<Output = Result<Option<Verdict>>> + Send;
+
+    /// Sweeper: takes (with `SKIP LOCKED`, so concurrent sweepers split the
+    /// work) chunks that need their work message re-published — unpublished
+    /// pending chunks older than `unpublished_after`, and running chunks
+    /// whose lease expired more than `lease_grace` ago — and stamps them so
+    /// the next sweep within `lease_grace` skips them.
+    fn take_chunks_to_republish(
+        &self,
+        unpublished_after: Duration,
+        lease_grace: Duration,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<ChunkRef>>> + Send;
+
+    /// Sweeper: batches whose chunks are all completed for longer than
+    /// `deadline` but that have no aggregate yet (nor a verdict), and that
+    /// were not re-published within `deadline`. Bumps and returns each
+    /// batch's re-publish round.
+    fn take_stalled_batches(
+        &self,
+        deadline: Duration,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<(Uuid, i32)>>> + Send;
+
+    /// Sweeper: batches with a failed chunk and no verdict, with the failure
+    /// reason (chunk number and last error).
+    fn failed_batches_without_verdict(
+        &self,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<(Uuid, String)>>> + Send;
+
+    /// Progress of one batch, or of the newest `limit` batches when `None`.
+    fn progress(
+        &self,
+        batch_id: Option<Uuid>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<BatchProgress>>> + Send;
+}

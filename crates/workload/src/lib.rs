@@ -1,0 +1,1 @@
+//! workload: the simulations (being built).

@@ -1,0 +1,1 @@
+//! fault_tolerance: helpers for the fault drills (being built).
