@@ -3,22 +3,48 @@
 //! Layout:
 //! - the trait and its domain types (this file): batches, chunks with claims
 //!   and leases, per-run results in bulk, batch results and verdicts;
-//! - `postgres`: sqlx on Postgres with embedded migrations;
-//! - `sqlite`: sqlx on an embedded SQLite file, for the zero-setup mode.
+//! - [`postgres`]: [`PgStore`], sqlx on Postgres with embedded migrations
+//!   (`migrations/postgres/`), `COPY` for per-run rows, `SKIP LOCKED` sweeps;
+//!   `copy_text` encodes the `COPY` rows;
+//! - [`sqlite`]: [`SqliteStore`], sqlx on an embedded SQLite file for the
+//!   zero-setup mode (`migrations/sqlite/`), WAL + `synchronous=FULL`;
+//! - `chunk_rows`: the check, shared by both, that a chunk's run rows are
+//!   exactly the runs it owns;
+//! - `error`: [`Error`], and the mapping of sqlx errors to it (connection
+//!   loss, timeouts and lock contention are retryable).
 //!
 //! State transitions only move forward (pending → running → completed |
 //! failed, with running → pending on a retried error), finalization and
-//! verdicts are idempotent. No sqlx type appears in this API, so stages never
-//! see SQL. This crate knows nothing of RabbitMQ or of what a run computes:
-//! a run's outcome is a row of `i32`s whose meaning belongs to the workload.
+//! verdicts are idempotent. A claim's attempt number fences every later write
+//! of that claim: a worker that lost its lease changes nothing. No sqlx type
+//! appears in this API, so stages never see SQL. This crate knows nothing of
+//! RabbitMQ or of what a run computes: a run's outcome is a row of `i32`s
+//! whose meaning belongs to the workload.
+//!
+//! Both implementations pass one conformance suite (`tests/common/mod.rs`,
+//! run by `tests/postgres.rs` and `tests/sqlite.rs`).
 
 use std::future::Future;
 use std::time::Duration;
 
 pub use uuid::Uuid;
 
+mod chunk_rows;
 mod error;
+pub mod postgres;
+pub mod sqlite;
+
 pub use error::{Error, Result};
+pub use postgres::{PgOptions, PgStore};
+pub use sqlite::SqliteStore;
+
+/// The reason a batch with a failed chunk gets: which chunk, and its last error.
+pub(crate) fn failure_reason(chunk: i32, last_error: Option<&str>) -> String {
+    format!(
+        "chunk {chunk} failed: {}",
+        last_error.unwrap_or("no error recorded")
+    )
+}
 
 /// A batch to create, with its chunk rows, in one transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,7 +145,8 @@ pub enum Completion {
 /// Outcome of recording a failed attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AttemptFailure {
-    /// Back to pending; the caller schedules a delayed retry.
+    /// Back to pending; the caller schedules a delayed retry. `attempt` is
+    /// the attempt that just failed (the next claim gets `attempt + 1`).
     WillRetry { attempt: i32 },
     /// Attempts exhausted: the chunk is failed.
     Exhausted { attempts: i32 },
@@ -170,6 +197,7 @@ pub struct BatchProgress {
     pub aggregated: bool,
     /// `Some(true)` SUCCESS, `Some(false)` FAILURE, `None` no verdict yet.
     pub verdict: Option<bool>,
+    /// The verdict's reason; `None` without a verdict or for SUCCESS.
     pub reason: Option<String>,
     pub created_at: f64,
     /// When the verdict was recorded.
@@ -205,6 +233,8 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// In one transaction: marks the chunk completed with `result` — only if
     /// it is still running under `attempt` — and inserts its per-run rows in bulk.
+    /// `rows` must be exactly the chunk's runs ([`Batch::chunk_range`]),
+    /// otherwise nothing is written and the answer is [`Error::Invalid`].
     fn complete_chunk(
         &self,
         batch_id: Uuid,
@@ -226,7 +256,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<AttemptFailure>> + Send;
 
     /// Stored results of all completed chunks of a batch, by chunk number.
-    fn chunk_results(&self, batch_id: Uuid) -> impl Future<Output = Result<Vec<(i32, String)>>> + Send;
+    fn chunk_results(
+        &self,
+        batch_id: Uuid,
+    ) -> impl Future<Output = Result<Vec<(i32, String)>>> + Send;
 
     /// Streams the batch's per-run rows in run order to `f(run_index, values)`.
     fn scan_runs<F>(&self, batch_id: Uuid, f: F) -> impl Future<Output = Result<()>> + Send
@@ -243,7 +276,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// The aggregate and its duplicates-dropped count, if aggregated.
-    fn batch_result(&self, batch_id: Uuid) -> impl Future<Output = Result<Option<(String, i64)>>> + Send;
+    fn batch_result(
+        &self,
+        batch_id: Uuid,
+    ) -> impl Future<Output = Result<Option<(String, i64)>>> + Send;
 
     /// Records the verdict unless one exists (the first one wins).
     fn record_verdict(

@@ -1,0 +1,754 @@
+//! [`PgStore`]: the [`Store`] on Postgres through sqlx, with embedded
+//! migrations (`migrations/postgres/`).
+//!
+//! Every time comparison uses the database clock (`now()`), so leases mean
+//! the same thing to every executor whatever their own clocks say. Sweeper
+//! queries lock their candidates with `FOR UPDATE SKIP LOCKED`, so several
+//! sweepers split the work instead of doing it twice. Per-run rows go in with
+//! one `COPY` per chunk, inside the transaction that completes the chunk.
+
+mod copy_text;
+
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+
+use crate::chunk_rows::check_rows;
+use crate::error::from_pg;
+use crate::{
+    AttemptFailure, Batch, BatchProgress, ChunkRef, Claim, Completion, Error, NewBatch, Result,
+    RunRows, Store, Uuid, Verdict, VerdictRecord,
+};
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Bytes of COPY text sent per `CopyData` message: large enough that a chunk
+/// of 10,000 runs goes in a handful of messages.
+const COPY_SEND_BYTES: usize = 1 << 20;
+
+/// How a [`PgStore`] connects.
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    /// Schema to create (if missing) and put first on every connection's
+    /// `search_path`; `None` uses the server's default (`public`). Letters,
+    /// digits and `_` only.
+    pub schema: Option<String>,
+    /// Upper bound of the connection pool.
+    pub max_connections: u32,
+    /// Time allowed to open a connection (and to wait for a pooled one)
+    /// before the store reports [`Error::Unavailable`].
+    pub connect_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            schema: None,
+            max_connections: 8,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The results store on Postgres. Cheap to clone (a pool handle).
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    schema: Option<String>,
+}
+
+impl PgStore {
+    /// Connects with the default options (pool of 8, 5 s connect timeout).
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, PgOptions::default()).await
+    }
+
+    /// Connects, creating `schema` if missing and setting `search_path` to it
+    /// on every pooled connection: tests and drills isolate themselves so.
+    pub async fn connect_with_schema(url: &str, schema: &str) -> Result<Self> {
+        let options = PgOptions {
+            schema: Some(schema.to_owned()),
+            ..PgOptions::default()
+        };
+        Self::connect_with(url, options).await
+    }
+
+    /// Connects with explicit options. An unreachable server gives
+    /// [`Error::Unavailable`] within `connect_timeout`, naming host, port and
+    /// database (never the password).
+    pub async fn connect_with(url: &str, options: PgOptions) -> Result<Self> {
+        let mut connect: PgConnectOptions = url
+            .parse()
+            .map_err(|e| Error::Config(format!("invalid Postgres URL: {e}")))?;
+        let target = format!(
+            "{}:{}/{}",
+            connect.get_host(),
+            connect.get_port(),
+            connect.get_database().unwrap_or(connect.get_username())
+        );
+        let unavailable = |e: sqlx::Error| match from_pg(e) {
+            Error::Unavailable(m) => {
+                Error::Unavailable(format!("cannot connect to Postgres at {target}: {m}"))
+            }
+            other => other,
+        };
+        // One direct connection first: the pool would retry a refused
+        // connection until its timeout and report only "timed out", while
+        // this reports the actual cause (refused, auth, unknown database).
+        let mut probe = tokio::time::timeout(
+            options.connect_timeout,
+            PgConnection::connect_with(&connect),
+        )
+        .await
+        .map_err(|_| {
+            Error::Unavailable(format!(
+                "cannot connect to Postgres at {target}: no answer within {:?}",
+                options.connect_timeout
+            ))
+        })?
+        .map_err(unavailable)?;
+        if let Some(schema) = &options.schema {
+            check_schema_name(schema)?;
+            create_schema(&mut probe, schema).await?;
+            connect = connect.options([("search_path", schema.as_str())]);
+        }
+        // Closing politely only matters to the server's logs.
+        let _ = probe.close().await;
+
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.connect_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(unavailable)?;
+        Ok(Self {
+            pool,
+            schema: options.schema,
+        })
+    }
+
+    /// The schema this store was connected to, if any.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// Drops this store's schema with everything in it and closes the pool.
+    /// For tests and drills that connected with their own schema.
+    pub async fn drop_schema(self) -> Result<()> {
+        let Some(schema) = &self.schema else {
+            return Err(Error::Config(
+                "drop_schema: store has no schema of its own".into(),
+            ));
+        };
+        // The name was checked at connect time, so quoting it is enough.
+        let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+        sqlx::query(AssertSqlSafe(sql))
+            .execute(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        self.pool.close().await;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections in use to come back.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Marks a running chunk whose lease expired with no attempts left (or a
+    /// pending one with none left) failed; returns its reason.
+    async fn fail_exhausted(
+        &self,
+        batch_id: Uuid,
+        chunk: i32,
+        max_attempts: i32,
+    ) -> Result<Option<String>> {
+        sqlx::query_scalar(
+            "UPDATE chunks
+             SET status = 'failed', lease_until = NULL, updated_at = now(),
+                 last_error = CASE WHEN status = 'running'
+                     THEN 'lease expired after ' || attempts || ' attempts'
+                     ELSE 'attempts exhausted after ' || attempts || ' attempts: '
+                          || coalesce(last_error, '')
+                 END
+             WHERE batch_id = $1 AND chunk = $2 AND attempts >= $3
+               AND (status = 'pending' OR (status = 'running' AND lease_until < now()))
+             RETURNING last_error",
+        )
+        .bind(batch_id)
+        .bind(chunk)
+        .bind(max_attempts)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_pg)
+    }
+}
+
+/// Schema names are interpolated into DDL, so only plain identifiers pass.
+fn check_schema_name(schema: &str) -> Result<()> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 63
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !schema.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "schema name {schema:?}: use 1-63 ASCII letters, digits or '_', not starting with a digit"
+        )))
+    }
+}
+
+async fn create_schema(conn: &mut PgConnection, schema: &str) -> Result<()> {
+    let sql = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+    match sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await {
+        Ok(_) => Ok(()),
+        // Two processes creating the same schema at once: IF NOT EXISTS is
+        // not atomic in Postgres, the loser sees a unique violation.
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("23505" | "42P06")) => {
+            Ok(())
+        }
+        Err(e) => Err(from_pg(e)),
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn get<'r, T>(row: &'r PgRow, i: usize) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(i).map_err(from_pg)
+}
+
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => from_pg(e),
+            other => Error::Migration(other.to_string()),
+        })
+    }
+
+    async fn create_batches(&self, batches: &[NewBatch]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(from_pg)?;
+        for b in batches {
+            sqlx::query(
+                "INSERT INTO batches (id, name, workload, seed, runs, chunk_size, chunks)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(b.id)
+            .bind(&b.name)
+            .bind(&b.workload)
+            .bind(b.seed)
+            .bind(b.runs)
+            .bind(b.chunk_size)
+            .bind(b.chunks())
+            .execute(&mut *tx)
+            .await
+            .map_err(from_pg)?;
+            sqlx::query(
+                "INSERT INTO chunks (batch_id, chunk)
+                 SELECT $1, g FROM generate_series(0, $2 - 1) AS g",
+            )
+            .bind(b.id)
+            .bind(b.chunks())
+            .execute(&mut *tx)
+            .await
+            .map_err(from_pg)?;
+        }
+        tx.commit().await.map_err(from_pg)
+    }
+
+    async fn mark_published(&self, chunks: &[ChunkRef]) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = chunks.iter().map(|c| c.batch_id).collect();
+        let nums: Vec<i32> = chunks.iter().map(|c| c.chunk).collect();
+        sqlx::query(
+            "UPDATE chunks SET published = true
+             FROM unnest($1::uuid[], $2::int4[]) AS t(batch_id, chunk)
+             WHERE chunks.batch_id = t.batch_id AND chunks.chunk = t.chunk
+               AND NOT chunks.published",
+        )
+        .bind(&ids)
+        .bind(&nums)
+        .execute(&self.pool)
+        .await
+        .map_err(from_pg)?;
+        Ok(())
+    }
+
+    async fn batch(&self, id: Uuid) -> Result<Option<Batch>> {
+        let row = sqlx::query(
+            "SELECT id, name, workload, seed, runs, chunk_size, chunks,
+                    extract(epoch FROM created_at)::float8
+             FROM batches WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_pg)?;
+        row.map(|r| {
+            Ok(Batch {
+                id: get(&r, 0)?,
+                name: get(&r, 1)?,
+                workload: get(&r, 2)?,
+                seed: get(&r, 3)?,
+                runs: get(&r, 4)?,
+                chunk_size: get(&r, 5)?,
+                chunks: get(&r, 6)?,
+                created_at: get(&r, 7)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn claim_chunk(
+        &self,
+        batch_id: Uuid,
+        chunk: i32,
+        worker: &str,
+        lease: Duration,
+        max_attempts: i32,
+    ) -> Result<Claim> {
+        // The follow-up read is a separate statement, so the state it sees can
+        // have moved on (a lease expiring in between): look again a few times.
+        for _ in 0..4 {
+            let claimed: Option<i32> = sqlx::query_scalar(
+                "UPDATE chunks
+                 SET status = 'running', lease_until = now() + make_interval(secs => $3),
+                     attempts = attempts + 1, worker = $4, updated_at = now()
+                 WHERE batch_id = $1 AND chunk = $2 AND attempts < $5
+                   AND (status = 'pending' OR (status = 'running' AND lease_until < now()))
+                 RETURNING attempts",
+            )
+            .bind(batch_id)
+            .bind(chunk)
+            .bind(secs(lease))
+            .bind(worker)
+            .bind(max_attempts)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_pg)?;
+            if let Some(attempt) = claimed {
+                return Ok(Claim::Claimed { attempt });
+            }
+
+            let row = sqlx::query(
+                "SELECT status, attempts, result, last_error,
+                        extract(epoch FROM (lease_until - now()))::float8
+                 FROM chunks WHERE batch_id = $1 AND chunk = $2",
+            )
+            .bind(batch_id)
+            .bind(chunk)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_pg)?;
+            let Some(row) = row else {
+                return Ok(Claim::NotFound);
+            };
+            let status: String = get(&row, 0)?;
+            let attempts: i32 = get(&row, 1)?;
+            let remaining: Option<f64> = get(&row, 4)?;
+            match status.as_str() {
+                "completed" => {
+                    let result: Option<String> = get(&row, 2)?;
+                    return Ok(Claim::Completed {
+                        result: result.unwrap_or_default(),
+                    });
+                }
+                "failed" => {
+                    let reason: Option<String> = get(&row, 3)?;
+                    return Ok(Claim::Failed {
+                        reason: reason.unwrap_or_else(|| "failed".into()),
+                    });
+                }
+                "running" if remaining.is_some_and(|r| r > 0.0) => {
+                    return Ok(Claim::Leased {
+                        remaining_s: remaining.unwrap_or_default(),
+                    });
+                }
+                _ if attempts >= max_attempts => {
+                    if let Some(reason) = self.fail_exhausted(batch_id, chunk, max_attempts).await?
+                    {
+                        return Ok(Claim::Failed { reason });
+                    }
+                }
+                // Pending with attempts left, or a lease that just expired:
+                // the claim can succeed now.
+                _ => {}
+            }
+        }
+        Ok(Claim::Leased { remaining_s: 0.0 })
+    }
+
+    async fn complete_chunk(
+        &self,
+        batch_id: Uuid,
+        chunk: i32,
+        attempt: i32,
+        rows: &RunRows,
+        result: &str,
+    ) -> Result<Completion> {
+        let mut tx = self.pool.begin().await.map_err(from_pg)?;
+        let owned = sqlx::query(
+            "UPDATE chunks AS c
+             SET status = 'completed', result = $4, completed_at = now(),
+                 lease_until = NULL, updated_at = now()
+             FROM batches AS b
+             WHERE c.batch_id = $1 AND c.chunk = $2 AND c.status = 'running'
+               AND c.attempts = $3 AND b.id = c.batch_id
+             RETURNING b.runs, b.chunk_size",
+        )
+        .bind(batch_id)
+        .bind(chunk)
+        .bind(attempt)
+        .bind(result)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(from_pg)?;
+        let Some(owned) = owned else {
+            tx.rollback().await.map_err(from_pg)?;
+            return Ok(Completion::Fenced);
+        };
+        if let Err(e) = check_rows(get(&owned, 0)?, get(&owned, 1)?, chunk, rows) {
+            tx.rollback().await.map_err(from_pg)?;
+            return Err(e);
+        }
+
+        if !rows.is_empty() {
+            let id = copy_text::uuid_text(batch_id);
+            let mut copy = tx
+                .copy_in_raw("COPY run_results (batch_id, run_index, outcome) FROM STDIN")
+                .await
+                .map_err(from_pg)?;
+            // ~ 36 + 1 + 8 + 3 + width * 4 bytes per row; rows per message
+            // chosen so a message stays near COPY_SEND_BYTES.
+            let per_row = 48 + rows.width * 5;
+            let rows_per_send = (COPY_SEND_BYTES / per_row).max(1);
+            let mut buf = Vec::with_capacity((rows.len().min(rows_per_send)) * per_row + per_row);
+            let mut start = 0;
+            while start < rows.len() {
+                let end = (start + rows_per_send).min(rows.len());
+                buf.clear();
+                copy_text::encode_rows(&id, rows, start..end, &mut buf);
+                copy.send(buf.as_slice()).await.map_err(from_pg)?;
+                start = end;
+            }
+            // A duplicate run index fails here, and the transaction rolls
+            // back when `tx` is dropped.
+            copy.finish().await.map_err(from_pg)?;
+        }
+        tx.commit().await.map_err(from_pg)?;
+        Ok(Completion::Committed)
+    }
+
+    async fn fail_attempt(
+        &self,
+        batch_id: Uuid,
+        chunk: i32,
+        attempt: i32,
+        max_attempts: i32,
+        error: &str,
+    ) -> Result<AttemptFailure> {
+        let row = sqlx::query(
+            "UPDATE chunks
+             SET status = CASE WHEN attempts >= $4 THEN 'failed' ELSE 'pending' END,
+                 last_error = $5, lease_until = NULL, updated_at = now()
+             WHERE batch_id = $1 AND chunk = $2 AND status = 'running' AND attempts = $3
+             RETURNING status, attempts",
+        )
+        .bind(batch_id)
+        .bind(chunk)
+        .bind(attempt)
+        .bind(max_attempts)
+        .bind(error)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_pg)?;
+        let Some(row) = row else {
+            return Ok(AttemptFailure::Fenced);
+        };
+        let status: String = get(&row, 0)?;
+        let attempts: i32 = get(&row, 1)?;
+        Ok(if status == "failed" {
+            AttemptFailure::Exhausted { attempts }
+        } else {
+            AttemptFailure::WillRetry { attempt: attempts }
+        })
+    }
+
+    async fn chunk_results(&self, batch_id: Uuid) -> Result<Vec<(i32, String)>> {
+        sqlx::query_as(
+            "SELECT chunk, result FROM chunks
+             WHERE batch_id = $1 AND status = 'completed' ORDER BY chunk",
+        )
+        .bind(batch_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_pg)
+    }
+
+    async fn scan_runs<F>(&self, batch_id: Uuid, mut f: F) -> Result<()>
+    where
+        F: FnMut(i64, &[i32]) + Send,
+    {
+        // A streamed result: sqlx reads rows off the socket as they are
+        // consumed, so memory stays flat whatever the batch size.
+        let mut rows = sqlx::query(
+            "SELECT run_index, outcome FROM run_results WHERE batch_id = $1 ORDER BY run_index",
+        )
+        .bind(batch_id)
+        .fetch(&self.pool);
+        while let Some(row) = rows.try_next().await.map_err(from_pg)? {
+            let run: i64 = get(&row, 0)?;
+            let values: Vec<i32> = get(&row, 1)?;
+            f(run, &values);
+        }
+        Ok(())
+    }
+
+    async fn save_batch_result(
+        &self,
+        batch_id: Uuid,
+        result: &str,
+        duplicates_dropped: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO batch_results (batch_id, result, duplicates_dropped)
+             VALUES ($1, $2, $3) ON CONFLICT (batch_id) DO NOTHING",
+        )
+        .bind(batch_id)
+        .bind(result)
+        .bind(duplicates_dropped)
+        .execute(&self.pool)
+        .await
+        .map_err(from_pg)?;
+        Ok(())
+    }
+
+    async fn batch_result(&self, batch_id: Uuid) -> Result<Option<(String, i64)>> {
+        sqlx::query_as("SELECT result, duplicates_dropped FROM batch_results WHERE batch_id = $1")
+            .bind(batch_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_pg)
+    }
+
+    async fn record_verdict(&self, batch_id: Uuid, verdict: &Verdict) -> Result<VerdictRecord> {
+        let inserted = sqlx::query(
+            "INSERT INTO verdicts (batch_id, success, reason, line)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (batch_id) DO NOTHING",
+        )
+        .bind(batch_id)
+        .bind(verdict.success)
+        .bind(&verdict.reason)
+        .bind(&verdict.line)
+        .execute(&self.pool)
+        .await
+        .map_err(from_pg)?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(VerdictRecord::New);
+        }
+        let (success, reason, line, printed): (bool, String, String, bool) = sqlx::query_as(
+            "SELECT success, reason, line, printed FROM verdicts WHERE batch_id = $1",
+        )
+        .bind(batch_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(from_pg)?;
+        Ok(VerdictRecord::Existing {
+            verdict: Verdict {
+                success,
+                reason,
+                line,
+            },
+            printed,
+        })
+    }
+
+    async fn mark_verdict_printed(&self, batch_id: Uuid) -> Result<()> {
+        sqlx::query("UPDATE verdicts SET printed = true WHERE batch_id = $1 AND NOT printed")
+            .bind(batch_id)
+            .execute(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        Ok(())
+    }
+
+    async fn verdict(&self, batch_id: Uuid) -> Result<Option<Verdict>> {
+        let row: Option<(bool, String, String)> =
+            sqlx::query_as("SELECT success, reason, line FROM verdicts WHERE batch_id = $1")
+                .bind(batch_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(from_pg)?;
+        Ok(row.map(|(success, reason, line)| Verdict {
+            success,
+            reason,
+            line,
+        }))
+    }
+
+    async fn take_chunks_to_republish(
+        &self,
+        unpublished_after: Duration,
+        lease_grace: Duration,
+        limit: i64,
+    ) -> Result<Vec<ChunkRef>> {
+        let mut taken: Vec<(Uuid, i32)> = sqlx::query_as(
+            "WITH due AS (
+                 SELECT batch_id, chunk FROM chunks
+                 WHERE ((status = 'pending' AND NOT published
+                         AND updated_at < now() - make_interval(secs => $1))
+                     OR (status = 'running'
+                         AND lease_until < now() - make_interval(secs => $2)))
+                   AND (swept_at IS NULL OR swept_at < now() - make_interval(secs => $2))
+                 ORDER BY updated_at
+                 LIMIT $3
+                 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE chunks AS c SET swept_at = now()
+             FROM due WHERE c.batch_id = due.batch_id AND c.chunk = due.chunk
+             RETURNING c.batch_id, c.chunk",
+        )
+        .bind(secs(unpublished_after))
+        .bind(secs(lease_grace))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_pg)?;
+        taken.sort_unstable();
+        Ok(taken
+            .into_iter()
+            .map(|(batch_id, chunk)| ChunkRef { batch_id, chunk })
+            .collect())
+    }
+
+    async fn take_stalled_batches(
+        &self,
+        deadline: Duration,
+        limit: i64,
+    ) -> Result<Vec<(Uuid, i32)>> {
+        let mut taken: Vec<(Uuid, i32)> = sqlx::query_as(
+            "WITH due AS (
+                 SELECT b.id FROM batches AS b
+                 WHERE b.created_at < now() - make_interval(secs => $1)
+                   AND (b.last_republish_at IS NULL
+                        OR b.last_republish_at < now() - make_interval(secs => $1))
+                   AND NOT EXISTS (SELECT 1 FROM batch_results AS r WHERE r.batch_id = b.id)
+                   AND NOT EXISTS (SELECT 1 FROM verdicts AS v WHERE v.batch_id = b.id)
+                   AND NOT EXISTS (
+                       SELECT 1 FROM chunks AS c WHERE c.batch_id = b.id
+                         AND (c.status <> 'completed'
+                              OR c.completed_at >= now() - make_interval(secs => $1)))
+                 ORDER BY b.created_at
+                 LIMIT $2
+                 FOR UPDATE OF b SKIP LOCKED
+             )
+             UPDATE batches AS b
+             SET republish_round = b.republish_round + 1, last_republish_at = now()
+             FROM due WHERE b.id = due.id
+             RETURNING b.id, b.republish_round",
+        )
+        .bind(secs(deadline))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_pg)?;
+        taken.sort_unstable();
+        Ok(taken)
+    }
+
+    async fn failed_batches_without_verdict(&self, limit: i64) -> Result<Vec<(Uuid, String)>> {
+        let rows: Vec<(Uuid, i32, Option<String>)> = sqlx::query_as(
+            "SELECT DISTINCT ON (c.batch_id) c.batch_id, c.chunk, c.last_error
+             FROM chunks AS c
+             WHERE c.status = 'failed'
+               AND NOT EXISTS (SELECT 1 FROM verdicts AS v WHERE v.batch_id = c.batch_id)
+             ORDER BY c.batch_id, c.chunk
+             LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_pg)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, chunk, error)| (id, crate::failure_reason(chunk, error.as_deref())))
+            .collect())
+    }
+
+    async fn progress(&self, batch_id: Option<Uuid>, limit: i64) -> Result<Vec<BatchProgress>> {
+        let rows = sqlx::query(
+            "SELECT b.id, b.name, b.runs, b.chunks, extract(epoch FROM b.created_at)::float8,
+                    coalesce(c.pending, 0)::int4, coalesce(c.running, 0)::int4,
+                    coalesce(c.completed, 0)::int4, coalesce(c.failed, 0)::int4,
+                    coalesce(c.attempts, 0)::int8,
+                    EXISTS (SELECT 1 FROM batch_results AS r WHERE r.batch_id = b.id),
+                    v.success, nullif(v.reason, ''), extract(epoch FROM v.created_at)::float8
+             FROM (SELECT * FROM batches WHERE $1::uuid IS NULL OR id = $1
+                   ORDER BY created_at DESC, id LIMIT $2) AS b
+             LEFT JOIN LATERAL (
+                 SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+                        count(*) FILTER (WHERE status = 'running') AS running,
+                        count(*) FILTER (WHERE status = 'completed') AS completed,
+                        count(*) FILTER (WHERE status = 'failed') AS failed,
+                        sum(attempts) AS attempts
+                 FROM chunks WHERE chunks.batch_id = b.id
+             ) AS c ON true
+             LEFT JOIN verdicts AS v ON v.batch_id = b.id
+             ORDER BY b.created_at DESC, b.id",
+        )
+        .bind(batch_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_pg)?;
+        rows.iter()
+            .map(|r| {
+                Ok(BatchProgress {
+                    id: get(r, 0)?,
+                    name: get(r, 1)?,
+                    runs: get(r, 2)?,
+                    chunks: get(r, 3)?,
+                    created_at: get(r, 4)?,
+                    pending: get(r, 5)?,
+                    running: get(r, 6)?,
+                    completed: get(r, 7)?,
+                    failed: get(r, 8)?,
+                    attempts: get(r, 9)?,
+                    aggregated: get(r, 10)?,
+                    verdict: get(r, 11)?,
+                    reason: get(r, 12)?,
+                    finished_at: get(r, 13)?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(check_schema_name("t_1a2b").is_ok());
+        for bad in ["", "1abc", "a-b", "a\"b", "a b", &"x".repeat(64)] {
+            assert!(
+                matches!(check_schema_name(bad), Err(Error::Config(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,662 @@
+//! The conformance suite every [`Store`] must pass: one generic async fn per
+//! case, instantiated for each backend by `conformance_tests!` in
+//! `tests/postgres.rs` and `tests/sqlite.rs`.
+//!
+//! Leases are short (100 ms) and the tests sleep well past them; no test
+//! asserts on how long anything took.
+
+// Test helpers outside #[test] fns: clippy's allow-unwrap-in-tests misses them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use store::{
+    AttemptFailure, Batch, ChunkRef, Claim, Completion, Error, NewBatch, RunRows, Store, Uuid,
+    Verdict, VerdictRecord,
+};
+
+/// One `#[tokio::test]` per conformance case, each run through `$runner`
+/// (which gives the case a fresh, empty, migrated store and cleans up).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($runner:ident) => {
+        conformance_tests!($runner:
+            batch_round_trip,
+            claim_lease_reclaim_fence_complete,
+            claim_unknown_chunk,
+            last_chunk_is_short_and_scan_is_in_run_order,
+            wide_chunk_in_bulk,
+            complete_refuses_rows_outside_the_chunk,
+            fail_until_exhausted,
+            expired_lease_without_attempts_left_fails,
+            batch_result_first_write_wins,
+            verdict_first_write_wins_then_printed,
+            republish_unpublished_chunks,
+            republish_expired_leases,
+            stalled_batches,
+            failed_batches_without_verdict,
+            progress_counts,
+        );
+    };
+    ($runner:ident: $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                $runner(common::$case).await;
+            }
+        )*
+    };
+}
+
+const LEASE: Duration = Duration::from_millis(100);
+const PAST_LEASE: Duration = Duration::from_millis(400);
+const LONG: Duration = Duration::from_secs(3600);
+const MAX: i32 = 5;
+
+pub fn new_batch(name: &str, runs: i64, chunk_size: i32) -> NewBatch {
+    NewBatch {
+        id: Uuid::new_v4(),
+        name: name.to_owned(),
+        workload: r#"{"kind":"sum"}"#.to_owned(),
+        seed: 42,
+        runs,
+        chunk_size,
+    }
+}
+
+/// Deterministic outcomes, negative values included.
+pub fn value(run: i64, k: usize) -> i32 {
+    ((run * 31 + k as i64 * 7) % 1000 - 500) as i32
+}
+
+pub fn rows_for(batch: &Batch, chunk: i32, width: usize) -> RunRows {
+    let (first_run, runs) = batch.chunk_range(chunk);
+    let mut values = Vec::new();
+    for run in first_run..first_run + runs {
+        for k in 0..width {
+            values.push(value(run, k));
+        }
+    }
+    RunRows {
+        first_run,
+        width,
+        values,
+    }
+}
+
+async fn create<S: Store>(s: &S, name: &str, runs: i64, chunk_size: i32) -> Batch {
+    let new = new_batch(name, runs, chunk_size);
+    s.create_batches(std::slice::from_ref(&new)).await.unwrap();
+    s.batch(new.id).await.unwrap().expect("batch just created")
+}
+
+async fn scan<S: Store>(s: &S, id: Uuid) -> Vec<(i64, Vec<i32>)> {
+    let mut seen = Vec::new();
+    s.scan_runs(id, |run, values| seen.push((run, values.to_vec())))
+        .await
+        .unwrap();
+    seen
+}
+
+/// Claims (must succeed) and completes a chunk with its proper rows.
+async fn claim_and_complete<S: Store>(s: &S, batch: &Batch, chunk: i32) {
+    let Claim::Claimed { attempt } = s
+        .claim_chunk(batch.id, chunk, "w", LONG, MAX)
+        .await
+        .unwrap()
+    else {
+        panic!("chunk {chunk} not claimable");
+    };
+    let rows = rows_for(batch, chunk, 2);
+    let done = s
+        .complete_chunk(batch.id, chunk, attempt, &rows, &format!("r{chunk}"))
+        .await
+        .unwrap();
+    assert_eq!(done, Completion::Committed);
+}
+
+async fn exhaust<S: Store>(s: &S, batch: &Batch, chunk: i32, error: &str) {
+    let Claim::Claimed { attempt } = s.claim_chunk(batch.id, chunk, "w", LONG, 1).await.unwrap()
+    else {
+        panic!("chunk {chunk} not claimable");
+    };
+    let failed = s
+        .fail_attempt(batch.id, chunk, attempt, 1, error)
+        .await
+        .unwrap();
+    assert_eq!(failed, AttemptFailure::Exhausted { attempts: 1 });
+}
+
+pub async fn batch_round_trip<S: Store>(s: S) {
+    let new = vec![new_batch("one", 25, 10), new_batch("two", 10, 10)];
+    s.create_batches(&new).await.unwrap();
+    let b = s.batch(new[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            b.id,
+            b.name.as_str(),
+            b.workload.as_str(),
+            b.seed,
+            b.runs,
+            b.chunk_size,
+            b.chunks
+        ),
+        (new[0].id, "one", new[0].workload.as_str(), 42, 25, 10, 3)
+    );
+    assert!(
+        b.created_at > 1.6e9,
+        "created_at is Unix seconds: {}",
+        b.created_at
+    );
+    assert_eq!(s.batch(new[1].id).await.unwrap().unwrap().chunks, 1);
+    assert_eq!(s.batch(Uuid::new_v4()).await.unwrap(), None);
+    // A batch id is created once: a second insert fails the whole transaction.
+    let again = vec![new_batch("three", 5, 5), new[0].clone()];
+    assert!(s.create_batches(&again).await.is_err());
+    assert_eq!(s.batch(again[0].id).await.unwrap(), None, "rolled back");
+}
+
+pub async fn claim_lease_reclaim_fence_complete<S: Store>(s: S) {
+    let b = create(&s, "lease", 25, 10).await;
+    assert_eq!(
+        s.claim_chunk(b.id, 0, "w1", LEASE, MAX).await.unwrap(),
+        Claim::Claimed { attempt: 1 }
+    );
+    match s.claim_chunk(b.id, 0, "w2", LEASE, MAX).await.unwrap() {
+        Claim::Leased { remaining_s } => assert!(remaining_s > 0.0 && remaining_s <= 0.1 + 1e-3),
+        other => panic!("expected Leased, got {other:?}"),
+    }
+    tokio::time::sleep(PAST_LEASE).await;
+    assert_eq!(
+        s.claim_chunk(b.id, 0, "w2", LONG, MAX).await.unwrap(),
+        Claim::Claimed { attempt: 2 }
+    );
+
+    let rows = rows_for(&b, 0, 3);
+    // The stale owner (attempt 1) is fenced and writes nothing.
+    assert_eq!(
+        s.complete_chunk(b.id, 0, 1, &rows, "stale").await.unwrap(),
+        Completion::Fenced
+    );
+    assert!(scan(&s, b.id).await.is_empty());
+    assert_eq!(s.chunk_results(b.id).await.unwrap(), vec![]);
+
+    assert_eq!(
+        s.complete_chunk(b.id, 0, 2, &rows, "fresh").await.unwrap(),
+        Completion::Committed
+    );
+    let seen = scan(&s, b.id).await;
+    assert_eq!(seen.len(), 10);
+    for (i, (run, values)) in seen.iter().enumerate() {
+        assert_eq!(*run, i as i64);
+        assert_eq!(values.as_slice(), rows.row(i));
+    }
+    assert_eq!(
+        s.claim_chunk(b.id, 0, "w3", LEASE, MAX).await.unwrap(),
+        Claim::Completed {
+            result: "fresh".into()
+        }
+    );
+    // Completing twice (a redelivery after commit) is fenced too.
+    assert_eq!(
+        s.complete_chunk(b.id, 0, 2, &rows, "fresh").await.unwrap(),
+        Completion::Fenced
+    );
+    assert_eq!(scan(&s, b.id).await.len(), 10);
+    assert_eq!(
+        s.chunk_results(b.id).await.unwrap(),
+        vec![(0, "fresh".to_owned())]
+    );
+}
+
+pub async fn claim_unknown_chunk<S: Store>(s: S) {
+    let b = create(&s, "unknown", 10, 10).await;
+    assert_eq!(
+        s.claim_chunk(b.id, 1, "w", LEASE, MAX).await.unwrap(),
+        Claim::NotFound
+    );
+    assert_eq!(
+        s.claim_chunk(Uuid::new_v4(), 0, "w", LEASE, MAX)
+            .await
+            .unwrap(),
+        Claim::NotFound
+    );
+    let rows = RunRows::default();
+    assert_eq!(
+        s.complete_chunk(Uuid::new_v4(), 0, 1, &rows, "x")
+            .await
+            .unwrap(),
+        Completion::Fenced
+    );
+}
+
+pub async fn last_chunk_is_short_and_scan_is_in_run_order<S: Store>(s: S) {
+    let b = create(&s, "short", 25, 10).await;
+    // Completed out of order; the scan still comes back by run index.
+    for chunk in [2, 0, 1] {
+        claim_and_complete(&s, &b, chunk).await;
+    }
+    let seen = scan(&s, b.id).await;
+    let runs: Vec<i64> = seen.iter().map(|(r, _)| *r).collect();
+    assert_eq!(runs, (0..25).collect::<Vec<_>>());
+    for (run, values) in &seen {
+        assert_eq!(values, &vec![value(*run, 0), value(*run, 1)]);
+    }
+    assert_eq!(
+        s.chunk_results(b.id).await.unwrap(),
+        vec![(0, "r0".into()), (1, "r1".into()), (2, "r2".into())]
+    );
+}
+
+pub async fn wide_chunk_in_bulk<S: Store>(s: S) {
+    // More rows than one multi-row INSERT or one COPY message holds.
+    let b = create(&s, "bulk", 2_345, 2_345).await;
+    let Claim::Claimed { attempt } = s.claim_chunk(b.id, 0, "w", LONG, MAX).await.unwrap() else {
+        panic!("not claimable");
+    };
+    let mut rows = rows_for(&b, 0, 7);
+    rows.values[0] = i32::MIN;
+    rows.values[1] = i32::MAX;
+    assert_eq!(
+        s.complete_chunk(b.id, 0, attempt, &rows, "bulk")
+            .await
+            .unwrap(),
+        Completion::Committed
+    );
+    let mut count = 0usize;
+    let mut in_order = true;
+    let mut equal = true;
+    s.scan_runs(b.id, |run, values| {
+        in_order &= run == count as i64;
+        equal &= values == rows.row(count);
+        count += 1;
+    })
+    .await
+    .unwrap();
+    assert_eq!(count, 2_345);
+    assert!(in_order && equal);
+}
+
+pub async fn complete_refuses_rows_outside_the_chunk<S: Store>(s: S) {
+    let b = create(&s, "bad rows", 25, 10).await;
+    let Claim::Claimed { attempt } = s.claim_chunk(b.id, 1, "w", LONG, MAX).await.unwrap() else {
+        panic!("not claimable");
+    };
+    let wrong_start = rows_for(&b, 0, 2);
+    let too_few = RunRows {
+        first_run: 10,
+        width: 2,
+        values: vec![1; 18],
+    };
+    for rows in [&wrong_start, &too_few] {
+        let err = s
+            .complete_chunk(b.id, 1, attempt, rows, "x")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+        assert!(!err.can_be_retried());
+    }
+    // Nothing was written and the claim still stands.
+    assert!(scan(&s, b.id).await.is_empty());
+    assert!(matches!(
+        s.claim_chunk(b.id, 1, "w2", LEASE, MAX).await.unwrap(),
+        Claim::Leased { .. }
+    ));
+    assert_eq!(
+        s.complete_chunk(b.id, 1, attempt, &rows_for(&b, 1, 2), "ok")
+            .await
+            .unwrap(),
+        Completion::Committed
+    );
+}
+
+pub async fn fail_until_exhausted<S: Store>(s: S) {
+    let b = create(&s, "fail", 10, 10).await;
+    for attempt in 1..=3 {
+        assert_eq!(
+            s.claim_chunk(b.id, 0, "w", LONG, 3).await.unwrap(),
+            Claim::Claimed { attempt }
+        );
+        // A stale attempt number changes nothing.
+        assert_eq!(
+            s.fail_attempt(b.id, 0, attempt + 1, 3, "stale")
+                .await
+                .unwrap(),
+            AttemptFailure::Fenced
+        );
+        let expected = if attempt < 3 {
+            AttemptFailure::WillRetry { attempt }
+        } else {
+            AttemptFailure::Exhausted { attempts: 3 }
+        };
+        assert_eq!(
+            s.fail_attempt(b.id, 0, attempt, 3, &format!("boom {attempt}"))
+                .await
+                .unwrap(),
+            expected
+        );
+    }
+    assert_eq!(
+        s.claim_chunk(b.id, 0, "w", LONG, 3).await.unwrap(),
+        Claim::Failed {
+            reason: "boom 3".into()
+        }
+    );
+    assert_eq!(
+        s.fail_attempt(b.id, 0, 3, 3, "again").await.unwrap(),
+        AttemptFailure::Fenced
+    );
+    assert_eq!(
+        s.complete_chunk(b.id, 0, 3, &rows_for(&b, 0, 1), "late")
+            .await
+            .unwrap(),
+        Completion::Fenced
+    );
+}
+
+pub async fn expired_lease_without_attempts_left_fails<S: Store>(s: S) {
+    let b = create(&s, "expired", 10, 10).await;
+    assert_eq!(
+        s.claim_chunk(b.id, 0, "w", LEASE, 1).await.unwrap(),
+        Claim::Claimed { attempt: 1 }
+    );
+    tokio::time::sleep(PAST_LEASE).await;
+    let expected = Claim::Failed {
+        reason: "lease expired after 1 attempts".into(),
+    };
+    assert_eq!(
+        s.claim_chunk(b.id, 0, "w", LEASE, 1).await.unwrap(),
+        expected
+    );
+    assert_eq!(
+        s.claim_chunk(b.id, 0, "w", LEASE, 1).await.unwrap(),
+        expected
+    );
+    let p = &s.progress(Some(b.id), 10).await.unwrap()[0];
+    assert_eq!((p.running, p.failed), (0, 1));
+    // The worker that lost its lease cannot complete any more.
+    assert_eq!(
+        s.complete_chunk(b.id, 0, 1, &rows_for(&b, 0, 1), "late")
+            .await
+            .unwrap(),
+        Completion::Fenced
+    );
+}
+
+pub async fn batch_result_first_write_wins<S: Store>(s: S) {
+    let b = create(&s, "result", 10, 10).await;
+    assert_eq!(s.batch_result(b.id).await.unwrap(), None);
+    s.save_batch_result(b.id, "first", 2).await.unwrap();
+    s.save_batch_result(b.id, "second", 5).await.unwrap();
+    assert_eq!(
+        s.batch_result(b.id).await.unwrap(),
+        Some(("first".into(), 2))
+    );
+}
+
+pub async fn verdict_first_write_wins_then_printed<S: Store>(s: S) {
+    let b = create(&s, "verdict", 10, 10).await;
+    let success = Verdict {
+        success: true,
+        reason: String::new(),
+        line: format!(
+            "SUCCESS [verdict] batch={} runs=10 chunks=1 duplicates_dropped=0",
+            b.id
+        ),
+    };
+    let failure = Verdict {
+        success: false,
+        reason: "late".into(),
+        line: "FAILURE …".into(),
+    };
+    assert_eq!(s.verdict(b.id).await.unwrap(), None);
+    assert_eq!(
+        s.record_verdict(b.id, &success).await.unwrap(),
+        VerdictRecord::New
+    );
+    assert_eq!(
+        s.record_verdict(b.id, &failure).await.unwrap(),
+        VerdictRecord::Existing {
+            verdict: success.clone(),
+            printed: false
+        }
+    );
+    s.mark_verdict_printed(b.id).await.unwrap();
+    s.mark_verdict_printed(b.id).await.unwrap();
+    assert_eq!(
+        s.record_verdict(b.id, &failure).await.unwrap(),
+        VerdictRecord::Existing {
+            verdict: success.clone(),
+            printed: true
+        }
+    );
+    assert_eq!(s.verdict(b.id).await.unwrap(), Some(success));
+}
+
+pub async fn republish_unpublished_chunks<S: Store>(s: S) {
+    let old = create(&s, "unpublished", 30, 10).await;
+    s.mark_published(&[ChunkRef {
+        batch_id: old.id,
+        chunk: 0,
+    }])
+    .await
+    .unwrap();
+    // Chunk 2 is running under a live lease: not the sweeper's business.
+    assert!(matches!(
+        s.claim_chunk(old.id, 2, "w", LONG, MAX).await.unwrap(),
+        Claim::Claimed { .. }
+    ));
+    assert_eq!(
+        s.take_chunks_to_republish(LONG, LONG, 100).await.unwrap(),
+        vec![],
+        "too young"
+    );
+
+    let taken = s
+        .take_chunks_to_republish(Duration::ZERO, LONG, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken,
+        vec![ChunkRef {
+            batch_id: old.id,
+            chunk: 1
+        }]
+    );
+    // Stamped: the next sweep within the grace skips it.
+    assert_eq!(
+        s.take_chunks_to_republish(Duration::ZERO, LONG, 100)
+            .await
+            .unwrap(),
+        vec![]
+    );
+
+    // The limit bounds one sweep.
+    let more = create(&s, "more", 50, 10).await;
+    let first = s
+        .take_chunks_to_republish(Duration::ZERO, LONG, 3)
+        .await
+        .unwrap();
+    let second = s
+        .take_chunks_to_republish(Duration::ZERO, LONG, 3)
+        .await
+        .unwrap();
+    assert_eq!((first.len(), second.len()), (3, 2));
+    let mut all: Vec<i32> = first.iter().chain(&second).map(|c| c.chunk).collect();
+    all.sort_unstable();
+    assert_eq!(all, vec![0, 1, 2, 3, 4]);
+    assert!(first.iter().chain(&second).all(|c| c.batch_id == more.id));
+}
+
+pub async fn republish_expired_leases<S: Store>(s: S) {
+    let b = create(&s, "expired leases", 20, 10).await;
+    let all: Vec<ChunkRef> = (0..2)
+        .map(|chunk| ChunkRef {
+            batch_id: b.id,
+            chunk,
+        })
+        .collect();
+    s.mark_published(&all).await.unwrap();
+    assert!(matches!(
+        s.claim_chunk(b.id, 0, "w", LEASE, MAX).await.unwrap(),
+        Claim::Claimed { .. }
+    ));
+    assert!(matches!(
+        s.claim_chunk(b.id, 1, "w", LONG, MAX).await.unwrap(),
+        Claim::Claimed { .. }
+    ));
+    let grace = Duration::from_secs(1);
+    assert_eq!(
+        s.take_chunks_to_republish(LONG, grace, 100).await.unwrap(),
+        vec![],
+        "lease not yet expired past the grace"
+    );
+    tokio::time::sleep(grace + PAST_LEASE * 2).await;
+    let expected = vec![ChunkRef {
+        batch_id: b.id,
+        chunk: 0,
+    }];
+    assert_eq!(
+        s.take_chunks_to_republish(LONG, grace, 100).await.unwrap(),
+        expected
+    );
+    assert_eq!(
+        s.take_chunks_to_republish(LONG, grace, 100).await.unwrap(),
+        vec![]
+    );
+    tokio::time::sleep(grace + PAST_LEASE).await;
+    assert_eq!(
+        s.take_chunks_to_republish(LONG, grace, 100).await.unwrap(),
+        expected,
+        "still expired after the grace: taken again"
+    );
+}
+
+pub async fn stalled_batches<S: Store>(s: S) {
+    let done = create(&s, "done", 20, 10).await;
+    let incomplete = create(&s, "incomplete", 20, 10).await;
+    let judged = create(&s, "judged", 10, 10).await;
+    for chunk in 0..2 {
+        claim_and_complete(&s, &done, chunk).await;
+    }
+    claim_and_complete(&s, &incomplete, 0).await;
+    claim_and_complete(&s, &judged, 0).await;
+    let verdict = Verdict {
+        success: false,
+        reason: "x".into(),
+        line: "FAILURE".into(),
+    };
+    s.record_verdict(judged.id, &verdict).await.unwrap();
+
+    let deadline = Duration::from_secs(1);
+    assert_eq!(
+        s.take_stalled_batches(deadline, 10).await.unwrap(),
+        vec![],
+        "too fresh"
+    );
+    tokio::time::sleep(deadline + PAST_LEASE).await;
+    assert_eq!(
+        s.take_stalled_batches(deadline, 10).await.unwrap(),
+        vec![(done.id, 1)]
+    );
+    assert_eq!(
+        s.take_stalled_batches(deadline, 10).await.unwrap(),
+        vec![],
+        "just re-published"
+    );
+    tokio::time::sleep(deadline + PAST_LEASE).await;
+    assert_eq!(
+        s.take_stalled_batches(deadline, 10).await.unwrap(),
+        vec![(done.id, 2)]
+    );
+
+    s.save_batch_result(done.id, "agg", 0).await.unwrap();
+    tokio::time::sleep(deadline + PAST_LEASE).await;
+    assert_eq!(
+        s.take_stalled_batches(deadline, 10).await.unwrap(),
+        vec![],
+        "aggregated"
+    );
+}
+
+pub async fn failed_batches_without_verdict<S: Store>(s: S) {
+    let bad = create(&s, "bad", 30, 10).await;
+    let good = create(&s, "good", 10, 10).await;
+    exhaust(&s, &bad, 2, "disk on fire").await;
+    exhaust(&s, &bad, 1, "out of memory").await;
+    claim_and_complete(&s, &good, 0).await;
+
+    let failed = s.failed_batches_without_verdict(10).await.unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, bad.id);
+    assert!(
+        failed[0].1.contains("chunk 1") && failed[0].1.contains("out of memory"),
+        "reason names the first failed chunk and its error: {}",
+        failed[0].1
+    );
+    let verdict = Verdict {
+        success: false,
+        reason: failed[0].1.clone(),
+        line: "FAILURE".into(),
+    };
+    s.record_verdict(bad.id, &verdict).await.unwrap();
+    assert_eq!(s.failed_batches_without_verdict(10).await.unwrap(), vec![]);
+}
+
+pub async fn progress_counts<S: Store>(s: S) {
+    let older = create(&s, "older", 10, 10).await;
+    // Distinct creation times for a stable newest-first order.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let b = create(&s, "mixed", 40, 10).await;
+    assert!(matches!(
+        s.claim_chunk(b.id, 0, "w", LONG, MAX).await.unwrap(),
+        Claim::Claimed { .. }
+    ));
+    claim_and_complete(&s, &b, 1).await;
+    exhaust(&s, &b, 2, "broken").await;
+
+    let p = s.progress(Some(b.id), 10).await.unwrap();
+    assert_eq!(p.len(), 1);
+    let p = &p[0];
+    assert_eq!(
+        (p.id, p.name.as_str(), p.runs, p.chunks),
+        (b.id, "mixed", 40, 4)
+    );
+    assert_eq!((p.pending, p.running, p.completed, p.failed), (1, 1, 1, 1));
+    assert_eq!(p.attempts, 3);
+    assert_eq!(
+        (p.aggregated, p.verdict, &p.reason, p.finished_at),
+        (false, None, &None, None)
+    );
+    assert_eq!(p.created_at, b.created_at);
+
+    s.save_batch_result(b.id, "agg", 0).await.unwrap();
+    let verdict = Verdict {
+        success: false,
+        reason: "chunk 2 failed: broken".into(),
+        line: "FAILURE".into(),
+    };
+    s.record_verdict(b.id, &verdict).await.unwrap();
+    let p = &s.progress(Some(b.id), 10).await.unwrap()[0];
+    assert!(p.aggregated);
+    assert_eq!(p.verdict, Some(false));
+    assert_eq!(p.reason.as_deref(), Some("chunk 2 failed: broken"));
+    assert!(p.finished_at.is_some_and(|t| t >= p.created_at));
+
+    let ok = Verdict {
+        success: true,
+        reason: String::new(),
+        line: "SUCCESS".into(),
+    };
+    s.record_verdict(older.id, &ok).await.unwrap();
+    let all = s.progress(None, 10).await.unwrap();
+    let ids: Vec<Uuid> = all.iter().map(|p| p.id).collect();
+    assert_eq!(ids, vec![b.id, older.id], "newest first");
+    assert_eq!(
+        (all[1].verdict, all[1].reason.as_deref()),
+        (Some(true), None)
+    );
+    assert_eq!((all[1].pending, all[1].attempts), (1, 0));
+    assert_eq!(s.progress(None, 1).await.unwrap().len(), 1);
+    assert_eq!(s.progress(Some(Uuid::new_v4()), 10).await.unwrap(), vec![]);
+}

@@ -1,0 +1,130 @@
+//! The conformance suite on Postgres, plus what only Postgres has: racing
+//! claimers in separate connections, connect errors, schema isolation.
+//!
+//! Needs Postgres at `DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); each test works in its own
+//! random schema and drops it afterwards. Fails loudly when Postgres is absent.
+
+// Helpers outside #[test] fns: clippy's allow-unwrap-in-tests misses them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod common;
+
+use std::future::Future;
+use std::time::Duration;
+
+use store::{Claim, Error, PgOptions, PgStore, Store, Uuid};
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+async fn fresh_store() -> PgStore {
+    let url = database_url();
+    let schema = format!("store_test_{}", Uuid::new_v4().simple());
+    let store = PgStore::connect_with_schema(&url, &schema)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("these tests need Postgres at DATABASE_URL={url} (start it, or set DATABASE_URL): {e}")
+        });
+    store.migrate().await.expect("migrations apply");
+    store
+}
+
+/// Runs `case` on a fresh schema and drops the schema afterwards, also when
+/// the case panics.
+async fn with_pg<F, Fut>(case: F)
+where
+    F: FnOnce(PgStore) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let store = fresh_store().await;
+    let outcome = tokio::spawn(case(store.clone())).await;
+    store.drop_schema().await.expect("drop test schema");
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+conformance_tests!(with_pg);
+
+async fn race_for_one_chunk(s: PgStore) {
+    let b = common::new_batch("race", 10, 10);
+    s.create_batches(std::slice::from_ref(&b)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.claim_chunk(b.id, 0, &format!("w{i}"), Duration::from_secs(60), 5)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut claimed = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Claim::Claimed { attempt } => {
+                assert_eq!(attempt, 1);
+                claimed += 1;
+            }
+            Claim::Leased { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        claimed, 1,
+        "exactly one of 8 racing claimers owns the chunk"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_racing_claims_one_winner() {
+    with_pg(race_for_one_chunk).await;
+}
+
+#[tokio::test]
+async fn unreachable_server_is_a_retryable_error() {
+    // Port 1 on loopback: nothing listens there, the connection is refused.
+    let options = PgOptions {
+        connect_timeout: Duration::from_secs(2),
+        ..PgOptions::default()
+    };
+    let err = PgStore::connect_with("postgres://postgres@127.0.0.1:1/postgres", options)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert!(err.can_be_retried());
+    assert!(
+        err.to_string().contains("127.0.0.1:1"),
+        "names the target: {err}"
+    );
+}
+
+#[tokio::test]
+async fn bad_url_and_schema_are_config_errors() {
+    let err = PgStore::connect("not a url").await.unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    let err = PgStore::connect_with_schema(&database_url(), "bad-name; DROP")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn schemas_isolate_and_migrate_is_idempotent() {
+    let a = fresh_store().await;
+    let b = fresh_store().await;
+    a.migrate().await.expect("second migrate is a no-op");
+    let batch = common::new_batch("isolated", 10, 10);
+    a.create_batches(std::slice::from_ref(&batch))
+        .await
+        .unwrap();
+    let seen_in_b = b.batch(batch.id).await;
+    let seen_in_a = a.batch(batch.id).await;
+    a.drop_schema().await.unwrap();
+    b.drop_schema().await.unwrap();
+    assert!(seen_in_a.unwrap().is_some());
+    assert_eq!(seen_in_b.unwrap(), None);
+}
