@@ -1,0 +1,186 @@
+//! Read-only inspection of a state directory, for tools such as
+//! `batchline metadata`. Takes no lock and changes nothing, so it can run
+//! beside a live manager; a row being appended at that moment may show as
+//! a torn tail.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+
+use csv::{ByteRecord, ReaderBuilder, Terminator};
+
+use crate::error::{Error, Result};
+use crate::format::parse_bodies;
+use crate::fsutil::read_or_empty;
+use crate::key::{CORRUPT_SUFFIX, DATA_SUFFIX, corrupt_path, data_path, key_of, validate_key};
+use crate::scan::scan;
+use crate::tombstones::read_tombstones;
+
+/// A summary of one key's log as it is on disk now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFileInfo {
+    pub key: String,
+    /// File size.
+    pub bytes: u64,
+    /// Lines, counting a torn tail.
+    pub rows: u64,
+    /// Lines whose CRC checks out (the last line included).
+    pub valid_rows: u64,
+    /// Lines before the last that fail their CRC: a rebuild quarantines them.
+    pub crc_failures: u64,
+    /// The last line has no `\n` or fails its CRC: a rebuild cuts it.
+    pub torn_tail: bool,
+    /// Valid rows whose msg_id appeared on an earlier valid row.
+    pub duplicate_msg_ids: u64,
+    /// Lines already moved to `{key}.csv.corrupt` by earlier rebuilds.
+    pub quarantined: u64,
+    /// The key is in the tombstone log (its file is a leftover).
+    pub tombstoned: bool,
+}
+
+/// One line of a key's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowInfo {
+    /// 1-based line number.
+    pub line: u64,
+    /// The first field (for a damaged line: its first comma-separated piece).
+    pub msg_id: Option<String>,
+    /// The row's fields after the msg_id, without the CRC (or the raw
+    /// comma-separated pieces when the line does not parse as CSV).
+    pub fields: Vec<String>,
+    pub crc_ok: bool,
+    /// The line is the torn tail a rebuild would cut.
+    pub torn: bool,
+    /// CRC ok, but its msg_id appeared on an earlier valid line.
+    pub duplicate: bool,
+}
+
+/// Every key log in `dir` (and keys that only have a quarantine file),
+/// sorted by key.
+pub fn inspect(dir: impl AsRef<Path>) -> Result<Vec<KeyFileInfo>> {
+    let dir = dir.as_ref();
+    let tombstones: HashSet<String> = read_tombstones(dir)?.into_iter().collect();
+    let mut keys = Vec::new();
+    for dirent in fs::read_dir(dir).map_err(Error::io(dir))? {
+        let dirent = dirent.map_err(Error::io(dir))?;
+        let name = dirent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(key) = key_of(name, DATA_SUFFIX).or_else(|| key_of(name, CORRUPT_SUFFIX)) {
+            keys.push(key.to_owned());
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys.into_iter()
+        .map(|key| {
+            let tombstoned = tombstones.contains(&key);
+            key_info(dir, key, tombstoned)
+        })
+        .collect()
+}
+
+fn key_info(dir: &Path, key: String, tombstoned: bool) -> Result<KeyFileInfo> {
+    let path = data_path(dir, &key);
+    let bytes = read_or_empty(&path).map_err(Error::io(&path))?;
+    let qpath = corrupt_path(dir, &key);
+    let quarantined = read_or_empty(&qpath)
+        .map_err(Error::io(&qpath))?
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count() as u64;
+    let rows = rows_of(&bytes);
+    Ok(KeyFileInfo {
+        key,
+        bytes: bytes.len() as u64,
+        rows: rows.len() as u64,
+        valid_rows: rows.iter().filter(|r| r.crc_ok).count() as u64,
+        crc_failures: rows.iter().filter(|r| !r.crc_ok && !r.torn).count() as u64,
+        torn_tail: rows.iter().any(|r| r.torn),
+        duplicate_msg_ids: rows.iter().filter(|r| r.duplicate).count() as u64,
+        quarantined,
+        tombstoned,
+    })
+}
+
+/// Every line of `key`'s log. A missing file is an [`Error::Io`].
+pub fn inspect_key(dir: impl AsRef<Path>, key: &str) -> Result<Vec<RowInfo>> {
+    validate_key(key)?;
+    let path = data_path(dir.as_ref(), key);
+    let bytes = fs::read(&path).map_err(Error::io(&path))?;
+    Ok(rows_of(&bytes))
+}
+
+/// Completed keys in the tombstone log, in the order they were completed.
+pub fn inspect_tombstones(dir: impl AsRef<Path>) -> Result<Vec<String>> {
+    read_tombstones(dir.as_ref())
+}
+
+fn rows_of(bytes: &[u8]) -> Vec<RowInfo> {
+    let scanned = scan(bytes);
+    let mut rows: Vec<RowInfo> = scanned
+        .lines
+        .iter()
+        .map(|l| {
+            let crc_ok = l.body.is_some();
+            // A valid line's last comma starts its CRC; for a damaged one,
+            // show the whole line.
+            let shown = l.body.unwrap_or(l.raw);
+            row_info(l.number, shown, crc_ok, false)
+        })
+        .collect();
+    // Valid lines are parsed together the way a rebuild does, which also
+    // tells whether a rebuild would accept them.
+    let valid: Vec<(usize, &[u8])> = scanned
+        .lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.body.map(|b| (i, b)))
+        .collect();
+    let bodies: Vec<&[u8]> = valid.iter().map(|&(_, b)| b).collect();
+    let mut seen = HashSet::new();
+    let _ = parse_bodies(&bodies, |i, record| {
+        let msg_id = String::from_utf8_lossy(record.get(0).unwrap_or_default()).into_owned();
+        if let Some(&(row, _)) = valid.get(i) {
+            rows[row].duplicate = !seen.insert(msg_id);
+        }
+        Ok(())
+    });
+    if let Some(t) = &scanned.torn {
+        rows.push(row_info(t.number, t.raw, false, true));
+    }
+    rows
+}
+
+fn row_info(line: u64, text: &[u8], crc_ok: bool, torn: bool) -> RowInfo {
+    let parsed = ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .terminator(Terminator::Any(b'\n'))
+        .from_reader(text)
+        .byte_records()
+        .next()
+        .and_then(|r| r.ok());
+    let fields: Vec<String> = match parsed {
+        Some(record) => lossy_fields(&record),
+        None => text
+            .split(|&b| b == b',')
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect(),
+    };
+    let mut fields = fields.into_iter();
+    RowInfo {
+        line,
+        msg_id: fields.next(),
+        fields: fields.collect(),
+        crc_ok,
+        torn,
+        duplicate: false,
+    }
+}
+
+fn lossy_fields(record: &ByteRecord) -> Vec<String> {
+    record
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect()
+}
