@@ -345,19 +345,19 @@ impl<S: KeyedState> StatefulWorkerManager<S> {
         Ok(summary)
     }
 
-    /// Finalizes `key`: commits pending rows, appends a durable tombstone,
+    /// Finalizes `key`: commits all pending rows (of every key), appends a durable tombstone,
     /// forgets the key's state and deletes its file (then fsyncs the
     /// directory). Later messages for the key are
     /// [`AlreadyCompleted`](Processed::AlreadyCompleted). Completing a key
-    /// twice is a no-op. Failures after the commit poison the manager; the
+    /// twice only commits. Failures after the commit poison the manager; the
     /// rebuild then finishes the job (a tombstoned key's file is deleted).
     pub fn complete(&mut self, key: &str) -> Result<()> {
         self.check_usable()?;
         validate_key(key)?;
+        self.commit()?;
         if self.completed.contains(key) {
             return Ok(());
         }
-        self.commit()?;
         match self.tombstones.append(key) {
             Ok(false) => {}
             Ok(true) => {
