@@ -1,10 +1,14 @@
 # batchline — the drill and the developer loop. `make help` lists targets.
 SHELL := /bin/bash
 CARGO ?= cargo
+# The service URLs below are this Makefile's defaults unless the caller set
+# them; scripts/stack.sh lets .env replace the ones named here.
+STACK_MAKE_DEFAULTS := $(foreach v,DATABASE_URL RABBITMQ_URL,$(if $(filter undefined,$(origin $(v))),$(v)))
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 export RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
 
 .PHONY: help test fmt lint build release
+.PHONY: bin up up-detached down logs ps check-metadata view-metadata status results demo bench check-compose
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -26,3 +30,68 @@ build: ## debug build
 
 release: ## release build of the binary
 	$(CARGO) build --release -p batchline
+
+# --- the drill: docs/drill.md; scripts/stack.sh does the work -------------
+# Docker Compose where `docker info` answers, local processes otherwise
+# (STACK_MODE=local|compose forces one). worker-1 = executor (EXECUTORS=N of
+# them), worker-2 = aggregator, worker-3 = verifier, runner = the submitter.
+
+# The binary the local mode runs. Setting BATCHLINE_BIN (e.g. to a debug
+# build) skips the release build.
+ifeq ($(strip $(BATCHLINE_BIN)),)
+BATCHLINE_BIN := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/batchline
+STACK_BUILD := 1
+endif
+STACK := BATCHLINE_BIN='$(BATCHLINE_BIN)' STACK_MAKE_DEFAULTS='$(STACK_MAKE_DEFAULTS)' scripts/stack.sh
+
+bin: ## build the release binary for the local mode (not when BATCHLINE_BIN is set or in compose mode)
+ifeq ($(STACK_BUILD),1)
+	@if [ "$$($(STACK) mode)" = local ]; then $(CARGO) build --release -p batchline; fi
+endif
+
+up: bin ## start the workers and the runner; logs interleaved with a prefix per worker; Ctrl-C stops all
+	@$(STACK) up
+
+up-detached: bin ## start the workers and the runner in the background
+	@$(STACK) up-detached
+
+down: ## stop everything `up` started (SIGTERM, SIGKILL after STOP_TIMEOUT s)
+	@$(STACK) down
+
+logs: ## follow the logs of every worker (TAIL=100 lines first; FOLLOW=0 to print and exit)
+	@$(STACK) logs
+
+logs-worker-%: ## follow the log of worker-N (N = 1, 2, 3, 1-K for one of EXECUTORS, runner)
+	@$(STACK) logs $*
+
+kill-worker-%: ## SIGKILL worker-N (kill-worker-1 kills every executor, kill-worker-1-K one of them)
+	@$(STACK) kill $*
+
+restart-worker-%: bin ## start worker-N again (stopping it first if it runs), same env, log appended
+	@$(STACK) restart $*
+
+ps: ## which workers run, their pids and log files
+	@$(STACK) status
+
+check-metadata: bin ## the aggregator's state: which batches have state and how many rows each
+	@$(STACK) cli metadata
+
+view-metadata: bin ## the state rows of one batch and their CRC status: make view-metadata BATCH=<id>
+	@if [ -z "$(BATCH)" ]; then echo "usage: make view-metadata BATCH=<batch id>  (make check-metadata lists them)" >&2; exit 2; fi
+	@$(STACK) cli metadata "$(BATCH)"
+
+status: bin ## batches with progress, attempts, verdict and runs/s (batchline status)
+	@$(STACK) cli status
+
+results: bin ## a batch's aggregate: make results BATCH=<id>
+	@if [ -z "$(BATCH)" ]; then echo "usage: make results BATCH=<batch id>  (make status lists them)" >&2; exit 2; fi
+	@$(STACK) cli results "$(BATCH)"
+
+demo: ## zero-setup demo: the whole pipeline in one process (batchline demo, release build)
+	$(CARGO) run --release -p batchline -- demo
+
+bench: ## the performance benchmark (batchline bench, release build)
+	$(CARGO) run --release -p batchline -- bench
+
+check-compose: ## validate docker-compose.yml, Dockerfile and deploy/ against .env.example and the workspace
+	python3 scripts/check-compose.py
