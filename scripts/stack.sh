@@ -27,6 +27,7 @@ usage: scripts/stack.sh COMMAND [ARGS]
   status             which services run, their pids and logs
   cli ARGS...        run `batchline ARGS` with the stack's environment (metadata, status, results, …)
   mode               print the mode that would be used: compose or local
+  data-dir           print the local mode's state directory (absolute WORKER_DATA_DIR)
 
 Environment: STACK_MODE=auto|local|compose, EXECUTORS (worker-1 processes),
 RUNNER=0 (no runner), STOP_TIMEOUT (s), BATCHLINE_BIN (local mode binary),
@@ -632,7 +633,7 @@ main() {
     usage
     return 0
     ;;
-  up | up-detached | down | logs | kill | restart | status | cli | mode) ;;
+  up | up-detached | down | logs | kill | restart | status | cli | mode | data-dir) ;;
   *)
     usage >&2
     exit 2
@@ -642,6 +643,11 @@ main() {
   detect_mode
   if [[ $cmd == mode ]]; then
     echo "$MODE"
+    return 0
+  fi
+  if [[ $cmd == data-dir ]]; then
+    local_init
+    echo "$DATA"
     return 0
   fi
   if [[ $MODE == compose ]]; then
