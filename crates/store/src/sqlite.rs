@@ -44,11 +44,17 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) the database file at `path`. Call
-    /// [`Store::migrate`] before use.
+    /// Opens the database file at `path`, creating it and its directory if
+    /// missing. Call [`Store::migrate`] before use.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                Error::Config(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
+        }
         let options = SqliteConnectOptions::new()
-            .filename(path.as_ref())
+            .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -61,11 +67,16 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| match from_sqlite(e) {
-                Error::Query(m) | Error::Unavailable(m) => Error::Unavailable(format!(
+                // Busy or I/O trouble may pass; anything else (not a
+                // database, no permission) needs a person.
+                Error::Unavailable(m) => Error::Unavailable(format!(
                     "cannot open SQLite database {}: {m}",
-                    path.as_ref().display()
+                    path.display()
                 )),
-                other => other,
+                other => Error::Config(format!(
+                    "cannot open SQLite database {}: {other}",
+                    path.display()
+                )),
             })?;
         Ok(Self { pool })
     }

@@ -95,3 +95,22 @@ async fn the_file_is_in_wal_mode() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+#[tokio::test]
+async fn open_creates_the_directory_and_refuses_a_non_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a/b/store.db");
+    let s = SqliteStore::open(&nested).await.unwrap();
+    s.migrate().await.unwrap();
+    s.close().await;
+    assert!(nested.exists());
+
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
+    let err = match SqliteStore::open(&junk).await {
+        Ok(s) => s.migrate().await.unwrap_err(),
+        Err(e) => e,
+    };
+    assert!(!err.can_be_retried(), "{err:?}");
+    assert!(err.to_string().contains("not a database"), "{err}");
+}
