@@ -8,7 +8,7 @@ export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 export RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
 
 .PHONY: help test fmt lint build release
-.PHONY: bin up up-detached down logs ps check-metadata view-metadata status results demo bench chaos check-compose
+.PHONY: bin up up-detached down logs ps check-metadata view-metadata status results demo bench chaos check-compose test-drill
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -93,8 +93,12 @@ demo: ## zero-setup demo: the whole pipeline in one process (batchline demo, rel
 bench: ## the performance benchmark (batchline bench, release build)
 	$(CARGO) run --release -p batchline -- bench
 
+chaos: export STACK_MODE := local
 chaos: bin ## local stack + random SIGKILLs while the runner's batches run; fails unless every batch ends SUCCESS (CHAOS_KILLS, CHAOS_SEED, …)
-	@BATCHLINE_BIN='$(BATCHLINE_BIN)' STACK_MAKE_DEFAULTS='$(STACK_MAKE_DEFAULTS)' STACK_MODE=local scripts/chaos.sh
+	@BATCHLINE_BIN='$(BATCHLINE_BIN)' STACK_MAKE_DEFAULTS='$(STACK_MAKE_DEFAULTS)' scripts/chaos.sh
+
+test-drill: ## tests of the drill's process manager (scripts/stack.sh) with a fake binary; no services needed
+	scripts/test-stack.sh
 
 check-compose: ## validate docker-compose.yml, Dockerfile and deploy/ against .env.example and the workspace
 	python3 scripts/check-compose.py
