@@ -22,9 +22,16 @@ fn database_url() -> String {
 }
 
 async fn fresh_store() -> PgStore {
+    fresh_store_with(PgOptions::default()).await
+}
+
+async fn fresh_store_with(options: PgOptions) -> PgStore {
     let url = database_url();
-    let schema = format!("store_test_{}", Uuid::new_v4().simple());
-    let store = PgStore::connect_with_schema(&url, &schema)
+    let options = PgOptions {
+        schema: Some(format!("store_test_{}", Uuid::new_v4().simple())),
+        ..options
+    };
+    let store = PgStore::connect_with(&url, options)
         .await
         .unwrap_or_else(|e| {
             panic!("these tests need Postgres at DATABASE_URL={url} (start it, or set DATABASE_URL): {e}")
@@ -127,4 +134,65 @@ async fn schemas_isolate_and_migrate_is_idempotent() {
     b.drop_schema().await.unwrap();
     assert!(seen_in_a.unwrap().is_some());
     assert_eq!(seen_in_b.unwrap(), None);
+}
+
+/// A run row that already exists (which the fencing should make impossible)
+/// fails the completing transaction as a whole: the chunk stays running and
+/// no row of it is written.
+async fn duplicate_run_row_fails_the_commit(s: PgStore) {
+    use sqlx::Connection;
+    let schema = s.schema().unwrap().to_owned();
+    let options: sqlx::postgres::PgConnectOptions = database_url().parse().unwrap();
+    let mut raw = sqlx::PgConnection::connect_with(&options.options([("search_path", schema)]))
+        .await
+        .unwrap();
+    let b = common::new_batch("dup", 10, 10);
+    s.create_batches(std::slice::from_ref(&b)).await.unwrap();
+    let batch = s.batch(b.id).await.unwrap().unwrap();
+    sqlx::query("INSERT INTO run_results (batch_id, run_index, outcome) VALUES ($1, 5, '{7}')")
+        .bind(b.id)
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let Claim::Claimed { attempt } = s
+        .claim_chunk(b.id, 0, "w", Duration::from_secs(60), 5)
+        .await
+        .unwrap()
+    else {
+        panic!("not claimable");
+    };
+    let err = s
+        .complete_chunk(b.id, 0, attempt, &common::rows_for(&batch, 0, 2), "r")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Query(_)), "{err:?}");
+    let mut rows = Vec::new();
+    s.scan_runs(b.id, |run, values| rows.push((run, values.to_vec())))
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![(5, vec![7])]);
+    assert!(matches!(
+        s.claim_chunk(b.id, 0, "w2", Duration::from_secs(60), 5)
+            .await
+            .unwrap(),
+        Claim::Leased { .. }
+    ));
+    // The connection that carried the failed COPY is usable again.
+    assert!(s.batch(b.id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn duplicate_run_row_fails_the_whole_commit() {
+    // One pooled connection, so the checks after the failure run on the very
+    // connection that carried the failed COPY.
+    let store = fresh_store_with(PgOptions {
+        max_connections: 1,
+        ..PgOptions::default()
+    })
+    .await;
+    let outcome = tokio::spawn(duplicate_run_row_fails_the_commit(store.clone())).await;
+    store.drop_schema().await.expect("drop test schema");
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }

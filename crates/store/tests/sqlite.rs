@@ -114,3 +114,49 @@ async fn open_creates_the_directory_and_refuses_a_non_database() {
     assert!(!err.can_be_retried(), "{err:?}");
     assert!(err.to_string().contains("not a database"), "{err}");
 }
+
+#[tokio::test]
+async fn duplicate_run_row_fails_the_whole_commit() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let s = SqliteStore::open(&path).await.unwrap();
+    s.migrate().await.unwrap();
+    let b = common::new_batch("dup", 10, 10);
+    s.create_batches(std::slice::from_ref(&b)).await.unwrap();
+    let batch = s.batch(b.id).await.unwrap().unwrap();
+    let mut raw = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO run_results (batch_id, run_index, outcome) VALUES (?, 5, x'07000000')",
+    )
+    .bind(b.id)
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    raw.close().await.unwrap();
+    let Claim::Claimed { attempt } = s
+        .claim_chunk(b.id, 0, "w", std::time::Duration::from_secs(60), 5)
+        .await
+        .unwrap()
+    else {
+        panic!("not claimable");
+    };
+    let err = s
+        .complete_chunk(b.id, 0, attempt, &common::rows_for(&batch, 0, 2), "r")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, store::Error::Query(_)), "{err:?}");
+    let mut rows = Vec::new();
+    s.scan_runs(b.id, |run, values| rows.push((run, values.to_vec())))
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![(5, vec![7])]);
+    assert!(matches!(
+        s.claim_chunk(b.id, 0, "w2", std::time::Duration::from_secs(60), 5)
+            .await
+            .unwrap(),
+        Claim::Leased { .. }
+    ));
+}
