@@ -10,6 +10,8 @@
 //!   zero-setup mode (`migrations/sqlite/`), WAL + `synchronous=FULL`;
 //! - `chunk_rows`: the check, shared by both, that a chunk's run rows are
 //!   exactly the runs it owns;
+//! - `fencing`: how both read a chunk's state after a fenced write, so a
+//!   retried call whose first answer was lost gets the same answer;
 //! - `error`: [`Error`], and the mapping of sqlx errors to it (connection
 //!   loss, timeouts and lock contention are retryable).
 //!
@@ -35,6 +37,7 @@ pub use uuid::Uuid;
 
 mod chunk_rows;
 mod error;
+mod fencing;
 pub mod postgres;
 pub mod sqlite;
 
@@ -139,10 +142,13 @@ impl RunRows {
 /// Outcome of committing a chunk's results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Completion {
-    /// Rows inserted and chunk marked completed, atomically.
+    /// Rows inserted and chunk marked completed, atomically. Also the answer
+    /// when this very attempt had already committed (a retried call whose
+    /// first answer was lost with the connection): the caller goes on to
+    /// publish, so an ambiguous commit never leaves a result unpublished.
     Committed,
-    /// The claim was lost (another attempt owns the chunk, or it is already
-    /// completed): nothing was written.
+    /// The claim was lost (another attempt owns the chunk, or another attempt
+    /// completed it): nothing was written.
     Fenced,
 }
 
@@ -249,7 +255,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Completion>> + Send;
 
     /// Records a failed attempt: back to pending, or failed when `attempt`
-    /// reached `max_attempts`. Fenced like `complete_chunk`.
+    /// reached `max_attempts`. Fenced like `complete_chunk`, and idempotent
+    /// like it: repeating the call for the same attempt (and error) after it
+    /// took effect answers the same `WillRetry` / `Exhausted` again, as long
+    /// as no newer attempt claimed the chunk meanwhile.
     fn fail_attempt(
         &self,
         batch_id: Uuid,

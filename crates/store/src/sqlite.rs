@@ -23,6 +23,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use crate::chunk_rows::check_rows;
 use crate::error::from_sqlite;
+use crate::fencing::{failure_outcome, repeated_failure};
 use crate::{
     AttemptFailure, Batch, BatchProgress, ChunkRef, Claim, Completion, Error, NewBatch, Result,
     RunRows, Store, Uuid, Verdict, VerdictRecord,
@@ -343,8 +344,23 @@ impl Store for SqliteStore {
         .await
         .map_err(from_sqlite)?;
         let Some(owned) = owned else {
+            // Completed under this very attempt: an earlier call committed
+            // and its answer was lost (see the Postgres store).
+            let mine: Option<bool> = sqlx::query_scalar(
+                "SELECT status = 'completed' AND attempts = ?3 FROM chunks WHERE batch_id = ?1 AND chunk = ?2",
+            )
+            .bind(batch_id)
+            .bind(chunk)
+            .bind(attempt)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
             tx.rollback().await.map_err(from_sqlite)?;
-            return Ok(Completion::Fenced);
+            return Ok(if mine == Some(true) {
+                Completion::Committed
+            } else {
+                Completion::Fenced
+            });
         };
         if let Err(e) = check_rows(get(&owned, 0)?, get(&owned, 1)?, chunk, rows) {
             tx.rollback().await.map_err(from_sqlite)?;
@@ -398,16 +414,20 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(from_sqlite)?;
-        let Some(row) = row else {
-            return Ok(AttemptFailure::Fenced);
-        };
-        let status: String = get(&row, 0)?;
-        let attempts: i32 = get(&row, 1)?;
-        Ok(if status == "failed" {
-            AttemptFailure::Exhausted { attempts }
-        } else {
-            AttemptFailure::WillRetry { attempt: attempts }
-        })
+        if let Some(row) = row {
+            let status: String = get(&row, 0)?;
+            let attempts: i32 = get(&row, 1)?;
+            return Ok(failure_outcome(&status, attempts));
+        }
+        let row: Option<(String, i32, Option<String>)> = sqlx::query_as(
+            "SELECT status, attempts, last_error FROM chunks WHERE batch_id = ? AND chunk = ?",
+        )
+        .bind(batch_id)
+        .bind(chunk)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_sqlite)?;
+        Ok(repeated_failure(row, attempt, error))
     }
 
     async fn chunk_results(&self, batch_id: Uuid) -> Result<Vec<(i32, String)>> {

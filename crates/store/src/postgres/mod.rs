@@ -18,6 +18,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 use crate::chunk_rows::check_rows;
 use crate::error::from_pg;
+use crate::fencing::{failure_outcome, repeated_failure};
 use crate::{
     AttemptFailure, Batch, BatchProgress, ChunkRef, Claim, Completion, Error, NewBatch, Result,
     RunRows, Store, Uuid, Verdict, VerdictRecord,
@@ -416,8 +417,25 @@ impl Store for PgStore {
         .await
         .map_err(from_pg)?;
         let Some(owned) = owned else {
+            // Completed under this very attempt: an earlier call committed
+            // and its answer was lost. Only this claim can have done that,
+            // since attempts never change once a chunk is completed.
+            let mine: Option<bool> = sqlx::query_scalar(
+                "SELECT status = 'completed' AND attempts = $3
+                 FROM chunks WHERE batch_id = $1 AND chunk = $2",
+            )
+            .bind(batch_id)
+            .bind(chunk)
+            .bind(attempt)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_pg)?;
             tx.rollback().await.map_err(from_pg)?;
-            return Ok(Completion::Fenced);
+            return Ok(if mine == Some(true) {
+                Completion::Committed
+            } else {
+                Completion::Fenced
+            });
         };
         if let Err(e) = check_rows(get(&owned, 0)?, get(&owned, 1)?, chunk, rows) {
             tx.rollback().await.map_err(from_pg)?;
@@ -474,16 +492,22 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(from_pg)?;
-        let Some(row) = row else {
-            return Ok(AttemptFailure::Fenced);
-        };
-        let status: String = get(&row, 0)?;
-        let attempts: i32 = get(&row, 1)?;
-        Ok(if status == "failed" {
-            AttemptFailure::Exhausted { attempts }
-        } else {
-            AttemptFailure::WillRetry { attempt: attempts }
-        })
+        if let Some(row) = row {
+            let status: String = get(&row, 0)?;
+            let attempts: i32 = get(&row, 1)?;
+            return Ok(failure_outcome(&status, attempts));
+        }
+        // Nothing changed: either the claim is lost, or an earlier call for
+        // this attempt took effect and its answer was lost.
+        let row: Option<(String, i32, Option<String>)> = sqlx::query_as(
+            "SELECT status, attempts, last_error FROM chunks WHERE batch_id = $1 AND chunk = $2",
+        )
+        .bind(batch_id)
+        .bind(chunk)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_pg)?;
+        Ok(repeated_failure(row, attempt, error))
     }
 
     async fn chunk_results(&self, batch_id: Uuid) -> Result<Vec<(i32, String)>> {

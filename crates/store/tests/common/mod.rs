@@ -197,9 +197,14 @@ pub async fn claim_lease_reclaim_fence_complete<S: Store>(s: S) {
             result: "fresh".into()
         }
     );
-    // Completing twice (a redelivery after commit) is fenced too.
+    // The same attempt retrying its commit (first answer lost) hears
+    // Committed again and writes nothing more; the stale attempt is fenced.
     assert_eq!(
         s.complete_chunk(b.id, 0, 2, &rows, "fresh").await.unwrap(),
+        Completion::Committed
+    );
+    assert_eq!(
+        s.complete_chunk(b.id, 0, 1, &rows, "stale").await.unwrap(),
         Completion::Fenced
     );
     assert_eq!(scan(&s, b.id).await.len(), 10);
@@ -329,13 +334,22 @@ pub async fn fail_until_exhausted<S: Store>(s: S) {
         } else {
             AttemptFailure::Exhausted { attempts: 3 }
         };
+        let error = format!("boom {attempt}");
         assert_eq!(
-            s.fail_attempt(b.id, 0, attempt, 3, &format!("boom {attempt}"))
-                .await
-                .unwrap(),
+            s.fail_attempt(b.id, 0, attempt, 3, &error).await.unwrap(),
+            expected
+        );
+        // A repeat (first answer lost) hears the same answer.
+        assert_eq!(
+            s.fail_attempt(b.id, 0, attempt, 3, &error).await.unwrap(),
             expected
         );
     }
+    // Once a newer attempt claimed, the old one's repeat is fenced.
+    assert_eq!(
+        s.fail_attempt(b.id, 0, 1, 3, "boom 1").await.unwrap(),
+        AttemptFailure::Fenced
+    );
     assert_eq!(
         s.claim_chunk(b.id, 0, "w", LONG, 3).await.unwrap(),
         Claim::Failed {
