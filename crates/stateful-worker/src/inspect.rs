@@ -184,3 +184,101 @@ fn lossy_fields(record: &ByteRecord) -> Vec<String> {
         .map(|f| String::from_utf8_lossy(f).into_owned())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{Manager, append_raw, line, row};
+
+    fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().into_string().unwrap(),
+                    fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn inspection_reports_every_rule_and_changes_nothing_under_a_live_manager() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut m, _) = Manager::open(dir.path()).unwrap();
+        m.process("clean", "m1", row(1)).unwrap();
+        m.process("done", "m1", row(1)).unwrap();
+        m.commit().unwrap();
+        m.complete("done").unwrap();
+        // Damage behind the live manager's back (it only appends).
+        let messy = crate::key::data_path(dir.path(), "messy");
+        append_raw(&messy, &line("a", 1));
+        let mut bad = line("b", 2);
+        bad[0] = b'x';
+        append_raw(&messy, &bad);
+        append_raw(&messy, &line("a", 1));
+        append_raw(&messy, &line("c", 3)[..5]);
+        append_raw(&dir.path().join("messy.csv.corrupt"), b"7,old\n8,older\n");
+        // A tombstoned key's leftover.
+        append_raw(&crate::key::data_path(dir.path(), "done"), &line("z", 9));
+
+        let before = snapshot(dir.path());
+        let infos = inspect(dir.path()).unwrap();
+        assert_eq!(snapshot(dir.path()), before, "inspection wrote something");
+
+        let keys: Vec<&str> = infos.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, vec!["clean", "done", "messy"]);
+        let clean = &infos[0];
+        assert_eq!(
+            (
+                clean.rows,
+                clean.valid_rows,
+                clean.crc_failures,
+                clean.torn_tail
+            ),
+            (1, 1, 0, false)
+        );
+        assert!(infos[1].tombstoned && !clean.tombstoned);
+        let messy_info = &infos[2];
+        assert_eq!(messy_info.rows, 4);
+        assert_eq!(messy_info.valid_rows, 2);
+        assert_eq!(messy_info.crc_failures, 1);
+        assert!(messy_info.torn_tail);
+        assert_eq!(messy_info.duplicate_msg_ids, 1);
+        assert_eq!(messy_info.quarantined, 2);
+        assert_eq!(messy_info.bytes, fs::metadata(&messy).unwrap().len());
+
+        let rows = inspect_key(dir.path(), "messy").unwrap();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0].msg_id.as_deref(), Some("a"));
+        assert_eq!(rows[0].fields, vec!["1", "v1, \"quoted\", ünï"]);
+        assert!(rows[0].crc_ok && !rows[0].duplicate && !rows[0].torn);
+        assert!(!rows[1].crc_ok && !rows[1].torn);
+        assert!(rows[2].crc_ok && rows[2].duplicate);
+        assert!(!rows[3].crc_ok && rows[3].torn);
+        assert_eq!(
+            rows.iter().map(|r| r.line).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        assert_eq!(inspect_tombstones(dir.path()).unwrap(), vec!["done"]);
+        assert_eq!(snapshot(dir.path()), before, "inspection wrote something");
+    }
+
+    #[test]
+    fn inspecting_a_bad_or_missing_key_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            inspect_key(dir.path(), "../etc"),
+            Err(Error::InvalidKey { .. })
+        ));
+        assert!(matches!(
+            inspect_key(dir.path(), "nope"),
+            Err(Error::Io { .. })
+        ));
+        assert!(inspect(dir.path()).unwrap().is_empty());
+        assert!(inspect_tombstones(dir.path()).unwrap().is_empty());
+    }
+}

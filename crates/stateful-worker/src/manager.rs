@@ -277,7 +277,10 @@ impl<S: KeyedState> StatefulWorkerManager<S> {
         }
         let path = data_path(&self.dir, key);
         let is_new = !self.live.contains_key(key);
-        let entry = self.live.entry(key.to_owned()).or_default();
+        let entry = match self.live.get_mut(key) {
+            Some(entry) => entry,
+            None => self.live.entry(key.to_owned()).or_default(),
+        };
         let writer = match &mut entry.writer {
             Some(w) => w,
             slot @ None => match open_append(&path) {
@@ -314,27 +317,40 @@ impl<S: KeyedState> StatefulWorkerManager<S> {
     /// the caller must exit and rebuild, never retry.
     pub fn commit(&mut self) -> Result<CommitSummary> {
         self.check_usable()?;
-        let mut summary = CommitSummary {
-            rows: self.uncommitted_rows,
-            files_synced: 0,
-        };
-        for key in std::mem::take(&mut self.dirty) {
-            let Some(entry) = self.live.get_mut(&key) else {
+        let dirty = std::mem::take(&mut self.dirty);
+        // Every buffered row goes to the OS first; then the fsyncs run
+        // side by side, so the file system can fold them into one journal
+        // commit instead of paying for each in turn.
+        for key in &dirty {
+            let Some(writer) = self.live.get_mut(key).and_then(|e| {
+                e.dirty = false;
+                e.writer.as_mut()
+            }) else {
                 continue;
             };
-            entry.dirty = false;
-            let Some(writer) = entry.writer.as_mut() else {
-                continue;
-            };
-            if let Err(source) = writer.flush().and_then(|()| writer.get_ref().sync_data()) {
+            if let Err(source) = writer.flush() {
                 return Err(poison(
                     &mut self.poisoned,
-                    data_path(&self.dir, &key),
+                    data_path(&self.dir, key),
                     source,
                 ));
             }
-            summary.files_synced += 1;
         }
+        let files: Vec<(&String, &File)> = dirty
+            .iter()
+            .filter_map(|k| {
+                let writer = self.live.get(k)?.writer.as_ref()?;
+                Some((k, writer.get_ref()))
+            })
+            .collect();
+        if let Err((i, source)) = sync_all_data(&files) {
+            let path = data_path(&self.dir, files[i].0);
+            return Err(poison(&mut self.poisoned, path, source));
+        }
+        let summary = CommitSummary {
+            rows: self.uncommitted_rows,
+            files_synced: files.len(),
+        };
         if self.dir_dirty {
             if let Err(source) = sync_dir(&self.dir) {
                 return Err(poison(&mut self.poisoned, self.dir.clone(), source));
@@ -501,6 +517,53 @@ fn poison(poisoned: &mut Option<String>, path: PathBuf, source: std::io::Error) 
     tracing::error!(path = %path.display(), error = %source, "durable write failed: state manager poisoned");
     *poisoned = Some(format!("{}: {source}", path.display()));
     Error::WriteFailed { path, source }
+}
+
+/// Most threads one commit uses to fsync files side by side.
+const SYNC_THREADS: usize = 8;
+
+/// `sync_data` on every file, several at a time. On failure, returns the
+/// index of a file that failed. Every file is attempted even after a
+/// failure (none is retried).
+fn sync_all_data(files: &[(&String, &File)]) -> std::result::Result<(), (usize, std::io::Error)> {
+    let sync_run = |offset: usize, run: &[(&String, &File)]| {
+        let mut first_err = None;
+        for (j, (_, f)) in run.iter().enumerate() {
+            if let Err(e) = f.sync_data() {
+                first_err.get_or_insert((offset + j, e));
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    };
+    if files.len() <= 1 {
+        return sync_run(0, files);
+    }
+    let per_thread = files.len().div_ceil(SYNC_THREADS);
+    std::thread::scope(|scope| {
+        let mut results = Vec::new();
+        let mut handles = Vec::new();
+        for (c, run) in files.chunks(per_thread).enumerate() {
+            let offset = c * per_thread;
+            match std::thread::Builder::new()
+                .name("sw-fsync".into())
+                .spawn_scoped(scope, move || sync_run(offset, run))
+            {
+                Ok(h) => handles.push(h),
+                // No thread to be had: do this run here.
+                Err(_) => results.push(sync_run(offset, run)),
+            }
+        }
+        for h in handles {
+            results.push(
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            );
+        }
+        results
+            .into_iter()
+            .collect::<std::result::Result<Vec<()>, _>>()
+            .map(|_| ())
+    })
 }
 
 /// Opens a key file for appending; says whether it was created.

@@ -6,10 +6,14 @@
 //! stream messages only after `commit()` returned, and `@@D <key> <rows>`
 //! with the rows in a key's state just before it completes the key.
 
+// Test code: a failed unwrap is the test failing, in helpers too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,10 +22,12 @@ use stateful_worker::{Error, KeyedState, Processed, StatefulWorkerManager};
 
 /// Messages in the stream; each key gets `CHUNKS` of them, interleaved
 /// over `KEYS_AT_ONCE` keys.
-const MESSAGES: u64 = 1200;
+const MESSAGES: u64 = 2016;
 const CHUNKS: u64 = 6;
 const KEYS_AT_ONCE: u64 = 4;
-const KILL_ROUNDS: usize = 80;
+const KILL_ROUNDS: usize = 200;
+// Every key must get all of its chunks.
+const _: () = assert!(MESSAGES.is_multiple_of(CHUNKS * KEYS_AT_ONCE));
 /// Messages the child sends again after a restart (redeliveries).
 const REDELIVER: u64 = 25;
 
@@ -185,14 +191,55 @@ fn spawn_child(mode: &str, dir: &Path, start: u64, seed: u64) -> Child {
 
 /// The child's `@@` lines, read on a thread until the pipe closes.
 fn read_lines(child: &mut Child) -> thread::JoinHandle<Vec<String>> {
+    let lines = stream_lines(child);
+    thread::spawn(move || lines.into_iter().collect())
+}
+
+/// The child's `@@` lines as they come.
+fn stream_lines(child: &mut Child) -> mpsc::Receiver<String> {
     let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
-        BufReader::new(out)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| l.strip_prefix("@@").map(str::to_owned))
-            .collect()
-    })
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(l) = line.strip_prefix("@@")
+                && tx.send(l.to_owned()).is_err()
+            {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Kills the child at a random moment: after a random number (0..=10) of
+/// its commits, plus a random 0..3 ms, so the kill lands anywhere: in
+/// `open`'s rebuild, between appends, inside a commit's fsyncs, inside
+/// `complete`. Returns every line the child wrote before it died.
+fn kill_at_random_moment(child: &mut Child, rng: &mut Rng) -> Vec<String> {
+    let rx = stream_lines(child);
+    let commits_before_kill = rng.below(11);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut lines = Vec::new();
+    let mut commits = 0;
+    while commits < commits_before_kill {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                commits += u64::from(line.starts_with("C "));
+                let end = line == "END";
+                lines.push(line);
+                if end {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    thread::sleep(Duration::from_micros(rng.below(3_000)));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    lines.extend(rx.iter());
+    lines
 }
 
 #[derive(Default)]
@@ -287,16 +334,14 @@ fn sigkill_at_random_moments_loses_no_committed_row_and_applies_none_twice() {
         }
         let start = seen.acked.saturating_sub(rng.below(REDELIVER + 1));
         let mut child = spawn_child("stream", dir.path(), start, rng.next() | 1);
-        let lines = read_lines(&mut child);
-        thread::sleep(Duration::from_millis(5 + rng.below(150)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        let lines = kill_at_random_moment(&mut child, &mut rng);
         kills += 1;
-        seen.take(&lines.join().unwrap());
+        seen.take(&lines);
         check(dir.path(), &seen, seed);
     }
 
     let acked_under_kills = seen.acked;
+    assert!(kills >= 20, "seed {seed}: only {kills} kills");
     // One last run to the end of the stream, not killed.
     let start = seen.acked.saturating_sub(REDELIVER);
     let mut child = spawn_child("stream", dir.path(), start, rng.next() | 1);
