@@ -12,6 +12,11 @@ pub enum Error {
     /// Bad configuration (e.g. an unparsable URL).
     #[error("broker configuration: {0}")]
     Config(String),
+    /// The request is invalid and retrying will not help: a msg_id or header
+    /// name longer than AMQP's 255-byte short string, or (in-memory broker)
+    /// an ack / nack of a delivery tag the consumer does not hold.
+    #[error("invalid message: {0}")]
+    Invalid(String),
     /// The broker was shut down.
     #[error("broker closed")]
     Closed,

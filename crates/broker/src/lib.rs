@@ -4,17 +4,51 @@
 //! - [`Broker`] / [`Consumer`]: publish-with-confirm, consume with prefetch,
 //!   ack / nack (optionally `multiple`). Nothing AMQP-specific leaks through:
 //!   queues are the logical [`Queue`] names, headers are plain strings.
-//! - `rabbit`: RabbitMQ through lapin. Declares the topology idempotently,
-//!   pipelines publisher confirms, and owns its reconnect loop.
-//! - `memory`: an in-process broker with the same at-least-once semantics,
-//!   for the embedded mode and for stage tests.
+//! - [`rabbit`]: RabbitMQ through lapin ([`RabbitBroker`], [`RabbitConfig`]).
+//!   Declares the topology idempotently (quorum queues with a delivery limit
+//!   and at-least-once dead-lettering, a TTL retry queue), pipelines
+//!   publisher confirms, and owns its reconnect loops (publisher and each
+//!   consumer) instead of relying on lapin's automatic recovery.
+//! - [`memory`]: an in-process broker ([`MemoryBroker`]) with the same
+//!   at-least-once semantics (prefetch, redelivery when a consumer goes away,
+//!   delivery limit, dead-lettering, delayed retry), for the embedded mode
+//!   and for stage tests. It can also inject publish failures and simulated
+//!   connection losses.
+//!
+//! Semantics both implementations share:
+//! - A publish returns once every message is durable; a message may still be
+//!   delivered twice (redelivery, re-publish), so consumers deduplicate on
+//!   [`Delivery::msg_id`]. Publishing the same msg_id twice delivers twice.
+//! - Messages returned to a queue (nack with requeue, consumer lost) more than
+//!   `delivery_limit` times, and messages nacked without requeue, go to
+//!   [`Queue::DeadLetter`]. There they carry [`REASON_HEADER`] (the
+//!   publisher's, or else `rejected` / `delivery_limit`) and
+//!   [`DEATH_REASON_HEADER`] / [`DEATH_COUNT_HEADER`].
+//! - Redelivered messages carry [`DELIVERY_COUNT_HEADER`] (returns so far).
+//! - Headers are a string map: keys are unique and come back sorted.
 //!
 //! This crate knows nothing of batches, chunks or SQL.
 
 use std::future::Future;
 
 mod error;
+pub mod memory;
+pub mod rabbit;
+
 pub use error::{Error, Result};
+pub use memory::{MemoryBroker, MemoryConfig, MemoryConsumer};
+pub use rabbit::{RabbitBroker, RabbitConfig, RabbitConsumer};
+
+/// Default time a message waits in [`Queue::Retry`] before it goes back to
+/// [`Queue::Work`].
+pub const DEFAULT_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Default number of times a message may be returned to its queue (nack with
+/// requeue, consumer lost) before it is dead-lettered. Generous on purpose:
+/// crash drills kill consumers holding a full prefetch window many times,
+/// and a healthy message must not end in the dead-letter queue because of
+/// that; the limit only stops a message that crashes every consumer.
+pub const DEFAULT_DELIVERY_LIMIT: u32 = 20;
 
 /// The logical queues of the pipeline. Implementations map them to concrete
 /// names under a prefix so tests (and several pipelines) can share a broker.
@@ -56,6 +90,45 @@ impl Queue {
 
 /// Header carrying the reason a message was dead-lettered.
 pub const REASON_HEADER: &str = "x-reason";
+
+/// Header set on redelivered messages: how many times the message was
+/// returned to its queue so far (RabbitMQ's quorum-queue delivery count).
+pub const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
+
+/// Header set on dead-lettered (or TTL-expired) messages: why the message
+/// last left a queue (`rejected`, `delivery_limit` or `expired`).
+pub const DEATH_REASON_HEADER: &str = "x-death-reason";
+
+/// Header set with [`DEATH_REASON_HEADER`]: how many times the message died
+/// in that queue for that reason.
+pub const DEATH_COUNT_HEADER: &str = "x-death-count";
+
+/// AMQP short strings (message ids, header names) hold at most 255 bytes.
+const MAX_SHORT_STRING: usize = 255;
+
+/// Rejects messages RabbitMQ could not carry, so both brokers refuse the
+/// same input.
+pub(crate) fn validate(messages: &[Message]) -> Result<()> {
+    for message in messages {
+        if message.msg_id.len() > MAX_SHORT_STRING {
+            return Err(Error::Invalid(format!(
+                "msg_id of {} bytes (max {MAX_SHORT_STRING})",
+                message.msg_id.len()
+            )));
+        }
+        if let Some((key, _)) = message
+            .headers
+            .iter()
+            .find(|(key, _)| key.len() > MAX_SHORT_STRING)
+        {
+            return Err(Error::Invalid(format!(
+                "header name of {} bytes (max {MAX_SHORT_STRING})",
+                key.len()
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// A message to publish. It is durable (persistent) once `publish` returns.
 #[derive(Clone, Debug, PartialEq, Eq)]

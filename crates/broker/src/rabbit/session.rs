@@ -1,0 +1,110 @@
+//! Opening connections to RabbitMQ: one bounded attempt, named so the
+//! connection can be told apart in `rabbitmqctl list_connections`, errors
+//! mapped to retryable or not, and the reconnect backoff.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::uri::AMQPUri;
+use lapin::{Connection, ConnectionProperties, ErrorKind};
+
+use super::RabbitConfig;
+use crate::{Error, Result};
+
+/// Longest a single connection attempt may take (TCP + AMQP handshake), so a
+/// command pointed at an unreachable broker fails quickly instead of hanging.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens one connection named `batchline {prefix} {role}`.
+pub(crate) async fn connect(config: &RabbitConfig, role: &str) -> Result<Connection> {
+    let uri: AMQPUri = config.url.parse().map_err(|e| {
+        Error::Config(format!(
+            "invalid RabbitMQ URL {}: {e}",
+            config.redacted_url()
+        ))
+    })?;
+    let properties = ConnectionProperties::default()
+        .with_connection_name(format!("batchline {} {role}", config.prefix).into());
+    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, properties)).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(e)) => Err(map_error(
+            &format!("cannot connect to RabbitMQ at {}", config.redacted_url()),
+            &e,
+        )),
+        Err(_) => Err(Error::Connection(format!(
+            "cannot connect to RabbitMQ at {}: no answer within {}s",
+            config.redacted_url(),
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// Maps a lapin error to ours: refusals that a reconnect cannot fix (bad
+/// credentials or vhost, a queue declared with other arguments, a missing
+/// queue) are [`Error::Config`]; everything else is a retryable
+/// [`Error::Connection`].
+pub(crate) fn map_error(context: &str, error: &lapin::Error) -> Error {
+    let permanent = match error.kind() {
+        ErrorKind::ProtocolError(amqp) => matches!(
+            amqp.kind(),
+            AMQPErrorKind::Soft(
+                AMQPSoftError::ACCESSREFUSED
+                    | AMQPSoftError::NOTFOUND
+                    | AMQPSoftError::PRECONDITIONFAILED
+            )
+        ),
+        ErrorKind::InvalidProtocolVersion(_) | ErrorKind::NoDefaultRuntime => true,
+        _ => false,
+    };
+    if permanent {
+        Error::Config(format!("{context}: {error}"))
+    } else {
+        Error::Connection(format!("{context}: {error}"))
+    }
+}
+
+/// Delays between reconnect attempts: 100 ms doubling to 5 s, with jitter so
+/// a fleet of consumers does not reconnect in lockstep; never gives up.
+pub(crate) fn backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_endless() {
+        let delays: Vec<Duration> = backoff().take(50).collect();
+        assert_eq!(delays.len(), 50);
+        // Jitter adds at most one more min-delay-sized share on top.
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(10)));
+        assert!(delays[0] < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn unreachable_broker_fails_fast_with_a_clear_error() {
+        // Port 1 on loopback: nothing listens, the connect is refused.
+        let config = RabbitConfig::new("amqp://guest:secret@127.0.0.1:1/%2f");
+        let error = connect(&config, "test").await.unwrap_err();
+        let text = error.to_string();
+        assert!(error.can_be_retried(), "{text}");
+        assert!(text.contains("127.0.0.1:1"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+    }
+
+    #[tokio::test]
+    async fn malformed_url_is_a_config_error() {
+        let config = RabbitConfig::new("amqp://guest:secret@127.0.0.1:notaport/%2f");
+        let error = connect(&config, "test").await.unwrap_err();
+        assert!(matches!(error, Error::Config(_)), "{error}");
+        assert!(!error.to_string().contains("secret"), "{error}");
+    }
+}
