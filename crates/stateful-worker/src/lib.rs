@@ -18,7 +18,8 @@
 //! - `format`: the line format: CSV body plus CRC32.
 //! - `tombstones`: the append-only tombstone log and its compaction.
 //! - `lock`: the exclusive directory lock with the holder's pid.
-//! - [`inspect`]: read-only inspection without the lock.
+//! - [`mod@inspect`]: read-only inspection without the lock ([`inspect()`],
+//!   [`inspect_key`], [`inspect_tombstones`]).
 //! - `key`: key and msg_id validation, file names.
 //! - `fsutil`: fsync of directories, atomic replace, durable append.
 //! - [`error`]: the one [`Error`] enum.
@@ -49,6 +50,8 @@
 //!   updates memory only after the append succeeded; nothing is durable
 //!   until [`commit`](StatefulWorkerManager::commit), which does one
 //!   `sync_data` per touched file. Ack messages after `commit` returns.
+//! - Dropping the manager hands buffered rows to the OS without an fsync:
+//!   they may or may not survive a crash, which dedupe makes harmless.
 //! - A failed write or fsync poisons the manager ([`Error::is_fatal`]): the
 //!   process should exit and let `open` rebuild. An fsync is never retried.
 //! - Rebuild rules: a torn last line (no `\n`, or a CRC failure on the last

@@ -312,7 +312,8 @@ impl<S: KeyedState> StatefulWorkerManager<S> {
     }
 
     /// Makes every row appended since the last commit durable: one flush and
-    /// one `sync_data` per touched key file, and one directory fsync if a key
+    /// one `sync_data` per touched key file (run on up to 8 threads at once
+    /// when several files are touched), and one directory fsync if a key
     /// file was created (group commit). Any failure poisons the manager:
     /// the caller must exit and rebuild, never retry.
     pub fn commit(&mut self) -> Result<CommitSummary> {
