@@ -1,0 +1,292 @@
+//! Checks an [`Event`] before it is compiled or stored, collecting every
+//! problem with its location so a user fixes a file in one pass. The limits
+//! here are what `compile` and the simulation rely on (bit masks of 64,
+//! 4 tiles per row, bounded points), so a valid event cannot misbehave.
+
+use std::collections::{BTreeSet, HashSet};
+
+use crate::error::{Error, Result};
+use crate::event::{Event, Units};
+
+pub const MAX_ROWS: usize = 100;
+pub const MAX_TEAMS: usize = 64;
+pub const MAX_PLAYERS_PER_TEAM: usize = 64;
+/// Activities, drop keys and capabilities each live in 64-bit masks.
+pub const MAX_KEYS: usize = 64;
+pub const MAX_DURATION_SECONDS: u32 = 366 * 24 * 3600;
+pub const MAX_ATTEMPT_SECONDS: u32 = 7 * 24 * 3600;
+pub const MAX_COUNT: u32 = 1_000_000;
+/// Bound on skills and factors, so products stay far from overflow.
+pub const MAX_FACTOR: f64 = 100.0;
+pub const TILES_PER_ROW: usize = 4;
+
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, at: impl std::fmt::Display, what: impl std::fmt::Display) {
+        self.0.push(format!("{at}: {what}"));
+    }
+
+    fn check(&mut self, ok: bool, at: impl std::fmt::Display, what: impl std::fmt::Display) {
+        if !ok {
+            self.add(at, what);
+        }
+    }
+
+    fn factor(&mut self, value: f64, at: impl std::fmt::Display, name: &str) {
+        self.check(
+            value.is_finite() && value > 0.0 && value <= MAX_FACTOR,
+            at,
+            format_args!("{name} {value} must be > 0 and <= {MAX_FACTOR}"),
+        );
+    }
+}
+
+/// Returns every problem found as one [`Error::InvalidEvent`].
+pub fn validate(event: &Event) -> Result<()> {
+    let mut p = Problems(Vec::new());
+    p.check(!event.name.trim().is_empty(), "name", "must not be empty");
+    p.check(
+        (1..=MAX_DURATION_SECONDS).contains(&event.duration_seconds),
+        "duration_seconds",
+        format_args!(
+            "{} must be in 1..={MAX_DURATION_SECONDS}",
+            event.duration_seconds
+        ),
+    );
+    p.check(
+        (1..=10).contains(&event.unlock_threshold),
+        "unlock_threshold",
+        format_args!(
+            "{} must be in 1..=10 (a row's 4 tiles are worth 10 points)",
+            event.unlock_threshold
+        ),
+    );
+
+    // Drop keys that activities grant, and by which activity.
+    let mut granted: HashSet<&str> = HashSet::new();
+    let mut activity_keys: HashSet<&str> = HashSet::new();
+    p.check(
+        !event.activities.is_empty(),
+        "activities",
+        "at least one activity is needed",
+    );
+    p.check(
+        event.activities.len() <= MAX_KEYS,
+        "activities",
+        format_args!("at most {MAX_KEYS} activities"),
+    );
+    for (ai, a) in event.activities.iter().enumerate() {
+        let at = format!("activities[{ai}] ({})", a.key);
+        p.check(!a.key.is_empty(), &at, "key must not be empty");
+        p.check(activity_keys.insert(&a.key), &at, "key is defined twice");
+        p.check(
+            a.solo || a.group.is_some(),
+            &at,
+            "must allow solo or group play",
+        );
+        if let Some(g) = a.group {
+            p.check(
+                g.min >= 1 && g.min <= g.max && g.max as usize <= MAX_PLAYERS_PER_TEAM,
+                &at,
+                format_args!(
+                    "group size {}..={} must satisfy 1 <= min <= max <= 64",
+                    g.min, g.max
+                ),
+            );
+        }
+        p.check(!a.attempts.is_empty(), &at, "needs at least one attempt");
+        for (di, d) in a.attempts.iter().enumerate() {
+            let at = format!("{at}.attempts[{di}] ({})", d.name);
+            p.check(
+                (1..=MAX_ATTEMPT_SECONDS).contains(&d.seconds),
+                &at,
+                format_args!("seconds {} must be in 1..={MAX_ATTEMPT_SECONDS}", d.seconds),
+            );
+            p.check(
+                d.variance <= d.seconds,
+                &at,
+                format_args!(
+                    "variance {} must not exceed seconds {}",
+                    d.variance, d.seconds
+                ),
+            );
+            p.check(!d.outcomes.is_empty(), &at, "needs at least one outcome");
+            for (oi, o) in d.outcomes.iter().enumerate() {
+                let at = format!("{at}.outcomes[{oi}]");
+                p.check(
+                    o.weight.is_finite() && o.weight > 0.0,
+                    &at,
+                    format_args!("weight {} must be positive", o.weight),
+                );
+                for (gi, g) in o.grants.iter().enumerate() {
+                    let at = format!("{at}.grants[{gi}]");
+                    p.check(!g.drop.is_empty(), &at, "drop key must not be empty");
+                    granted.insert(&g.drop);
+                    let (min, max) = g.units.bounds();
+                    let what = match g.units {
+                        Units::Fixed(_) => format!("units {min} must be in 1..={MAX_COUNT}"),
+                        Units::Range { .. } => format!(
+                            "units {min}..={max} must satisfy 1 <= min <= max <= {MAX_COUNT}"
+                        ),
+                    };
+                    p.check(min >= 1 && min <= max && max <= MAX_COUNT, &at, what);
+                }
+            }
+        }
+        for (bi, b) in a.bands.iter().enumerate() {
+            let at = format!("{at}.bands[{bi}]");
+            p.check(
+                b.min >= 1 && b.min <= b.max,
+                &at,
+                format_args!("sizes {}..={} must satisfy 1 <= min <= max", b.min, b.max),
+            );
+            p.factor(b.time, &at, "time");
+            p.factor(b.probability, &at, "probability");
+            for (bj, other) in a.bands.iter().enumerate().skip(bi + 1) {
+                p.check(
+                    b.max < other.min || other.max < b.min,
+                    &at,
+                    format_args!("overlaps bands[{bj}]"),
+                );
+            }
+        }
+    }
+    p.check(
+        granted.len() <= MAX_KEYS,
+        "activities",
+        format_args!("at most {MAX_KEYS} distinct drop keys"),
+    );
+
+    let mut held: HashSet<&str> = HashSet::new();
+    p.check(
+        !event.teams.is_empty(),
+        "teams",
+        "at least one team is needed",
+    );
+    p.check(
+        event.teams.len() <= MAX_TEAMS,
+        "teams",
+        format_args!("at most {MAX_TEAMS} teams"),
+    );
+    let mut team_names = HashSet::new();
+    for (ti, t) in event.teams.iter().enumerate() {
+        let at = format!("teams[{ti}] ({})", t.name);
+        p.check(!t.name.trim().is_empty(), &at, "name must not be empty");
+        p.check(team_names.insert(&t.name), &at, "name is used twice");
+        p.check(
+            (1..=MAX_PLAYERS_PER_TEAM).contains(&t.players.len()),
+            &at,
+            format_args!(
+                "{} players; a team has 1..={MAX_PLAYERS_PER_TEAM}",
+                t.players.len()
+            ),
+        );
+        let mut names = HashSet::new();
+        for (pi, pl) in t.players.iter().enumerate() {
+            let at = format!("{at}.players[{pi}] ({})", pl.name);
+            p.check(
+                names.insert(&pl.name),
+                &at,
+                "name is used twice in the team",
+            );
+            p.factor(pl.skill, &at, "skill");
+            for c in &pl.capabilities {
+                p.check(!c.is_empty(), &at, "capability must not be empty");
+                held.insert(c);
+            }
+            for (si, s) in pl.sessions.iter().enumerate() {
+                p.check(
+                    (1..=1440).contains(&s.minutes),
+                    format_args!("{at}.sessions[{si}]"),
+                    format_args!("minutes {} must be in 1..=1440", s.minutes),
+                );
+            }
+        }
+    }
+    p.check(
+        held.len() <= MAX_KEYS,
+        "teams",
+        format_args!("at most {MAX_KEYS} distinct capabilities"),
+    );
+
+    p.check(
+        (1..=MAX_ROWS).contains(&event.rows.len()),
+        "rows",
+        format_args!("{} rows; an event has 1..={MAX_ROWS}", event.rows.len()),
+    );
+    for (ri, row) in event.rows.iter().enumerate() {
+        let at = format!("rows[{ri}]");
+        let points: BTreeSet<u32> = row.tiles.iter().map(|t| t.points).collect();
+        p.check(
+            row.tiles.len() == TILES_PER_ROW && points == BTreeSet::from([1, 2, 3, 4]),
+            &at,
+            "must have exactly 4 tiles worth 1, 2, 3 and 4 points",
+        );
+        for (ki, tile) in row.tiles.iter().enumerate() {
+            let at = format!("{at}.tiles[{ki}] (s{}-r{ri})", tile.points);
+            p.check(
+                (1..=MAX_COUNT).contains(&tile.required),
+                &at,
+                format_args!("required {} must be in 1..={MAX_COUNT}", tile.required),
+            );
+            p.check(!tile.rules.is_empty(), &at, "needs at least one rule");
+            for (ui, rule) in tile.rules.iter().enumerate() {
+                let at = format!("{at}.rules[{ui}]");
+                let Some(activity) = event.activities.iter().find(|a| a.key == rule.activity)
+                else {
+                    p.add(
+                        &at,
+                        format_args!("activity {:?} is not defined", rule.activity),
+                    );
+                    continue;
+                };
+                p.check(!rule.accepts.is_empty(), &at, "accepts no drops");
+                for d in &rule.accepts {
+                    p.check(
+                        granted.contains(d.as_str()),
+                        &at,
+                        format_args!("accepts {d:?}, which no activity grants"),
+                    );
+                }
+                let own_drop = activity
+                    .attempts
+                    .iter()
+                    .flat_map(|a| &a.outcomes)
+                    .flat_map(|o| &o.grants)
+                    .any(|g| rule.accepts.contains(&g.drop));
+                p.check(
+                    own_drop,
+                    &at,
+                    format_args!(
+                        "activity {:?} grants none of the drops the rule accepts",
+                        rule.activity
+                    ),
+                );
+                for c in &rule.requires {
+                    p.check(
+                        held.contains(c.as_str()),
+                        &at,
+                        format_args!("requires {c:?}, which no player has"),
+                    );
+                }
+                for (mi, m) in rule.modifiers.iter().enumerate() {
+                    let at = format!("{at}.modifiers[{mi}]");
+                    p.check(
+                        held.contains(m.capability.as_str()),
+                        &at,
+                        format_args!("capability {:?} is held by no player", m.capability),
+                    );
+                    p.factor(m.time, &at, "time");
+                    p.factor(m.probability, &at, "probability");
+                }
+            }
+        }
+    }
+
+    if p.0.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidEvent { problems: p.0 })
+    }
+}
