@@ -1,3 +1,59 @@
-//! batchline: the binary. Only wires (being built).
+//! batchline: the binary. It parses the command line, sets up logging and
+//! metrics, connects the broker and store, and calls one library function
+//! per subcommand. It holds no pipeline logic.
 
-fn main() {}
+mod cli;
+mod connect;
+mod inspect;
+mod metadata;
+mod observe;
+mod services;
+mod shutdown;
+mod submit_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    observe::init_tracing(cli.global.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the error and its causes.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Migrate => {
+            connect::store(g).await?;
+            println!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Submit(args) => submit_cmd::run(g, args).await,
+        Command::Executor(args) => services::executor(g, args).await,
+        Command::Aggregator(args) => services::aggregator(g, args).await,
+        Command::Verifier(args) => services::verifier(g, args).await,
+        Command::Status(args) => inspect::status(g, args).await,
+        Command::Results(args) => inspect::results(g, args).await,
+        Command::Metadata(args) => inspect::metadata(g, args),
+    }
+}

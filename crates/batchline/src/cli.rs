@@ -1,0 +1,212 @@
+//! Command-line interface: every option also comes from an environment
+//! variable (`.env.example` lists them all).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// batchline: a stateful batch-processing pipeline. Submit batches of
+/// simulation runs; executors run them; the aggregator folds the results
+/// with crash-proof state; the verifier prints SUCCESS or FAILURE per batch.
+#[derive(Debug, Parser)]
+#[command(name = "batchline", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Postgres URL.
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Postgres schema to use (created if missing); isolates several pipelines in one database.
+    #[arg(long, global = true, env = "DB_SCHEMA")]
+    pub db_schema: Option<String>,
+    /// RabbitMQ URL; when unset, RABBITMQ_HOST/PORT/USER/PASS are used.
+    #[arg(long, global = true, env = "RABBITMQ_URL", hide_env_values = true)]
+    pub rabbitmq_url: Option<String>,
+    /// Prefix of the queue names (`PREFIX.work`, `PREFIX.results`, …).
+    #[arg(long, global = true, env = "QUEUE_PREFIX", default_value = "batchline")]
+    pub queue_prefix: String,
+    /// Delay before a failed or leased chunk is tried again.
+    #[arg(long, global = true, env = "RETRY_DELAY_MS", default_value_t = 2000)]
+    pub retry_delay_ms: u64,
+    /// Deliveries of one message before RabbitMQ dead-letters it.
+    #[arg(long, global = true, env = "DELIVERY_LIMIT", default_value_t = 20)]
+    pub delivery_limit: u32,
+    /// Runtime state directory (the aggregator's CSVs live in DIR/aggregator).
+    #[arg(
+        long,
+        global = true,
+        env = "WORKER_DATA_DIR",
+        default_value = "worker-data"
+    )]
+    pub worker_data_dir: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Serve Prometheus metrics on this address (e.g. 0.0.0.0:9100).
+    #[arg(long, global = true, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WorkloadKind {
+    Bingo,
+    Sum,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the Postgres migrations (the services also do it at start).
+    Migrate,
+    /// Create batches and publish their chunks; prints each batch id.
+    Submit(SubmitArgs),
+    /// Run the executor (worker-1): claims and simulates chunks; runs the sweeper.
+    Executor(ExecutorArgs),
+    /// Run the aggregator (worker-2): folds chunk results with file-backed state.
+    Aggregator(AggregatorArgs),
+    /// Run the verifier (worker-3): checks each batch end to end and prints its verdict line.
+    Verifier(VerifierArgs),
+    /// Show batches with progress, attempts, verdict, elapsed time and runs/s.
+    Status(StatusArgs),
+    /// Show a batch's aggregate: per team win rate, mean and percentiles of points.
+    Results(ResultsArgs),
+    /// Inspect the aggregator's CSV state: rows, CRC check, duplicates.
+    Metadata(MetadataArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Runs per batch.
+    #[arg(long, env = "RUNS_PER_BATCH")]
+    pub runs: i64,
+    /// Runs per chunk (the unit of claims, results and state rows).
+    #[arg(long, env = "CHUNK_SIZE", default_value_t = 2000)]
+    pub chunk_size: i32,
+    /// Seed of the first batch (batch i uses seed + i); random when unset.
+    #[arg(long)]
+    pub seed: Option<i64>,
+    /// Batch name, shown in the verdict line.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Workload to run.
+    #[arg(long, value_enum, default_value_t = WorkloadKind::Bingo)]
+    pub workload: WorkloadKind,
+    /// Bingo event file (JSON); the built-in Spring League Bingo when unset.
+    #[arg(long)]
+    pub event: Option<PathBuf>,
+    /// Number of batches to create.
+    #[arg(long, env = "NUM_BATCHES", default_value_t = 1)]
+    pub count: usize,
+    /// Show progress and end with the verdicts; exits non-zero if any batch failed.
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this many seconds (0 = never).
+    #[arg(long, default_value_t = 0)]
+    pub timeout_s: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// Chunks simulated at once (defaults to the number of cores).
+    #[arg(long, env = "CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// Unacked work messages held at once (defaults to the concurrency).
+    #[arg(long, env = "PREFETCH")]
+    pub prefetch: Option<u16>,
+    /// Lease of a claim, in seconds.
+    #[arg(long, env = "LEASE_S", default_value_t = 30)]
+    pub lease_s: u64,
+    /// Attempts before a chunk is failed.
+    #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: i32,
+    /// Sleep per run in milliseconds, so drills are watchable.
+    #[arg(long, env = "SIMULATION_DELAY_MS", default_value_t = 0)]
+    pub simulation_delay_ms: u64,
+    /// Worker id recorded with claims (default: executor-HOST-PID).
+    #[arg(long, env = "WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Do not run the sweeper in this process.
+    #[arg(long, env = "NO_SWEEPER")]
+    pub no_sweeper: bool,
+    /// Sweeper: seconds between sweeps.
+    #[arg(long, env = "SWEEP_INTERVAL_S", default_value_t = 5)]
+    pub sweep_interval_s: u64,
+    /// Sweeper: seconds a batch may sit complete but unaggregated before its results are re-published.
+    #[arg(long, env = "STALL_DEADLINE_S", default_value_t = 20)]
+    pub stall_deadline_s: u64,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FaultArgs {
+    /// Fault injection: chunks whose simulation always fails, `NAME:CHUNK,NAME:*`.
+    #[arg(long, env = "FAIL_CHUNKS", default_value = "", hide = true)]
+    pub fail_chunks: String,
+    /// Fault injection: `point:probability,…` where the process aborts (drills).
+    #[arg(long, env = "CRASH_POINTS", default_value = "", hide = true)]
+    pub crash_points: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AggregatorArgs {
+    /// Unacked results held at once: the group-commit window.
+    #[arg(long, env = "PREFETCH", default_value_t = 256)]
+    pub prefetch: u16,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifierArgs {
+    /// Runs re-simulated from the seed per batch.
+    #[arg(long, env = "SPOT_CHECKS", default_value_t = 5)]
+    pub spot_checks: usize,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// One batch (id); the newest batches when unset.
+    pub batch: Option<uuid::Uuid>,
+    /// How many batches to list.
+    #[arg(long, default_value_t = 20)]
+    pub limit: i64,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResultsArgs {
+    /// Batch id.
+    pub batch: uuid::Uuid,
+    /// Print the raw aggregate as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MetadataArgs {
+    /// Show the rows of one batch (id); all batches' files when unset.
+    pub batch: Option<String>,
+}

@@ -1,0 +1,34 @@
+//! Logging (tracing to stderr, text or JSON) and the Prometheus endpoint.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+
+/// Logs go to stderr: stdout is reserved for command output and verdict lines.
+pub fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lapin=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+        LogFormat::Text => builder.with_target(false).init(),
+    }
+}
+
+/// Serves `/metrics` on `addr` (needs a running tokio runtime).
+pub fn init_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
+    let Some(addr) = addr else { return Ok(()) };
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .with_context(|| format!("cannot serve metrics on {addr}"))?;
+    tracing::info!(%addr, "Prometheus metrics served");
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! Pieces every stage shares: dead-lettering with a reason, and a small
+//! cache of batches with their compiled workload.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use broker::{Broker, Delivery, Message, Queue, REASON_HEADER};
+use store::{Batch, Store};
+use uuid::Uuid;
+use workload::{Workload, WorkloadSpec};
+
+use crate::Result;
+
+/// Publishes a copy of `delivery` to the dead-letter queue with `reason`
+/// (confirmed). The caller acks the original only after this returns.
+pub async fn dead_letter<B: Broker>(
+    broker: &B,
+    from: Queue,
+    delivery: &Delivery,
+    reason: &str,
+) -> Result<()> {
+    tracing::warn!(queue = from.suffix(), msg_id = ?delivery.msg_id, reason, "dead-lettering message");
+    let mut msg = Message::new(
+        Queue::DeadLetter,
+        delivery.msg_id.clone().unwrap_or_default(),
+        delivery.payload.clone(),
+    )
+    .with_header(REASON_HEADER, reason)
+    .with_header("x-original-queue", from.suffix());
+    msg.headers.extend(
+        delivery
+            .headers
+            .iter()
+            .filter(|(k, _)| k != REASON_HEADER && k != "x-original-queue")
+            .cloned(),
+    );
+    broker.publish(vec![msg]).await?;
+    Ok(())
+}
+
+/// A batch with its workload compiled once.
+#[derive(Debug)]
+pub struct LoadedBatch {
+    pub batch: Batch,
+    pub workload: Workload,
+}
+
+/// Batches looked up by id, compiled once per process. Batches never change
+/// after submit, so entries never go stale; the map is cleared when large.
+#[derive(Clone, Debug, Default)]
+pub struct BatchCache {
+    inner: Arc<Mutex<HashMap<Uuid, Arc<LoadedBatch>>>>,
+}
+
+/// Why a batch could not be loaded.
+#[derive(Debug)]
+pub enum Lookup {
+    Found(Arc<LoadedBatch>),
+    /// No such batch: the message referencing it is dead-lettered.
+    Unknown,
+    /// The stored workload does not compile (reason).
+    BadWorkload(String),
+}
+
+const CACHE_LIMIT: usize = 4096;
+
+impl BatchCache {
+    pub async fn get<S: Store>(&self, store: &S, id: Uuid) -> Result<Lookup> {
+        if let Some(hit) = self.inner.lock().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(Lookup::Found(hit));
+        }
+        let Some(batch) = store.batch(id).await? else {
+            return Ok(Lookup::Unknown);
+        };
+        let workload = match serde_json::from_str::<WorkloadSpec>(&batch.workload)
+            .map_err(|e| e.to_string())
+            .and_then(|spec| Workload::new(&spec).map_err(|e| e.to_string()))
+        {
+            Ok(w) => w,
+            Err(reason) => return Ok(Lookup::BadWorkload(reason)),
+        };
+        let loaded = Arc::new(LoadedBatch { batch, workload });
+        if let Ok(mut map) = self.inner.lock() {
+            if map.len() >= CACHE_LIMIT {
+                map.clear();
+            }
+            map.insert(id, loaded.clone());
+        }
+        Ok(Lookup::Found(loaded))
+    }
+}

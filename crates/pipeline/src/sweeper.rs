@@ -1,0 +1,142 @@
+//! The sweeper (inside executor processes): finds work whose message was
+//! lost or never sent and sends it again.
+//!
+//! - chunks committed by `submit` whose publish never happened (crash
+//!   between commit and publish), and chunks whose lease expired long ago
+//!   (their message is gone): their work message is re-published;
+//! - batches whose chunks are all completed but that have no aggregate past
+//!   a deadline (e.g. the aggregator quarantined a corrupt row): their chunk
+//!   results are re-published with their original msg_ids, so the
+//!   aggregator drops what it has and refills what it lost; after
+//!   `max_rounds` such rounds the batch gets FAILURE with a reason;
+//! - batches with a failed chunk but no verdict get their FAILURE message
+//!   (again).
+//!
+//! Several sweepers may run: the store hands each row to one of them
+//! (`SKIP LOCKED`), and everything re-published is idempotent downstream.
+
+use std::time::Duration;
+
+use broker::{Broker, Message, Queue};
+use store::Store;
+use tokio_util::sync::CancellationToken;
+
+use crate::Result;
+use crate::messages::{VerifyMsg, WorkMsg, encode, result_msg_id};
+use crate::telemetry::StageStats;
+
+/// Sweeper timings.
+#[derive(Clone, Debug)]
+pub struct SweeperConfig {
+    pub interval: Duration,
+    /// A pending chunk never marked published is re-published after this.
+    pub unpublished_after: Duration,
+    /// A running chunk is re-published this long after its lease expired.
+    pub lease_grace: Duration,
+    /// All chunks completed but no aggregate for this long → re-publish results.
+    pub stall_deadline: Duration,
+    /// Re-publish rounds before the batch is failed.
+    pub max_rounds: i32,
+}
+
+impl Default for SweeperConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            unpublished_after: Duration::from_secs(10),
+            lease_grace: Duration::from_secs(10),
+            stall_deadline: Duration::from_secs(20),
+            max_rounds: 3,
+        }
+    }
+}
+
+/// Sweeps every `interval` until `shutdown`.
+pub async fn run<B: Broker, S: Store>(
+    broker: B,
+    store: S,
+    cfg: SweeperConfig,
+    stats: StageStats,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(cfg.interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if let Err(e) = sweep_once(&broker, &store, &cfg, &stats).await {
+            // Infrastructure away: the next sweep tries again.
+            tracing::warn!(error = %e, "sweep failed");
+        }
+    }
+}
+
+/// One pass of the sweeper.
+pub async fn sweep_once<B: Broker, S: Store>(
+    broker: &B,
+    store: &S,
+    cfg: &SweeperConfig,
+    stats: &StageStats,
+) -> Result<()> {
+    let chunks = store
+        .take_chunks_to_republish(cfg.unpublished_after, cfg.lease_grace, 1000)
+        .await?;
+    if !chunks.is_empty() {
+        tracing::info!(
+            chunks = chunks.len(),
+            "sweeper re-publishing unpublished or abandoned chunks"
+        );
+        let msgs = chunks
+            .iter()
+            .map(|c| {
+                let m = WorkMsg::new(c.batch_id, c.chunk);
+                Message::new(Queue::Work, m.msg_id(), encode(&m))
+            })
+            .collect();
+        broker.publish(msgs).await?;
+        store.mark_published(&chunks).await?;
+        stats.count("swept_chunks", chunks.len() as u64);
+    }
+
+    // Only judge stalled batches when the aggregator has nothing queued: a
+    // busy or stopped aggregator is not a lost chunk.
+    if broker.queue_depth(Queue::Results).await? == 0 {
+        for (batch_id, round) in store.take_stalled_batches(cfg.stall_deadline, 100).await? {
+            if round > cfg.max_rounds {
+                let reason = format!(
+                    "aggregation stalled: all chunks completed but no aggregate after {} re-publish rounds",
+                    cfg.max_rounds
+                );
+                tracing::error!(batch = %batch_id, "{reason}");
+                let v = VerifyMsg::failed(batch_id, reason);
+                broker
+                    .publish(vec![Message::new(Queue::Verify, v.msg_id(), encode(&v))])
+                    .await?;
+                continue;
+            }
+            let results = store.chunk_results(batch_id).await?;
+            tracing::warn!(batch = %batch_id, round, chunks = results.len(), "batch not aggregated past its deadline: re-publishing its chunk results");
+            let msgs = results
+                .into_iter()
+                .map(|(chunk, json)| {
+                    Message::new(
+                        Queue::Results,
+                        result_msg_id(batch_id, chunk),
+                        json.into_bytes(),
+                    )
+                })
+                .collect();
+            broker.publish(msgs).await?;
+            stats.count("stalled_batches_republished", 1);
+        }
+    }
+
+    for (batch_id, reason) in store.failed_batches_without_verdict(100).await? {
+        let v = VerifyMsg::failed(batch_id, reason);
+        broker
+            .publish(vec![Message::new(Queue::Verify, v.msg_id(), encode(&v))])
+            .await?;
+    }
+    Ok(())
+}
