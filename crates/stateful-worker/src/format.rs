@@ -5,6 +5,9 @@
 //! lowercase hex digits. The body never holds a raw line break, so a line
 //! is a record and damage stays within the lines it touches.
 
+use std::io::Write;
+use std::sync::{Mutex, PoisonError};
+
 use csv::{ByteRecord, ReaderBuilder, Terminator, WriterBuilder};
 use serde::Serialize;
 
@@ -19,39 +22,103 @@ pub(crate) fn push_crc_line(out: &mut Vec<u8>, body: &[u8]) {
     finish_line(out, start);
 }
 
-/// Appends one key-log line for `msg_id` and `row` to `out`. On error `out`
-/// is left as it was.
-pub(crate) fn encode_row<R: Serialize>(out: &mut Vec<u8>, msg_id: &str, row: &R) -> Result<()> {
-    let start = out.len();
-    let written = write_record(out, msg_id, row);
-    if let Err(e) = written {
-        out.truncate(start);
-        return Err(e);
-    }
-    // The csv writer ended the record with '\n'; the CRC goes before it.
-    if out.last() == Some(&b'\n') {
-        out.pop();
-    }
-    if out[start..].iter().any(|&b| b == b'\n' || b == b'\r') {
-        out.truncate(start);
-        return Err(Error::InvalidRow {
-            reason: "a field contains a line break".to_owned(),
-        });
-    }
-    finish_line(out, start);
-    Ok(())
+/// Encodes key-log lines. Keeps one `csv` writer for all rows (building
+/// one per row costs allocations on the hot path).
+#[derive(Debug)]
+pub(crate) struct RowEncoder {
+    csv: csv::Writer<Sink>,
 }
 
-fn write_record<R: Serialize>(out: &mut Vec<u8>, msg_id: &str, row: &R) -> Result<()> {
-    let mut w = WriterBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .terminator(Terminator::Any(b'\n'))
-        .buffer_capacity(256)
-        .from_writer(&mut *out);
-    w.write_field(msg_id).map_err(Error::Encode)?;
-    w.serialize(row).map_err(Error::Encode)?;
-    w.flush().map_err(|e| Error::Encode(e.into()))
+/// Where the csv writer puts a record. A `Mutex` only because
+/// `csv::Writer` hands out nothing but `&Sink`; it is never contended.
+#[derive(Debug, Default)]
+struct Sink {
+    buf: Mutex<Vec<u8>>,
+}
+
+impl Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buf
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Default for RowEncoder {
+    fn default() -> Self {
+        let csv = WriterBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .terminator(Terminator::Any(b'\n'))
+            .buffer_capacity(1024)
+            .from_writer(Sink::default());
+        RowEncoder { csv }
+    }
+}
+
+impl RowEncoder {
+    /// Appends one key-log line for `msg_id` and `row` to `out`. On error
+    /// `out` is left as it was.
+    pub(crate) fn encode<R: Serialize>(
+        &mut self,
+        out: &mut Vec<u8>,
+        msg_id: &str,
+        row: &R,
+    ) -> Result<()> {
+        let start = out.len();
+        let written = self.write_record(out, msg_id, row);
+        if let Err(e) = written {
+            out.truncate(start);
+            // A record that failed half way must not leak into the next.
+            *self = RowEncoder::default();
+            return Err(e);
+        }
+        // The csv writer ended the record with '\n'; the CRC goes before it.
+        if out.last() == Some(&b'\n') {
+            out.pop();
+        }
+        if out[start..].iter().any(|&b| b == b'\n' || b == b'\r') {
+            out.truncate(start);
+            return Err(Error::InvalidRow {
+                reason: "a field contains a line break".to_owned(),
+            });
+        }
+        finish_line(out, start);
+        Ok(())
+    }
+
+    fn write_record<R: Serialize>(
+        &mut self,
+        out: &mut Vec<u8>,
+        msg_id: &str,
+        row: &R,
+    ) -> Result<()> {
+        self.csv.write_field(msg_id).map_err(Error::Encode)?;
+        self.csv.serialize(row).map_err(Error::Encode)?;
+        self.csv.flush().map_err(|e| Error::Encode(e.into()))?;
+        let mut buf = self
+            .csv
+            .get_ref()
+            .buf
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        out.extend_from_slice(&buf);
+        buf.clear();
+        Ok(())
+    }
+}
+
+/// Appends one key-log line for `msg_id` and `row` to `out` (one-off; the
+/// manager keeps a [`RowEncoder`]).
+#[cfg(test)]
+pub(crate) fn encode_row<R: Serialize>(out: &mut Vec<u8>, msg_id: &str, row: &R) -> Result<()> {
+    RowEncoder::default().encode(out, msg_id, row)
 }
 
 /// Ends the line that starts at `start` with `,<crc of body>\n`.
@@ -213,6 +280,33 @@ mod tests {
             Err(Error::Encode(_)) => assert!(out.is_empty()),
             other => panic!("expected an encode error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_failed_record_does_not_leak_into_the_next_one() {
+        let mut enc = RowEncoder::default();
+        let mut out = Vec::new();
+        let map = std::collections::BTreeMap::from([("a", 1)]);
+        assert!(enc.encode(&mut out, "m1", &map).is_err());
+        let two_lines = Row {
+            n: 1,
+            text: "a\nb".into(),
+        };
+        assert!(enc.encode(&mut out, "m2", &two_lines).is_err());
+        enc.encode(
+            &mut out,
+            "m3",
+            &Row {
+                n: 3,
+                text: "x".into(),
+            },
+        )
+        .unwrap();
+        let crc = crc32fast::hash(b"m3,3,x");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("m3,3,x,{crc:08x}\n")
+        );
     }
 
     #[test]

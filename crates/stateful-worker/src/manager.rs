@@ -10,7 +10,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::format::encode_row;
+use crate::format::RowEncoder;
 use crate::fsutil::{remove_if_exists, sync_dir};
 use crate::key::{DATA_SUFFIX, TMP_SUFFIX, data_path, key_of, validate_key, validate_msg_id};
 use crate::lock::DirLock;
@@ -119,6 +119,7 @@ pub struct StatefulWorkerManager<S: KeyedState> {
     max_open_writers: usize,
     uncommitted_rows: usize,
     poisoned: Option<String>,
+    encoder: RowEncoder,
     line: Vec<u8>,
 }
 
@@ -242,6 +243,7 @@ impl<S: KeyedState> StatefulWorkerManager<S> {
             max_open_writers: DEFAULT_MAX_OPEN_FILES,
             uncommitted_rows: 0,
             poisoned: None,
+            encoder: RowEncoder::default(),
             line: Vec::with_capacity(256),
         };
         Ok((manager, report))
@@ -259,45 +261,49 @@ impl<S: KeyedState> StatefulWorkerManager<S> {
         self.check_usable()?;
         validate_key(key)?;
         validate_msg_id(msg_id)?;
-        if self.completed.contains(key) {
+        if !self.completed.is_empty() && self.completed.contains(key) {
             return Ok(Processed::AlreadyCompleted);
         }
-        if let Some(entry) = self.live.get_mut(key)
-            && entry.seen.contains(msg_id)
-        {
-            entry.duplicates += 1;
-            return Ok(Processed::Duplicate);
-        }
-        self.line.clear();
-        encode_row(&mut self.line, msg_id, &row)?;
-
-        let needs_file = self.live.get(key).is_none_or(|e| e.writer.is_none());
-        if needs_file && self.open_writers >= self.max_open_writers {
+        // Close clean files first if at the cap (and there are clean ones).
+        if self.open_writers >= self.max_open_writers && self.open_writers > self.dirty.len() {
             self.close_clean_writers();
         }
-        let path = data_path(&self.dir, key);
-        let is_new = !self.live.contains_key(key);
-        let entry = match self.live.get_mut(key) {
+        let existing = match self.live.get_mut(key) {
+            Some(entry) if entry.seen.contains(msg_id) => {
+                entry.duplicates += 1;
+                return Ok(Processed::Duplicate);
+            }
+            other => other,
+        };
+        self.line.clear();
+        self.encoder.encode(&mut self.line, msg_id, &row)?;
+
+        let is_new = existing.is_none();
+        let entry = match existing {
             Some(entry) => entry,
             None => self.live.entry(key.to_owned()).or_default(),
         };
         let writer = match &mut entry.writer {
             Some(w) => w,
-            slot @ None => match open_append(&path) {
-                Ok((file, created)) => {
-                    self.open_writers += 1;
-                    self.dir_dirty |= created;
-                    slot.insert(BufWriter::with_capacity(64 * 1024, file))
-                }
-                Err(e) => {
-                    if is_new {
-                        self.live.remove(key);
+            slot @ None => {
+                let path = data_path(&self.dir, key);
+                match open_append(&path) {
+                    Ok((file, created)) => {
+                        self.open_writers += 1;
+                        self.dir_dirty |= created;
+                        slot.insert(BufWriter::with_capacity(64 * 1024, file))
                     }
-                    return Err(Error::Io { path, source: e });
+                    Err(e) => {
+                        if is_new {
+                            self.live.remove(key);
+                        }
+                        return Err(Error::Io { path, source: e });
+                    }
                 }
-            },
+            }
         };
         if let Err(source) = writer.write_all(&self.line) {
+            let path = data_path(&self.dir, key);
             return Err(poison(&mut self.poisoned, path, source));
         }
         if !entry.dirty {
@@ -312,7 +318,7 @@ impl<S: KeyedState> StatefulWorkerManager<S> {
     }
 
     /// Makes every row appended since the last commit durable: one flush and
-    /// one `sync_data` per touched key file (run on up to 8 threads at once
+    /// one `sync_data` per touched key file (run on up to 32 threads at once
     /// when several files are touched), and one directory fsync if a key
     /// file was created (group commit). Any failure poisons the manager:
     /// the caller must exit and rebuild, never retry.
@@ -521,7 +527,7 @@ fn poison(poisoned: &mut Option<String>, path: PathBuf, source: std::io::Error) 
 }
 
 /// Most threads one commit uses to fsync files side by side.
-const SYNC_THREADS: usize = 8;
+const SYNC_THREADS: usize = 32;
 
 /// `sync_data` on every file, several at a time. On failure, returns the
 /// index of a file that failed. Every file is attempted even after a
