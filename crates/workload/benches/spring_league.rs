@@ -1,6 +1,8 @@
 //! Single-thread cost of one Spring League run, and the batch's shape as a
 //! sanity check of the model: `cargo bench -p workload`.
-//! `RUNS=n` sets the number of runs (default 10,000), `SEED=s` the seed.
+//! `RUNS=n` sets the number of runs (default 10,000), `SEED=s` the seed,
+//! `START="fri 18:00"` moves the event's start (the default is Wed 18:00;
+//! a Friday start gives the players twice the session time in the 48 h).
 //!
 //! Prints wall time and, on Linux, the thread's on-CPU time from
 //! /proc/thread-self/schedstat: on a shared machine the wall figure includes
@@ -8,7 +10,8 @@
 
 use std::time::Instant;
 
-use workload::{Workload, WorkloadSpec};
+use workload::event::EventStart;
+use workload::{Event, Workload, WorkloadSpec};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -23,10 +26,22 @@ fn cpu_ns() -> Option<u64> {
     stat.split_whitespace().next()?.parse().ok()
 }
 
-fn main() -> Result<(), workload::Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runs = env_u64("RUNS", 10_000).max(1);
     let seed = env_u64("SEED", 1);
-    for spec in [WorkloadSpec::bingo_default(), WorkloadSpec::Sum] {
+    let mut event = Event::spring_league();
+    if let Ok(start) = std::env::var("START") {
+        let (day, time) = start
+            .split_once(' ')
+            .ok_or("START is \"day HH:MM\", e.g. \"fri 18:00\"")?;
+        event.start =
+            serde_json::from_value::<EventStart>(serde_json::json!({ "day": day, "time": time }))?;
+    }
+    println!(
+        "{} from {:?} {}",
+        event.name, event.start.day, event.start.time
+    );
+    for spec in [WorkloadSpec::Bingo { event }, WorkloadSpec::Sum] {
         let w = Workload::new(&spec)?;
         let mut scratch = w.scratch();
         let mut values = Vec::with_capacity(w.width() * runs as usize);

@@ -30,6 +30,8 @@ mod spring_league;
 mod strategy;
 mod sum;
 mod summary;
+#[cfg(test)]
+mod testkit;
 mod validate;
 
 use std::path::Path;
@@ -243,10 +245,16 @@ impl Workload {
         values: &mut Vec<i32>,
         summary: &mut Summary,
     ) {
-        assert_eq!(
-            summary.shape(),
-            self.empty_summary().shape(),
-            "summary of another workload"
+        let fits = match &*self.0 {
+            Compiled::Bingo(m) => {
+                summary.is_bingo_of(m.teams.len(), m.rows, m.tiles.len() as u32, m.max_points)
+            }
+            Compiled::Sum => summary.as_sum().is_some(),
+        };
+        assert!(
+            fits,
+            "run_range needs a summary of this workload, got {}",
+            summary.shape()
         );
         let width = self.width();
         values.reserve(width * runs as usize);
@@ -296,5 +304,101 @@ impl Workload {
             winner: out[0] as usize,
             teams,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_json_round_trips_exactly() {
+        let spec = WorkloadSpec::bingo_default();
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(
+            json.starts_with(r#"{"kind":"bingo","event":{"name":"Spring League Bingo""#),
+            "{}",
+            &json[..80]
+        );
+        let back: WorkloadSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, spec);
+        let sum: WorkloadSpec = serde_json::from_str(r#"{"kind":"sum"}"#).unwrap();
+        assert_eq!(sum, WorkloadSpec::Sum);
+        assert_eq!((spec.name(), sum.name()), ("bingo", "sum"));
+    }
+
+    #[test]
+    fn the_shipped_event_file_is_the_builtin_event() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("events/spring-league.json");
+        let spec = WorkloadSpec::from_event_file(&path).unwrap();
+        assert_eq!(
+            spec,
+            WorkloadSpec::bingo_default(),
+            "regenerate with: cargo run -p workload --example print_event > crates/workload/events/spring-league.json"
+        );
+    }
+
+    #[test]
+    fn event_files_fail_with_what_went_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.json");
+        assert!(matches!(
+            WorkloadSpec::from_event_file(&missing),
+            Err(Error::ReadEvent { .. })
+        ));
+        let broken = dir.path().join("broken.json");
+        std::fs::write(&broken, "{\"name\": ").unwrap();
+        let err = WorkloadSpec::from_event_file(&broken).unwrap_err();
+        assert!(matches!(err, Error::ParseEvent { .. }));
+        assert!(err.to_string().contains("broken.json"), "{err}");
+        let mut event = Event::spring_league();
+        event.unlock_threshold = 42;
+        event.rows[3].tiles[1].rules[0].activity = "cox2".into();
+        let invalid = dir.path().join("invalid.json");
+        std::fs::write(&invalid, serde_json::to_string(&event).unwrap()).unwrap();
+        match WorkloadSpec::from_event_file(&invalid) {
+            Err(Error::InvalidEvent { problems }) => assert_eq!(problems.len(), 2, "{problems:?}"),
+            other => panic!("expected InvalidEvent, got {other:?}"),
+        }
+        // Workload::new validates specs that did not come from a file too.
+        assert!(matches!(
+            Workload::new(&WorkloadSpec::Bingo { event }),
+            Err(Error::InvalidEvent { .. })
+        ));
+    }
+
+    #[test]
+    fn shapes_names_and_summaries_fit_together() {
+        let bingo = Workload::new(&WorkloadSpec::bingo_default()).unwrap();
+        assert_eq!((bingo.name(), bingo.width()), ("bingo", 7));
+        assert_eq!(bingo.team_names(), vec!["Alpha", "Beta"]);
+        let sum = Workload::new(&WorkloadSpec::Sum).unwrap();
+        assert_eq!(
+            (sum.name(), sum.width(), sum.team_names()),
+            ("sum", 1, vec!["value".to_string()])
+        );
+        assert!(sum.run_detail(1, 1, &mut sum.scratch()).is_none());
+
+        for w in [bingo, sum] {
+            let mut scratch = w.scratch();
+            let (mut values, mut summary) = (Vec::new(), w.empty_summary());
+            w.run_range(8, 100, 30, &mut scratch, &mut values, &mut summary);
+            assert_eq!(values.len(), 30 * w.width());
+            // The same runs one by one, in another order, give the same rows and summary.
+            let mut again = w.empty_summary();
+            let mut out = vec![0; w.width()];
+            for i in (0..30).rev() {
+                w.run(8, 100 + i, &mut scratch, &mut out);
+                assert_eq!(
+                    out,
+                    values[i as usize * w.width()..(i as usize + 1) * w.width()]
+                );
+                again.add(&out).unwrap();
+            }
+            assert_eq!(again, summary);
+            assert_eq!(summary.runs(), 30);
+            let report = w.report(&summary).to_string();
+            assert!(report.contains("30"), "{report}");
+        }
     }
 }

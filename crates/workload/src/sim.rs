@@ -464,3 +464,7 @@ impl Sim<'_> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "sim_tests.rs"]
+mod tests;

@@ -58,17 +58,17 @@ pub fn best_set(m: &Model, strategy: Strategy, board: Board<'_>) -> u8 {
             costs[p] = cost(m, strategy, tile, board.furthest);
         }
     }
+    // Each set's totals extend those of the set without its lowest tile.
+    const SETS: usize = 1 << TILES_PER_ROW;
+    let mut set_points = [0u32; SETS];
+    let mut set_cost = [0.0f64; SETS];
     let (mut best, mut best_cost) = (0u8, f64::INFINITY);
-    for mask in 1u8..(1 << TILES_PER_ROW) {
-        let (mut total_points, mut total) = (0, 0.0);
-        for p in 0..TILES_PER_ROW {
-            if mask & (1 << p) != 0 {
-                total_points += points[p];
-                total += costs[p];
-            }
-        }
-        if total_points >= m.threshold && total < best_cost {
-            (best, best_cost) = (mask, total);
+    for mask in 1..SETS {
+        let (low, rest) = (mask.trailing_zeros() as usize, mask & (mask - 1));
+        set_points[mask] = set_points[rest] + points[low];
+        set_cost[mask] = set_cost[rest] + costs[low];
+        if set_points[mask] >= m.threshold && set_cost[mask] < best_cost {
+            (best, best_cost) = (mask as u8, set_cost[mask]);
         }
     }
     best

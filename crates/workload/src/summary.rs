@@ -118,6 +118,13 @@ impl Summary {
         }
     }
 
+    /// Whether this is a bingo summary of exactly this board and team count.
+    pub(crate) fn is_bingo_of(&self, teams: usize, rows: u32, tiles: u32, max_points: u32) -> bool {
+        self.as_bingo().is_some_and(|b| {
+            b.teams.len() == teams && (b.rows, b.tiles, b.max_points) == (rows, tiles, max_points)
+        })
+    }
+
     pub(crate) fn as_bingo(&self) -> Option<&BingoSummary> {
         match self {
             Summary::Bingo(b) => Some(b),

@@ -290,3 +290,183 @@ pub fn validate(event: &Event) -> Result<()> {
         Err(Error::InvalidEvent { problems: p.0 })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{GroupBand, Modifier, Session, TimeOfDay, Weekday};
+    use crate::testkit::{ladder, rule};
+
+    /// The problems `mutate` introduces into an otherwise valid event.
+    fn problems(mutate: impl FnOnce(&mut Event)) -> Vec<String> {
+        let mut ev = ladder(2, 5, 100);
+        mutate(&mut ev);
+        match validate(&ev) {
+            Ok(()) => Vec::new(),
+            Err(Error::InvalidEvent { problems }) => problems,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+
+    fn assert_problem(mutate: impl FnOnce(&mut Event), expected: &str) {
+        let found = problems(mutate);
+        assert!(
+            found.iter().any(|p| p.contains(expected)),
+            "expected {expected:?} in {found:?}"
+        );
+    }
+
+    #[test]
+    fn valid_events_pass() {
+        assert!(problems(|_| {}).is_empty());
+        validate(&Event::spring_league()).unwrap();
+    }
+
+    #[test]
+    fn each_rule_of_the_config_is_checked_with_its_location() {
+        assert_problem(
+            |e| e.unlock_threshold = 0,
+            "unlock_threshold: 0 must be in 1..=10",
+        );
+        assert_problem(|e| e.unlock_threshold = 11, "unlock_threshold: 11");
+        assert_problem(|e| e.duration_seconds = 0, "duration_seconds: 0");
+        assert_problem(|e| e.rows.clear(), "rows: 0 rows");
+        assert_problem(
+            |e| {
+                e.rows[1].tiles.pop();
+            },
+            "rows[1]: must have exactly 4 tiles",
+        );
+        assert_problem(
+            |e| e.rows[0].tiles[0].points = 4,
+            "rows[0]: must have exactly 4 tiles worth 1, 2, 3 and 4",
+        );
+        assert_problem(
+            |e| e.rows[0].tiles[2].required = 0,
+            "rows[0].tiles[2] (s3-r0): required 0",
+        );
+        assert_problem(
+            |e| e.rows[0].tiles[1].rules.clear(),
+            "rows[0].tiles[1] (s2-r0): needs at least one rule",
+        );
+        assert_problem(
+            |e| e.rows[1].tiles[3].rules[0].activity = "zulrahh".into(),
+            r#"rows[1].tiles[3] (s4-r1).rules[0]: activity "zulrahh" is not defined"#,
+        );
+        assert_problem(
+            |e| e.rows[0].tiles[0].rules[0] = rule("a", &["nope"]),
+            r#"accepts "nope", which no activity grants"#,
+        );
+        assert_problem(
+            |e| e.rows[0].tiles[0].rules[0].requires = vec!["ds2".into()],
+            r#"requires "ds2", which no player has"#,
+        );
+        assert_problem(
+            |e| {
+                e.rows[0].tiles[0].rules[0].modifiers = vec![Modifier {
+                    capability: "dhl".into(),
+                    time: 0.9,
+                    probability: 1.0,
+                }]
+            },
+            r#"capability "dhl" is held by no player"#,
+        );
+        assert_problem(
+            |e| e.activities[0].attempts[0].outcomes[0].weight = 0.0,
+            "weight 0 must be positive",
+        );
+        assert_problem(
+            |e| e.activities[0].attempts[0].outcomes[0].weight = f64::NAN,
+            "must be positive",
+        );
+        assert_problem(
+            |e| e.activities[0].attempts[0].seconds = 0,
+            "activities[0] (a).attempts[0] (a): seconds 0",
+        );
+        assert_problem(
+            |e| e.activities[0].attempts[0].variance = 11,
+            "variance 11 must not exceed seconds 10",
+        );
+        assert_problem(
+            |e| e.activities[0].attempts.clear(),
+            "needs at least one attempt",
+        );
+        assert_problem(
+            |e| e.activities[0].solo = false,
+            "must allow solo or group play",
+        );
+        assert_problem(
+            |e| e.activities[0].group = Some(crate::event::GroupSize { min: 3, max: 2 }),
+            "group size 3..=2",
+        );
+        assert_problem(
+            |e| {
+                e.activities[0].bands = vec![
+                    GroupBand {
+                        min: 1,
+                        max: 3,
+                        time: 1.0,
+                        probability: 1.0,
+                    },
+                    GroupBand {
+                        min: 3,
+                        max: 4,
+                        time: 1.0,
+                        probability: 1.0,
+                    },
+                ]
+            },
+            "bands[0]: overlaps bands[1]",
+        );
+        assert_problem(
+            |e| {
+                e.activities[0].bands = vec![GroupBand {
+                    min: 1,
+                    max: 1,
+                    time: -1.0,
+                    probability: 1.0,
+                }]
+            },
+            "time -1 must be > 0",
+        );
+        assert_problem(
+            |e| e.activities.push(e.activities[0].clone()),
+            "activities[1] (a): key is defined twice",
+        );
+        assert_problem(
+            |e| e.teams[0].players[0].skill = 0.0,
+            "teams[0] (T).players[0] (p): skill 0",
+        );
+        assert_problem(|e| e.teams[0].players.clear(), "0 players");
+        assert_problem(
+            |e| e.teams.push(e.teams[0].clone()),
+            "teams[1] (T): name is used twice",
+        );
+        assert_problem(|e| e.teams.clear(), "teams: at least one team");
+        assert_problem(
+            |e| {
+                e.teams[0].players[0].sessions = vec![Session {
+                    day: Weekday::Mon,
+                    start: TimeOfDay::MIDNIGHT,
+                    minutes: 0,
+                }]
+            },
+            "sessions[0]: minutes 0",
+        );
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let found = problems(|e| {
+            e.unlock_threshold = 0;
+            e.teams[0].players[0].skill = -1.0;
+        });
+        assert_eq!(found.len(), 2, "{found:?}");
+        let err = Error::InvalidEvent { problems: found };
+        assert!(
+            err.to_string()
+                .starts_with("invalid event: unlock_threshold"),
+            "{err}"
+        );
+    }
+}
