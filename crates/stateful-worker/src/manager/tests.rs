@@ -451,3 +451,10 @@ fn an_empty_state_file_rebuilds_to_an_empty_key() {
     assert_eq!(m.keys(), vec!["k"]);
     assert!(m.ready_keys().is_empty());
 }
+
+#[test]
+fn the_manager_can_move_between_threads_and_be_shared() {
+    // Async callers hold it across awaits (Send) and may borrow it (Sync).
+    fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<Manager>();
+}
