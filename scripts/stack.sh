@@ -347,6 +347,8 @@ spawn() {
     . "$envfile"
     set +a
     need_bin "$BATCHLINE_BIN"
+    # Logs go to files: no ANSI colours unless asked for (tracing honours NO_COLOR).
+    export NO_COLOR=${NO_COLOR-1}
     case $role in
     executor) args=(executor) ;;
     aggregator) args=(aggregator) ;;
