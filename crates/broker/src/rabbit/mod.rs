@@ -34,6 +34,15 @@ use publisher::Publisher;
 /// queue names.
 const MAX_PREFIX: usize = 240;
 
+/// What a passive declare tells about a queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Messages ready for delivery (not counting unacked ones).
+    pub ready: u64,
+    /// Consumers subscribed to the queue.
+    pub consumers: u64,
+}
+
 /// A [`Broker`] over RabbitMQ. Cheap to clone; clones share the publish
 /// connection. Dropping the last clone closes it.
 #[derive(Clone)]
@@ -60,6 +69,12 @@ impl RabbitBroker {
 
     pub fn config(&self) -> &RabbitConfig {
         self.publisher.config()
+    }
+
+    /// Ready messages and consumers of `queue`.
+    pub async fn queue_stats(&self, queue: Queue) -> Result<QueueStats> {
+        let channel = self.publisher.side_channel().await?;
+        topology::stats(&channel, self.config(), queue).await
     }
 
     /// Removes the ready messages of `queue`; returns how many.
@@ -100,7 +115,6 @@ impl Broker for RabbitBroker {
     }
 
     async fn queue_depth(&self, queue: Queue) -> Result<u64> {
-        let channel = self.publisher.side_channel().await?;
-        topology::depth(&channel, self.config(), queue).await
+        Ok(self.queue_stats(queue).await?.ready)
     }
 }

@@ -13,8 +13,8 @@ use lapin::Channel;
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 
-use super::RabbitConfig;
 use super::session::map_error;
+use super::{QueueStats, RabbitConfig};
 use crate::{Queue, Result};
 
 /// Queue arguments for `queue`.
@@ -76,8 +76,12 @@ pub(crate) async fn declare(channel: &Channel, config: &RabbitConfig) -> Result<
     Ok(())
 }
 
-/// Messages ready in `queue`, through a passive declare.
-pub(crate) async fn depth(channel: &Channel, config: &RabbitConfig, queue: Queue) -> Result<u64> {
+/// Ready messages and consumers of `queue`, through a passive declare.
+pub(crate) async fn stats(
+    channel: &Channel,
+    config: &RabbitConfig,
+    queue: Queue,
+) -> Result<QueueStats> {
     let name = config.queue_name(queue);
     let declared = channel
         .queue_declare(
@@ -87,7 +91,10 @@ pub(crate) async fn depth(channel: &Channel, config: &RabbitConfig, queue: Queue
         )
         .await
         .map_err(|e| map_error(&format!("cannot inspect queue {name}"), &e))?;
-    Ok(u64::from(declared.message_count()))
+    Ok(QueueStats {
+        ready: u64::from(declared.message_count()),
+        consumers: u64::from(declared.consumer_count()),
+    })
 }
 
 /// Removes every ready message of `queue`; returns how many.
