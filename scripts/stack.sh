@@ -156,11 +156,13 @@ compose_container_of() {
   printf '%s\n' "$name"
 }
 
-compose_service_args() { # N -> service [replica]
+# Maps the user's N to TARGET: (service) or (service replica-index).
+TARGET=()
+compose_target() {
   case $1 in
-  runner) echo runner ;;
-  [123]) echo "worker-$1" ;;
-  1-[1-9]*) echo "worker-1 ${1#1-}" ;;
+  runner) TARGET=(runner) ;;
+  [123]) TARGET=("worker-$1") ;;
+  1-[1-9]*) TARGET=(worker-1 "${1#1-}") ;;
   *) die "unknown worker '$1': use 1, 2, 3, 1-K or runner" ;;
   esac
 }
@@ -176,28 +178,34 @@ compose_cmd() {
   up-detached) exec "${COMPOSE[@]}" up --build --detach "${scale[@]}" ;;
   down) exec "${COMPOSE[@]}" down --timeout "$STOP_TIMEOUT" --remove-orphans ;;
   logs)
-    local follow=(--follow) svc=()
+    local follow=(--follow) container
     [[ ${FOLLOW:-1} == 0 ]] && follow=()
-    [[ $# -gt 0 ]] && read -r -a svc <<<"$(compose_service_args "$1")" && svc=("${svc[0]}")
-    exec "${COMPOSE[@]}" logs "${follow[@]}" --tail "${TAIL:-100}" "${svc[@]}"
+    [[ $# -gt 0 ]] && compose_target "$1"
+    if [[ ${#TARGET[@]} -eq 2 ]]; then
+      container=$(compose_container_of "${TARGET[@]}") || exit 1
+      exec docker logs "${follow[@]}" --tail "${TAIL:-100}" "$container"
+    fi
+    exec "${COMPOSE[@]}" logs "${follow[@]}" --tail "${TAIL:-100}" "${TARGET[@]}"
     ;;
   kill)
     [[ $# -ge 1 ]] || die "kill needs a worker: 1, 2, 3, 1-K or runner"
-    local sig=${2:-SIGKILL} target
-    read -r -a target <<<"$(compose_service_args "$1")"
-    if [[ ${#target[@]} -eq 2 ]]; then
-      exec docker kill --signal "$sig" "$(compose_container_of "${target[0]}" "${target[1]}")"
+    local sig=${2:-SIGKILL} container
+    compose_target "$1"
+    if [[ ${#TARGET[@]} -eq 2 ]]; then
+      container=$(compose_container_of "${TARGET[@]}") || exit 1
+      exec docker kill --signal "$sig" "$container"
     fi
-    exec "${COMPOSE[@]}" kill --signal "$sig" "${target[0]}"
+    exec "${COMPOSE[@]}" kill --signal "$sig" "${TARGET[0]}"
     ;;
   restart)
     [[ $# -ge 1 ]] || die "restart needs a worker: 1, 2, 3, 1-K or runner"
-    local target
-    read -r -a target <<<"$(compose_service_args "$1")"
-    if [[ ${#target[@]} -eq 2 ]]; then
-      exec docker restart "$(compose_container_of "${target[0]}" "${target[1]}")"
+    local container
+    compose_target "$1"
+    if [[ ${#TARGET[@]} -eq 2 ]]; then
+      container=$(compose_container_of "${TARGET[@]}") || exit 1
+      exec docker restart "$container"
     fi
-    exec "${COMPOSE[@]}" restart "${target[0]}"
+    exec "${COMPOSE[@]}" restart "${TARGET[0]}"
     ;;
   status) exec "${COMPOSE[@]}" ps --all ;;
   # worker-2 has ./worker-data mounted, so `metadata` sees the aggregator's files.

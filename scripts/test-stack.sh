@@ -55,9 +55,13 @@ alive() { local p; p=$(pid_of "$1") && kill -0 "$p" 2>/dev/null && [[ $(ps -o st
 dead_pid() { ! kill -0 "$1" 2>/dev/null || [[ $(ps -o stat= -p "$1") == Z* ]]; }
 logfile() { cat "$WORKER_DATA_DIR/logs/$1.log" 2>/dev/null; }
 stack() { "$STACK" "$@" >>"$TMP/stack.out" 2>&1; }
+# compose mode creates ./worker-data/aggregator for its bind mount: leave the
+# tree as it was.
+[[ -d worker-data/aggregator ]] && had_agg_dir=1 || had_agg_dir=0
 cleanup() {
   "$STACK" down >/dev/null 2>&1
   rm -rf "$TMP"
+  ((had_agg_dir)) || rmdir worker-data/aggregator 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -159,6 +163,41 @@ else
   failed=$((failed + 1))
   echo "FAIL up in the foreground: python3 is needed to send a terminal-like SIGINT"
 fi
+
+# --- compose mode, against a fake docker -----------------------------------------
+mkdir -p "$TMP/docker-bin"
+cat >"$TMP/docker-bin/docker" <<'EOF'
+#!/usr/bin/env bash
+# fake docker: an engine that answers; records each call with HOST_UID
+echo "docker $* [uid=${HOST_UID-unset}]" >>"$FAKE_DOCKER_LOG"
+case "$1 ${2-}" in
+"compose ps") printf 'batchline-worker-1-1\nbatchline-worker-1-2\n' ;;
+esac
+exit 0
+EOF
+chmod +x "$TMP/docker-bin/docker"
+export FAKE_DOCKER_LOG=$TMP/docker.log
+compose_call() { # compose_call EXPECTED STACK-ARGS...: the stack runs exactly EXPECTED
+  local want=$1
+  shift
+  : >"$FAKE_DOCKER_LOG"
+  PATH="$TMP/docker-bin:$PATH" STACK_MODE=auto "$STACK" "$@" >>"$TMP/stack.out" 2>&1 || return 1
+  grep -v -e '^docker info' -e '^docker compose version' "$FAKE_DOCKER_LOG" | sed 's/ \[uid=.*//' | grep -qxF -- "$want"
+}
+check "a Docker engine that answers means compose mode" bash -c '[[ $(PATH="$0:$PATH" STACK_MODE=auto "$1" mode 2>/dev/null) == compose ]]' "$TMP/docker-bin" "$STACK"
+check "compose: up-detached" compose_call "docker compose up --build --detach" up-detached
+check "compose: worker-2 writes as the caller" grep -q "up --build --detach \[uid=$(id -u)\]" "$FAKE_DOCKER_LOG"
+RUNNER=0 check "compose: RUNNER=0 scales the runner to 0" compose_call "docker compose up --build --detach --scale runner=0" up-detached
+check "compose: kill 2" compose_call "docker compose kill --signal SIGKILL worker-2" kill 2
+check "compose: kill 1 kills every replica" compose_call "docker compose kill --signal SIGKILL worker-1" kill 1
+check "compose: kill 1-2 kills one replica" compose_call "docker kill --signal SIGKILL batchline-worker-1-2" kill 1-2
+check "compose: restart 2" compose_call "docker compose restart worker-2" restart 2
+check "compose: restart 1-1" compose_call "docker restart batchline-worker-1-1" restart 1-1
+FOLLOW=0 check "compose: logs 3" compose_call "docker compose logs --tail 100 worker-3" logs 3
+check "compose: check-metadata runs in worker-2" compose_call "docker compose run --rm --no-deps worker-2 metadata" cli metadata
+check "compose: down" compose_call "docker compose down --timeout 5 --remove-orphans" down
+check "compose: kill of an unknown worker fails" bash -c '! PATH="$0:$PATH" "$1" kill 9 2>/dev/null' "$TMP/docker-bin" "$STACK"
+check "compose: kill of a missing replica fails" bash -c '! PATH="$0:$PATH" "$1" kill 1-7 2>/dev/null' "$TMP/docker-bin" "$STACK"
 
 echo "stack tests: $passed passed, $failed failed"
 echo "$passed passed, $failed failed"
