@@ -74,6 +74,9 @@ pub enum WorkloadKind {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Zero-setup tour: the whole pipeline in one process (in-process broker,
+    /// SQLite under worker-data/), with an aggregator crash and rebuild.
+    Demo(DemoArgs),
     /// Apply the Postgres migrations (the services also do it at start).
     Migrate,
     /// Create batches and publish their chunks; prints each batch id.
@@ -209,4 +212,26 @@ pub struct ResultsArgs {
 pub struct MetadataArgs {
     /// Show the rows of one batch (id); all batches' files when unset.
     pub batch: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Batches to submit.
+    #[arg(long, default_value_t = 4)]
+    pub batches: usize,
+    /// Runs per batch.
+    #[arg(long, default_value_t = 25_000)]
+    pub runs: i64,
+    /// Runs per chunk.
+    #[arg(long, default_value_t = 1_000)]
+    pub chunk_size: i32,
+    /// Workload to run.
+    #[arg(long, value_enum, default_value_t = WorkloadKind::Bingo)]
+    pub workload: WorkloadKind,
+    /// Duplicate deliveries injected while the aggregator is down.
+    #[arg(long, default_value_t = 5)]
+    pub duplicates: usize,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_s: u64,
 }

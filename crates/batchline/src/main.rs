@@ -43,6 +43,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
     match &cli.command {
+        Command::Demo(args) => services::demo(g, args).await,
         Command::Migrate => {
             connect::store(g).await?;
             println!("migrations applied");

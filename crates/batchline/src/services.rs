@@ -14,7 +14,9 @@ use pipeline::sweeper::SweeperConfig;
 use pipeline::telemetry::StageStats;
 use pipeline::verifier::{self, LineSink, VerifierConfig};
 
-use crate::cli::{AggregatorArgs, ExecutorArgs, FaultArgs, Global, VerifierArgs};
+use crate::cli::{
+    AggregatorArgs, DemoArgs, ExecutorArgs, FaultArgs, Global, VerifierArgs, WorkloadKind,
+};
 use crate::{connect, observe, shutdown};
 
 fn faults(args: &FaultArgs) -> anyhow::Result<Faults> {
@@ -111,5 +113,36 @@ pub fn stdout_sink() -> LineSink {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}")?;
         out.flush()
+    })
+}
+
+pub async fn demo(g: &Global, args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let cfg = pipeline::demo::DemoConfig {
+        dir: g.worker_data_dir.join("demo"),
+        batches: args.batches,
+        runs: args.runs,
+        chunk_size: args.chunk_size,
+        workload: match args.workload {
+            WorkloadKind::Bingo => workload::WorkloadSpec::bingo_default(),
+            WorkloadKind::Sum => workload::WorkloadSpec::Sum,
+        },
+        concurrency: cores(),
+        duplicates: args.duplicates,
+        timeout: Duration::from_secs(args.timeout_s.max(1)),
+    };
+    eprintln!(
+        "batchline demo: {} batches x {} runs, in-process broker, SQLite and CSV state in {}",
+        cfg.batches,
+        cfg.runs,
+        cfg.dir.display()
+    );
+    let report = pipeline::demo::run(cfg, stdout_sink())
+        .await
+        .context("demo failed")?;
+    println!("{report}");
+    Ok(if report.all_succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }

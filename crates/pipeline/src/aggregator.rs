@@ -118,6 +118,9 @@ pub async fn run<B: Broker, S: Store>(
         tokio::task::block_in_place(|| StatefulWorkerManager::<BatchState>::open(&dir))?;
     tracing::info!(dir = %cfg.data_dir.display(), ?report, elapsed_ms = start.elapsed().as_millis() as u64, "aggregator state rebuilt");
     stats.phase("rebuild", start.elapsed());
+    stats.count("rows_rebuilt", report.rows);
+    stats.count("corrupt_rows_quarantined", report.corrupt);
+    stats.count("torn_tails_truncated", report.truncated);
 
     let mut agg = Aggregator {
         broker,

@@ -11,6 +11,8 @@
 //!   before ack; finalization; tombstones.
 //! - [`verifier`]: checks aggregates against the per-run rows and
 //!   re-simulated runs; one verdict and one line per batch.
+//! - [`demo`]: the embedded mode's wiring (in-process broker, SQLite) and
+//!   its crash-and-rebuild scenario.
 //! - [`telemetry`], [`faults`], `retry`, `common`: what the stages share.
 //!
 //! Stages are generic over the [`broker::Broker`] and [`store::Store`]
@@ -19,6 +21,7 @@
 
 pub mod aggregator;
 mod common;
+pub mod demo;
 mod error;
 pub mod executor;
 pub mod faults;

@@ -1,0 +1,293 @@
+//! The embedded mode: the whole pipeline in one process, with the
+//! in-process broker and SQLite, and the aggregator's state in real CSV
+//! files. The stages are the same code as in the distributed mode; only
+//! this wiring differs.
+//!
+//! The scenario shows what batchline is for: it submits a few batches,
+//! crashes the aggregator mid-way (its task is aborted: every bit of its
+//! in-memory state is gone, its files stay), injects duplicate deliveries
+//! while it is down, restarts it so it rebuilds from the CSVs, and waits
+//! for every batch's verdict.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use broker::{Broker, MemoryBroker, MemoryConfig, Message, Queue};
+use store::{SqliteStore, Store};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use workload::WorkloadSpec;
+
+use crate::aggregator::{self, AggregatorConfig};
+use crate::executor::{self, ExecutorConfig};
+use crate::faults::Faults;
+use crate::messages::result_msg_id;
+use crate::submit::{SubmitRequest, submit};
+use crate::sweeper::SweeperConfig;
+use crate::telemetry::StageStats;
+use crate::verifier::{self, LineSink, VerifierConfig};
+use crate::{Error, Result};
+
+/// What the demo runs.
+#[derive(Clone, Debug)]
+pub struct DemoConfig {
+    /// Where the demo keeps its SQLite file and aggregator CSVs (wiped first).
+    pub dir: PathBuf,
+    pub batches: usize,
+    pub runs: i64,
+    pub chunk_size: i32,
+    pub workload: WorkloadSpec,
+    /// Chunks simulated at once.
+    pub concurrency: usize,
+    /// Duplicate result deliveries injected while the aggregator is down.
+    pub duplicates: usize,
+    /// Give up after this long.
+    pub timeout: Duration,
+}
+
+/// What happened, for the summary table.
+#[derive(Clone, Debug, Default)]
+pub struct DemoReport {
+    pub lines: Vec<String>,
+    pub batches: usize,
+    pub succeeded: usize,
+    pub runs: i64,
+    pub elapsed: Duration,
+    /// Chunk results the aggregator had applied when it was crashed.
+    pub applied_before_crash: u64,
+    pub rows_rebuilt: u64,
+    pub duplicates_injected: usize,
+    pub duplicates_dropped: u64,
+}
+
+impl DemoReport {
+    pub fn runs_per_s(&self) -> f64 {
+        self.runs as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// True when every batch got SUCCESS.
+    pub fn all_succeeded(&self) -> bool {
+        self.batches > 0 && self.succeeded == self.batches
+    }
+}
+
+impl std::fmt::Display for DemoReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rows: [(&str, String); 8] = [
+            (
+                "batches",
+                format!("{} ({} SUCCESS)", self.batches, self.succeeded),
+            ),
+            ("runs", self.runs.to_string()),
+            ("runs/s", format!("{:.0}", self.runs_per_s())),
+            ("elapsed", format!("{:.2} s", self.elapsed.as_secs_f64())),
+            (
+                "applied before crash",
+                self.applied_before_crash.to_string(),
+            ),
+            ("rows rebuilt from CSV", self.rows_rebuilt.to_string()),
+            ("duplicates injected", self.duplicates_injected.to_string()),
+            ("duplicates dropped", self.duplicates_dropped.to_string()),
+        ];
+        writeln!(f, "+-----------------------+----------------------+")?;
+        for (k, v) in rows {
+            writeln!(f, "| {k:<21} | {v:>20} |")?;
+        }
+        write!(f, "+-----------------------+----------------------+")
+    }
+}
+
+/// Runs the demo; verdict lines go to `sink` as they come.
+pub async fn run(cfg: DemoConfig, sink: LineSink) -> Result<DemoReport> {
+    let io = |what: &str, e: std::io::Error| {
+        Error::Invalid(format!("{what} {}: {e}", cfg.dir.display()))
+    };
+    if cfg.dir.exists() {
+        std::fs::remove_dir_all(&cfg.dir).map_err(|e| io("cannot clear", e))?;
+    }
+    std::fs::create_dir_all(&cfg.dir).map_err(|e| io("cannot create", e))?;
+    let store = SqliteStore::open(cfg.dir.join("batchline.db")).await?;
+    store.migrate().await?;
+    let broker = MemoryBroker::new(MemoryConfig {
+        retry_delay: Duration::from_millis(200),
+        delivery_limit: 20,
+    });
+    let shutdown = CancellationToken::new();
+    let start = Instant::now();
+
+    let executor = tokio::spawn(executor::run(
+        broker.clone(),
+        store.clone(),
+        ExecutorConfig {
+            worker_id: "demo-executor".into(),
+            concurrency: cfg.concurrency.max(1),
+            prefetch: u16::try_from(cfg.concurrency.max(1)).unwrap_or(u16::MAX),
+            sweeper: Some(SweeperConfig {
+                interval: Duration::from_secs(1),
+                stall_deadline: Duration::from_secs(3),
+                ..SweeperConfig::default()
+            }),
+            ..ExecutorConfig::default()
+        },
+        StageStats::new("executor"),
+        shutdown.clone(),
+    ));
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let collecting: LineSink = {
+        let lines = lines.clone();
+        Arc::new(move |line: &str| {
+            sink(line)?;
+            if let Ok(mut l) = lines.lock() {
+                l.push(line.to_string());
+            }
+            Ok(())
+        })
+    };
+    let verifier = tokio::spawn(verifier::run(
+        broker.clone(),
+        store.clone(),
+        VerifierConfig::default(),
+        collecting,
+        StageStats::new("verifier"),
+        shutdown.clone(),
+    ));
+    let agg_cfg = AggregatorConfig {
+        data_dir: cfg.dir.join("aggregator"),
+        prefetch: 64,
+        faults: Faults::default(),
+    };
+    let first_stats = StageStats::new("aggregator");
+    let first = spawn_aggregator(&broker, &store, &agg_cfg, &first_stats, &shutdown);
+
+    let submitted = submit(
+        &broker,
+        &store,
+        &SubmitRequest {
+            name: Some("demo".into()),
+            runs: cfg.runs,
+            chunk_size: cfg.chunk_size,
+            seed: Some(20_261_123),
+            workload: cfg.workload.clone(),
+            count: cfg.batches,
+        },
+    )
+    .await?;
+    let ids: Vec<_> = submitted.batches.iter().map(|b| b.id).collect();
+    let total_chunks: u64 = submitted.batches.iter().map(|b| b.chunks() as u64).sum();
+    tracing::info!(
+        batches = ids.len(),
+        chunks = total_chunks,
+        "demo: batches submitted"
+    );
+
+    // Crash the aggregator once about a third of the chunk results are in.
+    let crash_at = (total_chunks / 3).max(1);
+    while first_stats.total("applied") < crash_at && !first.is_finished() {
+        if start.elapsed() > cfg.timeout {
+            return Err(Error::Invalid(
+                "demo timed out before the aggregator crash".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    first.abort();
+    let _ = first.await;
+    let applied_before_crash = first_stats.total("applied");
+    tracing::warn!(
+        applied = applied_before_crash,
+        "demo: aggregator crashed (task aborted, in-memory state gone, CSV files kept)"
+    );
+
+    // While it is down, deliver some chunk results a second time.
+    // Prefer batches still being aggregated: their duplicates are dropped by
+    // msg_id from the rebuilt state, not just by the tombstone.
+    let mut order = Vec::new();
+    for id in &ids {
+        let aggregated = store.batch_result(*id).await?.is_some();
+        order.push((aggregated, *id));
+    }
+    order.sort_by_key(|(aggregated, _)| *aggregated);
+    let mut duplicates = Vec::new();
+    for (_, id) in &order {
+        for (chunk, json) in store.chunk_results(*id).await? {
+            if duplicates.len() >= cfg.duplicates {
+                break;
+            }
+            duplicates.push(Message::new(
+                Queue::Results,
+                result_msg_id(*id, chunk),
+                json.into_bytes(),
+            ));
+        }
+    }
+    let duplicates_injected = duplicates.len();
+    broker.publish(duplicates).await?;
+    tracing::info!(
+        duplicates = duplicates_injected,
+        "demo: duplicate deliveries injected; restarting the aggregator"
+    );
+
+    let second_stats = StageStats::new("aggregator");
+    let second = spawn_aggregator(&broker, &store, &agg_cfg, &second_stats, &shutdown);
+
+    let succeeded = loop {
+        let verdicts: Vec<_> = store.progress(None, ids.len() as i64 + 10).await?;
+        let done: Vec<_> = verdicts
+            .iter()
+            .filter(|p| ids.contains(&p.id) && p.verdict.is_some())
+            .collect();
+        if done.len() == ids.len() && lines.lock().map(|l| l.len() >= ids.len()).unwrap_or(false) {
+            break done.iter().filter(|p| p.verdict == Some(true)).count();
+        }
+        if start.elapsed() > cfg.timeout {
+            shutdown.cancel();
+            return Err(Error::Invalid(format!(
+                "demo timed out after {:.0}s with {}/{} verdicts",
+                cfg.timeout.as_secs_f64(),
+                done.len(),
+                ids.len()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let elapsed = start.elapsed();
+    shutdown.cancel();
+    for task in [executor, verifier, second] {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "demo stage stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "demo stage task failed"),
+        }
+    }
+    store.close().await;
+    Ok(DemoReport {
+        lines: lines.lock().map(|l| l.clone()).unwrap_or_default(),
+        batches: ids.len(),
+        succeeded,
+        runs: submitted.batches.iter().map(|b| b.runs).sum(),
+        elapsed,
+        applied_before_crash,
+        rows_rebuilt: second_stats.total("rows_rebuilt"),
+        duplicates_injected,
+        duplicates_dropped: first_stats.total("duplicates_dropped")
+            + second_stats.total("duplicates_dropped")
+            + second_stats.total("late_duplicates_dropped"),
+    })
+}
+
+fn spawn_aggregator(
+    broker: &MemoryBroker,
+    store: &SqliteStore,
+    cfg: &AggregatorConfig,
+    stats: &StageStats,
+    shutdown: &CancellationToken,
+) -> JoinHandle<Result<()>> {
+    tokio::spawn(aggregator::run(
+        broker.clone(),
+        store.clone(),
+        cfg.clone(),
+        stats.clone(),
+        shutdown.child_token(),
+    ))
+}
