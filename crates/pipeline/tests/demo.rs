@@ -26,7 +26,9 @@ fn sink() -> (LineSink, Arc<Mutex<Vec<String>>>) {
     let l = lines.clone();
     (
         Arc::new(move |line: &str| {
-            l.lock().unwrap().push(line.to_string());
+            if let Ok(mut v) = l.lock() {
+                v.push(line.to_string());
+            }
             Ok(())
         }),
         lines,
