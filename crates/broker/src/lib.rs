@@ -26,6 +26,10 @@
 //!   [`DEATH_REASON_HEADER`] / [`DEATH_COUNT_HEADER`].
 //! - Redelivered messages carry [`DELIVERY_COUNT_HEADER`] (returns so far).
 //! - Headers are a string map: keys are unique and come back sorted.
+//! - Acks and nacks of a tag from an older generation (a lost connection) are
+//!   ignored. Acking a tag twice is a caller bug: [`MemoryBroker`] returns
+//!   [`Error::Invalid`]; RabbitMQ closes the channel, and [`RabbitConsumer`]
+//!   reconnects (its unacked deliveries come back, redelivered).
 //!
 //! This crate knows nothing of batches, chunks or SQL.
 

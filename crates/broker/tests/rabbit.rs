@@ -485,3 +485,26 @@ async fn a_publish_cut_by_a_connection_loss_is_completed_on_a_new_connection() {
     }
     assert_eq!(seen.len(), count);
 }
+
+#[tokio::test]
+async fn a_double_ack_costs_a_reconnect_not_the_consumer() {
+    let topology = Topology::new(Duration::from_secs(5), 5);
+    let broker = topology.broker().await;
+    broker
+        .publish(vec![msg(Queue::Work, "a"), msg(Queue::Work, "b")])
+        .await
+        .unwrap();
+    let mut consumer = broker.consume(Queue::Work, 10).await.unwrap();
+    let a = next(&mut consumer).await;
+    let b = next(&mut consumer).await;
+    consumer.ack(a.tag, false).await.unwrap();
+    // RabbitMQ closes the channel on an unknown delivery tag.
+    consumer.ack(a.tag, false).await.unwrap();
+    let again = next(&mut consumer).await;
+    assert_eq!(id(&again), "b");
+    assert!(again.redelivered);
+    assert_eq!(again.tag.generation, b.tag.generation + 1);
+    consumer.ack(again.tag, false).await.unwrap();
+    drop(consumer);
+    wait_for(&broker, Queue::Work, 0, 0).await;
+}

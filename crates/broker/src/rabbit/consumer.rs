@@ -237,7 +237,7 @@ impl Pump {
             let delivery = match session.consumer.next().await {
                 Some(Ok(delivery)) => delivery,
                 Some(Err(e)) => return Some(e.to_string()),
-                None => return Some("consumer cancelled by the broker".into()),
+                None => return Some("channel closed or consumer cancelled by the broker".into()),
             };
             let delivery = Delivery {
                 tag: DeliveryTag {
