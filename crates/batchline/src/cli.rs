@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// batchline: a stateful batch-processing pipeline. Submit batches of
 /// simulation runs; executors run them; the aggregator folds the results
@@ -16,6 +16,31 @@ pub struct Cli {
     pub global: Global,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the command line. An environment variable that is set but
+    /// empty (as `.env` files and compose pass them) counts as unset, so
+    /// `CONCURRENCY=` means "the default", not "an invalid empty number".
+    pub fn parse_env_aware() -> Self {
+        let command = ignore_empty_env(Cli::command());
+        let matches = command.get_matches();
+        match Cli::from_arg_matches(&matches) {
+            Ok(cli) => cli,
+            Err(e) => e.exit(),
+        }
+    }
+}
+
+fn ignore_empty_env(command: clap::Command) -> clap::Command {
+    command
+        .mut_args(|arg| {
+            let empty = arg
+                .get_env()
+                .is_some_and(|var| std::env::var_os(var).is_some_and(|v| v.is_empty()));
+            if empty { arg.env(None) } else { arg }
+        })
+        .mut_subcommands(ignore_empty_env)
 }
 
 #[derive(Debug, Args)]

@@ -118,7 +118,13 @@ pub async fn results(g: &Global, args: &ResultsArgs) -> anyhow::Result<ExitCode>
         None => println!("verdict: not yet"),
     }
     println!();
-    println!("{}", summary.report());
+    // The workload names the teams (summaries carry only counts).
+    let report = serde_json::from_str::<workload::WorkloadSpec>(&batch.workload)
+        .ok()
+        .and_then(|spec| workload::Workload::new(&spec).ok())
+        .map(|w| w.report(&summary))
+        .unwrap_or_else(|| summary.report());
+    println!("{report}");
     Ok(ExitCode::SUCCESS)
 }
 

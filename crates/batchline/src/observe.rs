@@ -27,6 +27,11 @@ pub fn init_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
     let Some(addr) = addr else { return Ok(()) };
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(addr)
+        // Buckets make phase times real histograms (histogram_quantile in Grafana).
+        .set_buckets(&[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ])
+        .context("invalid histogram buckets")?
         .install()
         .with_context(|| format!("cannot serve metrics on {addr}"))?;
     tracing::info!(%addr, "Prometheus metrics served");
