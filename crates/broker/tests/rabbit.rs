@@ -508,3 +508,14 @@ async fn a_double_ack_costs_a_reconnect_not_the_consumer() {
     drop(consumer);
     wait_for(&broker, Queue::Work, 0, 0).await;
 }
+
+#[tokio::test]
+async fn wrong_credentials_are_a_config_error() {
+    let mut uri: lapin::uri::AMQPUri = url().parse().unwrap();
+    uri.authority.userinfo.password = "definitely-not-the-password".into();
+    let config = RabbitConfig::new(uri.to_string());
+    let error = RabbitBroker::connect(config).await.unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, broker::Error::Config(_)), "{text}");
+    assert!(!text.contains("definitely-not"), "{text}");
+}

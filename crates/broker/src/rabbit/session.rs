@@ -41,18 +41,15 @@ pub(crate) async fn connect(config: &RabbitConfig, role: &str) -> Result<Connect
 }
 
 /// Maps a lapin error to ours: refusals that a reconnect cannot fix (bad
-/// credentials or vhost, a queue declared with other arguments, a missing
-/// queue) are [`Error::Config`]; everything else is a retryable
-/// [`Error::Connection`].
+/// credentials, a queue declared with other arguments) are
+/// [`Error::Config`]; everything else is a retryable [`Error::Connection`].
+/// NOT_FOUND stays retryable: while RabbitMQ restarts, declaring a queue
+/// whose process is not back yet answers it.
 pub(crate) fn map_error(context: &str, error: &lapin::Error) -> Error {
     let permanent = match error.kind() {
         ErrorKind::ProtocolError(amqp) => matches!(
             amqp.kind(),
-            AMQPErrorKind::Soft(
-                AMQPSoftError::ACCESSREFUSED
-                    | AMQPSoftError::NOTFOUND
-                    | AMQPSoftError::PRECONDITIONFAILED
-            )
+            AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED | AMQPSoftError::PRECONDITIONFAILED)
         ),
         ErrorKind::InvalidProtocolVersion(_) | ErrorKind::NoDefaultRuntime => true,
         _ => false,
