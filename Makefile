@@ -18,6 +18,8 @@ test: ## formatting, lints, and every test (needs Postgres and RabbitMQ)
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build -p batchline
 	$(CARGO) test --workspace
+	$(MAKE) --no-print-directory test-drill
+	$(MAKE) --no-print-directory check-compose
 
 fmt: ## format the code
 	$(CARGO) fmt --all
