@@ -371,17 +371,11 @@ def check_env(env: dict[str, str | None]) -> None:
             error(f"scripts/stack.sh defaults {var} to {default!r}, .env.example to {env[var]!r}")
         if var not in env:
             error(f"scripts/stack.sh uses {var}, which .env.example does not list")
-    # The binary takes an empty variable as a value: an empty number or
-    # address in .env (as env_file passes it to the containers) is an error.
-    if cli.exists():
-        text = cli.read_text()
-        for var, value in env.items():
-            if value == "" and re.search(rf'env = "{var}"', text):
-                m = re.search(rf'env = "{var}"[^\n]*\n(?:\s*///[^\n]*\n|\s*#\[[^\n]*\n)*\s*pub \w+: ([^,\n]+)', text)
-                ty = m.group(1).strip() if m else "?"
-                if ty != "String":
-                    warn(f".env.example leaves {var} empty, but the binary parses an empty {var} as a value ({ty}), "
-                         f"not as unset: local mode unsets empty variables, Compose's env_file passes them on")
+    # The binary must treat an empty variable as unset (env_file passes
+    # empty values to the containers): crates/batchline/src/cli.rs does so
+    # in ignore_empty_env.
+    if cli.exists() and "ignore_empty_env" not in cli.read_text():
+        warn("crates/batchline/src/cli.rs no longer ignores empty env vars: an empty number in .env breaks Compose")
 
 
 def interpolate(text: str, env: dict[str, str | None]) -> str:
