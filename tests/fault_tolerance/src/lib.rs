@@ -1,1 +1,55 @@
-//! fault_tolerance: helpers for the fault drills (being built).
+//! fault_tolerance: the harness of the fault drills. Tests spawn the real
+//! `batchline` binary against the real RabbitMQ and Postgres, kill its
+//! processes with SIGKILL, and judge the outcome by the verifier's stdout
+//! lines and the rows in Postgres — never by log text.
+//!
+//! # Layout
+//! - [`binary`]: where the binary is, and one-shot runs of it with a time limit.
+//! - [`process`]: one long-running child: its log file, its stdout lines, SIGKILL.
+//! - [`stack`]: [`Stack`], an isolated pipeline (own Postgres schema, own
+//!   queue prefix, own worker-data dir) with named processes, injection of
+//!   raw messages, SQL for assertions, and cleanup on drop.
+//! - [`verdict`]: the verifier's line format, parsed.
+//! - [`expect`]: aggregates computed in-process, to compare with Postgres.
+//! - [`slots`]: at most [`slots::MAX_STACKS`] stacks at once per test binary.
+//! - [`services`]: restarting the shared RabbitMQ and Postgres (drill 6).
+//!
+//! # Isolation and parallelism
+//! Every [`Stack`] has a random schema, queue prefix and temp dir, so tests
+//! never see each other's data. Each stack runs 3–5 processes; to keep a
+//! 2-core CI machine responsive, [`Stack::new`] waits for one of
+//! [`slots::MAX_STACKS`] slots (cargo runs test binaries one after another,
+//! so this bounds the whole package).
+//!
+//! This crate is test code: a failed step panics with a message saying
+//! what was expected, which is how a test fails.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+pub mod binary;
+pub mod expect;
+pub mod process;
+pub mod services;
+pub mod slots;
+pub mod stack;
+pub mod verdict;
+
+pub use binary::{CliOutput, batchline_bin, run_cli};
+pub use expect::expected_summary;
+pub use stack::Stack;
+pub use verdict::VerdictLine;
+
+/// Postgres URL of the tests (`DATABASE_URL`, local default).
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// RabbitMQ URL of the tests (`RABBITMQ_URL`, local default).
+pub fn rabbitmq_url() -> String {
+    std::env::var("RABBITMQ_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}

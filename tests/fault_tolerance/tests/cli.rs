@@ -1,0 +1,128 @@
+//! The command line under bad input and absent services: a short error on
+//! stderr (no panic, no backtrace) and a non-zero exit within seconds. A
+//! hang fails the test (run_cli's time limit).
+
+use std::time::Duration;
+
+use fault_tolerance::{CliOutput, database_url, rabbitmq_url, run_cli};
+use uuid::Uuid;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+/// Non-zero exit, an `error:` line, no panic or backtrace.
+fn assert_clean_error(out: &CliOutput, mentions: &str) {
+    assert!(!out.success(), "must fail: {out:?}");
+    assert!(
+        out.code.is_some(),
+        "exited, not killed by a signal: {out:?}"
+    );
+    assert!(
+        !out.stderr.contains("panicked") && !out.stderr.contains("stack backtrace"),
+        "no panic: {}",
+        out.stderr
+    );
+    let errors: Vec<&str> = out
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "exactly one error line: {}", out.stderr);
+    assert!(
+        errors[0].contains(mentions),
+        "the error line should mention {mentions:?}: {}",
+        errors[0]
+    );
+    assert!(
+        out.stdout.trim().is_empty(),
+        "nothing on stdout: {}",
+        out.stdout
+    );
+}
+
+#[test]
+fn bad_arguments_are_one_line_errors() {
+    let none = env(&[]);
+    let out = run_cli(&["submit", "--runs", "abc"], &none, LIMIT);
+    assert_clean_error(&out, "--runs");
+    let out = run_cli(&["submit", "--runs", "0"], &none, LIMIT);
+    assert_clean_error(&out, "--runs");
+    let out = run_cli(&["submit", "--runs", "10", "--chunk-size=0"], &none, LIMIT);
+    assert_clean_error(&out, "chunk-size");
+    let out = run_cli(&["frobnicate"], &none, LIMIT);
+    assert_clean_error(&out, "frobnicate");
+    let out = run_cli(&["status", "not-a-uuid"], &none, LIMIT);
+    assert_clean_error(&out, "not-a-uuid");
+}
+
+#[test]
+fn unreachable_postgres_is_a_one_line_error() {
+    let e = env(&[
+        (
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/postgres".into(),
+        ),
+        ("RABBITMQ_URL", rabbitmq_url()),
+    ]);
+    for args in [
+        &["submit", "--runs", "10"][..],
+        &["executor"],
+        &["aggregator"],
+        &["verifier"],
+        &["status"],
+    ] {
+        let out = run_cli(args, &e, LIMIT);
+        assert_clean_error(&out, "Postgres");
+    }
+}
+
+#[test]
+fn unreachable_rabbitmq_is_a_one_line_error() {
+    // A private schema: these commands connect to Postgres first and migrate.
+    let schema = format!("ft_cli_{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let e = env(&[
+        ("DATABASE_URL", database_url()),
+        ("DB_SCHEMA", schema.clone()),
+        ("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:1/%2f".into()),
+    ]);
+    let _drop = DropSchema(schema);
+    for args in [
+        &["submit", "--runs", "10"][..],
+        &["executor"],
+        &["aggregator"],
+        &["verifier"],
+    ] {
+        let out = run_cli(args, &e, LIMIT);
+        assert_clean_error(&out, "RabbitMQ");
+    }
+}
+
+/// Drops the schema a test created, pass or fail.
+struct DropSchema(String);
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0);
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&database_url()).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await;
+                let _ = conn.close().await;
+            }
+        });
+    }
+}

@@ -1,0 +1,78 @@
+//! Shared bits of the test binaries: patience, message builders, waiting
+//! for consumers.
+#![allow(dead_code, clippy::expect_used)]
+
+use std::time::Duration;
+
+use broker::Queue;
+use fault_tolerance::Stack;
+use pipeline::messages::{ResultMsg, VERSION, VerifyMsg, WorkMsg, encode, result_msg_id};
+use uuid::Uuid;
+use workload::{Workload, WorkloadSpec};
+
+/// Upper bound for anything the pipeline does; reached only when it hangs.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// The three long-running stages, `executors` executors of concurrency 1.
+pub fn start_pipeline(stack: &mut Stack, executors: usize, extra: &[(&str, &str)]) {
+    for i in 1..=executors {
+        let mut env = vec![("CONCURRENCY", "1")];
+        env.extend_from_slice(extra);
+        stack.spawn(&format!("executor-{i}"), "executor", &env);
+    }
+    stack.spawn("aggregator", "aggregator", extra);
+    stack.spawn("verifier", "verifier", extra);
+    wait_consumers(stack, Queue::Work, executors as u64);
+    wait_consumers(stack, Queue::Results, 1);
+    wait_consumers(stack, Queue::Verify, 1);
+}
+
+/// Waits until `queue` has at least `n` consumers (the processes are up).
+pub fn wait_consumers(stack: &mut Stack, queue: Queue, n: u64) {
+    stack.wait_until(&format!("{n} consumers on {queue:?}"), PATIENCE, |s| {
+        s.block_on(s.broker().queue_stats(queue))
+            .map(|st| st.consumers >= n)
+            .unwrap_or(false)
+    });
+}
+
+pub fn work_msg(batch: Uuid, chunk: i32) -> broker::Message {
+    let m = WorkMsg::new(batch, chunk);
+    broker::Message::new(Queue::Work, m.msg_id(), encode(&m))
+}
+
+/// The stored result of a completed chunk, as the executor published it.
+pub fn result_msg(batch: Uuid, chunk: i32, stored_json: &str) -> broker::Message {
+    broker::Message::new(
+        Queue::Results,
+        result_msg_id(batch, chunk),
+        stored_json.as_bytes().to_vec(),
+    )
+}
+
+pub fn verify_msg(batch: Uuid, duplicates: u64) -> broker::Message {
+    let v = VerifyMsg::aggregated(batch, duplicates);
+    broker::Message::new(Queue::Verify, v.msg_id(), encode(&v))
+}
+
+/// A well-formed result for a batch that does not exist.
+pub fn result_for_unknown_batch() -> Vec<u8> {
+    let m = ResultMsg {
+        v: VERSION,
+        batch_id: Uuid::new_v4(),
+        name: "ghost".into(),
+        chunk: 0,
+        chunks: 1,
+        runs_total: 0,
+        runs: 0,
+        summary: Workload::new(&WorkloadSpec::Sum)
+            .expect("sum compiles")
+            .empty_summary(),
+    };
+    encode(&m)
+}
+
+/// A tiny deterministic-per-call random source for kill timings.
+pub fn random_ms(lo: u64, hi: u64) -> u64 {
+    lo + (Uuid::new_v4().as_u128() as u64) % (hi - lo).max(1)
+}

@@ -1,0 +1,522 @@
+//! The fault drills: processes of the real binary killed with SIGKILL (by
+//! the test, or by themselves at a CRASH_POINTS point) and restarted, CSV
+//! state damaged on disk, two aggregators on one directory. Judged by the
+//! verifier's lines and Postgres rows, never by log text.
+// Helpers here are test code: a failed step panics, failing the test.
+#![allow(clippy::expect_used)]
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use broker::Queue;
+use common::*;
+use fault_tolerance::{Stack, expected_summary};
+use uuid::Uuid;
+use workload::WorkloadSpec;
+
+/// Every batch SUCCESS, exact run rows, aggregate equal to an in-process
+/// sum computation, and exactly one line each.
+fn assert_all_exact_sum(s: &Stack, ids: &[Uuid]) {
+    for id in ids {
+        s.assert_batch_exact(*id);
+        let (seed, runs, _) = s.batch_row(*id);
+        let (summary, _) = s.batch_result(*id).expect("aggregate");
+        assert_eq!(
+            summary,
+            expected_summary(&WorkloadSpec::Sum, seed, runs as u64),
+            "batch {id}: aggregate differs from an in-process computation"
+        );
+        assert_eq!(
+            s.lines_for(*id).len(),
+            1,
+            "one line for {id}: {:?}",
+            s.lines()
+        );
+    }
+}
+
+/// Drill 2: the aggregator is SIGKILLed at random moments (and, to make
+/// redeliveries of fsynced rows certain, also aborts after 15% of its
+/// fsyncs), restarted each time → every batch SUCCESS, nothing lost or
+/// double counted, and the redelivered rows show as duplicates_dropped.
+#[test]
+fn aggregator_killed_at_random_moments() {
+    let mut s = Stack::new();
+    let slow = [("CONCURRENCY", "1"), ("SIMULATION_DELAY_MS", "2")];
+    s.spawn("executor-1", "executor", &slow);
+    s.spawn("executor-2", "executor", &slow);
+    s.spawn(
+        "aggregator",
+        "aggregator",
+        &[("CRASH_POINTS", "after_fsync:0.15")],
+    );
+    s.spawn("verifier", "verifier", &[]);
+    wait_consumers(&mut s, Queue::Work, 2);
+    let ids = s.submit(&[
+        "--runs",
+        "2000",
+        "--chunk-size",
+        "250",
+        "--seed",
+        "100",
+        "--name",
+        "aggkill",
+        "--count",
+        "4",
+        "--workload",
+        "sum",
+    ]);
+
+    let mut kills = 0;
+    let mut next_kill = Instant::now() + Duration::from_millis(random_ms(800, 2000));
+    let mut down_until: Option<Instant> = None;
+    let verdicts = s.wait_for_verdicts_while(&ids, PATIENCE, |s| {
+        let now = Instant::now();
+        if let Some(t) = down_until {
+            if now >= t {
+                s.restart("aggregator");
+                down_until = None;
+                next_kill = now + Duration::from_millis(random_ms(800, 2500));
+            }
+            return;
+        }
+        if !s.is_alive("aggregator") {
+            s.restart("aggregator"); // died at its crash point
+        } else if kills < 6 && now >= next_kill {
+            s.kill("aggregator");
+            kills += 1;
+            down_until = Some(now + Duration::from_millis(random_ms(50, 800)));
+        }
+    });
+    assert!(verdicts.iter().all(|v| v.success), "{verdicts:?}");
+    assert_all_exact_sum(&s, &ids);
+    let dups: i64 = verdicts.iter().filter_map(|v| v.duplicates_dropped).sum();
+    assert!(
+        dups > 0,
+        "redelivered rows must show as duplicates: {verdicts:?}"
+    );
+    assert!(s.starts("aggregator") >= 2, "the aggregator was killed");
+    assert!(
+        leftover_csvs(&s).is_empty(),
+        "state files left: {:?}",
+        leftover_csvs(&s)
+    );
+}
+
+fn leftover_csvs(s: &Stack) -> Vec<String> {
+    std::fs::read_dir(s.aggregator_dir())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".csv"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Drill 2, each row of the crash table for the aggregator once: it aborts
+/// at the point, is restarted without it, and the batch succeeds with one
+/// line (a re-finalized batch prints nothing twice).
+#[test]
+fn aggregator_crash_points_each_once() {
+    let mut s = Stack::new();
+    let slow = [("CONCURRENCY", "1"), ("SIMULATION_DELAY_MS", "1")];
+    s.spawn("executor-1", "executor", &slow);
+    s.spawn("executor-2", "executor", &slow);
+    s.spawn("verifier", "verifier", &[]);
+    let mut ids = Vec::new();
+    for point in [
+        "before_fsync",
+        "after_fsync",
+        "before_verify_publish",
+        "before_tombstone",
+    ] {
+        let crash = format!("{point}:1");
+        s.spawn("aggregator", "aggregator", &[("CRASH_POINTS", &crash)]);
+        wait_consumers(&mut s, Queue::Results, 1);
+        let batch = s.submit(&[
+            "--runs",
+            "2000",
+            "--chunk-size",
+            "250",
+            "--name",
+            point,
+            "--workload",
+            "sum",
+        ]);
+        let status = s.wait_exit("aggregator", PATIENCE);
+        assert!(!status.success(), "{point}: aborted ({status})");
+        s.restart_with("aggregator", &[]);
+        let v = s.wait_for_verdicts(&batch, PATIENCE);
+        assert!(v[0].success, "{point}: {}", v[0].line);
+        if point == "after_fsync" {
+            assert!(
+                v[0].duplicates_dropped.unwrap_or(0) >= 1,
+                "rows fsynced but not acked come back as duplicates: {}",
+                v[0].line
+            );
+        }
+        s.kill("aggregator");
+        ids.extend(batch);
+    }
+    s.spawn("aggregator", "aggregator", &[]);
+    // A sentinel behind any re-published verify message (FIFO).
+    let sentinel = s.submit(&[
+        "--runs",
+        "500",
+        "--chunk-size",
+        "250",
+        "--name",
+        "sentinel",
+        "--workload",
+        "sum",
+    ]);
+    s.wait_for_verdicts(&sentinel, PATIENCE);
+    ids.extend(sentinel);
+    assert_all_exact_sum(&s, &ids);
+    assert_eq!(s.lines().len(), ids.len(), "{:?}", s.lines());
+    assert!(
+        leftover_csvs(&s).is_empty(),
+        "state files left: {:?}",
+        leftover_csvs(&s)
+    );
+}
+
+/// Drill 3: executors die right after a claim, right after a commit and
+/// right after a publish (each forced once, then at random with p = 0.1
+/// each), and are SIGKILLed at random; each is restarted when it dies →
+/// every batch SUCCESS with exactly one run row per run index.
+#[test]
+fn executors_killed_repeatedly_at_every_point() {
+    let mut s = Stack::with_env(&[("LEASE_S", "3"), ("MAX_ATTEMPTS", "10")]);
+    s.spawn("aggregator", "aggregator", &[]);
+    s.spawn("verifier", "verifier", &[]);
+    let names = ["executor-claim", "executor-commit", "executor-publish"];
+    for (name, point) in names
+        .iter()
+        .zip(["after_claim", "after_commit", "after_publish"])
+    {
+        let crash = format!("{point}:1");
+        s.spawn(
+            name,
+            "executor",
+            &[
+                ("CONCURRENCY", "1"),
+                ("SIMULATION_DELAY_MS", "1"),
+                ("CRASH_POINTS", &crash),
+            ],
+        );
+    }
+    wait_consumers(&mut s, Queue::Work, 3);
+    let ids = s.submit(&[
+        "--runs",
+        "2000",
+        "--chunk-size",
+        "250",
+        "--seed",
+        "300",
+        "--name",
+        "execkill",
+        "--count",
+        "3",
+        "--workload",
+        "sum",
+    ]);
+    let mix = [
+        ("CONCURRENCY", "1"),
+        ("SIMULATION_DELAY_MS", "1"),
+        (
+            "CRASH_POINTS",
+            "after_claim:0.1,after_commit:0.1,after_publish:0.1",
+        ),
+    ];
+    let mut kills = 0;
+    let mut next_kill = Instant::now() + Duration::from_millis(random_ms(1000, 3000));
+    let verdicts = s.wait_for_verdicts_while(&ids, PATIENCE, |s| {
+        for name in names {
+            if !s.is_alive(name) {
+                s.restart_with(name, &mix);
+            }
+        }
+        if kills < 5 && Instant::now() >= next_kill {
+            let victim = names[random_ms(0, 3) as usize];
+            s.kill(victim);
+            kills += 1;
+            next_kill = Instant::now() + Duration::from_millis(random_ms(1000, 3000));
+        }
+    });
+    assert!(verdicts.iter().all(|v| v.success), "{verdicts:?}");
+    for name in names {
+        assert!(
+            s.starts(name) >= 2,
+            "{name} died at its crash point and was restarted"
+        );
+    }
+    for id in &ids {
+        let (_, runs, _) = s.batch_row(*id);
+        assert_eq!(
+            s.run_counts(*id),
+            (runs, runs),
+            "batch {id}: one row per run"
+        );
+    }
+    assert_all_exact_sum(&s, &ids);
+}
+
+/// Drill 4: the verifier dies after recording a verdict but before printing
+/// it (forced once, then p = 0.3) and is SIGKILLed at random → across every
+/// verifier process's stdout, exactly one line per batch.
+#[test]
+fn verifier_killed_prints_each_verdict_once() {
+    let mut s = Stack::new();
+    let slow = [("CONCURRENCY", "1"), ("SIMULATION_DELAY_MS", "1")];
+    s.spawn("executor-1", "executor", &slow);
+    s.spawn("executor-2", "executor", &slow);
+    s.spawn("aggregator", "aggregator", &[]);
+    s.spawn(
+        "verifier",
+        "verifier",
+        &[("CRASH_POINTS", "after_verdict:1")],
+    );
+    wait_consumers(&mut s, Queue::Work, 2);
+    let ids = s.submit(&[
+        "--runs",
+        "1000",
+        "--chunk-size",
+        "250",
+        "--name",
+        "verikill",
+        "--count",
+        "5",
+        "--workload",
+        "sum",
+    ]);
+    let mut kills = 0;
+    let mut next_kill = Instant::now() + Duration::from_millis(random_ms(500, 1500));
+    s.wait_for_verdicts_while(&ids, PATIENCE, |s| {
+        if !s.is_alive("verifier") {
+            s.restart_with("verifier", &[("CRASH_POINTS", "after_verdict:0.3")]);
+        } else if kills < 5 && Instant::now() >= next_kill {
+            s.kill("verifier");
+            kills += 1;
+            s.restart("verifier");
+            next_kill = Instant::now() + Duration::from_millis(random_ms(500, 1500));
+        }
+    });
+    assert!(s.starts("verifier") >= 2);
+    // A sane verifier and a sentinel behind every redelivered verify message.
+    s.restart_with("verifier", &[]);
+    let sentinel = s.submit(&[
+        "--runs",
+        "500",
+        "--chunk-size",
+        "250",
+        "--name",
+        "sentinel",
+        "--workload",
+        "sum",
+    ]);
+    s.wait_for_verdicts(&sentinel, PATIENCE);
+    for id in &ids {
+        assert_eq!(
+            s.lines_for(*id).len(),
+            1,
+            "exactly one line for {id} over all verifiers: {:#?}",
+            s.lines()
+        );
+    }
+    let unprinted = s.scalar(
+        "SELECT count(*) FROM verdicts WHERE NOT printed",
+        Uuid::nil(),
+    );
+    assert_eq!(unprinted, 0, "every verdict marked printed");
+    assert_all_exact_sum(&s, &ids);
+}
+
+/// Drill 5: while the aggregator is down, its newest CSV gets a torn half
+/// row and another file a flipped byte in a middle row. On restart the torn
+/// tail is cut, the corrupt row is quarantined (`.corrupt`) and reported,
+/// and the lost chunk comes back through the sweeper → every batch SUCCESS.
+#[test]
+fn damaged_state_files_are_repaired_and_refilled() {
+    let mut s = Stack::with_env(&[("LEASE_S", "3"), ("STALL_DEADLINE_S", "3")]);
+    s.spawn("aggregator", "aggregator", &[]);
+    s.spawn("verifier", "verifier", &[]);
+    let ids = s.submit(&[
+        "--runs",
+        "2400",
+        "--chunk-size",
+        "300",
+        "--seed",
+        "500",
+        "--name",
+        "damage",
+        "--count",
+        "2",
+        "--workload",
+        "sum",
+    ]);
+    // Interleave the two batches' work so both have partial state.
+    let work = s.take(Queue::Work, 16, PATIENCE);
+    let (a, b): (Vec<_>, Vec<_>) = work
+        .iter()
+        .partition(|d| String::from_utf8_lossy(&d.payload).contains(&ids[0].to_string()));
+    let mut interleaved = Vec::new();
+    for (x, y) in a.iter().zip(&b) {
+        for d in [x, y] {
+            interleaved.push(broker::Message::new(
+                Queue::Work,
+                d.msg_id.clone().unwrap_or_default(),
+                d.payload.clone(),
+            ));
+        }
+    }
+    s.publish_all(interleaved);
+    let slow = [("CONCURRENCY", "1"), ("SIMULATION_DELAY_MS", "3")];
+    s.spawn("executor-1", "executor", &slow);
+    s.spawn("executor-2", "executor", &slow);
+    s.wait_until("both batches have 3 state rows", PATIENCE, |s| {
+        ids.iter().all(|id| lines_in(&s.batch_csv(*id)) >= 3)
+    });
+    s.kill("executor-1");
+    s.kill("executor-2");
+    s.kill("aggregator");
+
+    // The newest file gets the torn row, the other the flipped byte.
+    let mtime = |id: &Uuid| {
+        std::fs::metadata(s.batch_csv(*id))
+            .and_then(|m| m.modified())
+            .expect("state file mtime")
+    };
+    let (torn_id, flip_id) = if mtime(&ids[0]) >= mtime(&ids[1]) {
+        (ids[0], ids[1])
+    } else {
+        (ids[1], ids[0])
+    };
+    let torn_path = s.batch_csv(torn_id);
+    let original = std::fs::read(&torn_path).expect("read the newest state file");
+    let last_line = original[..original.len() - 1]
+        .rsplit(|&c| c == b'\n')
+        .next()
+        .expect("a last line")
+        .to_vec();
+    let fragment = last_line[..last_line.len() / 2].to_vec();
+    OpenOptions::new()
+        .append(true)
+        .open(&torn_path)
+        .and_then(|mut f| f.write_all(&fragment))
+        .expect("append a torn row");
+
+    let flip_path = s.batch_csv(flip_id);
+    let mut bytes = std::fs::read(&flip_path).expect("read the other state file");
+    let second_start = bytes
+        .iter()
+        .position(|&c| c == b'\n')
+        .expect("a first line")
+        + 1;
+    let second_len = bytes[second_start..]
+        .iter()
+        .position(|&c| c == b'\n')
+        .expect("a complete second line");
+    let at = second_start + second_len / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&flip_path, &bytes).expect("write the flipped file");
+
+    s.restart("aggregator");
+    let corrupt = flip_path.with_extension("csv.corrupt");
+    s.wait_until("the corrupt row quarantined", PATIENCE, |_| {
+        corrupt.exists()
+    });
+    let repaired = std::fs::read(&torn_path).expect("read the repaired file");
+    assert!(
+        repaired.starts_with(&original) && repaired.ends_with(b"\n"),
+        "the torn tail was cut and the valid rows kept"
+    );
+    assert!(
+        !repaired[original.len()..].starts_with(&fragment),
+        "the torn fragment is gone"
+    );
+    let quarantined = std::fs::read_to_string(&corrupt).expect("read .corrupt");
+    assert_eq!(
+        quarantined.lines().count(),
+        1,
+        "one row quarantined: {quarantined}"
+    );
+    let meta = s.cli(&["metadata"], Duration::from_secs(30));
+    let row = meta
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&flip_id.to_string()))
+        .unwrap_or_else(|| panic!("metadata lists {flip_id}: {}", meta.stdout));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cols.get(6),
+        Some(&"1"),
+        "metadata reports the quarantined row: {row}"
+    );
+
+    s.restart("executor-1");
+    s.restart("executor-2");
+    let v = s.wait_for_verdicts(&ids, PATIENCE);
+    assert!(v.iter().all(|v| v.success), "{v:?}");
+    let rounds = s.scalar(
+        "SELECT republish_round::bigint FROM batches WHERE id = $1",
+        flip_id,
+    );
+    assert!(
+        rounds >= 1,
+        "the lost chunk came back through the sweeper's re-publish"
+    );
+    assert_all_exact_sum(&s, &ids);
+    s.assert_all_alive();
+}
+
+/// Complete lines in a file (0 if it does not exist).
+fn lines_in(path: &std::path::Path) -> usize {
+    std::fs::read(path)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0)
+}
+
+/// Drill 8: a second aggregator on the same worker-data dir refuses to
+/// start with an error naming the lock file; the first keeps working.
+#[test]
+fn second_aggregator_on_one_directory_is_refused() {
+    let mut s = Stack::new();
+    start_pipeline(&mut s, 1, &[]);
+    let out = s.cli(&["aggregator"], Duration::from_secs(60));
+    assert!(!out.success(), "the second aggregator must fail: {out:?}");
+    let lock = s.aggregator_dir().join("LOCK");
+    let err = out
+        .stderr_lines()
+        .into_iter()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("an error line on stderr: {}", out.stderr))
+        .to_string();
+    assert!(
+        err.contains(&lock.display().to_string()),
+        "the error names the lock file {}: {err}",
+        lock.display()
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(
+        s.is_alive("aggregator"),
+        "the first aggregator keeps running"
+    );
+    let ids = s.submit(&[
+        "--runs",
+        "1000",
+        "--chunk-size",
+        "250",
+        "--name",
+        "locked",
+        "--workload",
+        "sum",
+    ]);
+    let v = s.wait_for_verdicts(&ids, PATIENCE);
+    assert!(v[0].success, "{}", v[0].line);
+    s.assert_all_alive();
+}
