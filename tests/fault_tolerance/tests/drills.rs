@@ -576,3 +576,127 @@ fn second_aggregator_on_one_directory_is_refused() {
     assert!(v[0].success, "{}", v[0].line);
     s.assert_all_alive();
 }
+
+/// Crash table, submit: the batch committed but its work messages never
+/// went out (the submitter died in between). The state that leaves —
+/// chunks pending and unpublished, no messages — is made by hand; the
+/// executors' sweeper publishes the chunks and the batch succeeds.
+#[test]
+fn submit_died_before_publishing_is_swept() {
+    let mut s = Stack::new();
+    s.spawn("aggregator", "aggregator", &[]);
+    s.spawn("verifier", "verifier", &[]);
+    let ids = s.submit(&[
+        "--runs",
+        "2000",
+        "--chunk-size",
+        "250",
+        "--name",
+        "unpublished",
+        "--workload",
+        "sum",
+    ]);
+    s.take(Queue::Work, 8, PATIENCE);
+    // As if committed a minute ago and never published.
+    let changed = s
+        .block_on(
+            sqlx::query(
+                "UPDATE chunks SET published = false, updated_at = now() - interval '1 minute'
+                 WHERE batch_id = $1",
+            )
+            .bind(ids[0])
+            .execute(s.pool()),
+        )
+        .expect("mark chunks unpublished")
+        .rows_affected();
+    assert_eq!(changed, 8);
+    assert_eq!(s.queue_depth(Queue::Work), 0);
+    s.spawn("executor-1", "executor", &[("CONCURRENCY", "1")]);
+    let v = s.wait_for_verdicts(&ids, PATIENCE);
+    assert!(v[0].success, "{}", v[0].line);
+    s.assert_batch_exact(ids[0]);
+    assert!(s.chunks(ids[0]).iter().all(|c| c.attempts == 1));
+    s.assert_all_alive();
+}
+
+/// Crash table, executor stalls past its lease: executor A is frozen
+/// (SIGSTOP) mid-chunk, its lease expires, the sweeper re-publishes the
+/// chunk, executor B reclaims (attempt 2) and completes it; A is thawed
+/// (SIGCONT) and finishes its stale attempt — whose commit is fenced: the
+/// chunk row and the run rows stay B's, exactly one per run.
+#[test]
+fn stalled_executor_commit_is_fenced() {
+    let mut s = Stack::with_env(&[("LEASE_S", "2")]);
+    s.spawn("aggregator", "aggregator", &[]);
+    s.spawn("verifier", "verifier", &[]);
+    // ~2 s per chunk, so A is surely frozen mid-simulation.
+    let slow = [("CONCURRENCY", "1"), ("SIMULATION_DELAY_MS", "8")];
+    s.spawn("executor-a", "executor", &slow);
+    wait_consumers(&mut s, Queue::Work, 1);
+    let ids = s.submit(&[
+        "--runs",
+        "1000",
+        "--chunk-size",
+        "250",
+        "--name",
+        "fenced",
+        "--workload",
+        "sum",
+    ]);
+    let batch = ids[0];
+    let a_pid = s.pid("executor-a");
+    s.wait_until("executor A claimed a chunk", PATIENCE, |s| {
+        s.chunks(batch).iter().any(|c| c.status == "running")
+    });
+    signal(a_pid, "STOP");
+    let stalled = s
+        .chunks(batch)
+        .into_iter()
+        .find(|c| c.status == "running")
+        .expect("the chunk A holds");
+    assert_eq!(stalled.attempts, 1);
+
+    s.spawn("executor-b", "executor", &[("CONCURRENCY", "1")]);
+    let v = s.wait_for_verdicts(&ids, PATIENCE);
+    assert!(v[0].success, "{}", v[0].line);
+    let reclaimed = s.chunks(batch)[stalled.chunk as usize].clone();
+    assert_eq!(
+        (reclaimed.status.as_str(), reclaimed.attempts),
+        ("completed", 2),
+        "B reclaimed the chunk"
+    );
+
+    // Thaw A; then, with B gone, a sentinel A can only take after it has
+    // finished (prefetch 1) its stale chunk.
+    s.kill("executor-b");
+    signal(a_pid, "CONT");
+    let sentinel = s.submit(&[
+        "--runs",
+        "250",
+        "--chunk-size",
+        "250",
+        "--name",
+        "after-thaw",
+        "--workload",
+        "sum",
+    ]);
+    let sv = s.wait_for_verdicts(&sentinel, PATIENCE);
+    assert!(sv[0].success, "{}", sv[0].line);
+    assert_eq!(
+        s.chunks(batch)[stalled.chunk as usize],
+        reclaimed,
+        "the stale attempt changed nothing"
+    );
+    s.assert_batch_exact(batch);
+    assert_eq!(s.lines_for(batch).len(), 1);
+    assert!(s.is_alive("executor-a"), "A survived its fenced commit");
+}
+
+/// Sends SIGSTOP / SIGCONT (no unsafe code: through kill(1)).
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} {pid}");
+}

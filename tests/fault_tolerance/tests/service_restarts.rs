@@ -42,6 +42,20 @@ fn survive(name: &str, outage: impl FnOnce()) {
             .count()
             >= 3
     });
+    let total: usize = ids.iter().map(|id| s.chunks(*id).len()).sum();
+    let done: usize = ids
+        .iter()
+        .map(|id| {
+            s.chunks(*id)
+                .iter()
+                .filter(|c| c.status == "completed")
+                .count()
+        })
+        .sum();
+    assert!(
+        done < total,
+        "the outage must start mid-batch (all {total} chunks done already)"
+    );
     outage();
     let v = s.wait_for_verdicts(&ids, Duration::from_secs(240));
     assert!(v.iter().all(|v| v.success), "{v:?}");
