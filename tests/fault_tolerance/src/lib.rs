@@ -21,6 +21,21 @@
 //! [`slots::MAX_STACKS`] slots (cargo runs test binaries one after another,
 //! so this bounds the whole package).
 //!
+//! # Running
+//! ```sh
+//! cargo build -p batchline && cargo test -p fault_tolerance
+//! ```
+//! - `BATCHLINE_BIN` picks the binary (else `$CARGO_TARGET_DIR/debug/batchline`,
+//!   else `<workspace>/target/debug/batchline`).
+//! - `DATABASE_URL`, `RABBITMQ_URL` point at the services (local defaults).
+//! - `FT_MAX_STACKS` changes the number of stacks at once (default 2).
+//! - `FT_KEEP=1` keeps each stack's temp dir, schema and queues and prints
+//!   where; a failing test always keeps its temp dir and prints every
+//!   process's log tail.
+//! - `RUST_LOG` is passed to the processes (e.g. `info,pipeline=debug`).
+//! - `tests/service_restarts.rs` restarts the machine's RabbitMQ application
+//!   and Postgres cluster: skip it (`--skip restarted`) when others share them.
+//!
 //! This crate is test code: a failed step panics with a message saying
 //! what was expected, which is how a test fails.
 #![allow(clippy::expect_used, clippy::unwrap_used)]

@@ -292,10 +292,11 @@ impl Stack {
         run_cli(args, &self.env, timeout)
     }
 
-    /// `batchline submit ARGS`; returns the printed batch ids.
-    pub fn submit(&self, args: &[&str]) -> Vec<Uuid> {
+    /// `batchline submit ARGS` (`args` split on whitespace); returns the
+    /// printed batch ids.
+    pub fn submit(&self, args: &str) -> Vec<Uuid> {
         let mut full = vec!["submit"];
-        full.extend_from_slice(args);
+        full.extend(args.split_whitespace());
         let out = self.cli(&full, Duration::from_secs(120));
         assert!(
             out.success(),

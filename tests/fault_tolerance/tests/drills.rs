@@ -20,13 +20,18 @@ use workload::WorkloadSpec;
 /// Every batch SUCCESS, exact run rows, aggregate equal to an in-process
 /// sum computation, and exactly one line each.
 fn assert_all_exact_sum(s: &Stack, ids: &[Uuid]) {
+    assert_all_exact(s, ids, &WorkloadSpec::Sum);
+}
+
+/// As [`assert_all_exact_sum`] for any workload.
+fn assert_all_exact(s: &Stack, ids: &[Uuid], spec: &WorkloadSpec) {
     for id in ids {
         s.assert_batch_exact(*id);
         let (seed, runs, _) = s.batch_row(*id);
         let (summary, _) = s.batch_result(*id).expect("aggregate");
         assert_eq!(
             summary,
-            expected_summary(&WorkloadSpec::Sum, seed, runs as u64),
+            expected_summary(spec, seed, runs as u64),
             "batch {id}: aggregate differs from an in-process computation"
         );
         assert_eq!(
@@ -59,20 +64,8 @@ fn aggregator_killed_at_random_moments() {
     );
     s.spawn("verifier", "verifier", &[]);
     wait_consumers(&mut s, Queue::Work, 2);
-    let ids = s.submit(&[
-        "--runs",
-        "2000",
-        "--chunk-size",
-        "250",
-        "--seed",
-        "100",
-        "--name",
-        "aggkill",
-        "--count",
-        "4",
-        "--workload",
-        "sum",
-    ]);
+    let ids =
+        s.submit("--runs 2000 --chunk-size 250 --seed 100 --name aggkill --count 4 --workload sum");
 
     let mix = [("CRASH_POINTS", "after_fsync:0.15")];
     let mut kills = 0;
@@ -129,16 +122,7 @@ fn duplicates_dropped_survives_aggregator_restarts() {
         &[("CRASH_POINTS", "after_fsync:1")],
     );
     wait_consumers(&mut s, Queue::Work, 1);
-    let ids = s.submit(&[
-        "--runs",
-        "2000",
-        "--chunk-size",
-        "250",
-        "--name",
-        "dupcount",
-        "--workload",
-        "sum",
-    ]);
+    let ids = s.submit("--runs 2000 --chunk-size 250 --name dupcount --workload sum");
     s.wait_exit("aggregator", PATIENCE);
     assert_eq!(
         lines_in(&s.batch_csv(ids[0])),
@@ -192,16 +176,9 @@ fn aggregator_crash_points_each_once() {
         let crash = format!("{point}:1");
         s.spawn("aggregator", "aggregator", &[("CRASH_POINTS", &crash)]);
         wait_consumers(&mut s, Queue::Results, 1);
-        let batch = s.submit(&[
-            "--runs",
-            "2000",
-            "--chunk-size",
-            "250",
-            "--name",
-            point,
-            "--workload",
-            "sum",
-        ]);
+        let batch = s.submit(&format!(
+            "--runs 2000 --chunk-size 250 --name {point} --workload sum"
+        ));
         let status = s.wait_exit("aggregator", PATIENCE);
         assert!(!status.success(), "{point}: aborted ({status})");
         s.restart_with("aggregator", &[]);
@@ -219,16 +196,7 @@ fn aggregator_crash_points_each_once() {
     }
     s.spawn("aggregator", "aggregator", &[]);
     // A sentinel behind any re-published verify message (FIFO).
-    let sentinel = s.submit(&[
-        "--runs",
-        "500",
-        "--chunk-size",
-        "250",
-        "--name",
-        "sentinel",
-        "--workload",
-        "sum",
-    ]);
+    let sentinel = s.submit("--runs 500 --chunk-size 250 --name sentinel --workload sum");
     s.wait_for_verdicts(&sentinel, PATIENCE);
     ids.extend(sentinel);
     assert_all_exact_sum(&s, &ids);
@@ -266,20 +234,8 @@ fn executors_killed_repeatedly_at_every_point() {
         );
     }
     wait_consumers(&mut s, Queue::Work, 3);
-    let ids = s.submit(&[
-        "--runs",
-        "2000",
-        "--chunk-size",
-        "250",
-        "--seed",
-        "300",
-        "--name",
-        "execkill",
-        "--count",
-        "3",
-        "--workload",
-        "sum",
-    ]);
+    let ids = s
+        .submit("--runs 2000 --chunk-size 250 --seed 300 --name execkill --count 3 --workload sum");
     let mix = [
         ("CONCURRENCY", "1"),
         ("SIMULATION_DELAY_MS", "1"),
@@ -337,18 +293,7 @@ fn verifier_killed_prints_each_verdict_once() {
         &[("CRASH_POINTS", "after_verdict:1")],
     );
     wait_consumers(&mut s, Queue::Work, 2);
-    let ids = s.submit(&[
-        "--runs",
-        "1000",
-        "--chunk-size",
-        "250",
-        "--name",
-        "verikill",
-        "--count",
-        "5",
-        "--workload",
-        "sum",
-    ]);
+    let ids = s.submit("--runs 1000 --chunk-size 250 --name verikill --count 5 --workload sum");
     let mut kills = 0;
     let mut next_kill = Instant::now() + Duration::from_millis(random_ms(500, 1500));
     s.wait_for_verdicts_while(&ids, PATIENCE, |s| {
@@ -364,16 +309,7 @@ fn verifier_killed_prints_each_verdict_once() {
     assert!(s.starts("verifier") >= 2);
     // A sane verifier and a sentinel behind every redelivered verify message.
     s.restart_with("verifier", &[]);
-    let sentinel = s.submit(&[
-        "--runs",
-        "500",
-        "--chunk-size",
-        "250",
-        "--name",
-        "sentinel",
-        "--workload",
-        "sum",
-    ]);
+    let sentinel = s.submit("--runs 500 --chunk-size 250 --name sentinel --workload sum");
     s.wait_for_verdicts(&sentinel, PATIENCE);
     for id in &ids {
         assert_eq!(
@@ -400,20 +336,8 @@ fn damaged_state_files_are_repaired_and_refilled() {
     let mut s = Stack::with_env(&[("LEASE_S", "3"), ("STALL_DEADLINE_S", "3")]);
     s.spawn("aggregator", "aggregator", &[]);
     s.spawn("verifier", "verifier", &[]);
-    let ids = s.submit(&[
-        "--runs",
-        "2400",
-        "--chunk-size",
-        "300",
-        "--seed",
-        "500",
-        "--name",
-        "damage",
-        "--count",
-        "2",
-        "--workload",
-        "sum",
-    ]);
+    let ids =
+        s.submit("--runs 2400 --chunk-size 300 --seed 500 --name damage --count 2 --workload sum");
     // Interleave the two batches' work so both have partial state.
     let work = s.take(Queue::Work, 16, PATIENCE);
     let (a, b): (Vec<_>, Vec<_>) = work
@@ -562,16 +486,7 @@ fn second_aggregator_on_one_directory_is_refused() {
         s.is_alive("aggregator"),
         "the first aggregator keeps running"
     );
-    let ids = s.submit(&[
-        "--runs",
-        "1000",
-        "--chunk-size",
-        "250",
-        "--name",
-        "locked",
-        "--workload",
-        "sum",
-    ]);
+    let ids = s.submit("--runs 1000 --chunk-size 250 --name locked --workload sum");
     let v = s.wait_for_verdicts(&ids, PATIENCE);
     assert!(v[0].success, "{}", v[0].line);
     s.assert_all_alive();
@@ -586,16 +501,7 @@ fn submit_died_before_publishing_is_swept() {
     let mut s = Stack::new();
     s.spawn("aggregator", "aggregator", &[]);
     s.spawn("verifier", "verifier", &[]);
-    let ids = s.submit(&[
-        "--runs",
-        "2000",
-        "--chunk-size",
-        "250",
-        "--name",
-        "unpublished",
-        "--workload",
-        "sum",
-    ]);
+    let ids = s.submit("--runs 2000 --chunk-size 250 --name unpublished --workload sum");
     s.take(Queue::Work, 8, PATIENCE);
     // As if committed a minute ago and never published.
     let changed = s
@@ -633,16 +539,7 @@ fn stalled_executor_commit_is_fenced() {
     let slow = [("CONCURRENCY", "1"), ("SIMULATION_DELAY_MS", "8")];
     s.spawn("executor-a", "executor", &slow);
     wait_consumers(&mut s, Queue::Work, 1);
-    let ids = s.submit(&[
-        "--runs",
-        "1000",
-        "--chunk-size",
-        "250",
-        "--name",
-        "fenced",
-        "--workload",
-        "sum",
-    ]);
+    let ids = s.submit("--runs 1000 --chunk-size 250 --name fenced --workload sum");
     let batch = ids[0];
     let a_pid = s.pid("executor-a");
     s.wait_until("executor A claimed a chunk", PATIENCE, |s| {
@@ -670,16 +567,7 @@ fn stalled_executor_commit_is_fenced() {
     // finished (prefetch 1) its stale chunk.
     s.kill("executor-b");
     signal(a_pid, "CONT");
-    let sentinel = s.submit(&[
-        "--runs",
-        "250",
-        "--chunk-size",
-        "250",
-        "--name",
-        "after-thaw",
-        "--workload",
-        "sum",
-    ]);
+    let sentinel = s.submit("--runs 250 --chunk-size 250 --name after-thaw --workload sum");
     let sv = s.wait_for_verdicts(&sentinel, PATIENCE);
     assert!(sv[0].success, "{}", sv[0].line);
     assert_eq!(
@@ -699,4 +587,57 @@ fn signal(pid: u32, sig: &str) {
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{sig} {pid}");
+}
+
+/// All drills at once: every stage runs with crash points at every point
+/// of the crash table and is also SIGKILLed at random; whatever dies is
+/// restarted → every batch SUCCESS, exact, one line each (bingo, so the
+/// real summaries are merged under duplicates).
+#[test]
+fn chaos_every_stage_killed_at_random() {
+    let mut s = Stack::with_env(&[("LEASE_S", "3"), ("MAX_ATTEMPTS", "10")]);
+    let exec = [
+        ("CONCURRENCY", "1"),
+        ("SIMULATION_DELAY_MS", "1"),
+        (
+            "CRASH_POINTS",
+            "after_claim:0.05,after_commit:0.05,after_publish:0.05",
+        ),
+    ];
+    let agg = [(
+        "CRASH_POINTS",
+        "before_fsync:0.05,after_fsync:0.05,before_verify_publish:0.1,before_tombstone:0.1",
+    )];
+    let ver = [("CRASH_POINTS", "after_verdict:0.2")];
+    s.spawn("executor-1", "executor", &exec);
+    s.spawn("executor-2", "executor", &exec);
+    s.spawn("aggregator", "aggregator", &agg);
+    s.spawn("verifier", "verifier", &ver);
+    wait_consumers(&mut s, Queue::Work, 2);
+    let ids = s
+        .submit("--runs 1000 --chunk-size 125 --seed 900 --name chaos --count 10 --workload bingo");
+    let names = ["executor-1", "executor-2", "aggregator", "verifier"];
+    let mut kills = 0;
+    let mut next_kill = Instant::now() + Duration::from_millis(random_ms(300, 1200));
+    s.wait_for_verdicts_while(&ids, Duration::from_secs(240), |s| {
+        s.restart_dead();
+        if kills < 40 && Instant::now() >= next_kill {
+            s.kill(names[random_ms(0, names.len() as u64) as usize]);
+            kills += 1;
+            next_kill = Instant::now() + Duration::from_millis(random_ms(300, 1200));
+        }
+    });
+    let deaths: u32 = names.iter().map(|n| s.starts(n) - 1).sum();
+    // Sane processes, and a sentinel behind every re-sent message.
+    for name in names {
+        s.restart_with(name, &[("CONCURRENCY", "1")]);
+    }
+    let sentinel = s.submit("--runs 500 --chunk-size 250 --name sentinel --workload sum");
+    let sv = s.wait_for_verdicts(&sentinel, PATIENCE);
+    assert!(sv[0].success, "{}", sv[0].line);
+    let verdicts = s.wait_for_verdicts(&ids, PATIENCE);
+    assert!(verdicts.iter().all(|v| v.success), "{verdicts:?}");
+    assert_all_exact(&s, &ids, &WorkloadSpec::bingo_default());
+    eprintln!("chaos: {deaths} process deaths ({kills} SIGKILLs)");
+    assert!(deaths >= kills, "every SIGKILL counted as a death");
 }

@@ -19,20 +19,8 @@ fn happy_path_aggregates_equal_an_in_process_computation() {
     let mut s = Stack::new();
     start_pipeline(&mut s, 2, &[]);
     let seed = 4242i64;
-    let ids = s.submit(&[
-        "--runs",
-        "2400",
-        "--chunk-size",
-        "400",
-        "--seed",
-        "4242",
-        "--name",
-        "happy",
-        "--count",
-        "3",
-        "--workload",
-        "bingo",
-    ]);
+    let ids = s
+        .submit("--runs 2400 --chunk-size 400 --seed 4242 --name happy --count 3 --workload bingo");
     assert_eq!(ids.len(), 3, "one id per batch");
     let verdicts = s.wait_for_verdicts(&ids, PATIENCE);
     for (i, (id, v)) in ids.iter().zip(&verdicts).enumerate() {
@@ -73,18 +61,7 @@ fn claim_race_between_two_executors_claims_each_chunk_once() {
     let mut s = Stack::new();
     s.spawn("aggregator", "aggregator", &[]);
     s.spawn("verifier", "verifier", &[]);
-    let ids = s.submit(&[
-        "--runs",
-        "3000",
-        "--chunk-size",
-        "375",
-        "--seed",
-        "7",
-        "--name",
-        "race",
-        "--workload",
-        "sum",
-    ]);
+    let ids = s.submit("--runs 3000 --chunk-size 375 --seed 7 --name race --workload sum");
     let batch = ids[0];
     // Replace the 8 work messages by adjacent pairs: c0 c0 c1 c1 …
     let originals = s.take(Queue::Work, 8, PATIENCE);
@@ -129,18 +106,7 @@ fn duplicate_results_in_flight_and_late_are_dropped() {
     s.spawn("executor-1", "executor", &[("CONCURRENCY", "1")]);
     s.spawn("executor-2", "executor", &[("CONCURRENCY", "1")]);
     s.spawn("verifier", "verifier", &[]);
-    let ids = s.submit(&[
-        "--runs",
-        "2000",
-        "--chunk-size",
-        "250",
-        "--seed",
-        "11",
-        "--name",
-        "dups",
-        "--workload",
-        "sum",
-    ]);
+    let ids = s.submit("--runs 2000 --chunk-size 250 --seed 11 --name dups --workload sum");
     let batch = ids[0];
     s.wait_until("all 8 chunks completed and published", PATIENCE, |s| {
         s.chunks(batch).iter().all(|c| c.status == "completed")
@@ -182,16 +148,7 @@ fn duplicate_results_in_flight_and_late_are_dropped() {
         .map(|(chunk, json)| result_msg(batch, *chunk, json))
         .collect();
     s.publish_all(late);
-    let sentinel = s.submit(&[
-        "--runs",
-        "500",
-        "--chunk-size",
-        "250",
-        "--name",
-        "sentinel",
-        "--workload",
-        "sum",
-    ]);
+    let sentinel = s.submit("--runs 500 --chunk-size 250 --name sentinel --workload sum");
     let v2 = s.wait_for_verdicts(&sentinel, PATIENCE);
     assert!(v2[0].success, "{}", v2[0].line);
     assert_eq!(
@@ -219,18 +176,7 @@ fn duplicate_results_in_flight_and_late_are_dropped() {
 fn terminal_failure_after_five_attempts_fails_only_its_batch() {
     let mut s = Stack::new();
     start_pipeline(&mut s, 2, &[("FAIL_CHUNKS", "doomed-2:3")]);
-    let ids = s.submit(&[
-        "--runs",
-        "2000",
-        "--chunk-size",
-        "250",
-        "--name",
-        "doomed",
-        "--count",
-        "3",
-        "--workload",
-        "sum",
-    ]);
+    let ids = s.submit("--runs 2000 --chunk-size 250 --name doomed --count 3 --workload sum");
     let v = s.wait_for_verdicts(&ids, PATIENCE);
     assert!(v[0].success, "{}", v[0].line);
     assert!(v[2].success, "{}", v[2].line);
@@ -265,16 +211,7 @@ fn terminal_failure_after_five_attempts_fails_only_its_batch() {
 fn poison_messages_on_every_queue_are_dead_lettered_with_a_reason() {
     let mut s = Stack::new();
     start_pipeline(&mut s, 2, &[]);
-    let before = s.submit(&[
-        "--runs",
-        "2000",
-        "--chunk-size",
-        "250",
-        "--name",
-        "before",
-        "--workload",
-        "sum",
-    ]);
+    let before = s.submit("--runs 2000 --chunk-size 250 --name before --workload sum");
 
     let ghost = Uuid::new_v4();
     let poison: Vec<(Queue, &str, Vec<u8>)> = vec![
@@ -314,16 +251,7 @@ fn poison_messages_on_every_queue_are_dead_lettered_with_a_reason() {
             payload.clone(),
         );
     }
-    let after = s.submit(&[
-        "--runs",
-        "2000",
-        "--chunk-size",
-        "250",
-        "--name",
-        "after",
-        "--workload",
-        "sum",
-    ]);
+    let after = s.submit("--runs 2000 --chunk-size 250 --name after --workload sum");
     let mut ids = before.clone();
     ids.extend(&after);
     let v = s.wait_for_verdicts(&ids, PATIENCE);
@@ -370,16 +298,7 @@ fn poison_messages_on_every_queue_are_dead_lettered_with_a_reason() {
 fn duplicates_on_every_queue_change_nothing() {
     let mut s = Stack::new();
     start_pipeline(&mut s, 2, &[]);
-    let ids = s.submit(&[
-        "--runs",
-        "2000",
-        "--chunk-size",
-        "250",
-        "--name",
-        "once",
-        "--workload",
-        "sum",
-    ]);
+    let ids = s.submit("--runs 2000 --chunk-size 250 --name once --workload sum");
     let batch = ids[0];
     let v = s.wait_for_verdicts(&ids, PATIENCE);
     assert!(v[0].success, "{}", v[0].line);
@@ -397,16 +316,9 @@ fn duplicates_on_every_queue_change_nothing() {
     // submitted only after the first is verified, so every duplicate above
     // has been handled by then.
     for name in ["sentinel-1", "sentinel-2"] {
-        let sid = s.submit(&[
-            "--runs",
-            "500",
-            "--chunk-size",
-            "250",
-            "--name",
-            name,
-            "--workload",
-            "sum",
-        ]);
+        let sid = s.submit(&format!(
+            "--runs 500 --chunk-size 250 --name {name} --workload sum"
+        ));
         let sv = s.wait_for_verdicts(&sid, PATIENCE);
         assert!(sv[0].success, "{}", sv[0].line);
     }
@@ -441,16 +353,7 @@ fn lease_expiry_after_an_executor_died_mid_claim() {
         &[("CONCURRENCY", "1"), ("CRASH_POINTS", "after_claim:1")],
     );
     wait_consumers(&mut s, Queue::Work, 1);
-    let ids = s.submit(&[
-        "--runs",
-        "2000",
-        "--chunk-size",
-        "250",
-        "--name",
-        "lease",
-        "--workload",
-        "sum",
-    ]);
+    let ids = s.submit("--runs 2000 --chunk-size 250 --name lease --workload sum");
     let batch = ids[0];
     let status = s.wait_exit("executor-doomed", PATIENCE);
     assert!(

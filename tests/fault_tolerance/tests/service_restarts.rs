@@ -23,18 +23,9 @@ fn survive(name: &str, outage: impl FnOnce()) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut s = Stack::new();
     start_pipeline(&mut s, 2, &[("SIMULATION_DELAY_MS", "2")]);
-    let ids = s.submit(&[
-        "--runs",
-        "2000",
-        "--chunk-size",
-        "250",
-        "--name",
-        name,
-        "--count",
-        "3",
-        "--workload",
-        "sum",
-    ]);
+    let ids = s.submit(&format!(
+        "--runs 2000 --chunk-size 250 --name {name} --count 3 --workload sum"
+    ));
     s.wait_until("a few chunks completed", PATIENCE, |s| {
         s.chunks(ids[0])
             .iter()
