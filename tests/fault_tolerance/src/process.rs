@@ -47,6 +47,7 @@ impl Proc {
         log_dir: &Path,
         lines: Lines,
         lines_file: PathBuf,
+        kill_after_lines: Option<usize>,
     ) -> Proc {
         let log = log_dir.join(format!("{name}.log"));
         let mut log_file = append(&log);
@@ -65,10 +66,17 @@ impl Proc {
             .unwrap_or_else(|e| panic!("cannot start {} {role}: {e}", bin.display()));
         let stdout = child.stdout.take().expect("piped stdout");
         let tag = format!("{name}#{starts}");
+        let pid = child.id();
         let reader = std::thread::spawn(move || {
             let mut file = append(&lines_file);
-            for line in BufReader::new(stdout).lines() {
+            for (n, line) in BufReader::new(stdout).lines().enumerate() {
                 let Ok(line) = line else { break };
+                if kill_after_lines == Some(n + 1) {
+                    // As soon as the line is out: the narrowest window we can hit.
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                }
                 let _ = writeln!(file, "{tag}: {line}");
                 lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
             }

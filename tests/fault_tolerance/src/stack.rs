@@ -180,10 +180,29 @@ impl Stack {
     /// stack's. Panics if a process of that name runs.
     pub fn spawn(&mut self, name: &str, role: &str, extra: &[(&str, &str)]) {
         let env = self.env_with(extra);
-        self.start(name, role, env);
+        self.start(name, role, env, None);
     }
 
-    fn start(&mut self, name: &str, role: &str, env: Vec<(String, String)>) {
+    /// As [`Stack::spawn`], and SIGKILLs the process the moment its `n`th
+    /// stdout line arrives (e.g. a verifier right after printing a verdict).
+    pub fn spawn_killed_after_lines(
+        &mut self,
+        name: &str,
+        role: &str,
+        extra: &[(&str, &str)],
+        n: usize,
+    ) {
+        let env = self.env_with(extra);
+        self.start(name, role, env, Some(n));
+    }
+
+    fn start(
+        &mut self,
+        name: &str,
+        role: &str,
+        env: Vec<(String, String)>,
+        kill_after_lines: Option<usize>,
+    ) {
         let starts = match self.procs.get_mut(name) {
             Some(p) => {
                 assert!(!p.is_alive(), "{name} is already running");
@@ -202,6 +221,7 @@ impl Stack {
             &dir.join("logs"),
             self.lines.clone(),
             self.lines_file.clone(),
+            kill_after_lines,
         );
         self.procs.insert(name.to_string(), proc);
     }
@@ -222,7 +242,7 @@ impl Stack {
         let p = self.proc(name);
         p.kill();
         let (role, env) = (p.role.clone(), p.env.clone());
-        self.start(name, &role, env);
+        self.start(name, &role, env, None);
     }
 
     /// Kills (if running) and starts again with the stack's env plus `extra`
@@ -232,7 +252,7 @@ impl Stack {
         p.kill();
         let role = p.role.clone();
         let env = self.env_with(extra);
-        self.start(name, &role, env);
+        self.start(name, &role, env, None);
     }
 
     pub fn is_alive(&mut self, name: &str) -> bool {
