@@ -76,3 +76,20 @@ pub fn result_for_unknown_batch() -> Vec<u8> {
 pub fn random_ms(lo: u64, hi: u64) -> u64 {
     lo + (Uuid::new_v4().as_u128() as u64) % (hi - lo).max(1)
 }
+
+/// A result for chunk 0 of a real batch that claims the wrong run count.
+pub fn mismatched_result(batch: Uuid) -> Vec<u8> {
+    let m = ResultMsg {
+        v: VERSION,
+        batch_id: batch,
+        name: "before".into(),
+        chunk: 0,
+        chunks: 8,
+        runs_total: 2000,
+        runs: 7,
+        summary: Workload::new(&WorkloadSpec::Sum)
+            .expect("sum compiles")
+            .empty_summary(),
+    };
+    encode(&m)
+}
