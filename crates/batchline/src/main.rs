@@ -2,6 +2,7 @@
 //! metrics, connects the broker and store, and calls one library function
 //! per subcommand. It holds no pipeline logic.
 
+mod bench;
 mod cli;
 mod connect;
 mod inspect;
@@ -54,5 +55,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => inspect::status(g, args).await,
         Command::Results(args) => inspect::results(g, args).await,
         Command::Metadata(args) => inspect::metadata(g, args),
+        Command::Bench(args) => bench::run(g, args).await,
     }
 }

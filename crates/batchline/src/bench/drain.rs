@@ -1,0 +1,170 @@
+//! Aggregator drain: a results queue pre-filled with the chunk results of
+//! one `sum` batch of 1-run chunks, drained by a freshly started aggregator
+//! (fsynced group commit before every ack) until the batch's aggregate is saved.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use broker::{Broker, Message, Queue};
+use pipeline::messages::{ResultMsg, VERSION, encode, result_msg_id};
+use serde::Serialize;
+use store::{NewBatch, Store, Uuid};
+use workload::{Workload, WorkloadSpec};
+
+use super::cpu::{self, CpuUse};
+use super::e2e::{PhaseLine, phase_lines, round1};
+use super::stack::{Bench, Scenario};
+
+/// Results per publish call (all confirmed together).
+const PUBLISH_SLICE: usize = 5_000;
+
+/// What the drain measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct DrainResult {
+    pub results: i32,
+    pub prefetch: u16,
+    /// Publishing the results with confirms (the pre-fill, not the measure).
+    pub fill_s: f64,
+    pub fill_msgs_per_s: f64,
+    /// From the aggregator's "consuming" log line to the saved aggregate.
+    pub drain_s: f64,
+    pub msgs_per_s: f64,
+    /// Results per group commit (one fsync each).
+    pub mean_window: f64,
+    pub phases: BTreeMap<String, PhaseLine>,
+    pub events: BTreeMap<String, u64>,
+    pub peak_rss_mb: f64,
+    /// CPU seconds of the drain per process and for the machine.
+    pub cpu: CpuUse,
+}
+
+pub async fn run(
+    bench: &Bench,
+    results: i32,
+    prefetch: u16,
+    seed: i64,
+    timeout: Duration,
+) -> anyhow::Result<DrainResult> {
+    let mut scenario = bench.scenario("aggregator-drain").await?;
+    let outcome = measure(&mut scenario, results, prefetch, seed, timeout).await;
+    let stages = scenario.stop_all().await;
+    let teardown = scenario.teardown().await;
+    let mut result = outcome.context("scenario aggregator-drain")?;
+    teardown?;
+    if let Some(agg) = stages.first() {
+        result.phases = phase_lines(&agg.metrics, result.drain_s);
+        result.events = agg.metrics.events.clone();
+        result.peak_rss_mb = round1(agg.peak_rss_mb);
+        let windows = agg.metrics.phases.get("fsync").map_or(0, |p| p.count);
+        result.mean_window = round1(f64::from(results) / windows.max(1) as f64);
+    }
+    Ok(result)
+}
+
+async fn measure(
+    scenario: &mut Scenario,
+    results: i32,
+    prefetch: u16,
+    seed: i64,
+    timeout: Duration,
+) -> anyhow::Result<DrainResult> {
+    let spec = WorkloadSpec::Sum;
+    let workload = Workload::new(&spec)?;
+    let batch = NewBatch {
+        id: Uuid::new_v4(),
+        name: "bench-aggregator-drain".into(),
+        workload: serde_json::to_string(&spec)?,
+        seed,
+        runs: i64::from(results),
+        chunk_size: 1,
+    };
+    scenario
+        .store
+        .create_batches(std::slice::from_ref(&batch))
+        .await?;
+
+    // What executors would have published for each 1-run chunk.
+    let mut scratch = workload.scratch();
+    let mut values = Vec::new();
+    let messages: Vec<Message> = (0..results)
+        .map(|chunk| {
+            let mut summary = workload.empty_summary();
+            values.clear();
+            workload.run_range(
+                seed as u64,
+                chunk as u64,
+                1,
+                &mut scratch,
+                &mut values,
+                &mut summary,
+            );
+            let msg = ResultMsg {
+                v: VERSION,
+                batch_id: batch.id,
+                name: batch.name.clone(),
+                chunk,
+                chunks: results,
+                runs_total: batch.runs,
+                runs: 1,
+                summary,
+            };
+            Message::new(Queue::Results, result_msg_id(batch.id, chunk), encode(&msg))
+        })
+        .collect();
+    let start = Instant::now();
+    for slice in messages.chunks(PUBLISH_SLICE) {
+        scenario
+            .broker
+            .publish(slice.to_vec())
+            .await
+            .context("cannot pre-fill the results queue")?;
+    }
+    let fill_s = start.elapsed().as_secs_f64();
+    let depth = scenario.broker.queue_depth(Queue::Results).await?;
+    anyhow::ensure!(
+        depth >= results as u64,
+        "results queue holds {depth} messages, expected {results}"
+    );
+
+    scenario
+        .spawn(
+            "aggregator",
+            &[
+                "aggregator".into(),
+                "--prefetch".into(),
+                prefetch.to_string(),
+            ],
+            "aggregator consuming",
+        )
+        .await?;
+    scenario.wait_ready(Duration::from_secs(60)).await?;
+    let cpu_before = cpu::snapshot(&scenario.pids());
+    let start = Instant::now();
+    loop {
+        if scenario.store.batch_result(batch.id).await?.is_some() {
+            break;
+        }
+        if start.elapsed() > timeout {
+            let left = scenario.broker.queue_depth(Queue::Results).await?;
+            anyhow::bail!("aggregate not saved after {timeout:?}; {left} results still queued");
+        }
+        scenario.check_alive()?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let drain_s = start.elapsed().as_secs_f64();
+    let cpu = cpu_before.until(&cpu::snapshot(&scenario.pids()));
+    Ok(DrainResult {
+        results,
+        prefetch,
+        fill_s,
+        fill_msgs_per_s: f64::from(results) / fill_s.max(1e-9),
+        drain_s,
+        msgs_per_s: f64::from(results) / drain_s.max(1e-9),
+        mean_window: 0.0,
+        phases: BTreeMap::new(),
+        events: BTreeMap::new(),
+        peak_rss_mb: 0.0,
+        cpu,
+    })
+}

@@ -1,0 +1,291 @@
+//! End to end: one batch from `submit` to the verifier's verdict, through
+//! real executor, aggregator and verifier processes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use pipeline::submit::{SubmitRequest, submit};
+use serde::Serialize;
+use store::Store;
+use workload::WorkloadSpec;
+
+use super::cpu::{self, CpuUse};
+use super::metrics::StageMetrics;
+use super::stack::{Bench, Scenario, StageReport};
+
+/// How often Postgres is asked whether the batch is done: fine enough for
+/// runs of seconds, rare enough not to load the database being measured.
+const POLL: Duration = Duration::from_millis(25);
+
+/// One end-to-end configuration.
+#[derive(Clone, Debug)]
+pub struct E2eSpec {
+    pub label: String,
+    pub workload: WorkloadSpec,
+    pub runs: i64,
+    pub chunk_size: i32,
+    pub seed: i64,
+    pub executors: usize,
+    pub concurrency: usize,
+    pub executor_prefetch: Option<u16>,
+    pub aggregator_prefetch: u16,
+    pub timeout: Duration,
+}
+
+/// Phase totals of one stage kind in one scenario.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseLine {
+    pub count: u64,
+    pub total_s: f64,
+    pub mean_ms: f64,
+    /// Phase time over the scenario's wall time, summed over the stage's
+    /// processes and concurrent tasks (so it can pass 100%), like the stages'
+    /// 10-second log lines.
+    pub pct_of_wall: f64,
+}
+
+/// What one end-to-end run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct E2eResult {
+    pub label: String,
+    pub workload: String,
+    pub runs: i64,
+    pub chunk_size: i32,
+    pub chunks: i32,
+    pub executors: usize,
+    pub concurrency: usize,
+    /// Submit call (batch and chunk rows, work messages confirmed).
+    pub submit_s: f64,
+    /// Until the last chunk was committed, as far as the 25 ms poll saw.
+    pub executed_s: f64,
+    /// Until the aggregate was saved.
+    pub aggregated_s: f64,
+    /// Until the verdict was recorded: the figure `runs_per_s` is based on.
+    pub verified_s: f64,
+    pub runs_per_s: f64,
+    pub verdict: String,
+    /// Per stage kind (`executor`, `aggregator`, `verifier`), per phase.
+    pub phases: BTreeMap<String, BTreeMap<String, PhaseLine>>,
+    /// Per stage kind, event counters (runs, chunks, acked, duplicates, …).
+    pub events: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Per process (`executor-1`, `aggregator`, …), `VmHWM` in MiB.
+    pub peak_rss_mb: BTreeMap<String, f64>,
+    /// CPU seconds from submit to verdict per process and for the machine.
+    pub cpu: CpuUse,
+    #[serde(skip)]
+    pub aggregate: Option<String>,
+    #[serde(skip)]
+    pub stages: Vec<StageReport>,
+}
+
+/// Runs one configuration in its own scenario, then tears it down.
+pub async fn run(bench: &Bench, spec: &E2eSpec) -> anyhow::Result<E2eResult> {
+    let mut scenario = bench.scenario(&spec.label).await?;
+    let outcome = measure(&mut scenario, spec).await;
+    let stages = scenario.stop_all().await;
+    let teardown = scenario.teardown().await;
+    let mut result = outcome.with_context(|| format!("scenario {}", spec.label))?;
+    teardown?;
+    let dirty: Vec<&str> = stages
+        .iter()
+        .filter(|s| !s.clean_exit)
+        .map(|s| s.name.as_str())
+        .collect();
+    if !dirty.is_empty() {
+        tracing::warn!(scenario = %spec.label, ?dirty, "stages did not exit cleanly on SIGTERM");
+    }
+    result.fill_from(&stages);
+    result.stages = stages;
+    Ok(result)
+}
+
+async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> anyhow::Result<E2eResult> {
+    scenario
+        .spawn(
+            "aggregator",
+            &[
+                "aggregator".into(),
+                "--prefetch".into(),
+                spec.aggregator_prefetch.to_string(),
+            ],
+            "aggregator consuming",
+        )
+        .await?;
+    scenario
+        .spawn("verifier", &["verifier".into()], "verifier consuming")
+        .await?;
+    for i in 1..=spec.executors {
+        let mut args = vec![
+            "executor".to_string(),
+            "--concurrency".into(),
+            spec.concurrency.to_string(),
+            "--worker-id".into(),
+            format!("bench-executor-{i}"),
+        ];
+        if let Some(p) = spec.executor_prefetch {
+            args.extend(["--prefetch".into(), p.to_string()]);
+        }
+        scenario
+            .spawn(&format!("executor-{i}"), &args, "executor consuming")
+            .await?;
+    }
+    scenario.wait_ready(Duration::from_secs(60)).await?;
+
+    let req = SubmitRequest {
+        name: Some(spec.label.clone()),
+        runs: spec.runs,
+        chunk_size: spec.chunk_size,
+        seed: Some(spec.seed),
+        workload: spec.workload.clone(),
+        count: 1,
+    };
+    let cpu_before = cpu::snapshot(&scenario.pids());
+    let start = Instant::now();
+    let submitted = submit(&scenario.broker, &scenario.store, &req)
+        .await
+        .context("submit failed")?;
+    let submit_s = start.elapsed().as_secs_f64();
+    let batch = submitted
+        .batches
+        .first()
+        .context("submit created no batch")?
+        .clone();
+    anyhow::ensure!(submitted.published, "submit could not publish every chunk");
+
+    let (mut executed_s, mut aggregated_s) = (None, None);
+    let verified_s = loop {
+        let progress = scenario.store.progress(Some(batch.id), 1).await?;
+        let p = progress
+            .first()
+            .context("the submitted batch is not in the store")?;
+        let t = start.elapsed().as_secs_f64();
+        if p.completed == p.chunks && executed_s.is_none() {
+            executed_s = Some(t);
+        }
+        if p.aggregated && aggregated_s.is_none() {
+            aggregated_s = Some(t);
+        }
+        if p.verdict.is_some() {
+            break t;
+        }
+        if start.elapsed() > spec.timeout {
+            anyhow::bail!(
+                "no verdict after {:?}: {}/{} chunks completed, aggregated={}",
+                spec.timeout,
+                p.completed,
+                p.chunks,
+                p.aggregated
+            );
+        }
+        scenario.check_alive()?;
+        tokio::time::sleep(POLL).await;
+    };
+    let cpu = cpu_before.until(&cpu::snapshot(&scenario.pids()));
+    let verdict = scenario
+        .store
+        .verdict(batch.id)
+        .await?
+        .context("verdict vanished")?;
+    anyhow::ensure!(verdict.success, "the batch failed: {}", verdict.line);
+    let aggregate = scenario
+        .store
+        .batch_result(batch.id)
+        .await?
+        .map(|(json, _)| json);
+
+    Ok(E2eResult {
+        label: spec.label.clone(),
+        workload: spec.workload.name().to_owned(),
+        runs: spec.runs,
+        chunk_size: spec.chunk_size,
+        chunks: batch.chunks(),
+        executors: spec.executors,
+        concurrency: spec.concurrency,
+        submit_s,
+        executed_s: executed_s.unwrap_or(verified_s),
+        aggregated_s: aggregated_s.unwrap_or(verified_s),
+        verified_s,
+        runs_per_s: spec.runs as f64 / verified_s.max(1e-9),
+        verdict: verdict.line,
+        phases: BTreeMap::new(),
+        events: BTreeMap::new(),
+        peak_rss_mb: BTreeMap::new(),
+        cpu,
+        aggregate,
+        stages: Vec::new(),
+    })
+}
+
+impl E2eResult {
+    /// Phases, events and peak RSS from the stopped stages.
+    fn fill_from(&mut self, stages: &[StageReport]) {
+        let mut by_kind: BTreeMap<String, StageMetrics> = BTreeMap::new();
+        for s in stages {
+            let kind = stage_kind(&s.name).to_owned();
+            by_kind.entry(kind).or_default().add(&s.metrics);
+            self.peak_rss_mb
+                .insert(s.name.clone(), round1(s.peak_rss_mb));
+        }
+        for (kind, m) in by_kind {
+            self.phases
+                .insert(kind.clone(), phase_lines(&m, self.verified_s));
+            self.events.insert(kind, m.events);
+        }
+    }
+}
+
+/// `executor-2` → `executor`.
+pub fn stage_kind(name: &str) -> &str {
+    name.split_once('-').map_or(name, |(kind, _)| kind)
+}
+
+pub fn phase_lines(m: &StageMetrics, wall_s: f64) -> BTreeMap<String, PhaseLine> {
+    m.phases
+        .iter()
+        .map(|(name, p)| {
+            let line = PhaseLine {
+                count: p.count,
+                total_s: round3(p.total_s),
+                mean_ms: round3(p.total_s * 1e3 / p.count.max(1) as f64),
+                pct_of_wall: round1(p.total_s * 100.0 / wall_s.max(1e-9)),
+            };
+            (name.clone(), line)
+        })
+        .collect()
+}
+
+pub fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::metrics::PhaseTotal;
+
+    #[test]
+    fn stage_kinds() {
+        assert_eq!(stage_kind("executor-2"), "executor");
+        assert_eq!(stage_kind("aggregator"), "aggregator");
+    }
+
+    #[test]
+    fn phase_lines_average_and_share() {
+        let mut m = StageMetrics::default();
+        m.phases.insert(
+            "persist".into(),
+            PhaseTotal {
+                count: 4,
+                total_s: 2.0,
+            },
+        );
+        let lines = phase_lines(&m, 10.0);
+        let p = &lines["persist"];
+        assert_eq!((p.count, p.mean_ms, p.pct_of_wall), (4, 500.0, 20.0));
+    }
+}

@@ -1,0 +1,290 @@
+//! The bench's results: the JSON document (`bench/results.json`; keys in
+//! `bench/README.md`) and the table printed on stdout.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::drain::DrainResult;
+use super::e2e::{E2eResult, PhaseLine};
+use super::limit::LimitResult;
+
+/// Everything one `batchline bench` measured. The headline keys are `None`
+/// when their section was not run (`--only`).
+#[derive(Debug, Default, Serialize)]
+pub struct BenchResults {
+    /// Format version of this document.
+    pub version: u32,
+    pub command: String,
+    pub quick: bool,
+    pub machine: Machine,
+    pub sizes: Sizes,
+    /// In-process simulation of the batch on all cores, runs/s.
+    pub limit_runs_per_s: Option<f64>,
+    /// The same on 1 thread.
+    pub limit_runs_per_s_1_thread: Option<f64>,
+    /// One bingo batch end to end, one executor with concurrency = cores.
+    pub e2e_runs_per_s: Option<f64>,
+    /// `e2e_runs_per_s / limit_runs_per_s`.
+    pub efficiency: Option<f64>,
+    /// End to end with 1 and 2 executors at concurrency 1.
+    pub e2e_1x1_runs_per_s: Option<f64>,
+    pub e2e_2x1_runs_per_s: Option<f64>,
+    /// `e2e_2x1_runs_per_s / e2e_1x1_runs_per_s`.
+    pub scaling_1_to_2: Option<f64>,
+    /// One sum batch end to end (one executor, concurrency = cores), every run's row in Postgres.
+    pub sum_runs_per_s: Option<f64>,
+    /// The sum batch's cost per run: wall time × cores / runs, in µs.
+    pub sum_core_us_per_run: Option<f64>,
+    /// Pre-filled results drained by the aggregator, fsync before ack.
+    pub aggregator_msgs_per_s: Option<f64>,
+    /// Per batch size (runs), per process: `VmHWM` in MiB.
+    pub peak_rss_mb: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Per process: peak RSS at the large size over the small one.
+    pub peak_rss_growth: BTreeMap<String, f64>,
+    /// Per scenario, per stage kind, per phase.
+    pub phases: BTreeMap<String, BTreeMap<String, BTreeMap<String, PhaseLine>>>,
+    /// Whether the pipeline's aggregate equals the in-process one (same batch).
+    pub same_aggregate_as_limit: Option<bool>,
+    pub limit: Vec<LimitResult>,
+    pub e2e: Vec<E2eResult>,
+    pub aggregator: Option<DrainResult>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    /// `/proc/loadavg` (1, 5, 15 min) when the bench started and ended: the
+    /// services and other work share the cores.
+    pub load_avg_start: Option<[f64; 3]>,
+    pub load_avg_end: Option<[f64; 3]>,
+    pub started_at_unix: u64,
+    pub total_s: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Sizes {
+    pub runs: i64,
+    pub rss_runs: i64,
+    pub chunk_size: i32,
+    pub drain_results: i32,
+    pub aggregator_prefetch: u16,
+    pub executor_prefetch: Option<u16>,
+    pub seed: i64,
+}
+
+pub fn load_avg() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = text.split_whitespace().map(|s| s.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+fn num(x: Option<f64>, digits: usize) -> String {
+    x.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
+}
+
+impl BenchResults {
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "batchline bench{} — {} cores, load {}",
+            if self.quick { " --quick" } else { "" },
+            self.machine.cores,
+            self.machine.load_avg_start.map_or("?".into(), |l| format!(
+                "{:.1} {:.1} {:.1}",
+                l[0], l[1], l[2]
+            ))
+        );
+        let _ = writeln!(
+            t,
+            "{:<34} {:>10} {:>8} {:>9} {:>12} {:>10}",
+            "scenario", "runs", "chunks", "secs", "runs/s", "µs/run·core"
+        );
+        for l in &self.limit {
+            let _ = writeln!(
+                t,
+                "{:<34} {:>10} {:>8} {:>9.2} {:>12.0} {:>10}",
+                format!("limit {} in-process, {} thread(s)", l.workload, l.threads),
+                l.runs,
+                "-",
+                l.wall_s,
+                l.runs_per_s,
+                num(l.cpu_us_per_run, 2)
+            );
+        }
+        for e in &self.e2e {
+            let _ = writeln!(
+                t,
+                "{:<34} {:>10} {:>8} {:>9.2} {:>12.0} {:>10.2}",
+                format!(
+                    "e2e {} {}x executor, conc {}",
+                    e.workload, e.executors, e.concurrency
+                ),
+                e.runs,
+                e.chunks,
+                e.verified_s,
+                e.runs_per_s,
+                e.verified_s * 1e6 * self.machine.cores as f64 / e.runs.max(1) as f64
+            );
+        }
+        if let Some(d) = &self.aggregator {
+            let _ = writeln!(
+                t,
+                "{:<34} {:>10} {:>8} {:>9.2} {:>12} {:>10}",
+                format!("aggregator drain, prefetch {}", d.prefetch),
+                "-",
+                d.results,
+                d.drain_s,
+                format!("{:.0} msg/s", d.msgs_per_s),
+                "-"
+            );
+        }
+        let _ = writeln!(t);
+        let goal = |name: &str, v: Option<f64>, goal: &str, ok: Option<bool>| {
+            format!(
+                "{name:<24} {:>12}   goal {goal:<12} {}\n",
+                num(v, 3),
+                match ok {
+                    Some(true) => "met",
+                    Some(false) => "MISSED",
+                    None => "-",
+                }
+            )
+        };
+        t.push_str(&goal(
+            "efficiency",
+            self.efficiency,
+            ">= 0.85",
+            self.efficiency.map(|v| v >= 0.85),
+        ));
+        t.push_str(&goal(
+            "scaling_1_to_2",
+            self.scaling_1_to_2,
+            ">= 1.7",
+            self.scaling_1_to_2.map(|v| v >= 1.7),
+        ));
+        t.push_str(&goal(
+            "sum_runs_per_s",
+            self.sum_runs_per_s,
+            ">= 300000",
+            self.sum_runs_per_s.map(|v| v >= 300_000.0),
+        ));
+        t.push_str(&goal(
+            "aggregator_msgs_per_s",
+            self.aggregator_msgs_per_s,
+            ">= 20000",
+            self.aggregator_msgs_per_s.map(|v| v >= 20_000.0),
+        ));
+        let worst_growth = self
+            .peak_rss_growth
+            .values()
+            .copied()
+            .fold(None, |m: Option<f64>, g| Some(m.map_or(g, |m| m.max(g))));
+        t.push_str(&goal(
+            "peak RSS growth (max)",
+            worst_growth,
+            "<= 1.10",
+            worst_growth.map(|g| g <= 1.10),
+        ));
+        if !self.peak_rss_mb.is_empty() {
+            let _ = writeln!(t, "\npeak RSS (MiB)");
+            for (size, procs) in &self.peak_rss_mb {
+                let list: Vec<String> =
+                    procs.iter().map(|(p, mb)| format!("{p} {mb:.1}")).collect();
+                let _ = writeln!(t, "  {size:>9} runs: {}", list.join(", "));
+            }
+        }
+        let mut cpu_rows: Vec<(&str, &super::cpu::CpuUse)> = self
+            .e2e
+            .iter()
+            .map(|e| (e.label.as_str(), &e.cpu))
+            .collect();
+        if let Some(d) = &self.aggregator {
+            cpu_rows.push(("aggregator-drain", &d.cpu));
+        }
+        if !cpu_rows.is_empty() {
+            let _ = writeln!(
+                t,
+                "\nCPU seconds (machine busy / capacity; services are shared)"
+            );
+        }
+        for (label, cpu) in cpu_rows {
+            let list: Vec<String> = cpu
+                .by_process
+                .iter()
+                .map(|(p, s)| format!("{p} {s:.2}"))
+                .collect();
+            let _ = writeln!(
+                t,
+                "  {label:<26} {:.1}/{:.1}: {}",
+                cpu.machine_busy_s,
+                cpu.machine_capacity_s,
+                list.join(", ")
+            );
+        }
+        for (scenario, kinds) in &self.phases {
+            let _ = writeln!(t, "\nphases of {scenario} (mean ms per call, % of wall)");
+            for (kind, phases) in kinds {
+                let list: Vec<String> = phases
+                    .iter()
+                    .map(|(p, l)| {
+                        format!(
+                            "{p}={:.2}ms/{}x ({:.0}%)",
+                            l.mean_ms, l.count, l.pct_of_wall
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(t, "  {kind:<10} {}", list.join(" "));
+            }
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_marks_goals_and_json_has_the_headline_keys() {
+        let r = BenchResults {
+            efficiency: Some(0.9),
+            scaling_1_to_2: Some(1.5),
+            ..BenchResults::default()
+        };
+        let table = r.table();
+        assert!(table.contains("efficiency"));
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("efficiency") && l.ends_with("met"))
+        );
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("scaling_1_to_2") && l.ends_with("MISSED"))
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        for key in [
+            "limit_runs_per_s",
+            "e2e_runs_per_s",
+            "efficiency",
+            "scaling_1_to_2",
+            "sum_runs_per_s",
+            "aggregator_msgs_per_s",
+            "peak_rss_mb",
+            "phases",
+        ] {
+            assert!(json.get(key).is_some(), "{key} missing");
+        }
+    }
+
+    #[test]
+    fn load_avg_reads_three_numbers() {
+        let l = load_avg().unwrap();
+        assert!(l.iter().all(|v| *v >= 0.0));
+    }
+}
