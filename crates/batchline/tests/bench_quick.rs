@@ -1,0 +1,126 @@
+//! `batchline bench --quick` against the real RabbitMQ and Postgres
+//! (`RABBITMQ_URL`, `DATABASE_URL`), so the benchmark never rots. It checks
+//! that every headline key is there and positive, and that the pipeline's
+//! aggregate equals the in-process one; it asserts no speed.
+//!
+//! `make test` runs a debug build, where a bingo run costs ~13× what it costs
+//! in release, so the test asks for a fifth of `--quick`'s sizes on top
+//! (`--runs 100000` → 10,000 runs per batch, chunks of 1,000).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("batchline-bench-quick-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn positive(json: &Value, key: &str) -> f64 {
+    let v = json[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number: {}", json[key]));
+    assert!(v > 0.0, "{key} = {v}");
+    v
+}
+
+#[test]
+fn quick_bench_writes_every_key() {
+    let dir = scratch_dir();
+    let out = dir.join("results.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_batchline"))
+        .args(["bench", "--quick"])
+        .args(["--runs", "100000", "--rss-runs", "400000"])
+        .args(["--drain-results", "20000"])
+        .arg("--out")
+        .arg(&out)
+        .arg("--worker-data-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "batchline bench --quick failed (are Postgres at DATABASE_URL and RabbitMQ at RABBITMQ_URL up?)\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("efficiency"),
+        "no table on stdout:\n{stdout}"
+    );
+
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    for key in [
+        "limit_runs_per_s",
+        "limit_runs_per_s_1_thread",
+        "e2e_runs_per_s",
+        "efficiency",
+        "e2e_1x1_runs_per_s",
+        "e2e_2x1_runs_per_s",
+        "scaling_1_to_2",
+        "sum_runs_per_s",
+        "aggregator_msgs_per_s",
+    ] {
+        positive(&json, key);
+    }
+    assert_eq!(json["quick"], Value::Bool(true));
+    assert_eq!(json["sizes"]["runs"], 10_000);
+    assert_eq!(
+        json["same_aggregate_as_limit"],
+        Value::Bool(true),
+        "the pipeline's aggregate differs from the in-process simulation of the same batch"
+    );
+
+    let rss = json["peak_rss_mb"].as_object().unwrap();
+    assert_eq!(
+        rss.keys().collect::<Vec<_>>(),
+        ["10000", "40000"],
+        "peak RSS at both sizes"
+    );
+    for (size, procs) in rss {
+        for process in ["executor-1", "aggregator", "verifier"] {
+            let mb = procs[process].as_f64().unwrap_or(0.0);
+            assert!(mb > 0.0, "peak RSS of {process} at {size} runs: {mb}");
+        }
+    }
+
+    let phases = &json["phases"];
+    for scenario in [
+        "e2e-bingo-all-cores",
+        "e2e-bingo-1x1",
+        "e2e-bingo-2x1",
+        "e2e-sum-all-cores",
+    ] {
+        for phase in ["claim", "simulate", "persist", "publish", "ack"] {
+            let count = phases[scenario]["executor"][phase]["count"]
+                .as_u64()
+                .unwrap_or(0);
+            assert!(count > 0, "{scenario}: executor phase {phase} missing");
+        }
+        let fsyncs = phases[scenario]["aggregator"]["fsync"]["count"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(fsyncs > 0, "{scenario}: aggregator fsync phase missing");
+    }
+    assert!(
+        phases["aggregator-drain"]["aggregator"]["fsync"]["count"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    );
+    let drain = &json["aggregator"];
+    assert_eq!(drain["results"], 2_000);
+
+    // Every scenario cleaned up its state directory; only the logs stay.
+    let left: Vec<_> = std::fs::read_dir(dir.join("bench"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["logs"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
