@@ -12,13 +12,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("batchline-bench-quick-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn positive(json: &Value, key: &str) -> f64 {
     let v = json[key]
         .as_f64()
@@ -29,7 +22,10 @@ fn positive(json: &Value, key: &str) -> f64 {
 
 #[test]
 fn quick_bench_writes_every_key() {
-    let dir = scratch_dir();
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("batchline-bench-quick-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("results.json");
     let output = Command::new(env!("CARGO_BIN_EXE_batchline"))
         .args(["bench", "--quick"])
