@@ -31,9 +31,13 @@ use crate::retry::retrying;
 use crate::telemetry::StageStats;
 use crate::{Error, Result};
 
-/// One chunk result as a CSV row of the batch's state file.
+/// One row of a batch's state file: a chunk result, or the record that a
+/// duplicate delivery of chunk `chunk` was dropped. Duplicates are recorded
+/// (and fsynced with the window) so `duplicates_dropped` survives restarts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChunkRow {
+    /// `true` for a dropped-duplicate record (no summary).
+    pub duplicate: bool,
     pub chunk: i32,
     pub chunks: i32,
     pub runs_total: i64,
@@ -52,6 +56,8 @@ pub struct BatchState {
     pub runs: i64,
     pub chunks_seen: BTreeSet<i32>,
     pub summary: Option<Summary>,
+    /// Duplicate deliveries dropped for this batch, across restarts.
+    pub duplicates_dropped: u64,
     /// Rows that could not be folded (should never happen: rows are
     /// validated before they are appended). A batch with such rows is never
     /// ready, so the sweeper's re-publish or FAILURE path takes over.
@@ -62,6 +68,10 @@ impl KeyedState for BatchState {
     type Row = ChunkRow;
 
     fn apply(&mut self, row: &ChunkRow) {
+        if row.duplicate {
+            self.duplicates_dropped += 1;
+            return;
+        }
         if !self.chunks_seen.insert(row.chunk) {
             return;
         }
@@ -215,6 +225,7 @@ impl<B: Broker, S: Store> Aggregator<B, S> {
             }
             let key = msg.batch_id.to_string();
             let row = ChunkRow {
+                duplicate: false,
                 chunk: msg.chunk,
                 chunks: msg.chunks,
                 runs_total: msg.runs_total,
@@ -230,6 +241,18 @@ impl<B: Broker, S: Store> Aggregator<B, S> {
                 Processed::Duplicate => {
                     tracing::debug!(batch = %msg.batch_id, chunk = msg.chunk, "duplicate chunk result dropped");
                     self.stats.count("duplicates_dropped", 1);
+                    // Each dropped delivery gets its own record id: a
+                    // duplicate redelivered after a crash was dropped twice.
+                    let record = ChunkRow {
+                        duplicate: true,
+                        chunk: msg.chunk,
+                        chunks: msg.chunks,
+                        runs_total: msg.runs_total,
+                        runs: 0,
+                        name: msg.name.clone(),
+                        summary: String::new(),
+                    };
+                    mgr.process(&key, &format!("dup-{}", Uuid::new_v4().simple()), record)?;
                 }
                 Processed::AlreadyCompleted => {
                     tracing::debug!(batch = %msg.batch_id, chunk = msg.chunk, "late duplicate for a finalized batch dropped");
@@ -334,7 +357,7 @@ impl<B: Broker, S: Store> Aggregator<B, S> {
             .parse()
             .map_err(|_| Error::Invalid(format!("state key {key} is not a batch id")))?;
         let result = serde_json::to_string(&state.summary).unwrap_or_default();
-        let duplicates = mgr.duplicates(key);
+        let duplicates = state.duplicates_dropped;
         let span = tracing::info_span!("finalize", batch = %batch_id, name = %state.name);
         let start = Instant::now();
         async {

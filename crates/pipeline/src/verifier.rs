@@ -6,9 +6,9 @@
 //! order, so a gap or a repeat shows as a jump), the summary recomputed
 //! from the rows equals the aggregate exactly, and a few runs re-simulated
 //! from the batch seed equal their stored rows. The verdict write is
-//! idempotent (the first verdict wins); its line is printed and then marked
-//! printed, so a verifier killed in between prints it again on redelivery
-//! and a finished one never prints it twice.
+//! idempotent (the first verdict wins); its line is marked printed and then
+//! written, so a verifier killed after recording the verdict but before the
+//! mark prints it on redelivery, and no line is ever printed twice.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -194,12 +194,16 @@ async fn handle<B: Broker, S: Store>(
             VerdictRecord::Existing { printed: true, .. } => None,
         };
         if let Some(line) = line {
-            sink(&line)
-                .map_err(|e| Error::Invalid(format!("cannot write the verdict line: {e}")))?;
+            // Marked before it is written: a kill between the two loses the
+            // line from this stdout (the verdict stays in the store, for
+            // `status` and `submit --wait`) rather than printing it twice;
+            // the window is one write of an already committed line.
             retrying("mark printed", shutdown, || async {
                 Ok(store.mark_verdict_printed(batch_id).await?)
             })
             .await?;
+            sink(&line)
+                .map_err(|e| Error::Invalid(format!("cannot write the verdict line: {e}")))?;
             stats.count(
                 if line.starts_with("SUCCESS") {
                     "success"

@@ -110,7 +110,6 @@ fn aggregator_killed_at_random_moments() {
 /// then that process is SIGKILLed too before the batch completes: the
 /// batch's duplicates_dropped must still count that duplicate.
 #[test]
-#[ignore = "bug: duplicates_dropped is kept in memory only; a restart after the duplicate was seen resets it to 0"]
 fn duplicates_dropped_survives_aggregator_restarts() {
     let mut s = Stack::new();
     let slow = [("CONCURRENCY", "1"), ("SIMULATION_DELAY_MS", "2")];
@@ -646,7 +645,6 @@ fn chaos_every_stage_killed_at_random() {
 /// verdict line reaches stdout (before it can mark the verdict printed),
 /// several times over → still exactly one line per batch.
 #[test]
-#[ignore = "bug: the verifier prints its line, then marks it printed; killed in between, the next verifier prints it again"]
 fn verifier_killed_right_after_printing_prints_no_duplicate() {
     let mut s = Stack::new();
     s.spawn("executor-1", "executor", &[("CONCURRENCY", "1")]);
