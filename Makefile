@@ -7,7 +7,7 @@ STACK_MAKE_DEFAULTS := $(foreach v,DATABASE_URL RABBITMQ_URL,$(if $(filter undef
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 export RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
 
-.PHONY: help test fmt lint build release
+.PHONY: chaos chaos-stack help test fmt lint build release
 .PHONY: bin up up-detached down logs ps check-metadata view-metadata status results demo bench chaos check-compose test-drill
 
 help: ## list the targets
@@ -95,8 +95,12 @@ demo: ## zero-setup demo: the whole pipeline in one process (batchline demo, rel
 bench: ## the performance benchmark (batchline bench, release build)
 	$(CARGO) run --release -p batchline -- bench
 
-chaos: export STACK_MODE := local
-chaos: bin ## local stack + random SIGKILLs while the runner's batches run; fails unless every batch ends SUCCESS (CHAOS_KILLS, CHAOS_SEED, …)
+chaos: ## chaos coordinator: continuous batches, random SIGKILLs of every stage, then a loss/duplication report (CHAOS_DURATION_S, CHAOS_KILL_INTERVAL_S, CHAOS_SEED, CHAOS_BROKER_RESTART_S, …)
+	$(CARGO) build --release -p batchline -p fault_tolerance --bin batchline --bin chaos
+	BATCHLINE_BIN=$(CURDIR)/target/release/batchline $(CURDIR)/target/release/chaos $(CHAOS_ARGS)
+
+chaos-stack: export STACK_MODE := local
+chaos-stack: bin ## the make-up stack + random SIGKILLs while the runner's batches run; fails unless every batch ends SUCCESS (CHAOS_KILLS, CHAOS_SEED, …)
 	@BATCHLINE_BIN='$(BATCHLINE_BIN)' STACK_MAKE_DEFAULTS='$(STACK_MAKE_DEFAULTS)' scripts/chaos.sh
 
 test-drill: ## tests of the drill's process manager (scripts/stack.sh) with a fake binary; no services needed

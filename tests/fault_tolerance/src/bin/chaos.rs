@@ -1,0 +1,284 @@
+//! `chaos`: the coordinator behind `make chaos`. It runs an isolated stack
+//! of the real binary (executors, aggregator, verifier), submits batches
+//! continuously, SIGKILLs and restarts random stages at random intervals
+//! (optionally restarting RabbitMQ's app too), then drains and checks every
+//! batch against Postgres: one verdict each, every run counted exactly once
+//! (no gaps, no duplicate rows), aggregates covering all runs, and one
+//! verdict line per batch. It prints a report and exits 0 only when all of
+//! that holds. A run is replayed with the same `--seed`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use fault_tolerance::Stack;
+use fault_tolerance::services::restart_rabbitmq_app;
+use uuid::Uuid;
+use workload::Summary;
+
+/// Chaos run: continuous batches while stages are killed at random.
+#[derive(Debug, Parser)]
+#[command(name = "chaos")]
+struct Args {
+    /// How long to submit batches and kill stages, in seconds.
+    #[arg(long, env = "CHAOS_DURATION_S", default_value_t = 120)]
+    duration_s: u64,
+    /// Mean seconds between kills (each gap is uniform in 0.5×..1.5× this).
+    #[arg(long, env = "CHAOS_KILL_INTERVAL_S", default_value_t = 4.0)]
+    kill_interval_s: f64,
+    /// Seconds a killed stage stays down (uniform in 0..this).
+    #[arg(long, env = "CHAOS_DOWNTIME_S", default_value_t = 2.0)]
+    downtime_s: f64,
+    /// Seed of every random choice; printed so a failing run can be replayed.
+    #[arg(long, env = "CHAOS_SEED")]
+    seed: Option<u64>,
+    /// Executor processes.
+    #[arg(long, env = "CHAOS_EXECUTORS", default_value_t = 2)]
+    executors: usize,
+    /// Also restart RabbitMQ's app every this many seconds (0 = never).
+    #[arg(long, env = "CHAOS_BROKER_RESTART_S", default_value_t = 0)]
+    broker_restart_s: u64,
+    /// Seconds between submitted batches.
+    #[arg(long, env = "CHAOS_SUBMIT_INTERVAL_S", default_value_t = 3)]
+    submit_interval_s: u64,
+    /// Runs per batch.
+    #[arg(long, env = "CHAOS_RUNS", default_value_t = 3000)]
+    runs: i64,
+    /// Runs per chunk.
+    #[arg(long, env = "CHAOS_CHUNK_SIZE", default_value_t = 250)]
+    chunk_size: i32,
+    /// Sleep per run in the executors (ms), so kills land mid-batch.
+    #[arg(long, env = "CHAOS_SIMULATION_DELAY_MS", default_value_t = 1)]
+    simulation_delay_ms: u64,
+    /// Give up draining after this many seconds.
+    #[arg(long, env = "CHAOS_DRAIN_TIMEOUT_S", default_value_t = 600)]
+    drain_timeout_s: u64,
+}
+
+/// splitmix64: small, seedable, and stable, so a seed replays a run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let seed = args.seed.unwrap_or_else(|| Uuid::new_v4().as_u64_pair().0);
+    let mut rng = Rng(seed);
+    println!(
+        "chaos: seed {seed} (replay with --seed {seed}), {} s, a kill every ~{} s",
+        args.duration_s, args.kill_interval_s
+    );
+
+    let delay = args.simulation_delay_ms.to_string();
+    let mut stack = Stack::with_env(&[
+        ("SIMULATION_DELAY_MS", delay.as_str()),
+        ("LEASE_S", "5"),
+        ("STALL_DEADLINE_S", "5"),
+        ("CONCURRENCY", "1"),
+    ]);
+    let executors: Vec<String> = (1..=args.executors.max(1))
+        .map(|i| format!("executor-{i}"))
+        .collect();
+    for name in &executors {
+        stack.spawn(name, "executor", &[]);
+    }
+    stack.spawn("aggregator", "aggregator", &[]);
+    stack.spawn("verifier", "verifier", &[]);
+    let mut stages: Vec<String> = executors.clone();
+    stages.push("aggregator".into());
+    stages.push("verifier".into());
+
+    let start = Instant::now();
+    let until = Duration::from_secs(args.duration_s);
+    let mut ids: Vec<Uuid> = Vec::new();
+    let mut kills: BTreeMap<String, u32> = BTreeMap::new();
+    let mut broker_restarts = 0u32;
+    let mut next_submit = Duration::ZERO;
+    let mut next_kill = Duration::from_secs_f64(args.kill_interval_s * (0.5 + rng.unit()));
+    let mut next_broker = Duration::from_secs(args.broker_restart_s);
+    let mut n = 0;
+    while start.elapsed() < until {
+        let now = start.elapsed();
+        if now >= next_submit {
+            n += 1;
+            let name = format!("chaos-{n}");
+            let workload = if n % 2 == 0 { "sum" } else { "bingo" };
+            let out = stack.submit(&format!(
+                "--runs {} --chunk-size {} --workload {workload} --name {name}",
+                args.runs, args.chunk_size
+            ));
+            ids.extend(out);
+            next_submit = now + Duration::from_secs(args.submit_interval_s.max(1));
+        }
+        if now >= next_kill {
+            let victim = stages[rng.below(stages.len())].clone();
+            stack.kill(&victim);
+            *kills.entry(victim.clone()).or_default() += 1;
+            let down = Duration::from_secs_f64(args.downtime_s * rng.unit());
+            println!(
+                "chaos: {:>6.1}s SIGKILL {victim}, down {:.1}s",
+                now.as_secs_f64(),
+                down.as_secs_f64()
+            );
+            std::thread::sleep(down);
+            stack.restart(&victim);
+            next_kill = start.elapsed()
+                + Duration::from_secs_f64(args.kill_interval_s * (0.5 + rng.unit()));
+        }
+        if args.broker_restart_s > 0 && now >= next_broker {
+            println!(
+                "chaos: {:>6.1}s restarting RabbitMQ's app",
+                now.as_secs_f64()
+            );
+            restart_rabbitmq_app(Duration::from_secs(2));
+            broker_restarts += 1;
+            next_broker = start.elapsed() + Duration::from_secs(args.broker_restart_s);
+        }
+        // Stages that died on their own (they should not) are restarted and counted.
+        for name in stack.restart_dead() {
+            println!("chaos: {name} had exited on its own; restarted");
+            *kills
+                .entry(format!("{name} (exited by itself)"))
+                .or_default() += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    println!(
+        "chaos: {} batches submitted; draining (no more kills)",
+        ids.len()
+    );
+    stack.wait_for_verdicts_while(&ids, Duration::from_secs(args.drain_timeout_s), |s| {
+        s.restart_dead();
+    });
+
+    let report = check(&stack, &ids, args.runs);
+    println!();
+    println!("batches submitted        {}", ids.len());
+    println!("batches SUCCESS          {}", report.success);
+    println!("batches FAILURE          {}", report.failure);
+    println!("runs expected            {}", report.runs_expected);
+    println!("runs counted (rows)      {}", report.rows);
+    println!("runs counted (distinct)  {}", report.distinct);
+    println!("runs in aggregates       {}", report.aggregated_runs);
+    println!(
+        "gaps (missing runs)      {}",
+        report.runs_expected - report.distinct
+    );
+    println!("duplicate run rows       {}", report.rows - report.distinct);
+    println!(
+        "verdict lines            {} (batches with != 1 line: {})",
+        report.lines, report.bad_lines
+    );
+    println!("duplicates dropped       {}", report.duplicates_dropped);
+    println!("broker restarts          {broker_restarts}");
+    for (stage, k) in &kills {
+        println!("kills {stage:<18} {k}");
+    }
+    println!("seed                     {seed}");
+    let ok = report.failure == 0
+        && report.success == ids.len()
+        && report.rows == report.runs_expected
+        && report.distinct == report.runs_expected
+        && report.aggregated_runs == report.runs_expected
+        && report.bad_lines == 0
+        && report.problems.is_empty();
+    for p in &report.problems {
+        println!("problem: {p}");
+    }
+    if ok {
+        println!("SUCCESS: no loss or duplication");
+    } else {
+        println!("FAILURE: see the lines above (replay with --seed {seed})");
+        std::process::exit(1);
+    }
+}
+
+#[derive(Default)]
+struct Report {
+    success: usize,
+    failure: usize,
+    runs_expected: i64,
+    rows: i64,
+    distinct: i64,
+    aggregated_runs: i64,
+    lines: usize,
+    bad_lines: usize,
+    duplicates_dropped: i64,
+    problems: Vec<String>,
+}
+
+fn check(stack: &Stack, ids: &[Uuid], runs: i64) -> Report {
+    let mut r = Report::default();
+    let pool = stack.pool();
+    for id in ids {
+        r.runs_expected += runs;
+        let (rows, distinct): (i64, i64) = stack
+            .block_on(
+                sqlx::query_as("SELECT count(*), count(DISTINCT run_index) FROM run_results WHERE batch_id = $1")
+                    .bind(id)
+                    .fetch_one(pool),
+            )
+            .unwrap_or((0, 0));
+        r.rows += rows;
+        r.distinct += distinct;
+        let verdict: Option<(bool, Option<String>)> = stack
+            .block_on(
+                sqlx::query_as("SELECT success, reason FROM verdicts WHERE batch_id = $1")
+                    .bind(id)
+                    .fetch_optional(pool),
+            )
+            .unwrap_or(None);
+        match verdict {
+            Some((true, _)) => r.success += 1,
+            Some((false, reason)) => {
+                r.failure += 1;
+                r.problems.push(format!(
+                    "batch {id}: FAILURE {}",
+                    reason.unwrap_or_default()
+                ));
+            }
+            None => r.problems.push(format!("batch {id}: no verdict")),
+        }
+        let result: Option<(String, i64)> = stack
+            .block_on(
+                sqlx::query_as(
+                    "SELECT result, duplicates_dropped FROM batch_results WHERE batch_id = $1",
+                )
+                .bind(id)
+                .fetch_optional(pool),
+            )
+            .unwrap_or(None);
+        if let Some((json, dups)) = result {
+            r.duplicates_dropped += dups;
+            match serde_json::from_str::<Summary>(&json) {
+                Ok(s) => r.aggregated_runs += s.runs() as i64,
+                Err(e) => r
+                    .problems
+                    .push(format!("batch {id}: aggregate unreadable: {e}")),
+            }
+        }
+        let lines = stack.lines_for(*id).len();
+        r.lines += lines;
+        if lines != 1 {
+            r.bad_lines += 1;
+            r.problems
+                .push(format!("batch {id}: {lines} verdict lines"));
+        }
+    }
+    r
+}
