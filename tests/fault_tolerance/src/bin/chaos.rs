@@ -107,6 +107,7 @@ fn main() {
     let mut ids: Vec<Uuid> = Vec::new();
     let mut kills: BTreeMap<String, u32> = BTreeMap::new();
     let mut broker_restarts = 0u32;
+    let mut failed_submits = 0u32;
     let mut next_submit = Duration::ZERO;
     let mut next_kill = Duration::from_secs_f64(args.kill_interval_s * (0.5 + rng.unit()));
     let mut next_broker = Duration::from_secs(args.broker_restart_s);
@@ -117,11 +118,35 @@ fn main() {
             n += 1;
             let name = format!("chaos-{n}");
             let workload = if n % 2 == 0 { "sum" } else { "bingo" };
-            let out = stack.submit(&format!(
-                "--runs {} --chunk-size {} --workload {workload} --name {name}",
-                args.runs, args.chunk_size
-            ));
-            ids.extend(out);
+            let (runs, chunk) = (args.runs.to_string(), args.chunk_size.to_string());
+            let submit = [
+                "submit",
+                "--runs",
+                &runs,
+                "--chunk-size",
+                &chunk,
+                "--workload",
+                workload,
+                "--name",
+                &name,
+            ];
+            // A submit can fail while the broker restarts (it then creates
+            // nothing): that batch is simply not submitted; the next one is.
+            let out = stack.cli(&submit, Duration::from_secs(120));
+            if out.success() {
+                ids.extend(
+                    out.stdout
+                        .lines()
+                        .filter_map(|l| l.trim().parse::<Uuid>().ok()),
+                );
+            } else {
+                failed_submits += 1;
+                println!(
+                    "chaos: {:>6.1}s submit of {name} failed: {}",
+                    now.as_secs_f64(),
+                    out.stderr.trim()
+                );
+            }
             next_submit = now + Duration::from_secs(args.submit_interval_s.max(1));
         }
         if now >= next_kill {
@@ -186,6 +211,9 @@ fn main() {
     );
     println!("duplicates dropped       {}", report.duplicates_dropped);
     println!("broker restarts          {broker_restarts}");
+    println!(
+        "submits refused          {failed_submits} (broker or database away at submit time; not tracked)"
+    );
     for (stage, k) in &kills {
         println!("kills {stage:<18} {k}");
     }
