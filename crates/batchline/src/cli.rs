@@ -277,7 +277,7 @@ pub struct BenchArgs {
     /// Runs of the second batch whose peak RSS is compared (before --quick divides it).
     #[arg(long, default_value_t = 2_000_000)]
     pub rss_runs: i64,
-    /// Runs per chunk of the end-to-end batches (not divided by --quick).
+    /// Runs per chunk of the end-to-end batches (before --quick divides it).
     #[arg(long, default_value_t = 10_000)]
     pub chunk_size: i32,
     /// Chunk results pre-filled into the results queue for the aggregator drain (before --quick divides it).
@@ -298,4 +298,11 @@ pub struct BenchArgs {
     /// Give up on one scenario after this many seconds.
     #[arg(long, default_value_t = 1_800)]
     pub timeout_s: u64,
+    /// Before each measurement, wait up to this many seconds for the machine to be idle
+    /// (default: 120, and 0 with --quick).
+    #[arg(long)]
+    pub quiet_wait_s: Option<u64>,
+    /// Idle means less than this share of all cores busy.
+    #[arg(long, default_value_t = 0.2)]
+    pub quiet_below: f64,
 }

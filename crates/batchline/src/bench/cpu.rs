@@ -28,8 +28,12 @@ pub struct Snapshot {
 pub struct CpuUse {
     /// Per group (`postgres`, `rabbitmq`, `executor-1`, …), CPU seconds.
     pub by_process: BTreeMap<String, f64>,
+    /// Sum of `by_process`: the pipeline's own cost, services included.
+    pub own_s: f64,
     /// All cores, all processes (bench itself and other users included).
     pub machine_busy_s: f64,
+    /// Busy time that is not the pipeline's: other users of the machine.
+    pub foreign_s: f64,
     /// Cores × wall time.
     pub machine_capacity_s: f64,
 }
@@ -77,7 +81,7 @@ impl Snapshot {
     /// CPU used from `self` to `later`.
     pub fn until(&self, later: &Snapshot) -> CpuUse {
         let secs = |ticks: u64| (ticks as f64 / TICKS_PER_S * 100.0).round() / 100.0;
-        let by_process = later
+        let by_process: BTreeMap<String, f64> = later
             .groups
             .iter()
             .map(|(name, after)| {
@@ -85,9 +89,13 @@ impl Snapshot {
                 (name.clone(), secs(after.saturating_sub(before)))
             })
             .collect();
+        let own_s = (by_process.values().sum::<f64>() * 100.0).round() / 100.0;
+        let machine_busy_s = secs(later.machine_busy.saturating_sub(self.machine_busy));
         CpuUse {
             by_process,
-            machine_busy_s: secs(later.machine_busy.saturating_sub(self.machine_busy)),
+            own_s,
+            machine_busy_s,
+            foreign_s: ((machine_busy_s - own_s).max(0.0) * 100.0).round() / 100.0,
             machine_capacity_s: secs(later.machine_total.saturating_sub(self.machine_total)),
         }
     }
@@ -125,6 +133,38 @@ fn parse_stat(stat: &str) -> Option<(String, Vec<&str>)> {
     let close = stat.rfind(')')?;
     let comm = stat.get(open + 1..close)?.to_owned();
     Some((comm, stat.get(close + 1..)?.split_whitespace().collect()))
+}
+
+/// Share of the machine's CPU that was busy over `window`.
+pub async fn busy_share(window: std::time::Duration) -> Option<f64> {
+    let (b0, t0) = machine_ticks()?;
+    tokio::time::sleep(window).await;
+    let (b1, t1) = machine_ticks()?;
+    Some((b1 - b0) as f64 / (t1 - t0).max(1) as f64)
+}
+
+/// Waits (up to `max_wait`) until the machine is busy less than
+/// `threshold` of its capacity, so a scenario does not start in the middle
+/// of someone else's build. Returns the last busy share seen.
+pub async fn wait_quiet(threshold: f64, max_wait: std::time::Duration) -> Option<f64> {
+    let start = std::time::Instant::now();
+    loop {
+        let share = busy_share(std::time::Duration::from_secs(1)).await?;
+        if share <= threshold || start.elapsed() >= max_wait {
+            if share > threshold {
+                tracing::warn!(
+                    busy = format!("{:.0}%", share * 100.0),
+                    "machine still busy; measuring anyway"
+                );
+            }
+            return Some(share);
+        }
+        tracing::info!(
+            busy = format!("{:.0}%", share * 100.0),
+            "waiting for the machine to quieten"
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
 }
 
 /// Busy and total ticks over all cores, from the first line of `/proc/stat`.

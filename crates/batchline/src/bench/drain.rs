@@ -13,7 +13,7 @@ use store::{NewBatch, Store, Uuid};
 use workload::{Workload, WorkloadSpec};
 
 use super::cpu::{self, CpuUse};
-use super::e2e::{PhaseLine, phase_lines, round1};
+use super::e2e::{PhaseLine, Quiet, phase_lines, round1};
 use super::stack::{Bench, Scenario};
 
 /// Results per publish call (all confirmed together).
@@ -35,8 +35,12 @@ pub struct DrainResult {
     pub phases: BTreeMap<String, PhaseLine>,
     pub events: BTreeMap<String, u64>,
     pub peak_rss_mb: f64,
+    /// Share of the machine busy just before the aggregator started.
+    pub busy_before: Option<f64>,
     /// CPU seconds of the drain per process and for the machine.
     pub cpu: CpuUse,
+    /// WARN / ERROR lines the aggregator logged.
+    pub warnings: Vec<String>,
 }
 
 pub async fn run(
@@ -45,9 +49,10 @@ pub async fn run(
     prefetch: u16,
     seed: i64,
     timeout: Duration,
+    quiet: Quiet,
 ) -> anyhow::Result<DrainResult> {
     let mut scenario = bench.scenario("aggregator-drain").await?;
-    let outcome = measure(&mut scenario, results, prefetch, seed, timeout).await;
+    let outcome = measure(&mut scenario, results, prefetch, seed, timeout, quiet).await;
     let stages = scenario.stop_all().await;
     let teardown = scenario.teardown().await;
     let mut result = outcome.context("scenario aggregator-drain")?;
@@ -56,6 +61,7 @@ pub async fn run(
         result.phases = phase_lines(&agg.metrics, result.drain_s);
         result.events = agg.metrics.events.clone();
         result.peak_rss_mb = round1(agg.peak_rss_mb);
+        result.warnings.clone_from(&agg.warnings);
         let windows = agg.metrics.phases.get("fsync").map_or(0, |p| p.count);
         result.mean_window = round1(f64::from(results) / windows.max(1) as f64);
     }
@@ -68,6 +74,7 @@ async fn measure(
     prefetch: u16,
     seed: i64,
     timeout: Duration,
+    quiet: Quiet,
 ) -> anyhow::Result<DrainResult> {
     let spec = WorkloadSpec::Sum;
     let workload = Workload::new(&spec)?;
@@ -127,6 +134,7 @@ async fn measure(
         "results queue holds {depth} messages, expected {results}"
     );
 
+    let busy_before = quiet.wait().await;
     scenario
         .spawn(
             "aggregator",
@@ -165,6 +173,8 @@ async fn measure(
         phases: BTreeMap::new(),
         events: BTreeMap::new(),
         peak_rss_mb: 0.0,
+        busy_before,
         cpu,
+        warnings: Vec::new(),
     })
 }

@@ -31,6 +31,25 @@ pub struct E2eSpec {
     pub executor_prefetch: Option<u16>,
     pub aggregator_prefetch: u16,
     pub timeout: Duration,
+    pub quiet: Quiet,
+}
+
+/// How long to wait for an idle machine before measuring.
+#[derive(Clone, Copy, Debug)]
+pub struct Quiet {
+    pub below: f64,
+    pub max_wait: Duration,
+}
+
+impl Quiet {
+    /// Waits for an idle machine; the busy share seen last (`None` when
+    /// not asked to wait).
+    pub async fn wait(&self) -> Option<f64> {
+        if self.max_wait.is_zero() {
+            return None;
+        }
+        cpu::wait_quiet(self.below, self.max_wait).await.map(round3)
+    }
 }
 
 /// Phase totals of one stage kind in one scenario.
@@ -64,6 +83,10 @@ pub struct E2eResult {
     /// Until the verdict was recorded: the figure `runs_per_s` is based on.
     pub verified_s: f64,
     pub runs_per_s: f64,
+    /// The pipeline's own CPU (stages, bench, Postgres, RabbitMQ) per run, in µs.
+    pub cpu_us_per_run: f64,
+    /// Share of the machine busy just before submit (when the bench waited for quiet).
+    pub busy_before: Option<f64>,
     pub verdict: String,
     /// Per stage kind (`executor`, `aggregator`, `verifier`), per phase.
     pub phases: BTreeMap<String, BTreeMap<String, PhaseLine>>,
@@ -73,6 +96,9 @@ pub struct E2eResult {
     pub peak_rss_mb: BTreeMap<String, f64>,
     /// CPU seconds from submit to verdict per process and for the machine.
     pub cpu: CpuUse,
+    /// WARN / ERROR lines the stages logged (first few, prefixed with the
+    /// process): a broker or database restart disturbs a measurement.
+    pub warnings: Vec<String>,
     #[serde(skip)]
     pub aggregate: Option<String>,
     #[serde(skip)]
@@ -140,6 +166,7 @@ async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> anyhow::Result<E2eR
         workload: spec.workload.clone(),
         count: 1,
     };
+    let busy_before = spec.quiet.wait().await;
     let cpu_before = cpu::snapshot(&scenario.pids());
     let start = Instant::now();
     let submitted = submit(&scenario.broker, &scenario.store, &req)
@@ -207,11 +234,14 @@ async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> anyhow::Result<E2eR
         aggregated_s: aggregated_s.unwrap_or(verified_s),
         verified_s,
         runs_per_s: spec.runs as f64 / verified_s.max(1e-9),
+        cpu_us_per_run: round3(cpu.own_s * 1e6 / spec.runs.max(1) as f64),
+        busy_before,
         verdict: verdict.line,
         phases: BTreeMap::new(),
         events: BTreeMap::new(),
         peak_rss_mb: BTreeMap::new(),
         cpu,
+        warnings: Vec::new(),
         aggregate,
         stages: Vec::new(),
     })
@@ -222,6 +252,8 @@ impl E2eResult {
     fn fill_from(&mut self, stages: &[StageReport]) {
         let mut by_kind: BTreeMap<String, StageMetrics> = BTreeMap::new();
         for s in stages {
+            self.warnings
+                .extend(s.warnings.iter().map(|w| format!("{}: {w}", s.name)));
             let kind = stage_kind(&s.name).to_owned();
             by_kind.entry(kind).or_default().add(&s.metrics);
             self.peak_rss_mb

@@ -22,6 +22,8 @@ pub struct LimitResult {
     /// on a shared machine the wall time also holds time spent waiting for a core.
     pub cpu_s: Option<f64>,
     pub cpu_us_per_run: Option<f64>,
+    /// Share of the machine busy just before (when the bench waited for quiet).
+    pub busy_before: Option<f64>,
     /// The batch's aggregate, to check the pipeline computed the same thing.
     #[serde(skip)]
     pub summary: Summary,
@@ -87,6 +89,7 @@ pub fn measure(
         runs_per_s: runs as f64 / wall_s.max(1e-9),
         cpu_s,
         cpu_us_per_run: cpu_s.map(|s| s * 1e6 / runs.max(1) as f64),
+        busy_before: None,
         summary,
     })
 }

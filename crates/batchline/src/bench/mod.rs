@@ -30,7 +30,7 @@ use anyhow::Context;
 use workload::WorkloadSpec;
 
 use crate::cli::{BenchArgs, Global};
-use e2e::{E2eResult, E2eSpec, round1, round3};
+use e2e::{E2eResult, E2eSpec, Quiet, round1, round3};
 use report::{BenchResults, Machine, Sizes, load_avg};
 use stack::Bench;
 
@@ -109,6 +109,14 @@ pub async fn run(g: &Global, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         ..BenchResults::default()
     };
     let timeout = Duration::from_secs(args.timeout_s.max(1));
+    let quiet = Quiet {
+        below: args.quiet_below,
+        max_wait: Duration::from_secs(args.quiet_wait_s.unwrap_or(if args.quick {
+            0
+        } else {
+            120
+        })),
+    };
     let spec = |label: &str, workload: WorkloadSpec, runs: i64, executors, concurrency| E2eSpec {
         label: label.to_owned(),
         workload,
@@ -120,6 +128,7 @@ pub async fn run(g: &Global, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         executor_prefetch: args.executor_prefetch,
         aggregator_prefetch: args.aggregator_prefetch,
         timeout,
+        quiet,
     };
     let bingo = WorkloadSpec::bingo_default();
     let on = |s: &str| plan.sections.contains(s);
@@ -132,11 +141,13 @@ pub async fn run(g: &Global, args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 "bench: limit (in-process simulation)"
             );
             let (spec, runs, chunk, seed) = (bingo.clone(), plan.runs, plan.chunk_size, args.seed);
-            let l = tokio::task::spawn_blocking(move || {
+            let busy_before = quiet.wait().await;
+            let mut l = tokio::task::spawn_blocking(move || {
                 limit::measure(&spec, seed, runs, chunk, threads)
             })
             .await
             .context("the limit measurement panicked")??;
+            l.busy_before = busy_before;
             tracing::info!(runs_per_s = l.runs_per_s as u64, "bench: limit done");
             if threads == 1 {
                 r.limit_runs_per_s_1_thread = Some(l.runs_per_s.round());
@@ -187,9 +198,7 @@ pub async fn run(g: &Global, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         )
         .await?;
         r.sum_runs_per_s = Some(e.runs_per_s.round());
-        r.sum_core_us_per_run = Some(round3(
-            e.verified_s * 1e6 * cores as f64 / e.runs.max(1) as f64,
-        ));
+        r.sum_cpu_us_per_run = Some(e.cpu_us_per_run);
         r.e2e.push(e);
     }
     if on("aggregator") {
@@ -200,6 +209,7 @@ pub async fn run(g: &Global, args: &BenchArgs) -> anyhow::Result<ExitCode> {
             args.aggregator_prefetch,
             args.seed,
             timeout,
+            quiet,
         )
         .await?;
         tracing::info!(
@@ -240,6 +250,15 @@ pub async fn run(g: &Global, args: &BenchArgs) -> anyhow::Result<ExitCode> {
 
     if let (Some(e2e), Some(limit)) = (r.e2e_runs_per_s, r.limit_runs_per_s) {
         r.efficiency = Some(round3(e2e / limit.max(1e-9)));
+    }
+    let limit_cpu = r.limit.first().and_then(|l| l.cpu_us_per_run);
+    let e2e_cpu = r
+        .e2e
+        .iter()
+        .find(|e| e.label == "e2e-bingo-all-cores")
+        .map(|e| e.cpu_us_per_run);
+    if let (Some(limit), Some(e2e)) = (limit_cpu, e2e_cpu) {
+        r.efficiency_cpu = Some(round3(limit / e2e.max(1e-9)));
     }
     for e in &r.e2e {
         r.phases.insert(e.label.clone(), e.phases.clone());

@@ -28,6 +28,10 @@ pub struct BenchResults {
     pub e2e_runs_per_s: Option<f64>,
     /// `e2e_runs_per_s / limit_runs_per_s`.
     pub efficiency: Option<f64>,
+    /// CPU view of `efficiency`: the in-process CPU per run over the
+    /// pipeline's whole CPU per run (stages, Postgres, RabbitMQ) — what
+    /// `efficiency` would be on a machine nobody else uses, if CPU-bound.
+    pub efficiency_cpu: Option<f64>,
     /// End to end with 1 and 2 executors at concurrency 1.
     pub e2e_1x1_runs_per_s: Option<f64>,
     pub e2e_2x1_runs_per_s: Option<f64>,
@@ -35,8 +39,8 @@ pub struct BenchResults {
     pub scaling_1_to_2: Option<f64>,
     /// One sum batch end to end (one executor, concurrency = cores), every run's row in Postgres.
     pub sum_runs_per_s: Option<f64>,
-    /// The sum batch's cost per run: wall time × cores / runs, in µs.
-    pub sum_core_us_per_run: Option<f64>,
+    /// The sum batch's pipeline CPU per run (stages, Postgres, RabbitMQ), in µs.
+    pub sum_cpu_us_per_run: Option<f64>,
     /// Pre-filled results drained by the aggregator, fsync before ack.
     pub aggregator_msgs_per_s: Option<f64>,
     /// Per batch size (runs), per process: `VmHWM` in MiB.
@@ -100,25 +104,28 @@ impl BenchResults {
         );
         let _ = writeln!(
             t,
-            "{:<34} {:>10} {:>8} {:>9} {:>12} {:>10}",
-            "scenario", "runs", "chunks", "secs", "runs/s", "µs/run·core"
+            "{:<34} {:>9} {:>7} {:>8} {:>12} {:>11} {:>6} {:>5}",
+            "scenario", "runs", "chunks", "secs", "runs/s", "cpu µs/run", "busy", "warn"
         );
+        let busy = |b: Option<f64>| b.map_or("-".into(), |b| format!("{:.0}%", b * 100.0));
         for l in &self.limit {
             let _ = writeln!(
                 t,
-                "{:<34} {:>10} {:>8} {:>9.2} {:>12.0} {:>10}",
+                "{:<34} {:>9} {:>7} {:>8.2} {:>12.0} {:>11} {:>6} {:>5}",
                 format!("limit {} in-process, {} thread(s)", l.workload, l.threads),
                 l.runs,
                 "-",
                 l.wall_s,
                 l.runs_per_s,
-                num(l.cpu_us_per_run, 2)
+                num(l.cpu_us_per_run, 2),
+                busy(l.busy_before),
+                "-"
             );
         }
         for e in &self.e2e {
             let _ = writeln!(
                 t,
-                "{:<34} {:>10} {:>8} {:>9.2} {:>12.0} {:>10.2}",
+                "{:<34} {:>9} {:>7} {:>8.2} {:>12.0} {:>11.2} {:>6} {:>5}",
                 format!(
                     "e2e {} {}x executor, conc {}",
                     e.workload, e.executors, e.concurrency
@@ -127,19 +134,23 @@ impl BenchResults {
                 e.chunks,
                 e.verified_s,
                 e.runs_per_s,
-                e.verified_s * 1e6 * self.machine.cores as f64 / e.runs.max(1) as f64
+                e.cpu_us_per_run,
+                busy(e.busy_before),
+                e.warnings.len()
             );
         }
         if let Some(d) = &self.aggregator {
             let _ = writeln!(
                 t,
-                "{:<34} {:>10} {:>8} {:>9.2} {:>12} {:>10}",
+                "{:<34} {:>9} {:>7} {:>8.2} {:>12} {:>11} {:>6} {:>5}",
                 format!("aggregator drain, prefetch {}", d.prefetch),
                 "-",
                 d.results,
                 d.drain_s,
                 format!("{:.0} msg/s", d.msgs_per_s),
-                "-"
+                "-",
+                busy(d.busy_before),
+                d.warnings.len()
             );
         }
         let _ = writeln!(t);
@@ -159,6 +170,12 @@ impl BenchResults {
             self.efficiency,
             ">= 0.85",
             self.efficiency.map(|v| v >= 0.85),
+        ));
+        t.push_str(&goal(
+            "efficiency_cpu",
+            self.efficiency_cpu,
+            "(CPU view)",
+            None,
         ));
         t.push_str(&goal(
             "scaling_1_to_2",
@@ -208,7 +225,7 @@ impl BenchResults {
         if !cpu_rows.is_empty() {
             let _ = writeln!(
                 t,
-                "\nCPU seconds (machine busy / capacity; services are shared)"
+                "\nCPU seconds: own + foreign (other users of the machine) / capacity; own per process"
             );
         }
         for (label, cpu) in cpu_rows {
@@ -219,8 +236,9 @@ impl BenchResults {
                 .collect();
             let _ = writeln!(
                 t,
-                "  {label:<26} {:.1}/{:.1}: {}",
-                cpu.machine_busy_s,
+                "  {label:<24} {:>5.1} + {:>5.1} / {:>5.1}: {}",
+                cpu.own_s,
+                cpu.foreign_s,
                 cpu.machine_capacity_s,
                 list.join(", ")
             );

@@ -157,6 +157,9 @@ pub struct StageReport {
     /// Exited 0 after SIGTERM within the drain time.
     pub clean_exit: bool,
     pub log: PathBuf,
+    /// WARN and ERROR lines the stage logged (a broker restart, a retried
+    /// statement…): a scenario with any was disturbed.
+    pub warnings: Vec<String>,
 }
 
 impl Scenario {
@@ -287,6 +290,7 @@ impl Scenario {
                 metrics,
                 clean_exit: false,
                 log: stage.log.clone(),
+                warnings: Vec::new(),
             });
         }
         for (stage, report) in self.stages.iter_mut().zip(reports.iter_mut()) {
@@ -300,6 +304,10 @@ impl Scenario {
                     let _ = stage.child.kill().await;
                 }
             }
+        }
+        for report in &mut reports {
+            let log = std::fs::read_to_string(&report.log).unwrap_or_default();
+            report.warnings = warnings(&log);
         }
         self.stages.clear();
         reports
@@ -358,6 +366,14 @@ fn parse_vm_hwm_kb(status: &str) -> Option<u64> {
         .ok()
 }
 
+/// The WARN and ERROR lines of a stage's log (text format).
+fn warnings(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .map(str::to_owned)
+        .collect()
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -376,6 +392,12 @@ mod tests {
             Some(1234)
         );
         assert_eq!(parse_vm_hwm_kb("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn warnings_are_warn_and_error_lines() {
+        let log = "2026 INFO a\n2026 WARN b\n2026 ERROR c\nWARNING-free\n";
+        assert_eq!(warnings(log), ["2026 WARN b", "2026 ERROR c"]);
     }
 
     #[test]
