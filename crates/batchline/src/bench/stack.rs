@@ -53,13 +53,14 @@ impl Bench {
         let worker_data_dir = &global.worker_data_dir;
         let exe = std::env::current_exe().context("cannot find this binary to spawn the stages")?;
         let root = worker_data_dir.join("bench");
-        // Logs of the previous run go; state directories are removed per scenario.
-        if root.exists() {
-            std::fs::remove_dir_all(&root)
-                .with_context(|| format!("cannot clear {}", root.display()))?;
+        // The previous run's logs go; state directories go with their scenario.
+        let logs = root.join("logs");
+        if logs.exists() {
+            std::fs::remove_dir_all(&logs)
+                .with_context(|| format!("cannot clear {}", logs.display()))?;
         }
-        std::fs::create_dir_all(root.join("logs"))
-            .with_context(|| format!("cannot create {}", root.display()))?;
+        std::fs::create_dir_all(&logs)
+            .with_context(|| format!("cannot create {}", logs.display()))?;
         Ok(Self {
             exe,
             database_url: global.database_url.clone(),
@@ -77,7 +78,8 @@ impl Bench {
         let pid = std::process::id();
         let schema = format!("bench_{pid}_{n}");
         let prefix = format!("bench-{pid}-{n}");
-        let dir = self.root.join(format!("{label}-state"));
+        // Unique, so two benches sharing WORKER_DATA_DIR never share an aggregator's state.
+        let dir = self.root.join(format!("{label}-{pid}-{n}-state"));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let store = PgStore::connect_with_schema(&self.database_url, &schema)
