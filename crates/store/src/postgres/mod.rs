@@ -525,18 +525,34 @@ impl Store for PgStore {
     where
         F: FnMut(i64, &[i32]) + Send,
     {
-        // A streamed result: sqlx reads rows off the socket as they are
-        // consumed, so memory stays flat whatever the batch size.
-        let mut rows = sqlx::query(
-            "SELECT run_index, outcome FROM run_results WHERE batch_id = $1 ORDER BY run_index",
-        )
-        .bind(batch_id)
-        .fetch(&self.pool);
-        while let Some(row) = rows.try_next().await.map_err(from_pg)? {
-            let run: i64 = get(&row, 0)?;
-            let values: Vec<i32> = get(&row, 1)?;
-            f(run, &values);
+        // A batch fresh from COPY has no statistics yet, and the planner
+        // picks a bitmap scan plus an external sort (44 MB spilled for 500k
+        // rows, 3x slower). The primary key already gives run order: make
+        // the planner walk it, for this transaction only.
+        let mut tx = self.pool.begin().await.map_err(from_pg)?;
+        sqlx::query("SET LOCAL enable_sort = off")
+            .execute(&mut *tx)
+            .await
+            .map_err(from_pg)?;
+        sqlx::query("SET LOCAL enable_bitmapscan = off")
+            .execute(&mut *tx)
+            .await
+            .map_err(from_pg)?;
+        {
+            // A streamed result: sqlx reads rows off the socket as they are
+            // consumed, so memory stays flat whatever the batch size.
+            let mut rows = sqlx::query(
+                "SELECT run_index, outcome FROM run_results WHERE batch_id = $1 ORDER BY run_index",
+            )
+            .bind(batch_id)
+            .fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await.map_err(from_pg)? {
+                let run: i64 = get(&row, 0)?;
+                let values: Vec<i32> = get(&row, 1)?;
+                f(run, &values);
+            }
         }
+        tx.commit().await.map_err(from_pg)?;
         Ok(())
     }
 
