@@ -5,7 +5,7 @@
 //!   and leases, per-run results in bulk, batch results and verdicts;
 //! - [`postgres`]: [`PgStore`], sqlx on Postgres with embedded migrations
 //!   (`migrations/postgres/`), `COPY` for per-run rows, `SKIP LOCKED` sweeps;
-//!   `copy_text` encodes the `COPY` rows;
+//!   `copy_rows` encodes the binary `COPY` rows;
 //! - [`sqlite`]: [`SqliteStore`], sqlx on an embedded SQLite file for the
 //!   zero-setup mode (`migrations/sqlite/`), WAL + `synchronous=FULL`;
 //! - `chunk_rows`: the check, shared by both, that a chunk's run rows are

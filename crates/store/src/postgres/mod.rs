@@ -7,7 +7,7 @@
 //! sweepers split the work instead of doing it twice. Per-run rows go in with
 //! one `COPY` per chunk, inside the transaction that completes the chunk.
 
-mod copy_text;
+mod copy_rows;
 
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ use crate::{
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
-/// Bytes of COPY text sent per `CopyData` message: large enough that a chunk
+/// Bytes of COPY data sent per `CopyData` message: large enough that a chunk
 /// of 10,000 runs goes in a handful of messages.
 const COPY_SEND_BYTES: usize = 1 << 20;
 
@@ -443,22 +443,27 @@ impl Store for PgStore {
         }
 
         if !rows.is_empty() {
-            let id = copy_text::uuid_text(batch_id);
             let mut copy = tx
-                .copy_in_raw("COPY run_results (batch_id, run_index, outcome) FROM STDIN")
+                .copy_in_raw(
+                    "COPY run_results (batch_id, run_index, outcome) FROM STDIN (FORMAT binary)",
+                )
                 .await
                 .map_err(from_pg)?;
-            // ~ 36 + 1 + 8 + 3 + width * 4 bytes per row; rows per message
-            // chosen so a message stays near COPY_SEND_BYTES.
-            let per_row = 48 + rows.width * 5;
+            // 2 + 20 + 12 + 4 + 20 + 8 * width bytes per tuple; tuples per
+            // message chosen so a message stays near COPY_SEND_BYTES.
+            let per_row = 58 + rows.width * 8;
             let rows_per_send = (COPY_SEND_BYTES / per_row).max(1);
             let mut buf = Vec::with_capacity((rows.len().min(rows_per_send)) * per_row + per_row);
+            buf.extend_from_slice(copy_rows::BINARY_HEADER);
             let mut start = 0;
             while start < rows.len() {
                 let end = (start + rows_per_send).min(rows.len());
-                buf.clear();
-                copy_text::encode_rows(&id, rows, start..end, &mut buf);
+                copy_rows::encode_rows_binary(batch_id, rows, start..end, &mut buf);
+                if end == rows.len() {
+                    buf.extend_from_slice(copy_rows::BINARY_TRAILER);
+                }
                 copy.send(buf.as_slice()).await.map_err(from_pg)?;
+                buf.clear();
                 start = end;
             }
             // A duplicate run index fails here, and the transaction rolls
