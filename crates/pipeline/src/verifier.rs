@@ -38,6 +38,8 @@ pub struct VerifierConfig {
     pub prefetch: u16,
     /// Runs re-simulated from the seed per batch (first, last and random ones).
     pub spot_checks: usize,
+    /// Run ranges each batch's rows are read in, concurrently (see [`check`]).
+    pub scan_parts: usize,
     pub faults: Faults,
 }
 
@@ -46,6 +48,7 @@ impl Default for VerifierConfig {
         Self {
             prefetch: 4,
             spot_checks: 5,
+            scan_parts: std::thread::available_parallelism().map_or(1, |n| n.get()),
             faults: Faults::default(),
         }
     }
@@ -162,7 +165,8 @@ async fn handle<B: Broker, S: Store>(
                     return reject(format!("no aggregate stored for batch {batch_id}")).await;
                 };
                 let start = Instant::now();
-                let checked = check(store, &loaded, &result, cfg.spot_checks).await?;
+                let checked =
+                    check(store, &loaded, &result, cfg.spot_checks, cfg.scan_parts).await?;
                 stats.phase("check", start.elapsed());
                 match checked {
                     Ok(()) => Verdict {
@@ -232,11 +236,16 @@ fn failed(loaded: &LoadedBatch, reason: &str) -> Verdict {
 
 /// Checks the stored aggregate against the per-run rows and re-simulated
 /// runs. `Ok(Err(reason))` is a FAILURE verdict.
+///
+/// The rows are read in `parts` disjoint run ranges, concurrently, each on
+/// its own task and store connection: the check runs once the last chunk is
+/// in, so its wall time is the whole pipeline's tail.
 pub async fn check<S: Store>(
     store: &S,
     loaded: &LoadedBatch,
     aggregate_json: &str,
     spot_checks: usize,
+    parts: usize,
 ) -> Result<std::result::Result<(), String>> {
     let batch = &loaded.batch;
     let workload = &loaded.workload;
@@ -244,38 +253,62 @@ pub async fn check<S: Store>(
         Ok(s) => s,
         Err(e) => return Ok(Err(format!("stored aggregate unreadable: {e}"))),
     };
-    let spots = spot_indices(batch.seed as u64, batch.runs, spot_checks);
-    let mut scan = Scan {
-        next: 0,
-        problem: None,
-        recomputed: workload.empty_summary(),
-        spot_rows: BTreeMap::new(),
-        spots: spots.clone(),
-    };
-    store
-        .scan_runs(batch.id, |idx, values| scan.row(idx, values))
-        .await?;
-    if let Some(p) = scan.problem {
-        return Ok(Err(p));
+    let spots = Arc::new(spot_indices(batch.seed as u64, batch.runs, spot_checks));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, range) in scan_ranges(batch.runs, parts).into_iter().enumerate() {
+        let (store, spots, batch_id) = (store.clone(), spots.clone(), batch.id);
+        let mut scan = Scan::new(range.start, workload.empty_summary(), spots);
+        // The last range is open-ended; its runs still stop at the batch's.
+        let end = range.end.min(batch.runs);
+        tasks.spawn(async move {
+            store
+                .scan_runs(batch_id, range, |idx, values| scan.row(idx, values))
+                .await?;
+            Ok::<_, Error>((i, end, scan))
+        });
     }
-    if scan.next != batch.runs {
-        return Ok(Err(format!(
-            "missing runs: rows cover run indices 0..{} of {}",
-            scan.next, batch.runs
-        )));
+    let mut scans = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let joined =
+            joined.map_err(|e| Error::Invalid(format!("a verifier scan task failed: {e}")))?;
+        scans.push(joined?);
     }
-    if scan.recomputed != aggregate {
+    scans.sort_unstable_by_key(|(i, _, _)| *i);
+    let mut recomputed = workload.empty_summary();
+    let mut spot_rows = BTreeMap::new();
+    for (_, end, scan) in scans {
+        if let Some(p) = scan.problem {
+            return Ok(Err(p));
+        }
+        if scan.next < end {
+            return Ok(Err(format!(
+                "runs {}..{end} missing (the batch has {} runs)",
+                scan.next, batch.runs
+            )));
+        }
+        if scan.next > end {
+            return Ok(Err(format!(
+                "rows stored past the batch's end: runs {end}..{} (the batch has {} runs)",
+                scan.next, batch.runs
+            )));
+        }
+        if let Err(e) = recomputed.merge(&scan.recomputed) {
+            return Ok(Err(format!("rows do not fold into one summary: {e}")));
+        }
+        spot_rows.extend(scan.spot_rows);
+    }
+    if recomputed != aggregate {
         return Ok(Err(format!(
             "aggregate differs from the per-run rows (aggregate counts {} runs, rows {})",
             aggregate.runs(),
-            scan.recomputed.runs()
+            recomputed.runs()
         )));
     }
     let mut scratch = workload.scratch();
     let mut out = vec![0i32; workload.width()];
-    for idx in spots {
+    for &idx in spots.iter() {
         workload.run(batch.seed as u64, idx as u64, &mut scratch, &mut out);
-        match scan.spot_rows.get(&idx) {
+        match spot_rows.get(&idx) {
             Some(stored) if *stored == out => {}
             Some(stored) => {
                 return Ok(Err(format!(
@@ -288,15 +321,42 @@ pub async fn check<S: Store>(
     Ok(Ok(()))
 }
 
+/// Below this many runs a part is not worth its own query.
+const MIN_PART_RUNS: i64 = 50_000;
+
+/// `[0, runs)` cut into at most `parts` contiguous ranges of near-equal size
+/// (one range for small batches); the last ends at `i64::MAX`, so rows past
+/// the batch's end are seen and reported rather than ignored.
+fn scan_ranges(runs: i64, parts: usize) -> Vec<std::ops::Range<i64>> {
+    let by_size = (runs / MIN_PART_RUNS).max(1);
+    let n = i64::try_from(parts.max(1)).unwrap_or(1).min(by_size);
+    let mut ranges: Vec<_> = (0..n).map(|i| runs * i / n..runs * (i + 1) / n).collect();
+    if let Some(last) = ranges.last_mut() {
+        last.end = i64::MAX;
+    }
+    ranges
+}
+
+/// One range's scan: run indices must come in order without gaps or repeats.
 struct Scan {
     next: i64,
     problem: Option<String>,
     recomputed: Summary,
     spot_rows: BTreeMap<i64, Vec<i32>>,
-    spots: Vec<i64>,
+    spots: Arc<Vec<i64>>,
 }
 
 impl Scan {
+    fn new(first: i64, recomputed: Summary, spots: Arc<Vec<i64>>) -> Self {
+        Self {
+            next: first,
+            problem: None,
+            recomputed,
+            spot_rows: BTreeMap::new(),
+            spots,
+        }
+    }
+
     fn row(&mut self, idx: i64, values: &[i32]) {
         if self.problem.is_some() {
             return;
@@ -353,6 +413,20 @@ mod tests {
         assert!(s.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(spot_indices(1, 1, 5), vec![0]);
         assert!(spot_indices(1, 0, 5).is_empty());
+    }
+
+    #[test]
+    fn scan_ranges_cover_the_batch_and_leave_the_end_open() {
+        assert_eq!(scan_ranges(10, 4), vec![0..i64::MAX]);
+        assert_eq!(scan_ranges(0, 2), vec![0..i64::MAX]);
+        assert_eq!(scan_ranges(500_000, 2), vec![0..250_000, 250_000..i64::MAX]);
+        let r = scan_ranges(1_000_001, 3);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].start, 0);
+        assert!(r.windows(2).all(|w| w[0].end == w[1].start));
+        assert_eq!(r[2].end, i64::MAX);
+        // Not more parts than 50,000-run pieces.
+        assert_eq!(scan_ranges(120_000, 8).len(), 2);
     }
 
     #[test]

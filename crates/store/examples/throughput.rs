@@ -127,7 +127,7 @@ async fn measure<S: Store>(
 
     let started = Instant::now();
     let mut stored = 0i64;
-    store.scan_runs(new.id, |_, _| stored += 1).await?;
+    store.scan_runs(new.id, 0..runs, |_, _| stored += 1).await?;
     let scan_s = started.elapsed().as_secs_f64();
     if stored != runs {
         return Err(format!("stored {stored} rows, expected {runs}").into());

@@ -274,8 +274,15 @@ pub trait Store: Clone + Send + Sync + 'static {
         batch_id: Uuid,
     ) -> impl Future<Output = Result<Vec<(i32, String)>>> + Send;
 
-    /// Streams the batch's per-run rows in run order to `f(run_index, values)`.
-    fn scan_runs<F>(&self, batch_id: Uuid, f: F) -> impl Future<Output = Result<()>> + Send
+    /// Streams the batch's per-run rows whose run index is in `runs`, in run
+    /// order, to `f(run_index, values)`. Disjoint ranges may be scanned
+    /// concurrently (each takes its own connection).
+    fn scan_runs<F>(
+        &self,
+        batch_id: Uuid,
+        runs: std::ops::Range<i64>,
+        f: F,
+    ) -> impl Future<Output = Result<()>> + Send
     where
         F: FnMut(i64, &[i32]) + Send;
 

@@ -441,14 +441,18 @@ impl Store for SqliteStore {
         .map_err(from_sqlite)
     }
 
-    async fn scan_runs<F>(&self, batch_id: Uuid, mut f: F) -> Result<()>
+    async fn scan_runs<F>(&self, batch_id: Uuid, runs: std::ops::Range<i64>, mut f: F) -> Result<()>
     where
         F: FnMut(i64, &[i32]) + Send,
     {
         let mut rows = sqlx::query(
-            "SELECT run_index, outcome FROM run_results WHERE batch_id = ? ORDER BY run_index",
+            "SELECT run_index, outcome FROM run_results
+             WHERE batch_id = ? AND run_index >= ? AND run_index < ?
+             ORDER BY run_index",
         )
         .bind(batch_id)
+        .bind(runs.start)
+        .bind(runs.end)
         .fetch(&self.pool);
         let mut values = Vec::new();
         while let Some(row) = rows.try_next().await.map_err(from_sqlite)? {

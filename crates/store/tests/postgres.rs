@@ -167,9 +167,11 @@ async fn duplicate_run_row_fails_the_commit(s: PgStore) {
         .unwrap_err();
     assert!(matches!(err, Error::Query(_)), "{err:?}");
     let mut rows = Vec::new();
-    s.scan_runs(b.id, |run, values| rows.push((run, values.to_vec())))
-        .await
-        .unwrap();
+    s.scan_runs(b.id, 0..i64::MAX, |run, values| {
+        rows.push((run, values.to_vec()))
+    })
+    .await
+    .unwrap();
     assert_eq!(rows, vec![(5, vec![7])]);
     assert!(matches!(
         s.claim_chunk(b.id, 0, "w2", Duration::from_secs(60), 5)

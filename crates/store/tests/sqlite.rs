@@ -61,7 +61,7 @@ async fn committed_state_survives_a_reopen() {
         }
     );
     let mut n = 0;
-    s.scan_runs(b.id, |run, values| {
+    s.scan_runs(b.id, 0..i64::MAX, |run, values| {
         assert_eq!(
             values,
             [
@@ -149,9 +149,11 @@ async fn duplicate_run_row_fails_the_whole_commit() {
         .unwrap_err();
     assert!(matches!(err, store::Error::Query(_)), "{err:?}");
     let mut rows = Vec::new();
-    s.scan_runs(b.id, |run, values| rows.push((run, values.to_vec())))
-        .await
-        .unwrap();
+    s.scan_runs(b.id, 0..i64::MAX, |run, values| {
+        rows.push((run, values.to_vec()))
+    })
+    .await
+    .unwrap();
     assert_eq!(rows, vec![(5, vec![7])]);
     assert!(matches!(
         s.claim_chunk(b.id, 0, "w2", std::time::Duration::from_secs(60), 5)

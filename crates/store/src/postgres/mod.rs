@@ -229,6 +229,22 @@ where
     row.try_get(i).map_err(from_pg)
 }
 
+/// A non-NULL column's bytes in the binary format (sqlx fetches results
+/// in binary).
+fn raw(row: &PgRow, i: usize) -> Result<&[u8]> {
+    use sqlx::ValueRef;
+    let value = row.try_get_raw(i).map_err(from_pg)?;
+    if value.is_null() {
+        return Err(Error::Corrupt(format!("column {i} is NULL")));
+    }
+    if value.format() != sqlx::postgres::PgValueFormat::Binary {
+        return Err(Error::Corrupt(format!("column {i} came back as text")));
+    }
+    value
+        .as_bytes()
+        .map_err(|e| Error::Corrupt(format!("column {i}: {e}")))
+}
+
 impl Store for PgStore {
     async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.pool).await.map_err(|e| match e {
@@ -526,7 +542,7 @@ impl Store for PgStore {
         .map_err(from_pg)
     }
 
-    async fn scan_runs<F>(&self, batch_id: Uuid, mut f: F) -> Result<()>
+    async fn scan_runs<F>(&self, batch_id: Uuid, runs: std::ops::Range<i64>, mut f: F) -> Result<()>
     where
         F: FnMut(i64, &[i32]) + Send,
     {
@@ -547,13 +563,19 @@ impl Store for PgStore {
             // A streamed result: sqlx reads rows off the socket as they are
             // consumed, so memory stays flat whatever the batch size.
             let mut rows = sqlx::query(
-                "SELECT run_index, outcome FROM run_results WHERE batch_id = $1 ORDER BY run_index",
+                "SELECT run_index, outcome FROM run_results
+                 WHERE batch_id = $1 AND run_index >= $2 AND run_index < $3
+                 ORDER BY run_index",
             )
             .bind(batch_id)
+            .bind(runs.start)
+            .bind(runs.end)
             .fetch(&mut *tx);
+            let mut values = Vec::new();
             while let Some(row) = rows.try_next().await.map_err(from_pg)? {
-                let run: i64 = get(&row, 0)?;
-                let values: Vec<i32> = get(&row, 1)?;
+                let run = copy_rows::decode_int8(raw(&row, 0)?).map_err(Error::Corrupt)?;
+                copy_rows::decode_int4_array(raw(&row, 1)?, &mut values)
+                    .map_err(|e| Error::Corrupt(format!("run {run}: {e}")))?;
                 f(run, &values);
             }
         }
