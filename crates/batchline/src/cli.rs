@@ -158,7 +158,8 @@ pub struct ExecutorArgs {
     /// Chunks simulated at once (defaults to the number of cores).
     #[arg(long, env = "CONCURRENCY")]
     pub concurrency: Option<usize>,
-    /// Unacked work messages held at once (defaults to the concurrency).
+    /// Unacked work messages held at once, i.e. chunks in flight (defaults to
+    /// twice the concurrency: one committing behind each simulating).
     #[arg(long, env = "PREFETCH")]
     pub prefetch: Option<u16>,
     /// Lease of a claim, in seconds.

@@ -45,7 +45,7 @@ pub async fn executor(g: &Global, args: &ExecutorArgs) -> anyhow::Result<ExitCod
         concurrency,
         prefetch: args
             .prefetch
-            .unwrap_or(u16::try_from(concurrency).unwrap_or(u16::MAX)),
+            .unwrap_or_else(|| pipeline::executor::default_prefetch(concurrency)),
         lease: Duration::from_secs(args.lease_s.max(1)),
         max_attempts: args.max_attempts.max(1),
         simulation_delay: Duration::from_millis(args.simulation_delay_ms),

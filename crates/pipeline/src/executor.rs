@@ -8,6 +8,12 @@
 //! redelivered message find the chunk completed, and its stored result is
 //! re-published with the same msg_id; a stale owner's commit is fenced by
 //! the attempt number it claimed with.
+//!
+//! Pipelining: `concurrency` bounds the chunks *simulating* at once (the
+//! blocking threads), not the chunks in flight. A chunk gives its simulation
+//! slot back as soon as its runs are computed, so the next chunk simulates
+//! while this one's rows are committed and its result published; the cores
+//! stay on simulation while the commit waits on Postgres.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +41,9 @@ pub struct ExecutorConfig {
     pub worker_id: String,
     /// Chunks simulated at once (blocking threads).
     pub concurrency: usize,
-    /// Unacked work messages held at once.
+    /// Unacked work messages held at once, which is also the number of chunks
+    /// in flight (simulating, committing or publishing). Above `concurrency`
+    /// lets simulation overlap the commits; see [`default_prefetch`].
     pub prefetch: u16,
     /// How long a claim is valid without a commit.
     pub lease: Duration,
@@ -55,7 +63,7 @@ impl Default for ExecutorConfig {
         Self {
             worker_id: format!("executor-{}", std::process::id()),
             concurrency: 1,
-            prefetch: 2,
+            prefetch: default_prefetch(1),
             lease: Duration::from_secs(30),
             max_attempts: 5,
             simulation_delay: Duration::ZERO,
@@ -64,6 +72,12 @@ impl Default for ExecutorConfig {
             drain_timeout: Duration::from_secs(30),
         }
     }
+}
+
+/// Twice the concurrency: one chunk committing behind each simulating one.
+/// More would only hold messages that idle executors could take.
+pub fn default_prefetch(concurrency: usize) -> u16 {
+    u16::try_from(concurrency.max(1).saturating_mul(2)).unwrap_or(u16::MAX)
 }
 
 /// What to do with a delivery once its task is done.
@@ -83,6 +97,8 @@ struct Ctx<B, S> {
     cache: BatchCache,
     stats: StageStats,
     shutdown: CancellationToken,
+    /// Simulation slots (`concurrency`), held only while a chunk simulates.
+    simulating: Arc<Semaphore>,
 }
 
 /// Runs the executor until `shutdown` fires, then drains in-flight chunks.
@@ -94,7 +110,11 @@ pub async fn run<B: Broker, S: Store>(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let concurrency = cfg.concurrency.max(1);
-    let prefetch = cfg.prefetch.max(1);
+    // Fewer chunks in flight than simulation slots would leave slots unused.
+    let prefetch = cfg
+        .prefetch
+        .max(u16::try_from(concurrency).unwrap_or(u16::MAX))
+        .max(1);
     let mut consumer = retrying("consume work queue", &shutdown, || async {
         Ok(broker.consume(Queue::Work, prefetch).await?)
     })
@@ -125,8 +145,11 @@ pub async fn run<B: Broker, S: Store>(
         cache: BatchCache::default(),
         stats,
         shutdown: shutdown.clone(),
+        simulating: Arc::new(Semaphore::new(concurrency)),
     });
-    let permits = Arc::new(Semaphore::new(concurrency));
+    // Chunks in flight; the broker never delivers more than `prefetch`, and
+    // this keeps the loop from taking a delivery it has no task slot for.
+    let permits = Arc::new(Semaphore::new(usize::from(prefetch)));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(DeliveryTag, Settle)>();
     let mut tasks = JoinSet::new();
 
@@ -341,19 +364,32 @@ async fn execute<B: Broker, S: Store>(
 ) -> Result<Settle> {
     let batch = &loaded.batch;
     let (first_run, runs) = batch.chunk_range(msg.chunk);
-    let start = Instant::now();
     let simulated = if ctx.cfg.faults.fails(&batch.name, msg.chunk) {
         Err(format!(
             "injected failure (FAIL_CHUNKS) on attempt {attempt}"
         ))
     } else {
+        // Claimed before the slot is free, on purpose: every message this
+        // executor holds is then under a lease, so if the process freezes
+        // (SIGSTOP, VM pause) the sweeper re-publishes the waiting chunks
+        // too. The wait is at most one chunk's simulation (the semaphore is
+        // FIFO and `prefetch` defaults to 2 x `concurrency`), so the lease
+        // must cover two chunks' simulation; 30 s covers ~270,000 bingo runs.
+        let Ok(slot) = ctx.simulating.acquire().await else {
+            return Err(Error::Shutdown);
+        };
+        let start = Instant::now();
         let workload = loaded.workload.clone();
         let (seed, delay) = (batch.seed as u64, ctx.cfg.simulation_delay);
-        tokio::task::spawn_blocking(move || simulate(&workload, seed, first_run, runs, delay))
-            .await
-            .map_err(|e| format!("simulation panicked: {e}"))
+        let out =
+            tokio::task::spawn_blocking(move || simulate(&workload, seed, first_run, runs, delay))
+                .await
+                .map_err(|e| format!("simulation panicked: {e}"));
+        ctx.stats.phase("simulate", start.elapsed());
+        // The commit below runs beside the next chunk's simulation.
+        drop(slot);
+        out
     };
-    ctx.stats.phase("simulate", start.elapsed());
 
     let (rows, summary) = match simulated {
         Ok(out) => out,

@@ -528,7 +528,10 @@ fn submit_died_before_publishing_is_swept() {
 /// (SIGSTOP) mid-chunk, its lease expires, the sweeper re-publishes the
 /// chunk, executor B reclaims (attempt 2) and completes it; A is thawed
 /// (SIGCONT) and finishes its stale attempt — whose commit is fenced: the
-/// chunk row and the run rows stay B's, exactly one per run.
+/// chunk row and the run rows stay B's, exactly one per run. A runs with the
+/// default prefetch (2 at concurrency 1), so it also holds a second chunk,
+/// claimed and waiting for its simulation slot: that one's lease expires
+/// too, and B completes it as well instead of waiting for A to thaw.
 #[test]
 fn stalled_executor_commit_is_fenced() {
     let mut s = Stack::with_env(&[("LEASE_S", "2")]);
@@ -562,8 +565,8 @@ fn stalled_executor_commit_is_fenced() {
         "B reclaimed the chunk"
     );
 
-    // Thaw A; then, with B gone, a sentinel A can only take after it has
-    // finished (prefetch 1) its stale chunk.
+    // Thaw A; then, with B gone, a sentinel A can only take once it has
+    // acked its stale chunk (it holds two messages, its prefetch).
     s.kill("executor-b");
     signal(a_pid, "CONT");
     let sentinel = s.submit("--runs 250 --chunk-size 250 --name after-thaw --workload sum");

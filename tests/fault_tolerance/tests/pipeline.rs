@@ -353,7 +353,9 @@ fn duplicates_on_every_queue_change_nothing() {
 
 /// An executor that dies right after its claim (CRASH_POINTS=after_claim:1)
 /// leaves a lease; when it expires another executor reclaims the chunk
-/// (attempt 2) and the batch succeeds.
+/// (attempt 2) and the batch succeeds. (With the default prefetch of twice
+/// the concurrency it may have claimed a second, waiting chunk just before
+/// the abort: every chunk it claimed is reclaimed.)
 #[test]
 fn lease_expiry_after_an_executor_died_mid_claim() {
     let mut s = Stack::with_env(&[("LEASE_S", "3")]);
@@ -377,20 +379,18 @@ fn lease_expiry_after_an_executor_died_mid_claim() {
         .into_iter()
         .filter(|c| c.attempts > 0)
         .collect();
-    assert_eq!(
-        claimed.len(),
-        1,
-        "the dead executor claimed one chunk: {claimed:?}"
+    assert!(
+        (1..=2).contains(&claimed.len()) && claimed.iter().all(|c| c.status == "running"),
+        "the dead executor left one or two running claims: {claimed:?}"
     );
-    let orphan = claimed[0].chunk;
-    assert_eq!(claimed[0].status, "running");
+    let orphans: Vec<i32> = claimed.iter().map(|c| c.chunk).collect();
 
     s.spawn("executor-2", "executor", &[("CONCURRENCY", "1")]);
     let v = s.wait_for_verdicts(&ids, PATIENCE);
     assert!(v[0].success, "{}", v[0].line);
     s.assert_batch_exact(batch);
     for c in s.chunks(batch) {
-        if c.chunk == orphan {
+        if orphans.contains(&c.chunk) {
             assert!(c.attempts >= 2, "the orphaned chunk was reclaimed: {c:?}");
         } else {
             assert_eq!(c.attempts, 1, "{c:?}");
