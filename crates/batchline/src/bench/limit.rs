@@ -24,6 +24,9 @@ pub struct LimitResult {
     pub cpu_us_per_run: Option<f64>,
     /// Share of the machine busy just before (when the bench waited for quiet).
     pub busy_before: Option<f64>,
+    /// Measured again right after the end-to-end run, so that `efficiency`
+    /// compares against the machine's speed at both ends of it.
+    pub after_e2e: bool,
     /// The batch's aggregate, to check the pipeline computed the same thing.
     #[serde(skip)]
     pub summary: Summary,
@@ -90,6 +93,7 @@ pub fn measure(
         cpu_s,
         cpu_us_per_run: cpu_s.map(|s| s * 1e6 / runs.max(1) as f64),
         busy_before: None,
+        after_e2e: false,
         summary,
     })
 }

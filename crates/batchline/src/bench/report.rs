@@ -20,7 +20,9 @@ pub struct BenchResults {
     pub quick: bool,
     pub machine: Machine,
     pub sizes: Sizes,
-    /// In-process simulation of the batch on all cores, runs/s.
+    /// In-process simulation of the batch on all cores, runs/s: the mean of
+    /// the measurements just before and just after the `e2e` run (a shared
+    /// machine's speed drifts by several percent over a minute).
     pub limit_runs_per_s: Option<f64>,
     /// The same on 1 thread.
     pub limit_runs_per_s_1_thread: Option<f64>,
@@ -112,7 +114,12 @@ impl BenchResults {
             let _ = writeln!(
                 t,
                 "{:<34} {:>9} {:>7} {:>8.2} {:>12.0} {:>11} {:>6} {:>5}",
-                format!("limit {} in-process, {} thread(s)", l.workload, l.threads),
+                format!(
+                    "limit {} in-process, {} thread(s){}",
+                    l.workload,
+                    l.threads,
+                    if l.after_e2e { " again" } else { "" }
+                ),
                 l.runs,
                 "-",
                 l.wall_s,
