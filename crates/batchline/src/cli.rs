@@ -287,7 +287,7 @@ pub struct BenchArgs {
     /// The aggregator's prefetch (group-commit window) in the drain and end-to-end runs.
     #[arg(long, default_value_t = 1_000)]
     pub aggregator_prefetch: u16,
-    /// Executors' prefetch; the executor's default (its concurrency) when unset.
+    /// Executors' prefetch; the executor's default (twice its concurrency) when unset.
     #[arg(long)]
     pub executor_prefetch: Option<u16>,
     /// Seed of every batch, so all measurements simulate the same runs.
