@@ -2,8 +2,9 @@
 //! — the executors' per-run rows in the store — records one verdict per
 //! batch, and prints one line per batch.
 //!
-//! Checks: every run index present exactly once (rows come back in run
-//! order, so a gap or a repeat shows as a jump), the summary recomputed
+//! Checks: every run index present exactly once (rows come back in no
+//! particular order; a bitset of the batch's runs catches a repeat as it
+//! comes and a gap at the end), the summary recomputed
 //! from the rows equals the aggregate exactly, and a few runs re-simulated
 //! from the batch seed equal their stored rows. The verdict write is
 //! idempotent (the first verdict wins); its line is marked printed and then
@@ -11,10 +12,12 @@
 //! mark prints it on redelivery, and no line is ever printed twice.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use broker::{Broker, Consumer, Delivery, Queue};
+use fixedbitset::FixedBitSet;
 use store::{Store, Verdict, VerdictRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -257,14 +260,12 @@ pub async fn check<S: Store>(
     let mut tasks = tokio::task::JoinSet::new();
     for (i, range) in scan_ranges(batch.runs, parts).into_iter().enumerate() {
         let (store, spots, batch_id) = (store.clone(), spots.clone(), batch.id);
-        let mut scan = Scan::new(range.start, workload.empty_summary(), spots);
-        // The last range is open-ended; its runs still stop at the batch's.
-        let end = range.end.min(batch.runs);
+        let mut scan = Scan::new(range.clone(), batch.runs, workload.empty_summary(), spots);
         tasks.spawn(async move {
             store
                 .scan_runs(batch_id, range, |idx, values| scan.row(idx, values))
                 .await?;
-            Ok::<_, Error>((i, end, scan))
+            Ok::<_, Error>((i, scan))
         });
     }
     let mut scans = Vec::new();
@@ -273,29 +274,19 @@ pub async fn check<S: Store>(
             joined.map_err(|e| Error::Invalid(format!("a verifier scan task failed: {e}")))?;
         scans.push(joined?);
     }
-    scans.sort_unstable_by_key(|(i, _, _)| *i);
+    // In range order, so the reported gap is the batch's first.
+    scans.sort_unstable_by_key(|(i, _)| *i);
     let mut recomputed = workload.empty_summary();
     let mut spot_rows = BTreeMap::new();
-    for (_, end, scan) in scans {
-        if let Some(p) = scan.problem {
-            return Ok(Err(p));
-        }
-        if scan.next < end {
-            return Ok(Err(format!(
-                "runs {}..{end} missing (the batch has {} runs)",
-                scan.next, batch.runs
-            )));
-        }
-        if scan.next > end {
-            return Ok(Err(format!(
-                "rows stored past the batch's end: runs {end}..{} (the batch has {} runs)",
-                scan.next, batch.runs
-            )));
-        }
-        if let Err(e) = recomputed.merge(&scan.recomputed) {
+    for (_, scan) in scans {
+        let (summary, spots) = match scan.finish(batch.runs) {
+            Ok(done) => done,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        if let Err(e) = recomputed.merge(&summary) {
             return Ok(Err(format!("rows do not fold into one summary: {e}")));
         }
-        spot_rows.extend(scan.spot_rows);
+        spot_rows.extend(spots);
     }
     if recomputed != aggregate {
         return Ok(Err(format!(
@@ -327,7 +318,7 @@ const MIN_PART_RUNS: i64 = 50_000;
 /// `[0, runs)` cut into at most `parts` contiguous ranges of near-equal size
 /// (one range for small batches); the last ends at `i64::MAX`, so rows past
 /// the batch's end are seen and reported rather than ignored.
-fn scan_ranges(runs: i64, parts: usize) -> Vec<std::ops::Range<i64>> {
+fn scan_ranges(runs: i64, parts: usize) -> Vec<Range<i64>> {
     let by_size = (runs / MIN_PART_RUNS).max(1);
     let n = i64::try_from(parts.max(1)).unwrap_or(1).min(by_size);
     let mut ranges: Vec<_> = (0..n).map(|i| runs * i / n..runs * (i + 1) / n).collect();
@@ -337,9 +328,17 @@ fn scan_ranges(runs: i64, parts: usize) -> Vec<std::ops::Range<i64>> {
     ranges
 }
 
-/// One range's scan: run indices must come in order without gaps or repeats.
+/// One range's scan. Rows come in any order: each run index sets its bit,
+/// so a repeat is seen when it comes and a gap when the scan is done.
+/// Memory is one bit per run of the range (2,000,000 runs: 250 KB).
 struct Scan {
-    next: i64,
+    /// The requested range; the last one is open-ended.
+    range: Range<i64>,
+    /// Runs of the range that belong to the batch: `range.start..min(range.end, runs)`.
+    first: i64,
+    seen: FixedBitSet,
+    /// Lowest and highest run index stored past the batch's end.
+    past_end: Option<(i64, i64)>,
     problem: Option<String>,
     recomputed: Summary,
     spot_rows: BTreeMap<i64, Vec<i32>>,
@@ -347,9 +346,14 @@ struct Scan {
 }
 
 impl Scan {
-    fn new(first: i64, recomputed: Summary, spots: Arc<Vec<i64>>) -> Self {
+    fn new(range: Range<i64>, runs: i64, recomputed: Summary, spots: Arc<Vec<i64>>) -> Self {
+        let first = range.start;
+        let len = usize::try_from(range.end.min(runs) - first).unwrap_or(0);
         Self {
-            next: first,
+            range,
+            first,
+            seen: FixedBitSet::with_capacity(len),
+            past_end: None,
             problem: None,
             recomputed,
             spot_rows: BTreeMap::new(),
@@ -361,15 +365,28 @@ impl Scan {
         if self.problem.is_some() {
             return;
         }
-        if idx != self.next {
-            self.problem = Some(if idx < self.next {
-                format!("run {idx} stored more than once")
-            } else {
-                format!("runs {}..{idx} missing", self.next)
-            });
+        if !self.range.contains(&idx) {
+            self.problem = Some(format!(
+                "the store returned run {idx} for a scan of runs {}..{}",
+                self.range.start, self.range.end
+            ));
             return;
         }
-        self.next = idx + 1;
+        let Some(bit) = usize::try_from(idx - self.first)
+            .ok()
+            .filter(|b| *b < self.seen.len())
+        else {
+            // In the (open) range but not in the batch.
+            self.past_end = Some(match self.past_end {
+                None => (idx, idx),
+                Some((lo, hi)) => (lo.min(idx), hi.max(idx)),
+            });
+            return;
+        };
+        if self.seen.put(bit) {
+            self.problem = Some(format!("run {idx} stored more than once"));
+            return;
+        }
         if let Err(e) = self.recomputed.add(values) {
             self.problem = Some(format!("run {idx} has an invalid row: {e}"));
             return;
@@ -377,6 +394,34 @@ impl Scan {
         if self.spots.binary_search(&idx).is_ok() {
             self.spot_rows.insert(idx, values.to_vec());
         }
+    }
+
+    /// The range's summary and spot rows, or why the batch fails.
+    fn finish(self, runs: i64) -> std::result::Result<(Summary, BTreeMap<i64, Vec<i32>>), String> {
+        if let Some(p) = self.problem {
+            return Err(p);
+        }
+        if let Some(gap) = self.seen.zeroes().next() {
+            let end = self
+                .seen
+                .ones()
+                .find(|&b| b > gap)
+                .unwrap_or(self.seen.len());
+            let missing = self.seen.len() - self.seen.count_ones(..);
+            return Err(format!(
+                "runs {}..{} missing ({missing} missing in runs {}..{}; the batch has {runs} runs)",
+                self.first + gap as i64,
+                self.first + end as i64,
+                self.first,
+                self.first + self.seen.len() as i64,
+            ));
+        }
+        if let Some((lo, hi)) = self.past_end {
+            return Err(format!(
+                "rows stored past the batch's end: runs {lo}..={hi} (the batch has {runs} runs)"
+            ));
+        }
+        Ok((self.recomputed, self.spot_rows))
     }
 }
 
@@ -427,6 +472,71 @@ mod tests {
         assert_eq!(r[2].end, i64::MAX);
         // Not more parts than 50,000-run pieces.
         assert_eq!(scan_ranges(120_000, 8).len(), 2);
+    }
+
+    fn sum_scan(range: Range<i64>, runs: i64) -> Scan {
+        let workload = workload::Workload::new(&workload::WorkloadSpec::Sum).unwrap();
+        Scan::new(range, runs, workload.empty_summary(), Arc::new(vec![0, 4]))
+    }
+
+    #[test]
+    fn scan_accepts_rows_in_any_order() {
+        let mut scan = sum_scan(0..i64::MAX, 6);
+        for idx in [5, 0, 3, 1, 4, 2] {
+            scan.row(idx, &[idx as i32]);
+        }
+        let (summary, spots) = scan.finish(6).unwrap();
+        assert_eq!(summary.runs(), 6);
+        assert_eq!(spots.keys().copied().collect::<Vec<_>>(), vec![0, 4]);
+        assert_eq!(spots[&4], vec![4]);
+    }
+
+    #[test]
+    fn scan_reports_a_repeat_even_out_of_order() {
+        let mut scan = sum_scan(10..20, 30);
+        for idx in [12, 15, 11, 12] {
+            scan.row(idx, &[1]);
+        }
+        assert_eq!(scan.finish(30).unwrap_err(), "run 12 stored more than once");
+    }
+
+    #[test]
+    fn scan_reports_the_first_gap_and_how_many_runs_are_missing() {
+        let mut scan = sum_scan(10..20, 30);
+        for idx in [19, 10, 11, 17, 12, 13, 15] {
+            scan.row(idx, &[1]);
+        }
+        assert_eq!(
+            scan.finish(30).unwrap_err(),
+            "runs 14..15 missing (3 missing in runs 10..20; the batch has 30 runs)"
+        );
+        // Nothing at all: the whole range.
+        let empty = sum_scan(0..i64::MAX, 4);
+        assert!(
+            empty
+                .finish(4)
+                .unwrap_err()
+                .starts_with("runs 0..4 missing")
+        );
+    }
+
+    #[test]
+    fn scan_reports_rows_past_the_batch_end_and_outside_its_range() {
+        let mut scan = sum_scan(2..i64::MAX, 4);
+        for idx in [9, 3, 2, 7] {
+            scan.row(idx, &[1]);
+        }
+        assert_eq!(
+            scan.finish(4).unwrap_err(),
+            "rows stored past the batch's end: runs 7..=9 (the batch has 4 runs)"
+        );
+        let mut scan = sum_scan(0..2, 4);
+        scan.row(1, &[1]);
+        scan.row(2, &[1]);
+        assert_eq!(
+            scan.finish(4).unwrap_err(),
+            "the store returned run 2 for a scan of runs 0..2"
+        );
     }
 
     #[test]

@@ -274,9 +274,10 @@ pub trait Store: Clone + Send + Sync + 'static {
         batch_id: Uuid,
     ) -> impl Future<Output = Result<Vec<(i32, String)>>> + Send;
 
-    /// Streams the batch's per-run rows whose run index is in `runs`, in run
-    /// order, to `f(run_index, values)`. Disjoint ranges may be scanned
-    /// concurrently (each takes its own connection).
+    /// Streams the batch's per-run rows whose run index is in `runs`, in no
+    /// particular order, to `f(run_index, values)`. Every stored row comes
+    /// out, a repeated run index as often as it is stored. Disjoint ranges
+    /// may be scanned concurrently (each takes its own connection).
     fn scan_runs<F>(
         &self,
         batch_id: Uuid,

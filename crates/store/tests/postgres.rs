@@ -136,24 +136,26 @@ async fn schemas_isolate_and_migrate_is_idempotent() {
     assert_eq!(seen_in_b.unwrap(), None);
 }
 
-/// A run row that already exists (which the fencing should make impossible)
-/// fails the completing transaction as a whole: the chunk stays running and
-/// no row of it is written.
-async fn duplicate_run_row_fails_the_commit(s: PgStore) {
-    use sqlx::Connection;
-    let schema = s.schema().unwrap().to_owned();
-    let options: sqlx::postgres::PgConnectOptions = database_url().parse().unwrap();
-    let mut raw = sqlx::PgConnection::connect_with(&options.options([("search_path", schema)]))
-        .await
-        .unwrap();
-    let b = common::new_batch("dup", 10, 10);
+/// A COPY the server rejects part-way (here a trigger refusing run 5, as a
+/// disk-full or a constraint would) fails the completing transaction as a
+/// whole: the chunk stays running and no row of it is written.
+async fn rejected_copy_fails_the_commit(s: PgStore) {
+    let mut raw = raw_connection(&s).await;
+    let b = common::new_batch("reject", 10, 10);
     s.create_batches(std::slice::from_ref(&b)).await.unwrap();
     let batch = s.batch(b.id).await.unwrap().unwrap();
-    sqlx::query("INSERT INTO run_results (batch_id, run_index, outcome) VALUES ($1, 5, '{7}')")
-        .bind(b.id)
-        .execute(&mut raw)
-        .await
-        .unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_run_5() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.run_index = 5 THEN RAISE EXCEPTION 'run 5 refused'; END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_run_5 BEFORE INSERT ON run_results
+             FOR EACH ROW EXECUTE FUNCTION refuse_run_5();",
+    )
+    .execute(&mut raw)
+    .await
+    .unwrap();
     let Claim::Claimed { attempt } = s
         .claim_chunk(b.id, 0, "w", Duration::from_secs(60), 5)
         .await
@@ -166,13 +168,11 @@ async fn duplicate_run_row_fails_the_commit(s: PgStore) {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Query(_)), "{err:?}");
-    let mut rows = Vec::new();
-    s.scan_runs(b.id, 0..i64::MAX, |run, values| {
-        rows.push((run, values.to_vec()))
-    })
-    .await
-    .unwrap();
-    assert_eq!(rows, vec![(5, vec![7])]);
+    let mut rows = 0;
+    s.scan_runs(b.id, 0..i64::MAX, |_, _| rows += 1)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "runs 0..5 were rolled back with the rest");
     assert!(matches!(
         s.claim_chunk(b.id, 0, "w2", Duration::from_secs(60), 5)
             .await
@@ -183,8 +183,19 @@ async fn duplicate_run_row_fails_the_commit(s: PgStore) {
     assert!(s.batch(b.id).await.unwrap().is_some());
 }
 
+/// A connection to the store's schema that bypasses the store, to change
+/// what it cannot.
+async fn raw_connection(s: &PgStore) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let schema = s.schema().unwrap().to_owned();
+    let options: sqlx::postgres::PgConnectOptions = database_url().parse().unwrap();
+    sqlx::PgConnection::connect_with(&options.options([("search_path", schema)]))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
-async fn duplicate_run_row_fails_the_whole_commit() {
+async fn rejected_copy_fails_the_whole_commit() {
     // One pooled connection, so the checks after the failure run on the very
     // connection that carried the failed COPY.
     let store = fresh_store_with(PgOptions {
@@ -192,8 +203,64 @@ async fn duplicate_run_row_fails_the_whole_commit() {
         ..PgOptions::default()
     })
     .await;
-    let outcome = tokio::spawn(duplicate_run_row_fails_the_commit(store.clone())).await;
+    let outcome = tokio::spawn(rejected_copy_fails_the_commit(store.clone())).await;
     store.drop_schema().await.expect("drop test schema");
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Postgres keeps no key on run rows (see the BRIN migration): the chunk
+/// fence is what keeps them unique, and the verifier what checks it. So a
+/// row written behind the store's back must come out of a scan as often as
+/// it is stored, never folded into one.
+#[tokio::test]
+async fn scan_returns_a_repeated_run_as_often_as_it_is_stored() {
+    let s = fresh_store().await;
+    let outcome = tokio::spawn({
+        let s = s.clone();
+        async move {
+            let b = common::new_batch("repeat", 10, 10);
+            s.create_batches(std::slice::from_ref(&b)).await.unwrap();
+            let batch = s.batch(b.id).await.unwrap().unwrap();
+            let Claim::Claimed { attempt } = s
+                .claim_chunk(b.id, 0, "w", Duration::from_secs(60), 5)
+                .await
+                .unwrap()
+            else {
+                panic!("not claimable");
+            };
+            s.complete_chunk(b.id, 0, attempt, &common::rows_for(&batch, 0, 2), "r")
+                .await
+                .unwrap();
+            let mut raw = raw_connection(&s).await;
+            sqlx::query(
+                "INSERT INTO run_results (batch_id, run_index, outcome) VALUES ($1, 5, '{7,7}')",
+            )
+            .bind(b.id)
+            .execute(&mut raw)
+            .await
+            .unwrap();
+            let mut fives = Vec::new();
+            let mut all = 0;
+            s.scan_runs(b.id, 0..i64::MAX, |run, values| {
+                all += 1;
+                if run == 5 {
+                    fives.push(values.to_vec());
+                }
+            })
+            .await
+            .unwrap();
+            assert_eq!(all, 11);
+            fives.sort();
+            assert_eq!(
+                fives,
+                vec![common::rows_for(&batch, 0, 2).row(5).to_vec(), vec![7, 7]]
+            );
+        }
+    })
+    .await;
+    s.drop_schema().await.expect("drop test schema");
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }

@@ -398,3 +398,48 @@ fn lease_expiry_after_an_executor_died_mid_claim() {
     }
     assert!(s.is_alive("executor-2"));
 }
+
+/// The verifier checks the run rows themselves, not only the aggregate:
+/// with the batches aggregated and the verifier not yet started, one
+/// batch gets a run row stored twice and another loses one. Both are
+/// FAILUREs naming the run; the untouched batch is a SUCCESS. (Postgres
+/// keeps no unique key on run rows, so the verifier is what would see a
+/// duplicate that got past the chunk fence.)
+#[test]
+fn tampered_run_rows_are_failures() {
+    let mut s = Stack::new();
+    s.spawn("executor-1", "executor", &[("CONCURRENCY", "2")]);
+    s.spawn("aggregator", "aggregator", &[]);
+    wait_consumers(&mut s, Queue::Work, 1);
+    let ids = s.submit("--runs 1000 --chunk-size 250 --name tamper --count 3 --workload sum");
+    s.wait_until("3 aggregates", PATIENCE, |s| {
+        s.scalar("SELECT count(*) FROM batch_results", Uuid::nil()) == 3
+    });
+    let tamper = |sql: &str, batch: Uuid| {
+        s.block_on(
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(batch)
+                .execute(s.pool()),
+        )
+        .expect("tamper with run rows")
+        .rows_affected()
+    };
+    let copied = tamper(
+        "INSERT INTO run_results SELECT batch_id, run_index, outcome FROM run_results
+         WHERE batch_id = $1 AND run_index = 17",
+        ids[1],
+    );
+    let deleted = tamper(
+        "DELETE FROM run_results WHERE batch_id = $1 AND run_index = 600",
+        ids[2],
+    );
+    assert_eq!((copied, deleted), (1, 1));
+    s.spawn("verifier", "verifier", &[]);
+    let v = s.wait_for_verdicts(&ids, PATIENCE);
+    assert!(v[0].success, "{}", v[0].line);
+    assert!(!v[1].success, "{}", v[1].line);
+    assert_eq!(v[1].reason.as_deref(), Some("run 17 stored more than once"));
+    assert!(!v[2].success, "{}", v[2].line);
+    let reason = v[2].reason.as_deref().unwrap_or_default();
+    assert!(reason.starts_with("runs 600..601 missing"), "{reason}");
+}

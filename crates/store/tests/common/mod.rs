@@ -8,6 +8,7 @@
 // Test helpers outside #[test] fns: clippy's allow-unwrap-in-tests misses them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::ops::Range;
 use std::time::Duration;
 
 use store::{
@@ -90,13 +91,17 @@ async fn create<S: Store>(s: &S, name: &str, runs: i64, chunk_size: i32) -> Batc
     s.batch(new.id).await.unwrap().expect("batch just created")
 }
 
+/// All of a batch's rows, sorted by run (the store gives no order).
 async fn scan<S: Store>(s: &S, id: Uuid) -> Vec<(i64, Vec<i32>)> {
+    scan_range(s, id, 0..i64::MAX).await
+}
+
+async fn scan_range<S: Store>(s: &S, id: Uuid, runs: Range<i64>) -> Vec<(i64, Vec<i32>)> {
     let mut seen = Vec::new();
-    s.scan_runs(id, 0..i64::MAX, |run, values| {
-        seen.push((run, values.to_vec()))
-    })
-    .await
-    .unwrap();
+    s.scan_runs(id, runs, |run, values| seen.push((run, values.to_vec())))
+        .await
+        .unwrap();
+    seen.sort();
     seen
 }
 
@@ -249,13 +254,9 @@ pub async fn last_chunk_is_short_and_scan_is_in_run_order<S: Store>(s: S) {
     for (run, values) in &seen {
         assert_eq!(values, &vec![value(*run, 0), value(*run, 1)]);
     }
-    // A range crossing chunk boundaries: exactly its runs, still in order;
-    // ranges past the end or empty give nothing.
-    let mut part = Vec::new();
-    s.scan_runs(b.id, 7..21, |run, values| part.push((run, values.to_vec())))
-        .await
-        .unwrap();
-    assert_eq!(part, seen[7..21].to_vec());
+    // A range crossing chunk boundaries: exactly its runs; ranges past the
+    // end or empty give nothing.
+    assert_eq!(scan_range(&s, b.id, 7..21).await, seen[7..21].to_vec());
     for empty in [25..40, 9..9] {
         let mut n = 0;
         s.scan_runs(b.id, empty, |_, _| n += 1).await.unwrap();
@@ -282,18 +283,11 @@ pub async fn wide_chunk_in_bulk<S: Store>(s: S) {
             .unwrap(),
         Completion::Committed
     );
-    let mut count = 0usize;
-    let mut in_order = true;
-    let mut equal = true;
-    s.scan_runs(b.id, 0..i64::MAX, |run, values| {
-        in_order &= run == count as i64;
-        equal &= values == rows.row(count);
-        count += 1;
-    })
-    .await
-    .unwrap();
-    assert_eq!(count, 2_345);
-    assert!(in_order && equal);
+    let seen = scan(&s, b.id).await;
+    assert_eq!(seen.len(), 2_345);
+    for (i, (run, values)) in seen.iter().enumerate() {
+        assert_eq!((*run, values.as_slice()), (i as i64, rows.row(i)));
+    }
 }
 
 pub async fn complete_refuses_rows_outside_the_chunk<S: Store>(s: S) {
