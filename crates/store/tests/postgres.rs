@@ -187,11 +187,15 @@ async fn rejected_copy_fails_the_commit(s: PgStore) {
 /// what it cannot.
 async fn raw_connection(s: &PgStore) -> sqlx::PgConnection {
     use sqlx::Connection;
-    let schema = s.schema().unwrap().to_owned();
-    let options: sqlx::postgres::PgConnectOptions = database_url().parse().unwrap();
-    sqlx::PgConnection::connect_with(&options.options([("search_path", schema)]))
+    sqlx::PgConnection::connect_with(&search_path_options(s))
         .await
         .unwrap()
+}
+
+fn search_path_options(s: &PgStore) -> sqlx::postgres::PgConnectOptions {
+    let schema = s.schema().unwrap().to_owned();
+    let options: sqlx::postgres::PgConnectOptions = database_url().parse().unwrap();
+    options.options([("search_path", schema)])
 }
 
 #[tokio::test]
@@ -235,7 +239,8 @@ async fn scan_returns_a_repeated_run_as_often_as_it_is_stored() {
                 .unwrap();
             let mut raw = raw_connection(&s).await;
             sqlx::query(
-                "INSERT INTO run_results (batch_id, run_index, outcome) VALUES ($1, 5, '{7,7}')",
+                "INSERT INTO run_results (batch_id, run_index, outcome)
+                 VALUES ($1, 5, '\\x0000000700000007')",
             )
             .bind(b.id)
             .execute(&mut raw)
@@ -257,6 +262,134 @@ async fn scan_returns_a_repeated_run_as_often_as_it_is_stored() {
                 fives,
                 vec![common::rows_for(&batch, 0, 2).row(5).to_vec(), vec![7, 7]]
             );
+        }
+    })
+    .await;
+    s.drop_schema().await.expect("drop test schema");
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Outcomes are stored as bytes for speed; the `run_outcomes` view is how a
+/// person reads them in SQL, and must show exactly the values written,
+/// signs and extremes included.
+#[tokio::test]
+async fn run_outcomes_view_shows_the_stored_values() {
+    let s = fresh_store().await;
+    let outcome = tokio::spawn({
+        let s = s.clone();
+        async move {
+            let b = common::new_batch("view", 3, 3);
+            s.create_batches(std::slice::from_ref(&b)).await.unwrap();
+            let Claim::Claimed { attempt } = s
+                .claim_chunk(b.id, 0, "w", Duration::from_secs(60), 5)
+                .await
+                .unwrap()
+            else {
+                panic!("not claimable");
+            };
+            let rows = store::RunRows {
+                first_run: 0,
+                width: 4,
+                values: vec![
+                    0, 1, -1, 255, //
+                    i32::MIN, i32::MAX, 256, -256, //
+                    7, 0x0102_0304, -0x0102_0304, 65_536,
+                ],
+            };
+            s.complete_chunk(b.id, 0, attempt, &rows, "r").await.unwrap();
+            let mut raw = raw_connection(&s).await;
+            let seen: Vec<(i64, Vec<i32>)> = sqlx::query_as(
+                "SELECT run_index, outcome FROM run_outcomes WHERE batch_id = $1 ORDER BY run_index",
+            )
+            .bind(b.id)
+            .fetch_all(&mut raw)
+            .await
+            .unwrap();
+            let want: Vec<(i64, Vec<i32>)> =
+                (0..3).map(|i| (i as i64, rows.row(i).to_vec())).collect();
+            assert_eq!(seen, want);
+        }
+    })
+    .await;
+    s.drop_schema().await.expect("drop test schema");
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// A deployment with run rows from before the outcome became bytes keeps
+/// every value: rows written under the first schema (int4[], primary key)
+/// read back the same after `migrate` brings the schema up to date.
+#[tokio::test]
+async fn upgrading_keeps_rows_written_before_outcomes_became_bytes() {
+    let url = database_url();
+    let s = PgStore::connect_with(
+        &url,
+        PgOptions {
+            schema: Some(format!("store_test_{}", Uuid::new_v4().simple())),
+            ..PgOptions::default()
+        },
+    )
+    .await
+    .expect("these tests need Postgres at DATABASE_URL");
+    let outcome = tokio::spawn({
+        let s = s.clone();
+        async move {
+            let mut raw = raw_connection(&s).await;
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+            let mut first = sqlx::migrate::Migrator::new(dir).await.unwrap();
+            first.migrations = first
+                .migrations
+                .iter()
+                .filter(|m| m.version < 20261124000000)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into();
+            assert_eq!(first.migrations.len(), 1, "only the initial schema");
+            // Through a pool: `run` on a bare connection is not `Send`.
+            let pool = sqlx::pool::PoolOptions::<sqlx::Postgres>::new()
+                .max_connections(1)
+                .connect_with(search_path_options(&s))
+                .await
+                .unwrap();
+            first.run(&pool).await.unwrap();
+            pool.close().await;
+            let id = Uuid::new_v4();
+            let old: Vec<(i64, Vec<i32>)> = vec![
+                (0, vec![1, -1, i32::MIN, i32::MAX]),
+                (1, vec![0]),
+                (2, vec![65_536, -256, 255, 7]),
+            ];
+            for (run, values) in &old {
+                sqlx::query(
+                    "INSERT INTO run_results (batch_id, run_index, outcome) VALUES ($1, $2, $3)",
+                )
+                .bind(id)
+                .bind(run)
+                .bind(values)
+                .execute(&mut raw)
+                .await
+                .unwrap();
+            }
+            s.migrate().await.expect("the remaining migrations apply");
+            let mut scanned = Vec::new();
+            s.scan_runs(id, 0..i64::MAX, |run, values| {
+                scanned.push((run, values.to_vec()))
+            })
+            .await
+            .unwrap();
+            scanned.sort();
+            assert_eq!(scanned, old);
+            let viewed: Vec<(i64, Vec<i32>)> = sqlx::query_as(
+                "SELECT run_index, outcome FROM run_outcomes WHERE batch_id = $1 ORDER BY run_index",
+            )
+            .bind(id)
+            .fetch_all(&mut raw)
+            .await
+            .unwrap();
+            assert_eq!(viewed, old);
         }
     })
     .await;

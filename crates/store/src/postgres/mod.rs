@@ -465,9 +465,9 @@ impl Store for PgStore {
                 )
                 .await
                 .map_err(from_pg)?;
-            // 2 + 20 + 12 + 4 + 20 + 8 * width bytes per tuple; tuples per
+            // 2 + 20 + 12 + 4 + 4 * width bytes per tuple; tuples per
             // message chosen so a message stays near COPY_SEND_BYTES.
-            let per_row = 58 + rows.width * 8;
+            let per_row = 38 + rows.width * 4;
             let rows_per_send = (COPY_SEND_BYTES / per_row).max(1);
             let mut buf = Vec::with_capacity((rows.len().min(rows_per_send)) * per_row + per_row);
             buf.extend_from_slice(copy_rows::BINARY_HEADER);
@@ -577,7 +577,7 @@ impl Store for PgStore {
             let mut values = Vec::new();
             while let Some(row) = rows.try_next().await.map_err(from_pg)? {
                 let run = copy_rows::decode_int8(raw(&row, 0)?).map_err(Error::Corrupt)?;
-                copy_rows::decode_int4_array(raw(&row, 1)?, &mut values)
+                copy_rows::decode_outcome(raw(&row, 1)?, &mut values)
                     .map_err(|e| Error::Corrupt(format!("run {run}: {e}")))?;
                 f(run, &values);
             }
