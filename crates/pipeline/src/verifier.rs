@@ -109,6 +109,7 @@ pub async fn run<B: Broker, S: Store>(
                     tracing::warn!(error = %e, "ack failed; the verdict is idempotent");
                 }
                 stats.count("acked", 1);
+                summarize(&store, &stats).await;
             }
             Err(Error::Shutdown) => break Ok(()),
             Err(e) => {
@@ -120,6 +121,25 @@ pub async fn run<B: Broker, S: Store>(
     };
     reporter.abort();
     outcome
+}
+
+/// After a verdict: indexes the run rows written meanwhile, so that the next
+/// batch's check reads only its own blocks (see
+/// [`Store::summarize_new_runs`]). After the ack, off the verdict's path, and
+/// never an error: a scan is correct without it, only slower.
+async fn summarize<S: Store>(store: &S, stats: &StageStats) {
+    let start = Instant::now();
+    match store.summarize_new_runs().await {
+        Ok(Some(ranges)) => {
+            stats.phase("summarize", start.elapsed());
+            tracing::debug!(ranges, "run index summarized");
+        }
+        Ok(None) => tracing::debug!("run index busy (vacuum?); summarizing after the next verdict"),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "could not summarize the run index; checks stay correct, only slower"
+        ),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -287,6 +287,15 @@ pub trait Store: Clone + Send + Sync + 'static {
     where
         F: FnMut(i64, &[i32]) + Send;
 
+    /// Brings the index that finds a batch's run rows up to date with the
+    /// rows written since the last call, so that later scans read only
+    /// their own batch's blocks. Best effort — a scan is correct without
+    /// it, only slower — so it gives up rather than wait for a lock:
+    /// `Ok(None)` when it did nothing for that reason, otherwise how many
+    /// block ranges it indexed. Postgres: BRIN summarization; SQLite:
+    /// nothing to do (`Ok(Some(0))`).
+    fn summarize_new_runs(&self) -> impl Future<Output = Result<Option<i64>>> + Send;
+
     /// Stores the batch's aggregate. Idempotent: the first write wins and
     /// later ones change nothing.
     fn save_batch_result(

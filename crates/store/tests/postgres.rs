@@ -398,3 +398,49 @@ async fn upgrading_keeps_rows_written_before_outcomes_became_bytes() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+/// Summarizing the run index indexes what was written, and gives up quickly
+/// (`None`) instead of queueing behind a vacuum holding the table.
+#[tokio::test]
+async fn summarizing_the_run_index_gives_way_to_a_vacuum() {
+    let s = fresh_store().await;
+    let outcome = tokio::spawn({
+        let s = s.clone();
+        async move {
+            // 130 blocks of rows at least: one full 128-block range.
+            let b = common::new_batch("summarize", 60_000, 60_000);
+            s.create_batches(std::slice::from_ref(&b)).await.unwrap();
+            let batch = s.batch(b.id).await.unwrap().unwrap();
+            let Claim::Claimed { attempt } = s
+                .claim_chunk(b.id, 0, "w", Duration::from_secs(60), 5)
+                .await
+                .unwrap()
+            else {
+                panic!("not claimable");
+            };
+            s.complete_chunk(b.id, 0, attempt, &common::rows_for(&batch, 0, 8), "r")
+                .await
+                .unwrap();
+            let first = s.summarize_new_runs().await.unwrap();
+            assert!(matches!(first, Some(n) if n >= 1), "{first:?}");
+            assert_eq!(s.summarize_new_runs().await.unwrap(), Some(0));
+
+            // The lock VACUUM and autovacuum take on the table.
+            use sqlx::Connection;
+            let mut vacuum = raw_connection(&s).await;
+            let mut tx = vacuum.begin().await.unwrap();
+            sqlx::query("LOCK TABLE run_results IN SHARE UPDATE EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            assert_eq!(s.summarize_new_runs().await.unwrap(), None);
+            tx.rollback().await.unwrap();
+            assert_eq!(s.summarize_new_runs().await.unwrap(), Some(0));
+        }
+    })
+    .await;
+    s.drop_schema().await.expect("drop test schema");
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}

@@ -586,6 +586,33 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn summarize_new_runs(&self) -> Result<Option<i64>> {
+        // Autovacuum summarizes full ranges too, but only on its own
+        // schedule (a minute or more): until then a batch's scan also reads
+        // every block written since, other batches' included. It takes the
+        // same table lock as this call; rather than queue behind a vacuum
+        // (and, after deadlock_timeout, cancel it), give up quickly.
+        let mut tx = self.pool.begin().await.map_err(from_pg)?;
+        sqlx::query("SET LOCAL lock_timeout = '200ms'")
+            .execute(&mut *tx)
+            .await
+            .map_err(from_pg)?;
+        let summarized = sqlx::query_scalar::<_, i32>(
+            "SELECT brin_summarize_new_values('run_results_batch'::regclass)",
+        )
+        .fetch_one(&mut *tx)
+        .await;
+        match summarized {
+            Ok(n) => {
+                tx.commit().await.map_err(from_pg)?;
+                Ok(Some(i64::from(n)))
+            }
+            // lock_not_available: the lock wait timed out.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => Ok(None),
+            Err(e) => Err(from_pg(e)),
+        }
+    }
+
     async fn save_batch_result(
         &self,
         batch_id: Uuid,
