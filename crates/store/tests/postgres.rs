@@ -47,12 +47,52 @@ where
     F: FnOnce(PgStore) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let store = fresh_store().await;
+    in_schema(fresh_store().await, case).await;
+}
+
+/// Runs `case` on `store` and drops its schema afterwards, also when the
+/// case panics.
+async fn in_schema<F, Fut>(store: PgStore, case: F)
+where
+    F: FnOnce(PgStore) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let outcome = tokio::spawn(case(store.clone())).await;
     store.drop_schema().await.expect("drop test schema");
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+/// Claims chunk 0 of `batch` (it must be claimable); returns the attempt.
+async fn claim_chunk_0(s: &PgStore, batch: Uuid) -> i32 {
+    let Claim::Claimed { attempt } = s
+        .claim_chunk(batch, 0, "w", Duration::from_secs(60), 5)
+        .await
+        .unwrap()
+    else {
+        panic!("not claimable");
+    };
+    attempt
+}
+
+/// Creates a one-chunk batch of `runs` runs and completes it with `rows`
+/// (by default the test rows of width `width`); returns the batch.
+async fn one_completed_chunk(
+    s: &PgStore,
+    runs: i64,
+    width: usize,
+    rows: Option<store::RunRows>,
+) -> (store::Batch, store::RunRows) {
+    let b = common::new_batch("one chunk", runs, runs as i32);
+    s.create_batches(std::slice::from_ref(&b)).await.unwrap();
+    let batch = s.batch(b.id).await.unwrap().unwrap();
+    let rows = rows.unwrap_or_else(|| common::rows_for(&batch, 0, width));
+    let attempt = claim_chunk_0(s, b.id).await;
+    s.complete_chunk(b.id, 0, attempt, &rows, "r")
+        .await
+        .unwrap();
+    (batch, rows)
 }
 
 conformance_tests!(with_pg);
@@ -156,13 +196,7 @@ async fn rejected_copy_fails_the_commit(s: PgStore) {
     .execute(&mut raw)
     .await
     .unwrap();
-    let Claim::Claimed { attempt } = s
-        .claim_chunk(b.id, 0, "w", Duration::from_secs(60), 5)
-        .await
-        .unwrap()
-    else {
-        panic!("not claimable");
-    };
+    let attempt = claim_chunk_0(&s, b.id).await;
     let err = s
         .complete_chunk(b.id, 0, attempt, &common::rows_for(&batch, 0, 2), "r")
         .await
@@ -207,11 +241,7 @@ async fn rejected_copy_fails_the_whole_commit() {
         ..PgOptions::default()
     })
     .await;
-    let outcome = tokio::spawn(rejected_copy_fails_the_commit(store.clone())).await;
-    store.drop_schema().await.expect("drop test schema");
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    in_schema(store, rejected_copy_fails_the_commit).await;
 }
 
 /// Postgres keeps no key on run rows (see the BRIN migration): the chunk
@@ -220,55 +250,31 @@ async fn rejected_copy_fails_the_whole_commit() {
 /// it is stored, never folded into one.
 #[tokio::test]
 async fn scan_returns_a_repeated_run_as_often_as_it_is_stored() {
-    let s = fresh_store().await;
-    let outcome = tokio::spawn({
-        let s = s.clone();
-        async move {
-            let b = common::new_batch("repeat", 10, 10);
-            s.create_batches(std::slice::from_ref(&b)).await.unwrap();
-            let batch = s.batch(b.id).await.unwrap().unwrap();
-            let Claim::Claimed { attempt } = s
-                .claim_chunk(b.id, 0, "w", Duration::from_secs(60), 5)
-                .await
-                .unwrap()
-            else {
-                panic!("not claimable");
-            };
-            s.complete_chunk(b.id, 0, attempt, &common::rows_for(&batch, 0, 2), "r")
-                .await
-                .unwrap();
-            let mut raw = raw_connection(&s).await;
-            sqlx::query(
-                "INSERT INTO run_results (batch_id, run_index, outcome)
-                 VALUES ($1, 5, '\\x0000000700000007')",
-            )
-            .bind(b.id)
-            .execute(&mut raw)
-            .await
-            .unwrap();
-            let mut fives = Vec::new();
-            let mut all = 0;
-            s.scan_runs(b.id, 0..i64::MAX, |run, values| {
-                all += 1;
-                if run == 5 {
-                    fives.push(values.to_vec());
-                }
-            })
-            .await
-            .unwrap();
-            assert_eq!(all, 11);
-            fives.sort();
-            assert_eq!(
-                fives,
-                vec![common::rows_for(&batch, 0, 2).row(5).to_vec(), vec![7, 7]]
-            );
-        }
+    with_pg(|s| async move {
+        let (batch, rows) = one_completed_chunk(&s, 10, 2, None).await;
+        sqlx::query(
+            "INSERT INTO run_results (batch_id, run_index, outcome)
+             VALUES ($1, 5, '\\x0000000700000007')",
+        )
+        .bind(batch.id)
+        .execute(&mut raw_connection(&s).await)
+        .await
+        .unwrap();
+        let mut fives = Vec::new();
+        let mut all = 0;
+        s.scan_runs(batch.id, 0..i64::MAX, |run, values| {
+            all += 1;
+            if run == 5 {
+                fives.push(values.to_vec());
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(all, 11);
+        fives.sort();
+        assert_eq!(fives, vec![rows.row(5).to_vec(), vec![7, 7]]);
     })
     .await;
-    s.drop_schema().await.expect("drop test schema");
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 /// Outcomes are stored as bytes for speed; the `run_outcomes` view is how a
@@ -276,47 +282,37 @@ async fn scan_returns_a_repeated_run_as_often_as_it_is_stored() {
 /// signs and extremes included.
 #[tokio::test]
 async fn run_outcomes_view_shows_the_stored_values() {
-    let s = fresh_store().await;
-    let outcome = tokio::spawn({
-        let s = s.clone();
-        async move {
-            let b = common::new_batch("view", 3, 3);
-            s.create_batches(std::slice::from_ref(&b)).await.unwrap();
-            let Claim::Claimed { attempt } = s
-                .claim_chunk(b.id, 0, "w", Duration::from_secs(60), 5)
-                .await
-                .unwrap()
-            else {
-                panic!("not claimable");
-            };
-            let rows = store::RunRows {
-                first_run: 0,
-                width: 4,
-                values: vec![
-                    0, 1, -1, 255, //
-                    i32::MIN, i32::MAX, 256, -256, //
-                    7, 0x0102_0304, -0x0102_0304, 65_536,
-                ],
-            };
-            s.complete_chunk(b.id, 0, attempt, &rows, "r").await.unwrap();
-            let mut raw = raw_connection(&s).await;
-            let seen: Vec<(i64, Vec<i32>)> = sqlx::query_as(
-                "SELECT run_index, outcome FROM run_outcomes WHERE batch_id = $1 ORDER BY run_index",
-            )
-            .bind(b.id)
-            .fetch_all(&mut raw)
-            .await
-            .unwrap();
-            let want: Vec<(i64, Vec<i32>)> =
-                (0..3).map(|i| (i as i64, rows.row(i).to_vec())).collect();
-            assert_eq!(seen, want);
-        }
+    with_pg(|s| async move {
+        let rows = store::RunRows {
+            first_run: 0,
+            width: 4,
+            values: vec![
+                0,
+                1,
+                -1,
+                255, //
+                i32::MIN,
+                i32::MAX,
+                256,
+                -256, //
+                7,
+                0x0102_0304,
+                -0x0102_0304,
+                65_536,
+            ],
+        };
+        let (batch, rows) = one_completed_chunk(&s, 3, 4, Some(rows)).await;
+        let seen: Vec<(i64, Vec<i32>)> = sqlx::query_as(
+            "SELECT run_index, outcome FROM run_outcomes WHERE batch_id = $1 ORDER BY run_index",
+        )
+        .bind(batch.id)
+        .fetch_all(&mut raw_connection(&s).await)
+        .await
+        .unwrap();
+        let want: Vec<(i64, Vec<i32>)> = (0..3).map(|i| (i as i64, rows.row(i).to_vec())).collect();
+        assert_eq!(seen, want);
     })
     .await;
-    s.drop_schema().await.expect("drop test schema");
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 /// A deployment with run rows from before the outcome became bytes keeps
@@ -325,7 +321,7 @@ async fn run_outcomes_view_shows_the_stored_values() {
 #[tokio::test]
 async fn upgrading_keeps_rows_written_before_outcomes_became_bytes() {
     let url = database_url();
-    let s = PgStore::connect_with(
+    let unmigrated = PgStore::connect_with(
         &url,
         PgOptions {
             schema: Some(format!("store_test_{}", Uuid::new_v4().simple())),
@@ -334,113 +330,85 @@ async fn upgrading_keeps_rows_written_before_outcomes_became_bytes() {
     )
     .await
     .expect("these tests need Postgres at DATABASE_URL");
-    let outcome = tokio::spawn({
-        let s = s.clone();
-        async move {
-            let mut raw = raw_connection(&s).await;
-            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
-            let mut first = sqlx::migrate::Migrator::new(dir).await.unwrap();
-            first.migrations = first
-                .migrations
-                .iter()
-                .filter(|m| m.version < 20261124000000)
-                .cloned()
-                .collect::<Vec<_>>()
-                .into();
-            assert_eq!(first.migrations.len(), 1, "only the initial schema");
-            // Through a pool: `run` on a bare connection is not `Send`.
-            let pool = sqlx::pool::PoolOptions::<sqlx::Postgres>::new()
-                .max_connections(1)
-                .connect_with(search_path_options(&s))
-                .await
-                .unwrap();
-            first.run(&pool).await.unwrap();
-            pool.close().await;
-            let id = Uuid::new_v4();
-            let old: Vec<(i64, Vec<i32>)> = vec![
-                (0, vec![1, -1, i32::MIN, i32::MAX]),
-                (1, vec![0]),
-                (2, vec![65_536, -256, 255, 7]),
-            ];
-            for (run, values) in &old {
-                sqlx::query(
-                    "INSERT INTO run_results (batch_id, run_index, outcome) VALUES ($1, $2, $3)",
-                )
-                .bind(id)
-                .bind(run)
-                .bind(values)
-                .execute(&mut raw)
-                .await
-                .unwrap();
-            }
-            s.migrate().await.expect("the remaining migrations apply");
-            let mut scanned = Vec::new();
-            s.scan_runs(id, 0..i64::MAX, |run, values| {
-                scanned.push((run, values.to_vec()))
-            })
+    in_schema(unmigrated, |s| async move {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+        let mut first = sqlx::migrate::Migrator::new(dir).await.unwrap();
+        first.migrations = first
+            .migrations
+            .iter()
+            .filter(|m| m.version < 20261124000000)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        assert_eq!(first.migrations.len(), 1, "only the initial schema");
+        // Through a pool: `run` on a bare connection is not `Send`.
+        let pool = sqlx::pool::PoolOptions::<sqlx::Postgres>::new()
+            .max_connections(1)
+            .connect_with(search_path_options(&s))
             .await
             .unwrap();
-            scanned.sort();
-            assert_eq!(scanned, old);
-            let viewed: Vec<(i64, Vec<i32>)> = sqlx::query_as(
-                "SELECT run_index, outcome FROM run_outcomes WHERE batch_id = $1 ORDER BY run_index",
+        first.run(&pool).await.unwrap();
+        let id = Uuid::new_v4();
+        let old: Vec<(i64, Vec<i32>)> = vec![
+            (0, vec![1, -1, i32::MIN, i32::MAX]),
+            (1, vec![0]),
+            (2, vec![65_536, -256, 255, 7]),
+        ];
+        for (run, values) in &old {
+            sqlx::query(
+                "INSERT INTO run_results (batch_id, run_index, outcome) VALUES ($1, $2, $3)",
             )
             .bind(id)
-            .fetch_all(&mut raw)
+            .bind(run)
+            .bind(values)
+            .execute(&pool)
             .await
             .unwrap();
-            assert_eq!(viewed, old);
         }
+        s.migrate().await.expect("the remaining migrations apply");
+        let mut scanned = Vec::new();
+        s.scan_runs(id, 0..i64::MAX, |run, values| {
+            scanned.push((run, values.to_vec()))
+        })
+        .await
+        .unwrap();
+        scanned.sort();
+        assert_eq!(scanned, old);
+        let viewed: Vec<(i64, Vec<i32>)> = sqlx::query_as(
+            "SELECT run_index, outcome FROM run_outcomes WHERE batch_id = $1 ORDER BY run_index",
+        )
+        .bind(id)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(viewed, old);
+        pool.close().await;
     })
     .await;
-    s.drop_schema().await.expect("drop test schema");
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 /// Summarizing the run index indexes what was written, and gives up quickly
 /// (`None`) instead of queueing behind a vacuum holding the table.
 #[tokio::test]
 async fn summarizing_the_run_index_gives_way_to_a_vacuum() {
-    let s = fresh_store().await;
-    let outcome = tokio::spawn({
-        let s = s.clone();
-        async move {
-            // 130 blocks of rows at least: one full 128-block range.
-            let b = common::new_batch("summarize", 60_000, 60_000);
-            s.create_batches(std::slice::from_ref(&b)).await.unwrap();
-            let batch = s.batch(b.id).await.unwrap().unwrap();
-            let Claim::Claimed { attempt } = s
-                .claim_chunk(b.id, 0, "w", Duration::from_secs(60), 5)
-                .await
-                .unwrap()
-            else {
-                panic!("not claimable");
-            };
-            s.complete_chunk(b.id, 0, attempt, &common::rows_for(&batch, 0, 8), "r")
-                .await
-                .unwrap();
-            let first = s.summarize_new_runs().await.unwrap();
-            assert!(matches!(first, Some(n) if n >= 1), "{first:?}");
-            assert_eq!(s.summarize_new_runs().await.unwrap(), Some(0));
+    with_pg(|s| async move {
+        // 60,000 rows of width 8 fill several 128-block ranges.
+        one_completed_chunk(&s, 60_000, 8, None).await;
+        let first = s.summarize_new_runs().await.unwrap();
+        assert!(matches!(first, Some(n) if n >= 1), "{first:?}");
+        assert_eq!(s.summarize_new_runs().await.unwrap(), Some(0));
 
-            // The lock VACUUM and autovacuum take on the table.
-            use sqlx::Connection;
-            let mut vacuum = raw_connection(&s).await;
-            let mut tx = vacuum.begin().await.unwrap();
-            sqlx::query("LOCK TABLE run_results IN SHARE UPDATE EXCLUSIVE MODE")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            assert_eq!(s.summarize_new_runs().await.unwrap(), None);
-            tx.rollback().await.unwrap();
-            assert_eq!(s.summarize_new_runs().await.unwrap(), Some(0));
-        }
+        // The lock VACUUM and autovacuum take on the table.
+        use sqlx::Connection;
+        let mut vacuum = raw_connection(&s).await;
+        let mut tx = vacuum.begin().await.unwrap();
+        sqlx::query("LOCK TABLE run_results IN SHARE UPDATE EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(s.summarize_new_runs().await.unwrap(), None);
+        tx.rollback().await.unwrap();
+        assert_eq!(s.summarize_new_runs().await.unwrap(), Some(0));
     })
     .await;
-    s.drop_schema().await.expect("drop test schema");
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
