@@ -260,15 +260,38 @@ fn failed(loaded: &LoadedBatch, reason: &str) -> Verdict {
 /// Checks the stored aggregate against the per-run rows and re-simulated
 /// runs. `Ok(Err(reason))` is a FAILURE verdict.
 ///
-/// The rows are read in `parts` disjoint run ranges, concurrently, each on
-/// its own task and store connection: the check runs once the last chunk is
-/// in, so its wall time is the whole pipeline's tail.
+/// The rows are read in disjoint run ranges, `parts` at a time, each on its
+/// own task and store connection: the check runs once the last chunk is in,
+/// so its wall time is the whole pipeline's tail. A range's bitset is
+/// dropped as soon as it is scanned, so memory stays bounded (`parts` ×
+/// 2^26 bits, 8 MiB each) whatever the batch's size.
 pub async fn check<S: Store>(
     store: &S,
     loaded: &LoadedBatch,
     aggregate_json: &str,
     spot_checks: usize,
     parts: usize,
+) -> Result<std::result::Result<(), String>> {
+    check_in_parts(
+        store,
+        loaded,
+        aggregate_json,
+        spot_checks,
+        parts,
+        MAX_PART_RUNS,
+    )
+    .await
+}
+
+/// [`check`] with ranges of at most `max_part_runs` runs (tests use small
+/// ones to scan a modest batch in many parts).
+pub async fn check_in_parts<S: Store>(
+    store: &S,
+    loaded: &LoadedBatch,
+    aggregate_json: &str,
+    spot_checks: usize,
+    parts: usize,
+    max_part_runs: i64,
 ) -> Result<std::result::Result<(), String>> {
     let batch = &loaded.batch;
     let workload = &loaded.workload;
@@ -277,19 +300,29 @@ pub async fn check<S: Store>(
         Err(e) => return Ok(Err(format!("stored aggregate unreadable: {e}"))),
     };
     let spots = Arc::new(spot_indices(batch.seed as u64, batch.runs, spot_checks));
+    let mut pending = scan_ranges(batch.runs, parts, max_part_runs)
+        .into_iter()
+        .enumerate();
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, range) in scan_ranges(batch.runs, parts).into_iter().enumerate() {
-        let (store, spots, batch_id) = (store.clone(), spots.clone(), batch.id);
-        let mut scan = Scan::new(range.clone(), batch.runs, workload.empty_summary(), spots);
-        tasks.spawn(async move {
-            store
-                .scan_runs(batch_id, range, |idx, values| scan.row(idx, values))
-                .await?;
-            Ok::<_, Error>((i, scan))
-        });
-    }
     let mut scans = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
+    loop {
+        while tasks.len() < parts.max(1) {
+            let Some((i, range)) = pending.next() else {
+                break;
+            };
+            let (store, spots, batch_id, runs) =
+                (store.clone(), spots.clone(), batch.id, batch.runs);
+            let mut scan = Scan::new(range.clone(), runs, workload.empty_summary(), spots);
+            tasks.spawn(async move {
+                store
+                    .scan_runs(batch_id, range, |idx, values| scan.row(idx, values))
+                    .await?;
+                Ok::<_, Error>((i, scan.finish(runs)))
+            });
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
         let joined =
             joined.map_err(|e| Error::Invalid(format!("a verifier scan task failed: {e}")))?;
         scans.push(joined?);
@@ -298,8 +331,8 @@ pub async fn check<S: Store>(
     scans.sort_unstable_by_key(|(i, _)| *i);
     let mut recomputed = workload.empty_summary();
     let mut spot_rows = BTreeMap::new();
-    for (_, scan) in scans {
-        let (summary, spots) = match scan.finish(batch.runs) {
+    for (_, scanned) in scans {
+        let (summary, spots) = match scanned {
             Ok(done) => done,
             Err(reason) => return Ok(Err(reason)),
         };
@@ -335,12 +368,21 @@ pub async fn check<S: Store>(
 /// Below this many runs a part is not worth its own query.
 const MIN_PART_RUNS: i64 = 50_000;
 
-/// `[0, runs)` cut into at most `parts` contiguous ranges of near-equal size
-/// (one range for small batches); the last ends at `i64::MAX`, so rows past
-/// the batch's end are seen and reported rather than ignored.
-fn scan_ranges(runs: i64, parts: usize) -> Vec<Range<i64>> {
+/// Most runs in one part: its bitset is then at most 8 MiB.
+const MAX_PART_RUNS: i64 = 1 << 26;
+
+/// `[0, runs)` cut into contiguous ranges of near-equal size: `parts` of
+/// them (fewer for small batches, one below 100,000 runs), more when a
+/// range would exceed `max_part_runs`. The last ends at `i64::MAX`, so
+/// rows past the batch's end are seen and reported rather than ignored.
+fn scan_ranges(runs: i64, parts: usize, max_part_runs: i64) -> Vec<Range<i64>> {
     let by_size = (runs / MIN_PART_RUNS).max(1);
-    let n = i64::try_from(parts.max(1)).unwrap_or(1).min(by_size);
+    let max_part_runs = max_part_runs.max(1);
+    let at_least = (runs + max_part_runs - 1) / max_part_runs;
+    let n = i64::try_from(parts.max(1))
+        .unwrap_or(1)
+        .min(by_size)
+        .max(at_least);
     let mut ranges: Vec<_> = (0..n).map(|i| runs * i / n..runs * (i + 1) / n).collect();
     if let Some(last) = ranges.last_mut() {
         last.end = i64::MAX;
@@ -482,16 +524,25 @@ mod tests {
 
     #[test]
     fn scan_ranges_cover_the_batch_and_leave_the_end_open() {
-        assert_eq!(scan_ranges(10, 4), vec![0..i64::MAX]);
-        assert_eq!(scan_ranges(0, 2), vec![0..i64::MAX]);
-        assert_eq!(scan_ranges(500_000, 2), vec![0..250_000, 250_000..i64::MAX]);
-        let r = scan_ranges(1_000_001, 3);
+        assert_eq!(scan_ranges(10, 4, MAX_PART_RUNS), vec![0..i64::MAX]);
+        assert_eq!(scan_ranges(0, 2, MAX_PART_RUNS), vec![0..i64::MAX]);
+        assert_eq!(
+            scan_ranges(500_000, 2, MAX_PART_RUNS),
+            vec![0..250_000, 250_000..i64::MAX]
+        );
+        let r = scan_ranges(1_000_001, 3, MAX_PART_RUNS);
         assert_eq!(r.len(), 3);
         assert_eq!(r[0].start, 0);
         assert!(r.windows(2).all(|w| w[0].end == w[1].start));
         assert_eq!(r[2].end, i64::MAX);
         // Not more parts than 50,000-run pieces.
-        assert_eq!(scan_ranges(120_000, 8).len(), 2);
+        assert_eq!(scan_ranges(120_000, 8, MAX_PART_RUNS).len(), 2);
+        // Huge batches: more parts than asked for, none above the maximum.
+        let huge = scan_ranges(10 * MAX_PART_RUNS + 1, 2, MAX_PART_RUNS);
+        assert_eq!(huge.len(), 11);
+        assert!(huge[..10].iter().all(|r| r.end - r.start <= MAX_PART_RUNS));
+        assert_eq!(huge[10].start, (10 * MAX_PART_RUNS + 1) * 10 / 11);
+        assert_eq!(huge[10].end, i64::MAX);
     }
 
     fn sum_scan(range: Range<i64>, runs: i64) -> Scan {

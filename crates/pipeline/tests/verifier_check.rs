@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pipeline::LoadedBatch;
 use pipeline::executor::simulate;
-use pipeline::verifier::check;
+use pipeline::verifier::{check, check_in_parts};
 use store::{Claim, NewBatch, SqliteStore, Store};
 use uuid::Uuid;
 use workload::{Workload, WorkloadSpec};
@@ -92,4 +92,28 @@ async fn ranges_scanned_concurrently_find_gaps_anywhere() {
             .unwrap_err();
         assert!(err.starts_with(want), "skip {skip}: {err}");
     }
+}
+
+/// Batches larger than one part's bitset are scanned in more parts than
+/// there are cores, two at a time: a gap in a middle part is still found,
+/// and a complete batch still passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_parts_than_cores_are_scanned_a_few_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("v.db")).await.unwrap();
+    store.migrate().await.unwrap();
+    // 12 parts of 10,000 runs, 2 at a time.
+    let (whole, aggregate) = batch_without(&store, None).await;
+    assert_eq!(
+        check_in_parts(&store, &whole, &aggregate, 5, 2, 10_000)
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    let (gap, aggregate) = batch_without(&store, Some(7)).await;
+    let err = check_in_parts(&store, &gap, &aggregate, 5, 2, 10_000)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.starts_with("runs 70000..80000 missing"), "{err}");
 }
