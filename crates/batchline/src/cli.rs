@@ -162,7 +162,8 @@ pub struct ExecutorArgs {
     /// twice the concurrency: one committing behind each simulating).
     #[arg(long, env = "PREFETCH")]
     pub prefetch: Option<u16>,
-    /// Lease of a claim, in seconds.
+    /// Lease of a claim, in seconds; the executor renews it every third of
+    /// this while it works on the chunk.
     #[arg(long, env = "LEASE_S", default_value_t = 30)]
     pub lease_s: u64,
     /// Attempts before a chunk is failed.

@@ -7,7 +7,9 @@
 //! delayed retry path until then); a crash after the commit makes the
 //! redelivered message find the chunk completed, and its stored result is
 //! re-published with the same msg_id; a stale owner's commit is fenced by
-//! the attempt number it claimed with.
+//! the attempt number it claimed with. While this executor holds a claim
+//! it renews the lease, so a chunk may take longer than the lease; a frozen
+//! or dead process renews nothing and its chunks pass on when it runs out.
 //!
 //! Pipelining: `concurrency` bounds the chunks *simulating* at once (the
 //! blocking threads), not the chunks in flight. A chunk gives its simulation
@@ -45,7 +47,8 @@ pub struct ExecutorConfig {
     /// in flight (simulating, committing or publishing). Above `concurrency`
     /// lets simulation overlap the commits; see [`default_prefetch`].
     pub prefetch: u16,
-    /// How long a claim is valid without a commit.
+    /// How long a claim stays valid without being renewed; the executor
+    /// renews it every third of this while it holds the chunk.
     pub lease: Duration,
     /// Attempts before a chunk is failed.
     pub max_attempts: i32,
@@ -364,6 +367,7 @@ async fn execute<B: Broker, S: Store>(
 ) -> Result<Settle> {
     let batch = &loaded.batch;
     let (first_run, runs) = batch.chunk_range(msg.chunk);
+    let _renewal = LeaseRenewal::start(ctx, msg, attempt);
     let simulated = if ctx.cfg.faults.fails(&batch.name, msg.chunk) {
         Err(format!(
             "injected failure (FAIL_CHUNKS) on attempt {attempt}"
@@ -373,8 +377,8 @@ async fn execute<B: Broker, S: Store>(
         // executor holds is then under a lease, so if the process freezes
         // (SIGSTOP, VM pause) the sweeper re-publishes the waiting chunks
         // too. The wait is at most one chunk's simulation (the semaphore is
-        // FIFO and `prefetch` defaults to 2 x `concurrency`), so the lease
-        // must cover two chunks' simulation; 30 s covers ~270,000 bingo runs.
+        // FIFO and `prefetch` defaults to 2 x `concurrency`); the renewal
+        // keeps the claim meanwhile.
         let Ok(slot) = ctx.simulating.acquire().await else {
             return Err(Error::Shutdown);
         };
@@ -443,6 +447,49 @@ async fn execute<B: Broker, S: Store>(
             ctx.stats.count("fenced", 1);
             Ok(Settle::Ack)
         }
+    }
+}
+
+/// Keeps a claimed chunk's lease alive while this executor works on it
+/// (waiting for a slot, simulating, committing): renews it every third of
+/// the lease until dropped, or until the claim turns out lost (then the
+/// commit will be fenced, and there is nothing left to keep). Renewal
+/// failures are logged and retried at the next tick; the lease has two
+/// more ticks before it runs out.
+struct LeaseRenewal(CancellationToken);
+
+impl LeaseRenewal {
+    fn start<B: Broker, S: Store>(ctx: &Ctx<B, S>, msg: &WorkMsg, attempt: i32) -> Self {
+        let stop = ctx.shutdown.child_token();
+        let (store, stats, lease) = (ctx.store.clone(), ctx.stats.clone(), ctx.cfg.lease);
+        let (batch_id, chunk, until) = (msg.batch_id, msg.chunk, stop.clone());
+        tokio::spawn(
+            async move {
+                let every = (lease / 3).max(Duration::from_millis(10));
+                loop {
+                    tokio::select! {
+                        _ = until.cancelled() => return,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                    match store.renew_lease(batch_id, chunk, attempt, lease).await {
+                        Ok(true) => stats.count("lease_renewed", 1),
+                        Ok(false) => {
+                            tracing::warn!("claim lost while working on the chunk; stop renewing");
+                            return;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
+                    }
+                }
+            }
+            .instrument(tracing::Span::current()),
+        );
+        Self(stop)
+    }
+}
+
+impl Drop for LeaseRenewal {
+    fn drop(&mut self) {
+        self.0.cancel();
     }
 }
 

@@ -254,6 +254,17 @@ pub trait Store: Clone + Send + Sync + 'static {
         result: &str,
     ) -> impl Future<Output = Result<Completion>> + Send;
 
+    /// Extends the lease of a chunk still running under `attempt` to `lease`
+    /// from now. `false` when the claim is lost: a newer attempt took the
+    /// chunk, or it is no longer running. Fenced like `complete_chunk`.
+    fn renew_lease(
+        &self,
+        batch_id: Uuid,
+        chunk: i32,
+        attempt: i32,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
     /// Records a failed attempt: back to pending, or failed when `attempt`
     /// reached `max_attempts`. Fenced like `complete_chunk`, and idempotent
     /// like it: repeating the call for the same attempt (and error) after it

@@ -390,6 +390,28 @@ impl Store for SqliteStore {
         Ok(Completion::Committed)
     }
 
+    async fn renew_lease(
+        &self,
+        batch_id: Uuid,
+        chunk: i32,
+        attempt: i32,
+        lease: Duration,
+    ) -> Result<bool> {
+        let renewed = sqlx::query(
+            "UPDATE chunks SET lease_until = ?1 + ?2
+             WHERE batch_id = ?3 AND chunk = ?4 AND status = 'running' AND attempts = ?5",
+        )
+        .bind(now())
+        .bind(lease.as_secs_f64())
+        .bind(batch_id)
+        .bind(chunk)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await
+        .map_err(from_sqlite)?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
     async fn fail_attempt(
         &self,
         batch_id: Uuid,

@@ -443,3 +443,42 @@ fn tampered_run_rows_are_failures() {
     let reason = v[2].reason.as_deref().unwrap_or_default();
     assert!(reason.starts_with("runs 600..601 missing"), "{reason}");
 }
+
+/// A chunk that takes longer than the lease is not taken away from a live
+/// executor: with a 1-s lease and a sweeper every second, executor A needs
+/// 2.5 s per chunk and holds a second one waiting behind it, while B is
+/// idle and would reclaim any lease that ran out. A's renewals keep both:
+/// every chunk completes on its first attempt, A's two by A.
+#[test]
+fn a_live_executor_keeps_chunks_longer_than_the_lease() {
+    let mut s = Stack::with_env(&[("LEASE_S", "1"), ("SWEEP_INTERVAL_S", "1")]);
+    s.spawn("aggregator", "aggregator", &[]);
+    s.spawn("verifier", "verifier", &[]);
+    s.spawn(
+        "executor-a",
+        "executor",
+        &[
+            ("CONCURRENCY", "1"),
+            ("SIMULATION_DELAY_MS", "10"),
+            ("WORKER_ID", "slow-a"),
+        ],
+    );
+    wait_consumers(&mut s, Queue::Work, 1);
+    s.spawn("executor-b", "executor", &[("CONCURRENCY", "1")]);
+    wait_consumers(&mut s, Queue::Work, 2);
+    let ids = s.submit("--runs 1500 --chunk-size 250 --name renew --workload sum");
+    let v = s.wait_for_verdicts(&ids, PATIENCE);
+    assert!(v[0].success, "{}", v[0].line);
+    let chunks = s.chunks(ids[0]);
+    assert!(
+        chunks.iter().all(|c| c.attempts == 1),
+        "a chunk was reclaimed: {chunks:#?}"
+    );
+    let by_a = s.scalar(
+        "SELECT count(*) FROM chunks WHERE batch_id = $1 AND worker = 'slow-a'",
+        ids[0],
+    );
+    assert!(by_a >= 1, "A completed none of its chunks");
+    s.assert_batch_exact(ids[0]);
+    s.assert_all_alive();
+}

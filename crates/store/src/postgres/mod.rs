@@ -490,6 +490,27 @@ impl Store for PgStore {
         Ok(Completion::Committed)
     }
 
+    async fn renew_lease(
+        &self,
+        batch_id: Uuid,
+        chunk: i32,
+        attempt: i32,
+        lease: Duration,
+    ) -> Result<bool> {
+        let renewed = sqlx::query(
+            "UPDATE chunks SET lease_until = now() + make_interval(secs => $4)
+             WHERE batch_id = $1 AND chunk = $2 AND status = 'running' AND attempts = $3",
+        )
+        .bind(batch_id)
+        .bind(chunk)
+        .bind(attempt)
+        .bind(secs(lease))
+        .execute(&self.pool)
+        .await
+        .map_err(from_pg)?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
     async fn fail_attempt(
         &self,
         batch_id: Uuid,

@@ -25,7 +25,8 @@ macro_rules! conformance_tests {
             batch_round_trip,
             claim_lease_reclaim_fence_complete,
             claim_unknown_chunk,
-            last_chunk_is_short_and_scan_is_in_run_order,
+            renewed_lease_holds_off_other_claims,
+            last_chunk_is_short_and_scans_cover_ranges,
             wide_chunk_in_bulk,
             complete_refuses_rows_outside_the_chunk,
             fail_until_exhausted,
@@ -221,6 +222,43 @@ pub async fn claim_lease_reclaim_fence_complete<S: Store>(s: S) {
     );
 }
 
+pub async fn renewed_lease_holds_off_other_claims<S: Store>(s: S) {
+    let b = create(&s, "renew", 20, 10).await;
+    assert_eq!(
+        s.claim_chunk(b.id, 0, "w1", LEASE, MAX).await.unwrap(),
+        Claim::Claimed { attempt: 1 }
+    );
+    // Renewed past the first lease's end: another claim still finds it held.
+    assert!(s.renew_lease(b.id, 0, 1, LONG).await.unwrap());
+    tokio::time::sleep(PAST_LEASE).await;
+    assert!(matches!(
+        s.claim_chunk(b.id, 0, "w2", LEASE, MAX).await.unwrap(),
+        Claim::Leased { .. }
+    ));
+    // Renewal cannot shorten anyone else's claim: only the holding attempt
+    // renews; not a stale one, not on a chunk never claimed.
+    assert!(!s.renew_lease(b.id, 0, 2, LEASE).await.unwrap());
+    assert!(!s.renew_lease(b.id, 1, 1, LEASE).await.unwrap());
+    // Once the renewals stop, the lease runs out and the chunk passes on.
+    assert!(s.renew_lease(b.id, 0, 1, LEASE).await.unwrap());
+    tokio::time::sleep(PAST_LEASE).await;
+    assert_eq!(
+        s.claim_chunk(b.id, 0, "w2", LONG, MAX).await.unwrap(),
+        Claim::Claimed { attempt: 2 }
+    );
+    assert!(
+        !s.renew_lease(b.id, 0, 1, LONG).await.unwrap(),
+        "attempt 1 lost it"
+    );
+    assert_eq!(
+        s.complete_chunk(b.id, 0, 2, &rows_for(&b, 0, 2), "r")
+            .await
+            .unwrap(),
+        Completion::Committed
+    );
+    assert!(!s.renew_lease(b.id, 0, 2, LONG).await.unwrap(), "completed");
+}
+
 pub async fn claim_unknown_chunk<S: Store>(s: S) {
     let b = create(&s, "unknown", 10, 10).await;
     assert_eq!(
@@ -242,7 +280,7 @@ pub async fn claim_unknown_chunk<S: Store>(s: S) {
     );
 }
 
-pub async fn last_chunk_is_short_and_scan_is_in_run_order<S: Store>(s: S) {
+pub async fn last_chunk_is_short_and_scans_cover_ranges<S: Store>(s: S) {
     let b = create(&s, "short", 25, 10).await;
     // Completed out of order; the scan still comes back by run index.
     for chunk in [2, 0, 1] {
