@@ -56,11 +56,17 @@ async fn batch_without(store: &SqliteStore, skip: Option<i32>) -> (LoadedBatch, 
     (LoadedBatch { batch, workload }, aggregate)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ranges_scanned_concurrently_find_gaps_anywhere() {
+/// A migrated SQLite store in a fresh directory (removed with the guard).
+async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("v.db")).await.unwrap();
     store.migrate().await.unwrap();
+    (dir, store)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_scanned_concurrently_find_gaps_anywhere() {
+    let (_dir, store) = sqlite().await;
 
     let (whole, aggregate) = batch_without(&store, None).await;
     assert_eq!(
@@ -99,9 +105,7 @@ async fn ranges_scanned_concurrently_find_gaps_anywhere() {
 /// and a complete batch still passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_parts_than_cores_are_scanned_a_few_at_a_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("v.db")).await.unwrap();
-    store.migrate().await.unwrap();
+    let (_dir, store) = sqlite().await;
     // 12 parts of 10,000 runs, 2 at a time.
     let (whole, aggregate) = batch_without(&store, None).await;
     assert_eq!(
