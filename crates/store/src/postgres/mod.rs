@@ -186,6 +186,20 @@ impl PgStore {
         .await
         .map_err(from_pg)
     }
+
+    /// A transaction with `settings` (`SET LOCAL …` statements) applied in
+    /// one round trip; they end with it.
+    async fn begin_with(
+        &self,
+        settings: &'static str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        let mut tx = self.pool.begin().await.map_err(from_pg)?;
+        sqlx::raw_sql(settings)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_pg)?;
+        Ok(tx)
+    }
 }
 
 /// Schema names are interpolated into DDL, so only plain identifiers pass.
@@ -575,15 +589,11 @@ impl Store for PgStore {
         // where the index skips every block range not holding this one; and
         // no parallel workers, since the verifier already scans one range
         // per core and extra processes would only compete with it.
-        let mut tx = self.pool.begin().await.map_err(from_pg)?;
-        sqlx::query("SET LOCAL enable_seqscan = off")
-            .execute(&mut *tx)
-            .await
-            .map_err(from_pg)?;
-        sqlx::query("SET LOCAL max_parallel_workers_per_gather = 0")
-            .execute(&mut *tx)
-            .await
-            .map_err(from_pg)?;
+        let mut tx = self
+            .begin_with(
+                "SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0",
+            )
+            .await?;
         {
             // A streamed result: sqlx reads rows off the socket as they are
             // consumed, so memory stays flat whatever the batch size.
@@ -613,11 +623,7 @@ impl Store for PgStore {
         // every block written since, other batches' included. It takes the
         // same table lock as this call; rather than queue behind a vacuum
         // (and, after deadlock_timeout, cancel it), give up quickly.
-        let mut tx = self.pool.begin().await.map_err(from_pg)?;
-        sqlx::query("SET LOCAL lock_timeout = '200ms'")
-            .execute(&mut *tx)
-            .await
-            .map_err(from_pg)?;
+        let mut tx = self.begin_with("SET LOCAL lock_timeout = '200ms'").await?;
         let summarized = sqlx::query_scalar::<_, i32>(
             "SELECT brin_summarize_new_values('run_results_batch'::regclass)",
         )
