@@ -112,7 +112,7 @@ async fn open_creates_the_directory_and_refuses_a_non_database() {
         Err(e) => e,
     };
     assert!(!err.can_be_retried(), "{err:?}");
-    let chain = error_chain(&err);
+    let chain = format!("{:#}", anyhow::Error::from(err));
     assert!(chain.contains("not a database"), "{chain}");
 }
 
@@ -162,16 +162,4 @@ async fn duplicate_run_row_fails_the_whole_commit() {
             .unwrap(),
         Claim::Leased { .. }
     ));
-}
-
-/// An error with its causes, as `anyhow` prints them with `{:#}`.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
 }
