@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use broker::{Broker, Message, Queue};
-use pipeline::messages::{ResultMsg, VERSION, encode, result_msg_id};
+use pipeline::messages::{ResultMsg, VERSION};
 use serde::Serialize;
 use store::{NewBatch, Store, Uuid};
 use workload::{Workload, WorkloadSpec};
@@ -116,9 +116,9 @@ async fn measure(
                 runs: 1,
                 summary,
             };
-            Message::new(Queue::Results, result_msg_id(batch.id, chunk), encode(&msg))
+            msg.to_message()
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     let start = Instant::now();
     for slice in messages.chunks(PUBLISH_SLICE) {
         scenario
@@ -140,7 +140,7 @@ async fn measure(
             "aggregator",
             &[
                 "aggregator".into(),
-                "--prefetch".into(),
+                "--commit-window".into(),
                 prefetch.to_string(),
             ],
             "aggregator consuming",

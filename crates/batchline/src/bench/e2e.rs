@@ -132,7 +132,7 @@ async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> anyhow::Result<E2eR
             "aggregator",
             &[
                 "aggregator".into(),
-                "--prefetch".into(),
+                "--commit-window".into(),
                 spec.aggregator_prefetch.to_string(),
             ],
             "aggregator consuming",
@@ -150,7 +150,7 @@ async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> anyhow::Result<E2eR
             format!("bench-executor-{i}"),
         ];
         if let Some(p) = spec.executor_prefetch {
-            args.extend(["--prefetch".into(), p.to_string()]);
+            args.extend(["--chunks-in-flight".into(), p.to_string()]);
         }
         scenario
             .spawn(&format!("executor-{i}"), &args, "executor consuming")

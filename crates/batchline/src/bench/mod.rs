@@ -102,8 +102,8 @@ pub async fn run(g: &Global, args: &BenchArgs) -> anyhow::Result<ExitCode> {
             rss_runs: plan.rss_runs,
             chunk_size: plan.chunk_size,
             drain_results: plan.drain_results,
-            aggregator_prefetch: args.aggregator_prefetch,
-            executor_prefetch: args.executor_prefetch,
+            aggregator_prefetch: args.aggregator_commit_window,
+            executor_prefetch: args.executor_chunks_in_flight,
             seed: args.seed,
         },
         ..BenchResults::default()
@@ -125,8 +125,8 @@ pub async fn run(g: &Global, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         executors,
         concurrency,
-        executor_prefetch: args.executor_prefetch,
-        aggregator_prefetch: args.aggregator_prefetch,
+        executor_prefetch: args.executor_chunks_in_flight,
+        aggregator_prefetch: args.aggregator_commit_window,
         timeout,
         quiet,
     };
@@ -202,7 +202,7 @@ pub async fn run(g: &Global, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         let d = drain::run(
             &bench,
             plan.drain_results,
-            args.aggregator_prefetch,
+            args.aggregator_commit_window,
             args.seed,
             timeout,
             quiet,

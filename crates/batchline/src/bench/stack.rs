@@ -22,6 +22,10 @@ use crate::cli::Global;
 const SCRUBBED_ENV: &[&str] = &[
     "CONCURRENCY",
     "PREFETCH",
+    "CHUNKS_IN_FLIGHT",
+    "COMMIT_WINDOW",
+    "SCAN_PARTS",
+    "DRAIN_TIMEOUT_S",
     "SIMULATION_DELAY_MS",
     "FAIL_CHUNKS",
     "CRASH_POINTS",
