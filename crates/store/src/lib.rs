@@ -35,12 +35,14 @@ use std::time::Duration;
 
 pub use uuid::Uuid;
 
+pub mod catalog;
 mod chunk_rows;
 mod error;
 mod fencing;
 pub mod postgres;
 pub mod sqlite;
 
+pub use catalog::Catalog;
 pub use error::{Error, Result};
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
