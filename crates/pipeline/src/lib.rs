@@ -11,6 +11,7 @@
 //!   before ack; finalization; tombstones.
 //! - [`verifier`]: checks aggregates against the per-run rows and
 //!   re-simulated runs; one verdict and one line per batch.
+//! - [`status`]: a batch's progress as `status` and the web console show it.
 //! - [`demo`]: the embedded mode's wiring (in-process broker, SQLite) and
 //!   its crash-and-rebuild scenario.
 //! - [`telemetry`], [`faults`], `retry`, `common`: what the stages share.
@@ -27,6 +28,7 @@ pub mod executor;
 pub mod faults;
 pub mod messages;
 mod retry;
+pub mod status;
 pub mod submit;
 pub mod sweeper;
 pub mod telemetry;
