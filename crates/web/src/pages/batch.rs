@@ -116,7 +116,7 @@ fn bingo(b: &BingoReport) -> Markup {
     html! {
         section {
             h2 { "Who wins" }
-            (charts::rate_bars(&bars))
+            div.scroll { (charts::rate_bars(&bars)) }
             p.muted.small { "Bars: win rate over " (format::count(b.runs as i64)) " runs; whiskers: 95 % confidence interval." }
         }
         section {
@@ -146,14 +146,15 @@ fn bingo(b: &BingoReport) -> Markup {
                 @for (k, t) in b.teams.iter().enumerate() {
                     figure {
                         figcaption { span class=(format!("swatch s{}", k % charts::SERIES)) {} (t.name) }
-                        (charts::histogram(k, &t.name, &t.points_histogram, b.runs, t.points.mean))
+                        div.scroll { (charts::histogram(k, &t.name, &t.points_histogram, b.runs, t.points.mean)) }
                     }
                 }
             }
         }
         section {
             h2 { "How far each team got" }
-            (charts::row_reach(&reach))
+            p.muted.small { "Share of runs in which the team unlocked each row." }
+            div.scroll { (charts::row_reach(&reach)) }
             (charts::legend(&legend))
         }
     }

@@ -26,7 +26,11 @@ pub async fn list<B: Broker, S: Store + Catalog>(
 ) -> Result<Markup, PageError> {
     let q = query(q)?;
     let list = batch_list(&app.store, &q).await?;
-    let verdict = q.verdict.clone().unwrap_or_default();
+    let verdict = q
+        .verdict
+        .clone()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "any".into());
     let body = html! {
         div.heading {
             h1 { "Batches" }

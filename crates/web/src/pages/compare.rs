@@ -97,13 +97,13 @@ fn render(c: &Comparison) -> Markup {
             @let name = reports.iter().flatten().find_map(|r| r.teams.get(k)).map(|t| t.name.clone()).unwrap_or_default();
             section {
                 h2 { (name) }
-                (charts::rate_bars(&win_bars(c, &reports, k)))
+                div.scroll { (charts::rate_bars(&win_bars(c, &reports, k))) }
                 @let lines: Vec<Series<'_>> = reports.iter().enumerate().filter_map(|(i, r)| {
                     let r = (*r)?;
                     let t = r.teams.get(k)?;
                     Some(Series { label: legend[i].1.clone(), series: i, hist: &t.points_histogram, runs: r.runs })
                 }).collect();
-                (charts::overlay(&format!("Points of {name}, share of runs, per batch"), &lines))
+                div.scroll { (charts::overlay(&format!("Points of {name}, share of runs, per batch"), &lines)) }
                 (charts::legend(&legend))
             }
         }

@@ -21,7 +21,7 @@ pub fn event(e: &Event, download: &str) -> Markup {
         }
         dl.facts {
             dt { "Starts" } dd { (format!("{:?}", e.start.day)) " " (e.start.time) " (players' local time)" }
-            dt { "Lasts" } dd { (format::duration(f64::from(e.duration_seconds))) }
+            dt { "Lasts" } dd { (format::span(u64::from(e.duration_seconds))) }
             dt { "Next row unlocks at" } dd { (e.unlock_threshold) " points of a row" }
             dt { "Board" } dd { (e.rows.len()) " rows × 4 tiles" }
             dt { "Teams" } dd { (e.teams.len()) }
@@ -119,7 +119,7 @@ fn team(t: &Team) -> Markup {
                         td { (p.capabilities.join(", ")) }
                         td { @if p.sessions.is_empty() { span.muted { "always" } }
                             @for s in &p.sessions {
-                                div { (format!("{:?}", s.day)) " " (s.start) " for " (format::duration(f64::from(s.minutes) * 60.0)) }
+                                div { (format!("{:?}", s.day)) " " (s.start) " for " (format::span(u64::from(s.minutes) * 60)) }
                             } }
                     }
                 } }

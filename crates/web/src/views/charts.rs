@@ -56,6 +56,13 @@ impl Plot {
         format!("0 0 {} {}", self.w, self.h)
     }
 
+    /// The natural width: a chart is drawn at its own size and only
+    /// shrinks (CSS `max-width: 100%`) where the page is narrower, so its
+    /// text keeps one size.
+    fn width(&self) -> String {
+        n(self.w)
+    }
+
     /// Horizontal grid lines with share labels, 0 to `max`.
     fn share_axis(&self, max: f64) -> Markup {
         let ticks = [0.0, 0.5, 1.0];
@@ -63,9 +70,18 @@ impl Plot {
             @for t in ticks {
                 @let y = self.y(max * t, max);
                 line.grid x1=(n(self.left)) x2=(n(self.w - self.right)) y1=(n(y)) y2=(n(y)) {}
-                text.tick x=(n(self.left - 4.0)) y=(n(y + 4.0)) text-anchor="end" { (format::percent(max * t)) }
+                text.tick x=(n(self.left - 4.0)) y=(n(y + 4.0)) text-anchor="end" { (tick_percent(max * t, max)) }
             }
         }
+    }
+}
+
+/// A share axis label: whole percent unless the axis is under 10 %.
+fn tick_percent(v: f64, max: f64) -> String {
+    if max >= 0.1 {
+        format!("{:.0} %", v * 100.0)
+    } else {
+        format!("{:.1} %", v * 100.0)
     }
 }
 
@@ -114,7 +130,7 @@ fn bucket_label(start: u32, width: u32) -> String {
 
 /// A team's points histogram: share of runs per score, with the mean.
 pub fn histogram(series: usize, team: &str, hist: &[(u32, u64)], runs: u64, mean: f64) -> Markup {
-    let plot = Plot::new(640.0, 220.0);
+    let plot = Plot::new(520.0, 200.0);
     let (lo, hi) = match (hist.first(), hist.last()) {
         (Some(a), Some(b)) => (a.0, b.0),
         _ => (0, 0),
@@ -126,7 +142,7 @@ pub fn histogram(series: usize, team: &str, hist: &[(u32, u64)], runs: u64, mean
     let x_of = |v: f64| plot.left + (v - f64::from(lo)) / f64::from(width) * step;
     let label = format!("Points of {team} over {} runs", format::count(runs as i64));
     html! {
-        svg.chart.histogram viewBox=(plot.view_box()) role="img" aria-label=(label) {
+        svg.chart.histogram width=(plot.width()) viewBox=(plot.view_box()) role="img" aria-label=(label) {
             title { (label) }
             (plot.share_axis(top))
             @for (start, count) in &bars {
@@ -161,12 +177,12 @@ fn x_ticks(lo: u32, hi: u32) -> Vec<u32> {
 
 /// One bar group per row: the share of runs in which each team unlocked it.
 pub fn row_reach(teams: &[(&str, &[f64])]) -> Markup {
-    let plot = Plot::new(640.0, 220.0);
+    let plot = Plot::new(1000.0, 220.0);
     let rows = teams.iter().map(|t| t.1.len()).max().unwrap_or(0);
     let group = plot.inner_w() / rows.max(1) as f64;
     let bar = (group - 4.0) / teams.len().max(1) as f64;
     html! {
-        svg.chart.rowreach viewBox=(plot.view_box()) role="img" aria-label="Share of runs in which each row unlocked, per team" {
+        svg.chart.rowreach width=(plot.width()) viewBox=(plot.view_box()) role="img" aria-label="Share of runs in which each row unlocked, per team" {
             title { "Share of runs in which each row unlocked, per team" }
             (plot.share_axis(1.0))
             @for r in 0..rows {
@@ -178,7 +194,7 @@ pub fn row_reach(teams: &[(&str, &[f64])]) -> Markup {
                         title { (name) ", row " (r + 1) ": " (format::percent(rate)) }
                     }
                 }
-                text.tick x=(n(plot.left + group * (r as f64 + 0.5))) y=(n(plot.h - 8.0)) text-anchor="middle" { "row " (r + 1) }
+                text.tick x=(n(plot.left + group * (r as f64 + 0.5))) y=(n(plot.h - 8.0)) text-anchor="middle" { (r + 1) }
             }
             line.axis x1=(n(plot.left)) x2=(n(plot.w - plot.right)) y1=(n(plot.base())) y2=(n(plot.base())) {}
         }
@@ -199,11 +215,11 @@ pub struct RateBar {
 pub fn rate_bars(bars: &[RateBar]) -> Markup {
     let row_h = 26.0;
     let (left, right) = (160.0, 70.0);
-    let w = 640.0;
+    let w = 760.0;
     let h = row_h * bars.len() as f64 + 24.0;
     let x = |v: f64| left + (w - left - right) * v.clamp(0.0, 1.0);
     html! {
-        svg.chart.rates viewBox=(format!("0 0 {w} {h}")) role="img" aria-label="Win rates with 95 % confidence intervals" {
+        svg.chart.rates width=(n(w)) viewBox=(format!("0 0 {w} {h}")) role="img" aria-label="Win rates with 95 % confidence intervals" {
             title { "Win rates with 95 % confidence intervals" }
             @for t in [0.0, 0.25, 0.5, 0.75, 1.0] {
                 line.grid x1=(n(x(t))) x2=(n(x(t))) y1="0" y2=(n(h - 20.0)) {}
@@ -211,7 +227,7 @@ pub fn rate_bars(bars: &[RateBar]) -> Markup {
             }
             @for (i, b) in bars.iter().enumerate() {
                 @let y = row_h * i as f64 + 4.0;
-                text.label x=(n(left - 8.0)) y=(n(y + 14.0)) text-anchor="end" { (b.label) }
+                text.label x=(n(left - 8.0)) y=(n(y + 14.0)) text-anchor="end" { (short(&b.label, 22)) }
                 rect class=(format!("bar s{}", b.series % SERIES)) x=(n(left)) y=(n(y)) width=(n(x(b.rate) - left)) height="18" {
                     title { (b.label) ": " (format::percent(b.rate)) " (95 % CI " (format::percent(b.low)) " – " (format::percent(b.high)) ")" }
                 }
@@ -221,6 +237,18 @@ pub fn rate_bars(bars: &[RateBar]) -> Markup {
                 text.tick x=(n(w - right + 6.0)) y=(n(y + 14.0)) { (format::percent(b.rate)) }
             }
         }
+    }
+}
+
+/// At most `n` characters, with an ellipsis when cut (the bar's title has
+/// the whole label).
+fn short(label: &str, n: usize) -> String {
+    if label.chars().count() <= n {
+        label.to_string()
+    } else {
+        let mut s: String = label.chars().take(n - 1).collect();
+        s.push('…');
+        s
     }
 }
 
@@ -235,7 +263,7 @@ pub struct Series<'a> {
 
 /// Several histograms of the same quantity as lines on one scale.
 pub fn overlay(title: &str, lines: &[Series<'_>]) -> Markup {
-    let plot = Plot::new(640.0, 220.0);
+    let plot = Plot::new(1000.0, 220.0);
     let lo = lines
         .iter()
         .filter_map(|s| s.hist.first())
@@ -272,7 +300,7 @@ pub fn overlay(title: &str, lines: &[Series<'_>]) -> Markup {
                 / (span + f64::from(width))
     };
     html! {
-        svg.chart.overlay viewBox=(plot.view_box()) role="img" aria-label=(title) {
+        svg.chart.overlay width=(plot.width()) viewBox=(plot.view_box()) role="img" aria-label=(title) {
             title { (title) }
             (plot.share_axis(top))
             @for (s, (width, points)) in lines.iter().zip(&shaped) {

@@ -41,6 +41,18 @@ pub fn duration(seconds: f64) -> String {
     }
 }
 
+/// A planned span of time: `48 h`, `1 h 30 min`, `45 min`, `90 s`.
+pub fn span(seconds: u64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    match (h, m, s) {
+        (0, 0, s) => format!("{s} s"),
+        (0, m, 0) => format!("{m} min"),
+        (h, 0, 0) => format!("{h} h"),
+        (h, m, 0) => format!("{h} h {m} min"),
+        _ => duration(seconds as f64),
+    }
+}
+
 /// Seconds since the Unix epoch as `2026-12-01 09:30:05 UTC`.
 pub fn timestamp(epoch_s: f64) -> String {
     let secs = epoch_s.floor() as i64;
@@ -97,6 +109,11 @@ mod tests {
         assert_eq!(duration(4.25), "4.2s");
         assert_eq!(duration(75.2), "1m 15s");
         assert_eq!(duration(3_725.0), "1h 02m 05s");
+        assert_eq!(span(172_800), "48 h");
+        assert_eq!(span(5_400), "1 h 30 min");
+        assert_eq!(span(2_700), "45 min");
+        assert_eq!(span(45), "45 s");
+        assert_eq!(span(90), "1m 30s");
         assert_eq!(timestamp(0.0), "1970-01-01 00:00:00 UTC");
         assert_eq!(timestamp(1_796_117_405.0), "2026-12-01 09:30:05 UTC");
         assert_eq!(timestamp(951_782_400.0), "2000-02-29 00:00:00 UTC");
