@@ -472,7 +472,8 @@ async fn bad_events_say_where_and_save_nothing() {
         assert_eq!(page.status, StatusCode::BAD_REQUEST);
         assert!(page.body.contains("line 3, column 12"), "{}", page.body);
         assert!(
-            page.body.contains("  &quot;start&quot;: oops\n           ^"),
+            page.body
+                .contains("  &quot;start&quot;: oops\n           ^"),
             "{}",
             page.body
         );

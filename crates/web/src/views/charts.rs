@@ -214,8 +214,8 @@ pub struct RateBar {
 /// Horizontal bars with confidence whiskers (win rates).
 pub fn rate_bars(bars: &[RateBar]) -> Markup {
     let row_h = 26.0;
-    let (left, right) = (160.0, 70.0);
-    let w = 760.0;
+    let (left, right) = (150.0, 64.0);
+    let w = 600.0;
     let h = row_h * bars.len() as f64 + 24.0;
     let x = |v: f64| left + (w - left - right) * v.clamp(0.0, 1.0);
     html! {
@@ -227,7 +227,7 @@ pub fn rate_bars(bars: &[RateBar]) -> Markup {
             }
             @for (i, b) in bars.iter().enumerate() {
                 @let y = row_h * i as f64 + 4.0;
-                text.label x=(n(left - 8.0)) y=(n(y + 14.0)) text-anchor="end" { (short(&b.label, 22)) }
+                text.label x=(n(left - 8.0)) y=(n(y + 14.0)) text-anchor="end" { (short(&b.label, 18)) }
                 rect class=(format!("bar s{}", b.series % SERIES)) x=(n(left)) y=(n(y)) width=(n(x(b.rate) - left)) height="18" {
                     title { (b.label) ": " (format::percent(b.rate)) " (95 % CI " (format::percent(b.low)) " – " (format::percent(b.high)) ")" }
                 }
