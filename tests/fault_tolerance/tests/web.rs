@@ -10,6 +10,9 @@
 //! them): without them the test fails saying so. `CHROMEDRIVER` and
 //! `CHROME_BIN` override where they are.
 
+// Helpers outside #[test] fns: clippy's allow-unwrap-in-tests misses them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
