@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use pipeline::status::{BatchStatus, now_s};
+use pipeline::status::{BatchStatus, ellipsis, now_s};
 use store::Store;
 use workload::Summary;
 
@@ -32,7 +32,7 @@ pub async fn status(g: &Global, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{:<36}  {:<24} {:>9} {:>13} {:>8} {:<11} {:>8.1}s {:>10.0}",
             p.batch_id,
-            truncate(&p.name, 24),
+            ellipsis(&p.name, 24),
             p.runs,
             format!("{}/{}", p.completed, p.chunks),
             p.attempts,
@@ -45,16 +45,6 @@ pub async fn status(g: &Global, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n - 1).collect();
-        t.push('…');
-        t
-    }
 }
 
 pub async fn results(g: &Global, args: &ResultsArgs) -> anyhow::Result<ExitCode> {

@@ -133,6 +133,18 @@ pub fn batch_report(workload_json: &str, summary: &Summary) -> Report {
         .unwrap_or_else(|| summary.report())
 }
 
+/// At most `n` characters of `s`, the last one `…` when cut (names in
+/// narrow columns and chart labels).
+pub fn ellipsis(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn now_s() -> f64 {
     std::time::SystemTime::now()
@@ -190,6 +202,13 @@ mod tests {
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["state"], "FAILURE");
         assert_eq!(json["reason"], "chunk 3 failed");
+    }
+
+    #[test]
+    fn long_names_are_cut_with_an_ellipsis() {
+        assert_eq!(ellipsis("short", 5), "short");
+        assert_eq!(ellipsis("longer name", 5), "long…");
+        assert_eq!(ellipsis("ääääää", 3), "ää…");
     }
 
     #[test]

@@ -13,6 +13,8 @@
 
 use std::future::Future;
 
+use serde::Serialize;
+
 use crate::{BatchProgress, Result, Uuid};
 
 /// Which batches a listing shows.
@@ -76,8 +78,8 @@ pub struct ChunkFilter {
     pub limit: i64,
 }
 
-/// One chunk as the console shows it.
-#[derive(Clone, Debug, PartialEq)]
+/// One chunk as the console shows it (and its API serializes it).
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ChunkDetail {
     pub chunk: i32,
     /// `pending`, `running`, `completed` or `failed`.
@@ -112,7 +114,7 @@ pub struct NewEvent {
 }
 
 /// A saved event without its body.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EventInfo {
     pub id: Uuid,
     pub name: String,
@@ -120,7 +122,7 @@ pub struct EventInfo {
     pub rows: i32,
     /// Seconds since the Unix epoch.
     pub created_at: f64,
-    /// Batches that ran it.
+    /// Batches that ran it; an event with any is kept.
     pub batches: i64,
 }
 

@@ -164,36 +164,8 @@ pub struct BatchDetail {
     pub verdict_line: Option<String>,
     pub result: Option<BatchResult>,
     /// The first chunks, by number (`/api/batches/{id}/chunks` pages through all).
-    pub chunks: Vec<ChunkRow>,
+    pub chunks: Vec<ChunkDetail>,
     pub chunks_total: i64,
-}
-
-/// A chunk, as the API shows it.
-#[derive(Clone, Debug, Serialize)]
-pub struct ChunkRow {
-    pub chunk: i32,
-    pub status: String,
-    pub attempts: i32,
-    pub worker: Option<String>,
-    pub last_error: Option<String>,
-    pub updated_at: f64,
-    pub completed_at: Option<f64>,
-    pub lease_remaining_s: Option<f64>,
-}
-
-impl From<ChunkDetail> for ChunkRow {
-    fn from(c: ChunkDetail) -> Self {
-        ChunkRow {
-            chunk: c.chunk,
-            status: c.status,
-            attempts: c.attempts,
-            worker: c.worker,
-            last_error: c.last_error,
-            updated_at: c.updated_at,
-            completed_at: c.completed_at,
-            lease_remaining_s: c.lease_remaining_s,
-        }
-    }
 }
 
 fn not_found(id: Uuid) -> Error {
@@ -256,7 +228,7 @@ pub async fn batch_detail<S: Store + Catalog>(store: &S, id: Uuid) -> Result<Bat
         event,
         verdict_line: store.verdict(id).await?.map(|v| v.line),
         result,
-        chunks: chunks.chunks.into_iter().map(ChunkRow::from).collect(),
+        chunks: chunks.chunks,
         chunks_total: chunks.total,
     })
 }
@@ -264,7 +236,7 @@ pub async fn batch_detail<S: Store + Catalog>(store: &S, id: Uuid) -> Result<Bat
 /// `GET /api/batches/{id}/chunks`.
 #[derive(Clone, Debug, Serialize)]
 pub struct ChunkList {
-    pub chunks: Vec<ChunkRow>,
+    pub chunks: Vec<ChunkDetail>,
     pub total: i64,
 }
 
@@ -294,40 +266,15 @@ pub async fn chunk_list<S: Store + Catalog>(
         )
         .await?;
     Ok(ChunkList {
-        chunks: page.chunks.into_iter().map(ChunkRow::from).collect(),
+        chunks: page.chunks,
         total: page.total,
     })
-}
-
-/// A saved event, as lists show it.
-#[derive(Clone, Debug, Serialize)]
-pub struct EventSummary {
-    pub id: Uuid,
-    pub name: String,
-    pub teams: i32,
-    pub rows: i32,
-    pub created_at: f64,
-    /// Batches that ran it; an event with any is immutable and stays.
-    pub batches: i64,
-}
-
-impl From<EventInfo> for EventSummary {
-    fn from(e: EventInfo) -> Self {
-        EventSummary {
-            id: e.id,
-            name: e.name,
-            teams: e.teams,
-            rows: e.rows,
-            created_at: e.created_at,
-            batches: e.batches,
-        }
-    }
 }
 
 /// `GET /api/events`.
 #[derive(Clone, Debug, Serialize)]
 pub struct EventList {
-    pub events: Vec<EventSummary>,
+    pub events: Vec<EventInfo>,
     pub total: i64,
     pub page: i64,
     pub pages: i64,
@@ -339,7 +286,7 @@ pub async fn event_list<S: Catalog>(store: &S, page: i64) -> Result<EventList> {
         .list_events((page - 1).saturating_mul(EVENTS_PER_PAGE), EVENTS_PER_PAGE)
         .await?;
     Ok(EventList {
-        events: found.events.into_iter().map(EventSummary::from).collect(),
+        events: found.events,
         total: found.total,
         page,
         pages: (found.total + EVENTS_PER_PAGE - 1) / EVENTS_PER_PAGE,
@@ -350,7 +297,7 @@ pub async fn event_list<S: Catalog>(store: &S, page: i64) -> Result<EventList> {
 #[derive(Clone, Debug, Serialize)]
 pub struct EventDetail {
     #[serde(flatten)]
-    pub summary: EventSummary,
+    pub summary: EventInfo,
     pub event: workload::Event,
 }
 
@@ -362,7 +309,7 @@ pub async fn event_detail<S: Catalog>(store: &S, id: Uuid) -> Result<EventDetail
     let event = crate::events::event_of(&stored.workload)
         .ok_or_else(|| Error::Internal(format!("saved event {id} is not a bingo event")))?;
     Ok(EventDetail {
-        summary: stored.info.into(),
+        summary: stored.info,
         event,
     })
 }

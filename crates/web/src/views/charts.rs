@@ -227,7 +227,7 @@ pub fn rate_bars(bars: &[RateBar]) -> Markup {
             }
             @for (i, b) in bars.iter().enumerate() {
                 @let y = row_h * i as f64 + 4.0;
-                text.label x=(n(left - 8.0)) y=(n(y + 14.0)) text-anchor="end" { (short(&b.label, 18)) }
+                text.label x=(n(left - 8.0)) y=(n(y + 14.0)) text-anchor="end" { (pipeline::status::ellipsis(&b.label, 18)) }
                 rect class=(format!("bar s{}", b.series % SERIES)) x=(n(left)) y=(n(y)) width=(n(x(b.rate) - left)) height="18" {
                     title { (b.label) ": " (format::percent(b.rate)) " (95 % CI " (format::percent(b.low)) " – " (format::percent(b.high)) ")" }
                 }
@@ -237,18 +237,6 @@ pub fn rate_bars(bars: &[RateBar]) -> Markup {
                 text.tick x=(n(w - right + 6.0)) y=(n(y + 14.0)) { (format::percent(b.rate)) }
             }
         }
-    }
-}
-
-/// At most `n` characters, with an ellipsis when cut (the bar's title has
-/// the whole label).
-fn short(label: &str, n: usize) -> String {
-    if label.chars().count() <= n {
-        label.to_string()
-    } else {
-        let mut s: String = label.chars().take(n - 1).collect();
-        s.push('…');
-        s
     }
 }
 
