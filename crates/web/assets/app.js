@@ -18,7 +18,11 @@
 
   function refresh(el) {
     fetch(el.dataset.live, { credentials: "same-origin", headers: { Accept: "text/html" } })
-      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (r) {
+        // Signed out meanwhile: the whole page goes to the login form.
+        if (r.redirected) { window.location.reload(); return Promise.reject("signed out"); }
+        return r.ok ? r.text() : Promise.reject(r.status);
+      })
       .then(function (html) {
         var t = document.createElement("template");
         t.innerHTML = html.trim();

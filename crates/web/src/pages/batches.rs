@@ -84,8 +84,8 @@ fn table(list: &BatchList, q: &BatchQuery) -> Markup {
                     table.batches {
                         thead { tr {
                             th { span.sr { "compare" } }
-                            th { "Name" } th { "Event" } th { "Progress" } th.num { "Runs/s" }
-                            th.num { "Elapsed" } th.num { "Attempts" } th { "Verdict" }
+                            th { "Name" } th.opt { "Event" } th { "Progress" } th.num.opt { "Runs/s" }
+                            th.num.opt { "Elapsed" } th.num.opt { "Attempts" } th { "Verdict" }
                         } }
                         tbody {
                             @for b in &list.batches {
@@ -94,11 +94,11 @@ fn table(list: &BatchList, q: &BatchQuery) -> Markup {
                                     td { input type="checkbox" name="b" value=(s.batch_id) aria-label=(format!("compare {}", s.name)); }
                                     td.name { a href=(format!("/batches/{}", s.batch_id)) { (s.name) }
                                         div.muted.small { (format::count(s.runs)) " runs · " (format::timestamp(s.created_at)) } }
-                                    td { @match &b.event_name { Some(n) => (n), None => span.muted { (b.workload) } } }
+                                    td.opt { @match &b.event_name { Some(n) => (n), None => span.muted { (b.workload) } } }
                                     td { (widgets::progress(s)) }
-                                    td.num { (format::rate(s.runs_per_s)) }
-                                    td.num { (format::duration(s.elapsed_s)) }
-                                    td.num { (widgets::attempts(s)) }
+                                    td.num.opt { (format::rate(s.runs_per_s)) }
+                                    td.num.opt { (format::duration(s.elapsed_s)) }
+                                    td.num.opt { (widgets::attempts(s)) }
                                     td { (widgets::state_badge(s.state))
                                         @if let Some(r) = &s.reason { div.reason { (r) } } }
                                 }
