@@ -123,6 +123,8 @@ pub enum Command {
     Metadata(MetadataArgs),
     /// Measure the pipeline against the real services: simulation limit, end to end, scaling, overhead, aggregator drain, peak RSS.
     Bench(BenchArgs),
+    /// Serve the web console: batches, results as charts, new batch, events, compare; JSON under /api/.
+    Web(web::WebArgs),
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ mod observe;
 mod services;
 mod shutdown;
 mod submit_cmd;
+mod web_cmd;
 
 use std::process::ExitCode;
 
@@ -56,5 +57,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Results(args) => inspect::results(g, args).await,
         Command::Metadata(args) => inspect::metadata(g, args),
         Command::Bench(args) => bench::run(g, args).await,
+        Command::Web(args) => web_cmd::run(g, args).await,
     }
 }
