@@ -83,6 +83,10 @@ pub struct Global {
     /// Serve Prometheus metrics on this address (e.g. 0.0.0.0:9100).
     #[arg(long, global = true, env = "METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub secret_files: crate::secrets::SecretFiles,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

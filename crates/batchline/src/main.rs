@@ -8,9 +8,11 @@ mod connect;
 mod inspect;
 mod metadata;
 mod observe;
+mod secrets;
 mod services;
 mod shutdown;
 mod submit_cmd;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -39,7 +41,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
+    secrets::apply(&mut cli.global)?;
     let g = &cli.global;
     match &cli.command {
         Command::Demo(args) => services::demo(g, args).await,

@@ -41,7 +41,7 @@ pub mod rabbit;
 
 pub use error::{Error, Result};
 pub use memory::{MemoryBroker, MemoryConfig, MemoryConsumer};
-pub use rabbit::{QueueStats, RabbitBroker, RabbitConfig, RabbitConsumer};
+pub use rabbit::{QueueStats, RabbitBroker, RabbitConfig, RabbitConsumer, RabbitTls};
 
 /// Default time a message waits in [`Queue::Retry`] before it goes back to
 /// [`Queue::Work`].

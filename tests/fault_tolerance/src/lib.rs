@@ -13,6 +13,8 @@
 //! - [`expect`]: aggregates computed in-process, to compare with Postgres.
 //! - [`slots`]: at most [`slots::MAX_STACKS`] stacks at once per test binary.
 //! - [`services`]: restarting the shared RabbitMQ and Postgres (drill 6).
+//! - [`tls`]: a throwaway PKI and a TLS-terminating proxy in front of the
+//!   shared services, for the TLS drills.
 //!
 //! # Isolation and parallelism
 //! Every [`Stack`] has a random schema, queue prefix and temp dir, so tests
@@ -46,6 +48,7 @@ pub mod process;
 pub mod services;
 pub mod slots;
 pub mod stack;
+pub mod tls;
 pub mod verdict;
 
 pub use binary::{CliOutput, batchline_bin, run_cli};
