@@ -8,6 +8,7 @@ mod connect;
 mod inspect;
 mod metadata;
 mod observe;
+mod probes;
 mod secrets;
 mod services;
 mod shutdown;

@@ -7,12 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use broker::RabbitBroker;
 use pipeline::aggregator::{self, AggregatorConfig};
 use pipeline::executor::{self, ExecutorConfig};
 use pipeline::faults::Faults;
+use pipeline::health::{Health, Watched};
 use pipeline::sweeper::SweeperConfig;
 use pipeline::telemetry::StageStats;
 use pipeline::verifier::{self, LineSink, VerifierConfig};
+use store::PgStore;
 
 use crate::cli::{
     AggregatorArgs, DemoArgs, ExecutorArgs, FaultArgs, Global, VerifierArgs, WorkloadKind,
@@ -23,6 +26,18 @@ fn faults(args: &FaultArgs) -> anyhow::Result<Faults> {
     Ok(Faults::parse(&args.fail_chunks, &args.crash_points)?)
 }
 
+/// Connects the stage's store and broker and marks the process connected;
+/// the broker it returns marks it consuming once the stage subscribes.
+async fn connect_watched(
+    g: &Global,
+    health: &Health,
+) -> anyhow::Result<(PgStore, Watched<RabbitBroker>)> {
+    let store = connect::store(g).await?;
+    let broker = connect::broker(g).await?;
+    health.set_ready("connected", true);
+    Ok((store, Watched::new(broker, health.clone())))
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -31,10 +46,10 @@ fn cores() -> usize {
 
 pub async fn executor(g: &Global, args: &ExecutorArgs) -> anyhow::Result<ExitCode> {
     let faults = faults(&args.faults)?;
-    observe::init_metrics(g.metrics_addr)?;
+    let health = Health::new();
+    observe::init_metrics(g.metrics_addr, &health).await?;
     let token = shutdown::on_signals();
-    let store = connect::store(g).await?;
-    let broker = connect::broker(g).await?;
+    let (store, broker) = connect_watched(g, &health).await?;
     let concurrency = args.concurrency.unwrap_or_else(cores).max(1);
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
     let cfg = ExecutorConfig {
@@ -66,10 +81,10 @@ pub async fn executor(g: &Global, args: &ExecutorArgs) -> anyhow::Result<ExitCod
 
 pub async fn aggregator(g: &Global, args: &AggregatorArgs) -> anyhow::Result<ExitCode> {
     let faults = faults(&args.faults)?;
-    observe::init_metrics(g.metrics_addr)?;
+    let health = Health::new();
+    observe::init_metrics(g.metrics_addr, &health).await?;
     let token = shutdown::on_signals();
-    let store = connect::store(g).await?;
-    let broker = connect::broker(g).await?;
+    let (store, broker) = connect_watched(g, &health).await?;
     let cfg = AggregatorConfig {
         data_dir: g.worker_data_dir.join("aggregator"),
         prefetch: args.prefetch.max(1),
@@ -85,10 +100,10 @@ pub async fn aggregator(g: &Global, args: &AggregatorArgs) -> anyhow::Result<Exi
 
 pub async fn verifier(g: &Global, args: &VerifierArgs) -> anyhow::Result<ExitCode> {
     let faults = faults(&args.faults)?;
-    observe::init_metrics(g.metrics_addr)?;
+    let health = Health::new();
+    observe::init_metrics(g.metrics_addr, &health).await?;
     let token = shutdown::on_signals();
-    let store = connect::store(g).await?;
-    let broker = connect::broker(g).await?;
+    let (store, broker) = connect_watched(g, &health).await?;
     let cfg = VerifierConfig {
         spot_checks: args.spot_checks,
         faults,

@@ -13,6 +13,8 @@
 //!   re-simulated runs; one verdict and one line per batch.
 //! - [`demo`]: the embedded mode's wiring (in-process broker, SQLite) and
 //!   its crash-and-rebuild scenario.
+//! - [`health`]: liveness and readiness of a process, behind `/healthz`
+//!   and `/readyz`.
 //! - [`telemetry`], [`faults`], `retry`, `common`: what the stages share.
 //!
 //! Stages are generic over the [`broker::Broker`] and [`store::Store`]
@@ -25,6 +27,7 @@ pub mod demo;
 mod error;
 pub mod executor;
 pub mod faults;
+pub mod health;
 pub mod messages;
 mod retry;
 pub mod submit;

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use fault_tolerance::tls::{Pki, TlsProxy, Upstream, Validity, server_config};
-use fault_tolerance::{CliOutput, Stack, database_url, rabbitmq_url, run_cli};
+use fault_tolerance::{CliOutput, Stack, database_url, rabbitmq_url, run_cli, service_addr};
 use uuid::Uuid;
 
 use common::{PATIENCE, start_pipeline};
@@ -21,21 +21,9 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// Where the shared services listen, from the test URLs.
 fn service_addrs() -> (SocketAddr, SocketAddr) {
     (
-        addr_of(&database_url(), 5432),
-        addr_of(&rabbitmq_url(), 5672),
+        service_addr(&database_url(), 5432),
+        service_addr(&rabbitmq_url(), 5672),
     )
-}
-
-fn addr_of(url: &str, default_port: u16) -> SocketAddr {
-    use std::net::ToSocketAddrs;
-    let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("{url:?}: {e}"));
-    let host = parsed.host_str().unwrap_or("127.0.0.1");
-    let port = parsed.port().unwrap_or(default_port);
-    (host, port)
-        .to_socket_addrs()
-        .unwrap_or_else(|e| panic!("cannot resolve {host}:{port}: {e}"))
-        .next()
-        .unwrap_or_else(|| panic!("{host}:{port} resolves to nothing"))
 }
 
 fn pg_url(proxy: &TlsProxy, mode: &str, ca: &str) -> String {
