@@ -2,9 +2,13 @@
 //! stderr (no panic, no backtrace) and a non-zero exit within seconds. A
 //! hang fails the test (run_cli's time limit).
 
+mod common;
+
 use std::time::Duration;
 
 use fault_tolerance::{CliOutput, database_url, rabbitmq_url, run_cli};
+
+use common::DropSchema;
 use uuid::Uuid;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -100,29 +104,5 @@ fn unreachable_rabbitmq_is_a_one_line_error() {
     ] {
         let out = run_cli(args, &e, LIMIT);
         assert_clean_error(&out, "RabbitMQ");
-    }
-}
-
-/// Drops the schema a test created, pass or fail.
-struct DropSchema(String);
-
-impl Drop for DropSchema {
-    fn drop(&mut self) {
-        use sqlx::Connection;
-        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0);
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&database_url()).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut conn)
-                    .await;
-                let _ = conn.close().await;
-            }
-        });
     }
 }

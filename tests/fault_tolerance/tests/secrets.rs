@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use fault_tolerance::http::{free_addr, get};
+use fault_tolerance::services::run;
 use fault_tolerance::{Stack, database_url, rabbitmq_url, run_cli, service_addr};
 use uuid::Uuid;
 
@@ -21,18 +22,9 @@ use common::{PATIENCE, start_pipeline};
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn rabbitmqctl(args: &[&str]) -> String {
-    let out = Command::new("rabbitmqctl")
-        .arg("-q")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("this drill needs rabbitmqctl (a throwaway user): {e}"));
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut all = vec!["-q"];
+    all.extend_from_slice(args);
+    run("rabbitmqctl", &all)
 }
 
 /// A RabbitMQ user with every permission on `/`, deleted on drop.
@@ -63,7 +55,7 @@ fn psql(sql: &str) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("a runtime");
+        .unwrap_or_else(|e| panic!("a runtime: {e}"));
     rt.block_on(async {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(&database_url())

@@ -14,7 +14,7 @@ use fault_tolerance::tls::{Pki, TlsProxy, Upstream, Validity, server_config};
 use fault_tolerance::{CliOutput, Stack, database_url, rabbitmq_url, run_cli, service_addr};
 use uuid::Uuid;
 
-use common::{PATIENCE, start_pipeline};
+use common::{DropSchema, PATIENCE, start_pipeline};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -24,6 +24,21 @@ fn service_addrs() -> (SocketAddr, SocketAddr) {
         service_addr(&database_url(), 5432),
         service_addr(&rabbitmq_url(), 5672),
     )
+}
+
+/// Three proxies to `upstream` with certificates signed by `pki`: the
+/// right one (for 127.0.0.1), one for `other_name` only, an expired one.
+fn three_proxies(pki: &Pki, upstream: Upstream, other_name: &str) -> [TlsProxy; 3] {
+    [
+        (&["127.0.0.1"], Validity::Current),
+        (&[other_name], Validity::Current),
+        (&["127.0.0.1"], Validity::Expired),
+    ]
+    .map(|(names, validity): (&[&str; 1], Validity)| {
+        let label = format!("server-{}", Uuid::new_v4().simple());
+        let cert = pki.issue(&label, names, validity);
+        TlsProxy::start(upstream, server_config(&cert, None))
+    })
 }
 
 fn pg_url(proxy: &TlsProxy, mode: &str, ca: &str) -> String {
@@ -113,39 +128,6 @@ fn the_pipeline_runs_end_to_end_over_tls() {
     );
 }
 
-/// A private schema for commands that would migrate if they connected;
-/// dropped at the end, pass or fail.
-struct Schema(String);
-
-impl Schema {
-    fn new() -> Schema {
-        Schema(format!(
-            "ft_tls_{}",
-            &Uuid::new_v4().simple().to_string()[..12]
-        ))
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        use sqlx::Connection;
-        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0);
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&database_url()).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut conn)
-                    .await;
-            }
-        });
-    }
-}
-
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
@@ -159,14 +141,13 @@ fn postgres_refuses_a_wrong_ca_a_wrong_name_an_expired_certificate_and_a_missing
     let good = Pki::new(dir.path(), "good");
     let other = Pki::new(dir.path(), "other");
     let (pg, _) = service_addrs();
-    let schema = Schema::new();
-    let proxy = |names: &[&str], validity| {
-        let cert = good.issue(&format!("pg-{}", Uuid::new_v4().simple()), names, validity);
-        TlsProxy::start(Upstream::Postgres(pg), server_config(&cert, None))
-    };
-    let right = proxy(&["127.0.0.1"], Validity::Current);
-    let wrong_name = proxy(&["db.example.test"], Validity::Current);
-    let expired = proxy(&["127.0.0.1"], Validity::Expired);
+    // A private schema: were a connection to succeed, status would migrate it.
+    let schema = DropSchema(format!(
+        "ft_tls_{}",
+        &Uuid::new_v4().simple().to_string()[..12]
+    ));
+    let [right, wrong_name, expired] =
+        three_proxies(&good, Upstream::Postgres(pg), "db.example.test");
     let good_ca = good.ca_file().display().to_string();
     let other_ca = other.ca_file().display().to_string();
 
@@ -226,17 +207,8 @@ fn rabbitmq_refuses_a_wrong_ca_a_wrong_name_an_expired_certificate_and_bad_files
     let good = Pki::new(dir.path(), "good");
     let other = Pki::new(dir.path(), "other");
     let (_, rabbit) = service_addrs();
-    let proxy = |names: &[&str], validity| {
-        let cert = good.issue(
-            &format!("amqp-{}", Uuid::new_v4().simple()),
-            names,
-            validity,
-        );
-        TlsProxy::start(Upstream::Amqp(rabbit), server_config(&cert, None))
-    };
-    let right = proxy(&["127.0.0.1"], Validity::Current);
-    let wrong_name = proxy(&["mq.example.test"], Validity::Current);
-    let expired = proxy(&["127.0.0.1"], Validity::Expired);
+    let [right, wrong_name, expired] =
+        three_proxies(&good, Upstream::Amqp(rabbit), "mq.example.test");
     let good_ca = good.ca_file().display().to_string();
     let other_ca = other.ca_file().display().to_string();
     let not_pem = dir.path().join("not-a-certificate.pem");

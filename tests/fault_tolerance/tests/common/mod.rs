@@ -93,3 +93,29 @@ pub fn mismatched_result(batch: Uuid) -> Vec<u8> {
     };
     encode(&m)
 }
+
+/// Drops the schema a test created, pass or fail.
+pub struct DropSchema(pub String);
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0);
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            if let Ok(mut conn) =
+                sqlx::PgConnection::connect(&fault_tolerance::database_url()).await
+            {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await;
+                let _ = conn.close().await;
+            }
+        });
+    }
+}
