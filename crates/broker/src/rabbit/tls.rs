@@ -32,7 +32,7 @@ impl RabbitTls {
     pub fn with_ca_pem(mut self, pem: &[u8]) -> Result<Self> {
         certificates(pem, "CA file")?;
         let text = std::str::from_utf8(pem)
-            .map_err(|_| Error::Config("CA file: PEM must be ASCII text".into()))?;
+            .map_err(|_| Error::config("CA file: PEM must be ASCII text"))?;
         self.ca_pem = Some(text.to_owned());
         Ok(self)
     }
@@ -42,7 +42,7 @@ impl RabbitTls {
     pub fn with_client_identity(mut self, cert_pem: &[u8], key_pem: &[u8]) -> Result<Self> {
         certificates(cert_pem, "client certificate file")?;
         PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
-            Error::Config(format!("client key file: no usable PEM private key ({e})"))
+            Error::config(format!("client key file: no usable PEM private key ({e})"))
         })?;
         self.identity = Some(ClientIdentity {
             cert_pem: cert_pem.to_vec(),
@@ -83,11 +83,11 @@ impl fmt::Debug for RabbitTls {
 fn certificates(pem: &[u8], what: &str) -> Result<usize> {
     let mut count = 0;
     for cert in CertificateDer::pem_slice_iter(pem) {
-        cert.map_err(|e| Error::Config(format!("{what}: malformed PEM certificate ({e})")))?;
+        cert.map_err(|e| Error::config(format!("{what}: malformed PEM certificate ({e})")))?;
         count += 1;
     }
     if count == 0 {
-        return Err(Error::Config(format!(
+        return Err(Error::config(format!(
             "{what}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it"
         )));
     }
@@ -107,7 +107,7 @@ mod tests {
     #[test]
     fn a_pem_without_certificates_is_refused() {
         let error = RabbitTls::default().with_ca_pem(b"hello").unwrap_err();
-        assert!(matches!(error, Error::Config(_)), "{error}");
+        assert!(matches!(error, Error::Config { .. }), "{error}");
         assert!(error.to_string().contains("no PEM certificate"), "{error}");
     }
 
