@@ -20,34 +20,9 @@ fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Non-zero exit, an `error:` line, no panic or backtrace.
+/// Non-zero exit, one `error:` line mentioning `mentions`, no panic.
 fn assert_clean_error(out: &CliOutput, mentions: &str) {
-    assert!(!out.success(), "must fail: {out:?}");
-    assert!(
-        out.code.is_some(),
-        "exited, not killed by a signal: {out:?}"
-    );
-    assert!(
-        !out.stderr.contains("panicked") && !out.stderr.contains("stack backtrace"),
-        "no panic: {}",
-        out.stderr
-    );
-    let errors: Vec<&str> = out
-        .stderr_lines()
-        .into_iter()
-        .filter(|l| l.starts_with("error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "exactly one error line: {}", out.stderr);
-    assert!(
-        errors[0].contains(mentions),
-        "the error line should mention {mentions:?}: {}",
-        errors[0]
-    );
-    assert!(
-        out.stdout.trim().is_empty(),
-        "nothing on stdout: {}",
-        out.stdout
-    );
+    common::assert_one_line_error(out, &[mentions]);
 }
 
 #[test]

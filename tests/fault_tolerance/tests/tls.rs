@@ -11,10 +11,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use fault_tolerance::tls::{Pki, TlsProxy, Upstream, Validity, server_config};
-use fault_tolerance::{CliOutput, Stack, database_url, rabbitmq_url, run_cli, service_addr};
+use fault_tolerance::{Stack, database_url, rabbitmq_url, run_cli, service_addr};
 use uuid::Uuid;
 
-use common::{DropSchema, PATIENCE, start_pipeline};
+use common::{DropSchema, PATIENCE, assert_one_line_error, start_pipeline};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -50,38 +50,6 @@ fn pg_url(proxy: &TlsProxy, mode: &str, ca: &str) -> String {
 
 fn amqps_url(proxy: &TlsProxy) -> String {
     format!("amqps://guest:guest@127.0.0.1:{}/%2f", proxy.addr.port())
-}
-
-/// Non-zero exit, one `error:` line mentioning every word of `mentions`,
-/// no panic, nothing on stdout.
-fn assert_one_line_error(out: &CliOutput, mentions: &[&str]) {
-    assert!(
-        !out.success() && out.code.is_some(),
-        "must exit non-zero: {out:?}"
-    );
-    assert!(
-        !out.stderr.contains("panicked") && !out.stderr.contains("backtrace"),
-        "no panic: {}",
-        out.stderr
-    );
-    let errors: Vec<&str> = out
-        .stderr_lines()
-        .into_iter()
-        .filter(|l| l.starts_with("error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "exactly one error line: {}", out.stderr);
-    for word in mentions {
-        assert!(
-            errors[0].to_lowercase().contains(&word.to_lowercase()),
-            "the error should mention {word:?}: {}",
-            errors[0]
-        );
-    }
-    assert!(
-        out.stdout.trim().is_empty(),
-        "nothing on stdout: {}",
-        out.stdout
-    );
 }
 
 #[test]
