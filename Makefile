@@ -9,6 +9,7 @@ export RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
 
 .PHONY: chaos chaos-stack help test fmt lint build release
 .PHONY: bin up up-detached down logs ps check-metadata view-metadata status results demo bench chaos check-compose test-drill
+.PHONY: check-kubernetes
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -20,6 +21,7 @@ test: ## formatting, lints, and every test (needs Postgres and RabbitMQ)
 	$(CARGO) test --workspace
 	$(MAKE) --no-print-directory test-drill
 	$(MAKE) --no-print-directory check-compose
+	$(MAKE) --no-print-directory check-kubernetes
 
 fmt: ## format the code
 	$(CARGO) fmt --all
@@ -108,3 +110,6 @@ test-drill: ## tests of the drill's process manager (scripts/stack.sh) with a fa
 
 check-compose: ## validate docker-compose.yml, Dockerfile and deploy/ against .env.example and the workspace
 	python3 scripts/check-compose.py
+
+check-kubernetes: ## validate deploy/kubernetes/ against the binary's --help, the served probe paths and the bench's RSS (needs a debug build)
+	python3 scripts/check-kubernetes.py --bin $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug/batchline

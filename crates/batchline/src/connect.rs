@@ -7,14 +7,16 @@ use broker::{RabbitBroker, RabbitConfig};
 use store::{PgStore, Store};
 
 use crate::cli::Global;
+use crate::tls;
 
 /// Connects to Postgres (in the configured schema) and applies migrations.
 pub async fn store(global: &Global) -> anyhow::Result<PgStore> {
+    tls::check_postgres_files(&global.database_url)?;
     let store = match &global.db_schema {
         Some(schema) => PgStore::connect_with_schema(&global.database_url, schema).await,
         None => PgStore::connect(&global.database_url).await,
     }
-    .context("cannot connect to Postgres (DATABASE_URL)")?;
+    .context("cannot connect to Postgres (DATABASE_URL or DATABASE_URL_FILE)")?;
     store.migrate().await.context("cannot apply migrations")?;
     Ok(store)
 }
@@ -28,7 +30,8 @@ pub async fn broker(global: &Global) -> anyhow::Result<RabbitBroker> {
     config.prefix = global.queue_prefix.clone();
     config.retry_delay = Duration::from_millis(global.retry_delay_ms);
     config.delivery_limit = global.delivery_limit;
-    RabbitBroker::connect(config)
-        .await
-        .context("cannot connect to RabbitMQ (RABBITMQ_URL or RABBITMQ_HOST/PORT/USER/PASS)")
+    config.tls = tls::rabbit_tls(&global.tls)?;
+    RabbitBroker::connect(config).await.context(
+        "cannot connect to RabbitMQ (RABBITMQ_URL[_FILE] or RABBITMQ_HOST/PORT/USER/PASS[_FILE])",
+    )
 }

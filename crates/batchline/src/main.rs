@@ -8,9 +8,12 @@ mod connect;
 mod inspect;
 mod metadata;
 mod observe;
+mod probes;
+mod secrets;
 mod services;
 mod shutdown;
 mod submit_cmd;
+mod tls;
 mod web_cmd;
 
 use std::process::ExitCode;
@@ -40,7 +43,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
+    secrets::apply(&mut cli.global)?;
     let g = &cli.global;
     match &cli.command {
         Command::Demo(args) => services::demo(g, args).await,
