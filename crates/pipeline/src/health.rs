@@ -9,17 +9,12 @@
 //!   idle stage looks dead.
 //! - The wiring and the stage mark readiness conditions with
 //!   [`Health::set_ready`]: for a stage `connected` (RabbitMQ and Postgres
-//!   answer) and `consuming` (state rebuilt and its consumer subscribed),
-//!   and `false` again when one is lost. A condition is declared by its
-//!   first `set_ready`.
+//!   answer; the binary) and [`CONSUMING`] (state rebuilt and its consumer
+//!   subscribed; the stage runtime, [`crate::stage`]), and `false` again
+//!   when one is lost. A condition is declared by its first `set_ready`.
 //! - The probe server (the binary) asks [`Health::alive`] for `/healthz` and
 //!   [`Health::ready`] for `/readyz`, and answers 200 on [`Probe::Pass`],
 //!   503 with the reasons on [`Probe::Fail`].
-//!
-//! [`Watched`] wraps a [`Broker`] to set `consuming` for stages that do not
-//! call `Health` themselves. It cannot beat for their loops: a consume loop
-//! that is busy (every slot taken) or idle does not call the broker, so
-//! only the loop itself can say it turns.
 //!
 //! Time is tokio's, so tests run it on a paused clock.
 
@@ -27,7 +22,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use broker::{Broker, Message, Queue};
 use tokio::time::Instant;
 
 /// How long a loop may go without a beat before `/healthz` fails: far above
@@ -124,48 +118,13 @@ fn probe(reasons: Vec<String>) -> Probe {
     }
 }
 
-/// The readiness condition [`Watched`] sets once a consumer is subscribed.
+/// The readiness condition the stage runtime sets once its consumer is
+/// subscribed (and clears when it stops).
 pub const CONSUMING: &str = "consuming";
-
-/// A [`Broker`] that sets the readiness condition [`CONSUMING`] once a
-/// consumer is subscribed (a stage subscribes after its state is rebuilt).
-/// Everything else passes through.
-#[derive(Clone, Debug)]
-pub struct Watched<B> {
-    inner: B,
-    health: Health,
-}
-
-impl<B: Broker> Watched<B> {
-    /// Wraps `inner`; declares `consuming` as not yet true.
-    pub fn new(inner: B, health: Health) -> Self {
-        health.set_ready(CONSUMING, false);
-        Self { inner, health }
-    }
-}
-
-impl<B: Broker> Broker for Watched<B> {
-    type Consumer = B::Consumer;
-
-    async fn publish(&self, messages: Vec<Message>) -> broker::Result<()> {
-        self.inner.publish(messages).await
-    }
-
-    async fn consume(&self, queue: Queue, prefetch: u16) -> broker::Result<Self::Consumer> {
-        let consumer = self.inner.consume(queue, prefetch).await?;
-        self.health.set_ready(CONSUMING, true);
-        Ok(consumer)
-    }
-
-    async fn queue_depth(&self, queue: Queue) -> broker::Result<u64> {
-        self.inner.queue_depth(queue).await
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use broker::{Consumer, MemoryBroker, MemoryConfig};
 
     #[tokio::test(start_paused = true)]
     async fn a_loop_that_stops_beating_fails_liveness_and_recovers() {
@@ -196,22 +155,5 @@ mod tests {
         assert_eq!(health.ready(), Probe::Pass);
         health.set_ready("connected", false);
         assert_eq!(health.ready(), Probe::Fail(vec!["not connected".into()]));
-    }
-
-    #[tokio::test]
-    async fn a_watched_broker_is_ready_once_consuming() {
-        let health = Health::new();
-        health.set_ready("connected", true);
-        let broker = Watched::new(MemoryBroker::new(MemoryConfig::default()), health.clone());
-        assert_eq!(health.ready(), Probe::Fail(vec!["not consuming".into()]));
-
-        let mut consumer = broker.consume(Queue::Work, 1).await.unwrap();
-        assert_eq!(health.ready(), Probe::Pass);
-        broker
-            .publish(vec![Message::new(Queue::Work, "m1", b"x".to_vec())])
-            .await
-            .unwrap();
-        let delivery = consumer.next().await.unwrap();
-        assert_eq!(delivery.msg_id.as_deref(), Some("m1"));
     }
 }
