@@ -3,14 +3,16 @@
 //! chunk result, and only then ack.
 //!
 //! Crash reasoning (the crash table in `docs/architecture.md`): a crash
-//! after the claim leaves a lease that expires (the redelivered message
-//! finds it live and takes the delayed retry path until then); a crash
-//! after the commit makes the redelivered message find the chunk completed,
-//! and its stored result is re-published with the same msg_id; a stale
-//! owner's commit is fenced by the attempt number it claimed with. While
-//! this executor holds a claim it renews the lease ([`lease`]), so a chunk
-//! may take longer than the lease; a frozen or dead process renews nothing
-//! and its chunks pass on when it runs out.
+//! after the claim leaves the chunk running under a lease, but this
+//! process's claims are tied to its database session
+//! ([`store::Store::hold_claims`]), so the redelivered message finds the
+//! holder gone and takes the chunk at once (attempt + 1); a crash after the
+//! commit makes the redelivered message find the chunk completed, and its
+//! stored result is re-published with the same msg_id; a frozen or
+//! partitioned owner keeps its session, so its chunk passes on only when
+//! the lease runs out, and its late commit is fenced by the attempt number
+//! it claimed with. While this executor holds a claim it renews the lease
+//! ([`lease`]), so a slow chunk is never taken from a live executor.
 //!
 //! Pipelining: `concurrency` bounds the chunks *simulating* at once (the
 //! blocking threads), not the chunks in flight. A chunk gives its simulation
@@ -63,6 +65,11 @@ pub async fn run<B: Broker, S: Store>(
 ) -> Result<()> {
     let cfg = settings.resolve()?;
     tracing::info!(concurrency = cfg.concurrency, worker = %cfg.worker_id, "executor starting");
+    // Our chunks pass on the moment this process is gone, not a lease later.
+    retrying("hold claims", &shutdown, || async {
+        Ok(store.hold_claims().await?)
+    })
+    .await?;
     let sweeper = (!settings.no_sweeper).then(|| {
         let sweep = settings.sweeper.resolve(cfg.lease);
         tokio::spawn(sweeper::run(
