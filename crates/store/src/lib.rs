@@ -15,6 +15,8 @@
 //! - `chunk_rows`: the check, shared by both, that a chunk's run rows are
 //!   exactly the runs it owns;
 //! - `outcome`: the byte layout of a run's outcome, shared by both;
+//! - [`partition`]: a batch's aggregator partition (a stable hash of its
+//!   id), the partition count fixed at migrate, and the epoch [`Fence`];
 //! - `error`: [`Error`], and the mapping of sqlx errors to it (connection
 //!   loss, timeouts and lock contention are retryable; the driver's error is
 //!   kept as the source).
@@ -43,12 +45,14 @@ pub mod chunk;
 mod chunk_rows;
 mod error;
 mod outcome;
+pub mod partition;
 pub mod postgres;
 pub mod sqlite;
 
 pub use catalog::Catalog;
 pub use chunk::ChunkStatus;
 pub use error::{Error, Result, Source};
+pub use partition::Fence;
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
 
@@ -161,6 +165,46 @@ pub enum AttemptFailure {
     Exhausted { attempts: i32 },
     /// The claim was lost meanwhile; nothing changed.
     Fenced,
+}
+
+/// What saving an aggregate did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Saved {
+    /// Saved now.
+    Saved,
+    /// An aggregate was saved before (the first write wins): nothing changed.
+    AlreadySaved,
+    /// The fence's epoch is no longer the partition's: nothing changed.
+    Fenced,
+}
+
+/// One aggregator partition, for `batchline partitions`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartitionInfo {
+    pub partition: u16,
+    pub epoch: i64,
+    /// The replica holding the epoch; `None` before any, or after it let go.
+    pub owner: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub owned_since: Option<f64>,
+    /// Batches of the partition without an aggregate yet.
+    pub open_batches: i64,
+    pub handovers: i64,
+    pub last_handover_at: Option<f64>,
+    /// `start`, `failover` (the previous owner never let go: it died or
+    /// froze), or what the previous owner said when it let go (`rebalance`,
+    /// `shutdown`, `fenced`).
+    pub last_handover_cause: Option<String>,
+}
+
+/// An aggregator replica that announced itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplicaInfo {
+    pub replica: String,
+    /// Seconds since its last heartbeat, by the database's clock.
+    pub silent_s: f64,
+    /// Partitions whose epoch it holds.
+    pub partitions: Vec<u16>,
 }
 
 /// A verdict to record for a batch.
@@ -316,13 +360,15 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn summarize_new_runs(&self) -> impl Future<Output = Result<Option<i64>>> + Send;
 
     /// Stores the batch's aggregate. Idempotent: the first write wins and
-    /// later ones change nothing.
+    /// later ones change nothing. With a `fence`, only while the fence's
+    /// epoch is still its partition's (checked in the same statement).
     fn save_batch_result(
         &self,
         batch_id: Uuid,
         result: &str,
         duplicates_dropped: i64,
-    ) -> impl Future<Output = Result<()>> + Send;
+        fence: Option<Fence>,
+    ) -> impl Future<Output = Result<Saved>> + Send;
 
     /// The aggregate and its duplicates-dropped count, if aggregated.
     fn batch_result(
@@ -370,6 +416,60 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<(Uuid, String)>>> + Send;
+
+    /// The partition count, fixed when the database was first migrated:
+    /// `wanted` (or [`partition::DEFAULT_PARTITIONS`]) on a new database; on
+    /// one that has partitions, [`Error::Config`] if `wanted` differs.
+    /// Batches created before partitions existed get theirs. Idempotent.
+    fn init_partitions(&self, wanted: Option<u16>) -> impl Future<Output = Result<u16>> + Send;
+
+    /// The partition count ([`Error::Config`] before `init_partitions`).
+    fn partitions(&self) -> impl Future<Output = Result<u16>> + Send;
+
+    /// Makes `owner` the partition's owner under a new epoch, and returns
+    /// it: every effect of an earlier owner is fenced from now on.
+    fn take_partition(
+        &self,
+        partition: u16,
+        owner: &str,
+    ) -> impl Future<Output = Result<Fence>> + Send;
+
+    /// The owner under `fence` lets go, saying why; `false` (nothing done)
+    /// when the fence is stale.
+    fn release_partition(
+        &self,
+        fence: Fence,
+        cause: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Whether `fence` is still its partition's current epoch.
+    fn holds_partition(&self, fence: Fence) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The partition's changelog: the stored results of the completed chunks
+    /// of its open batches (those without an aggregate), as
+    /// `(batch, chunk, result)`. What a new owner rebuilds from.
+    fn partition_changelog(
+        &self,
+        partition: u16,
+    ) -> impl Future<Output = Result<Vec<(Uuid, i32, String)>>> + Send;
+
+    /// Batches of the partition with an aggregate but no verdict.
+    fn aggregated_without_verdict(
+        &self,
+        partition: u16,
+    ) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
+
+    /// Records that aggregator `replica` is alive.
+    fn replica_heartbeat(&self, replica: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Replicas heard from within `within`, with the partitions each owns.
+    fn live_replicas(
+        &self,
+        within: Duration,
+    ) -> impl Future<Output = Result<Vec<ReplicaInfo>>> + Send;
+
+    /// Every partition's owner, epoch, open batches and last hand-over.
+    fn partition_status(&self) -> impl Future<Output = Result<Vec<PartitionInfo>>> + Send;
 
     /// Progress of one batch, or of the newest `limit` batches when `None`.
     fn progress(

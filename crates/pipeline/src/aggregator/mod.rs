@@ -300,7 +300,7 @@ impl<B: Broker, S: Store> Aggregator<B, S> {
             retrying("save aggregate", &self.shutdown, || async {
                 Ok(self
                     .store
-                    .save_batch_result(batch_id, &result, duplicates as i64)
+                    .save_batch_result(batch_id, &result, duplicates as i64, None)
                     .await?)
             })
             .await?;

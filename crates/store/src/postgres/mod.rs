@@ -11,7 +11,9 @@ mod catalog;
 mod chunks;
 mod copy_rows;
 mod holder;
+mod partitions;
 
+use std::sync::atomic::AtomicU16;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,8 +25,9 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 use crate::chunk::failure_reason;
 use crate::error::{from_migrate, from_pg};
 use crate::{
-    AttemptFailure, Batch, BatchProgress, ChunkRef, Claim, Completion, Error, NewBatch, Result,
-    RunRows, Store, Uuid, Verdict, VerdictRecord, outcome,
+    AttemptFailure, Batch, BatchProgress, ChunkRef, Claim, Completion, Error, Fence, NewBatch,
+    PartitionInfo, ReplicaInfo, Result, RunRows, Saved, Store, Uuid, Verdict, VerdictRecord,
+    outcome,
 };
 use holder::Holder;
 
@@ -61,6 +64,9 @@ pub struct PgStore {
     schema: Option<String>,
     /// This process's claim holder lock, once [`Store::hold_claims`] took it.
     holder: Arc<Mutex<Option<Holder>>>,
+    /// The partition count once read (0 before): it changes only while no
+    /// batch exists.
+    partitions: Arc<AtomicU16>,
 }
 
 impl PgStore {
@@ -128,6 +134,7 @@ impl PgStore {
             pool,
             schema: options.schema,
             holder: Arc::default(),
+            partitions: Arc::default(),
         })
     }
 
@@ -248,7 +255,8 @@ impl Store for PgStore {
         MIGRATOR
             .run(&self.pool)
             .await
-            .map_err(|e| from_migrate(e, from_pg))
+            .map_err(|e| from_migrate(e, from_pg))?;
+        self.init_partition_rows(None).await.map(|_| ())
     }
 
     async fn hold_claims(&self) -> Result<()> {
@@ -262,11 +270,12 @@ impl Store for PgStore {
     }
 
     async fn create_batches(&self, batches: &[NewBatch]) -> Result<()> {
+        let partitions = self.partition_count().await?;
         let mut tx = self.pool.begin().await.map_err(from_pg)?;
         for b in batches {
             sqlx::query(
-                "INSERT INTO batches (id, name, workload, seed, runs, chunk_size, chunks)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO batches (id, name, workload, seed, runs, chunk_size, chunks, partition)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(b.id)
             .bind(&b.name)
@@ -275,6 +284,7 @@ impl Store for PgStore {
             .bind(b.runs)
             .bind(b.chunk_size)
             .bind(b.chunks())
+            .bind(partitions::column(crate::partition::of(b.id, partitions)))
             .execute(&mut *tx)
             .await
             .map_err(from_pg)?;
@@ -463,18 +473,10 @@ impl Store for PgStore {
         batch_id: Uuid,
         result: &str,
         duplicates_dropped: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO batch_results (batch_id, result, duplicates_dropped)
-             VALUES ($1, $2, $3) ON CONFLICT (batch_id) DO NOTHING",
-        )
-        .bind(batch_id)
-        .bind(result)
-        .bind(duplicates_dropped)
-        .execute(&self.pool)
-        .await
-        .map_err(from_pg)?;
-        Ok(())
+        fence: Option<Fence>,
+    ) -> Result<Saved> {
+        self.save_result(batch_id, result, duplicates_dropped, fence)
+            .await
     }
 
     async fn batch_result(&self, batch_id: Uuid) -> Result<Option<(String, i64)>> {
@@ -628,6 +630,46 @@ impl Store for PgStore {
             .into_iter()
             .map(|(id, chunk, error)| (id, failure_reason(chunk, error.as_deref())))
             .collect())
+    }
+
+    async fn init_partitions(&self, wanted: Option<u16>) -> Result<u16> {
+        self.init_partition_rows(wanted).await
+    }
+
+    async fn partitions(&self) -> Result<u16> {
+        self.partition_count().await
+    }
+
+    async fn take_partition(&self, partition: u16, owner: &str) -> Result<Fence> {
+        self.take(partition, owner).await
+    }
+
+    async fn release_partition(&self, fence: Fence, cause: &str) -> Result<bool> {
+        self.release(fence, cause).await
+    }
+
+    async fn holds_partition(&self, fence: Fence) -> Result<bool> {
+        self.holds(fence).await
+    }
+
+    async fn partition_changelog(&self, partition: u16) -> Result<Vec<(Uuid, i32, String)>> {
+        self.changelog(partition).await
+    }
+
+    async fn aggregated_without_verdict(&self, partition: u16) -> Result<Vec<Uuid>> {
+        self.unverified(partition).await
+    }
+
+    async fn replica_heartbeat(&self, replica: &str) -> Result<()> {
+        self.heartbeat(replica).await
+    }
+
+    async fn live_replicas(&self, within: Duration) -> Result<Vec<ReplicaInfo>> {
+        self.replicas(within).await
+    }
+
+    async fn partition_status(&self) -> Result<Vec<PartitionInfo>> {
+        self.status().await
     }
 
     async fn progress(&self, batch_id: Option<Uuid>, limit: i64) -> Result<Vec<BatchProgress>> {

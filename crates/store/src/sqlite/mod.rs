@@ -10,6 +10,8 @@
 //! clock; a run's outcome is a BLOB in the layout of [`crate::outcome`].
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU16;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::TryStreamExt;
@@ -23,11 +25,13 @@ use sqlx::sqlite::{
 use crate::chunk::failure_reason;
 use crate::error::{from_migrate, from_sqlite};
 use crate::{
-    AttemptFailure, Batch, BatchProgress, ChunkRef, Claim, Completion, Error, NewBatch, Result,
-    RunRows, Store, Uuid, Verdict, VerdictRecord, outcome,
+    AttemptFailure, Batch, BatchProgress, ChunkRef, Claim, Completion, Error, Fence, NewBatch,
+    PartitionInfo, ReplicaInfo, Result, RunRows, Saved, Store, Uuid, Verdict, VerdictRecord,
+    outcome,
 };
 
 mod chunks;
+mod partitions;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -38,6 +42,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The partition count once read (0 before): it changes only while no
+    /// batch exists.
+    partitions: Arc<AtomicU16>,
 }
 
 impl SqliteStore {
@@ -78,7 +85,10 @@ impl SqliteStore {
                     },
                 }
             })?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            partitions: Arc::default(),
+        })
     }
 
     /// Closes the pool, waiting for connections in use to come back.
@@ -113,7 +123,8 @@ impl Store for SqliteStore {
         MIGRATOR
             .run(&self.pool)
             .await
-            .map_err(|e| from_migrate(e, from_sqlite))
+            .map_err(|e| from_migrate(e, from_sqlite))?;
+        self.init_partition_rows(None).await.map(|_| ())
     }
 
     async fn hold_claims(&self) -> Result<()> {
@@ -122,11 +133,12 @@ impl Store for SqliteStore {
 
     async fn create_batches(&self, batches: &[NewBatch]) -> Result<()> {
         let now = now();
+        let partitions = self.partition_count().await?;
         let mut tx = self.begin_immediate().await?;
         for b in batches {
             sqlx::query(
-                "INSERT INTO batches (id, name, workload, seed, runs, chunk_size, chunks, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO batches (id, name, workload, seed, runs, chunk_size, chunks, created_at, partition)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(b.id)
             .bind(&b.name)
@@ -136,6 +148,7 @@ impl Store for SqliteStore {
             .bind(b.chunk_size)
             .bind(b.chunks())
             .bind(now)
+            .bind(i32::from(crate::partition::of(b.id, partitions)))
             .execute(&mut *tx)
             .await
             .map_err(from_sqlite)?;
@@ -282,19 +295,10 @@ impl Store for SqliteStore {
         batch_id: Uuid,
         result: &str,
         duplicates_dropped: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO batch_results (batch_id, result, duplicates_dropped, created_at)
-             VALUES (?, ?, ?, ?) ON CONFLICT (batch_id) DO NOTHING",
-        )
-        .bind(batch_id)
-        .bind(result)
-        .bind(duplicates_dropped)
-        .bind(now())
-        .execute(&self.pool)
-        .await
-        .map_err(from_sqlite)?;
-        Ok(())
+        fence: Option<Fence>,
+    ) -> Result<Saved> {
+        self.save_result(batch_id, result, duplicates_dropped, fence)
+            .await
     }
 
     async fn batch_result(&self, batch_id: Uuid) -> Result<Option<(String, i64)>> {
@@ -444,6 +448,46 @@ impl Store for SqliteStore {
             .into_iter()
             .map(|(id, chunk, error)| (id, failure_reason(chunk, error.as_deref())))
             .collect())
+    }
+
+    async fn init_partitions(&self, wanted: Option<u16>) -> Result<u16> {
+        self.init_partition_rows(wanted).await
+    }
+
+    async fn partitions(&self) -> Result<u16> {
+        self.partition_count().await
+    }
+
+    async fn take_partition(&self, partition: u16, owner: &str) -> Result<Fence> {
+        self.take(partition, owner).await
+    }
+
+    async fn release_partition(&self, fence: Fence, cause: &str) -> Result<bool> {
+        self.release(fence, cause).await
+    }
+
+    async fn holds_partition(&self, fence: Fence) -> Result<bool> {
+        self.holds(fence).await
+    }
+
+    async fn partition_changelog(&self, partition: u16) -> Result<Vec<(Uuid, i32, String)>> {
+        self.changelog(partition).await
+    }
+
+    async fn aggregated_without_verdict(&self, partition: u16) -> Result<Vec<Uuid>> {
+        self.unverified(partition).await
+    }
+
+    async fn replica_heartbeat(&self, replica: &str) -> Result<()> {
+        self.heartbeat(replica).await
+    }
+
+    async fn live_replicas(&self, within: Duration) -> Result<Vec<ReplicaInfo>> {
+        self.replicas(within).await
+    }
+
+    async fn partition_status(&self) -> Result<Vec<PartitionInfo>> {
+        self.status().await
     }
 
     async fn progress(&self, batch_id: Option<Uuid>, limit: i64) -> Result<Vec<BatchProgress>> {

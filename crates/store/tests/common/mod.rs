@@ -12,8 +12,8 @@ use std::ops::Range;
 use std::time::Duration;
 
 use store::{
-    AttemptFailure, Batch, ChunkRef, Claim, Completion, Error, NewBatch, RunRows, Store, Uuid,
-    Verdict, VerdictRecord,
+    AttemptFailure, Batch, ChunkRef, Claim, Completion, Error, Fence, NewBatch, RunRows, Saved,
+    Store, Uuid, Verdict, VerdictRecord, partition,
 };
 
 /// One `#[tokio::test]` per conformance case, each run through `$runner`
@@ -38,6 +38,10 @@ macro_rules! conformance_tests {
             stalled_batches,
             failed_batches_without_verdict,
             progress_counts,
+            partitions_are_fixed_when_batches_exist,
+            epochs_fence_a_partitions_earlier_owners,
+            the_changelog_holds_the_open_batches_results,
+            replicas_announce_themselves_with_what_they_own,
         );
     };
     ($runner:ident: $($case:ident),* $(,)?) => {
@@ -446,8 +450,14 @@ pub async fn expired_lease_without_attempts_left_fails<S: Store>(s: S) {
 pub async fn batch_result_first_write_wins<S: Store>(s: S) {
     let b = create(&s, "result", 10, 10).await;
     assert_eq!(s.batch_result(b.id).await.unwrap(), None);
-    s.save_batch_result(b.id, "first", 2).await.unwrap();
-    s.save_batch_result(b.id, "second", 5).await.unwrap();
+    assert_eq!(
+        s.save_batch_result(b.id, "first", 2, None).await.unwrap(),
+        Saved::Saved
+    );
+    assert_eq!(
+        s.save_batch_result(b.id, "second", 5, None).await.unwrap(),
+        Saved::AlreadySaved
+    );
     assert_eq!(
         s.batch_result(b.id).await.unwrap(),
         Some(("first".into(), 2))
@@ -630,7 +640,7 @@ pub async fn stalled_batches<S: Store>(s: S) {
         vec![(done.id, 2)]
     );
 
-    s.save_batch_result(done.id, "agg", 0).await.unwrap();
+    s.save_batch_result(done.id, "agg", 0, None).await.unwrap();
     tokio::time::sleep(deadline + PAST_LEASE).await;
     assert_eq!(
         s.take_stalled_batches(deadline, 10).await.unwrap(),
@@ -690,7 +700,7 @@ pub async fn progress_counts<S: Store>(s: S) {
     );
     assert_eq!(p.created_at, b.created_at);
 
-    s.save_batch_result(b.id, "agg", 0).await.unwrap();
+    s.save_batch_result(b.id, "agg", 0, None).await.unwrap();
     let verdict = Verdict {
         success: false,
         reason: "chunk 2 failed: broken".into(),
@@ -719,4 +729,174 @@ pub async fn progress_counts<S: Store>(s: S) {
     assert_eq!((all[1].pending, all[1].attempts), (1, 0));
     assert_eq!(s.progress(None, 1).await.unwrap().len(), 1);
     assert_eq!(s.progress(Some(Uuid::new_v4()), 10).await.unwrap(), vec![]);
+}
+
+pub async fn partitions_are_fixed_when_batches_exist<S: Store>(s: S) {
+    // A migrated store has the default count, and asking for it is a no-op.
+    assert_eq!(s.partitions().await.unwrap(), partition::DEFAULT_PARTITIONS);
+    assert_eq!(s.init_partitions(None).await.unwrap(), 16);
+    // No batch yet: the count may still be chosen.
+    assert_eq!(s.init_partitions(Some(4)).await.unwrap(), 4);
+    assert!(matches!(
+        s.init_partitions(Some(0)).await,
+        Err(Error::Config { .. })
+    ));
+    s.create_batches(&[new_batch("fixed", 10, 10)])
+        .await
+        .unwrap();
+    assert_eq!(s.init_partitions(Some(4)).await.unwrap(), 4);
+    assert!(matches!(
+        s.init_partitions(Some(8)).await,
+        Err(Error::Config { .. })
+    ));
+    assert_eq!(s.partition_status().await.unwrap().len(), 4);
+}
+
+pub async fn epochs_fence_a_partitions_earlier_owners<S: Store>(s: S) {
+    let b = new_batch("fenced", 10, 10);
+    s.create_batches(std::slice::from_ref(&b)).await.unwrap();
+    let p = partition::of(b.id, s.partitions().await.unwrap());
+    let first = s.take_partition(p, "r1").await.unwrap();
+    let second = s.take_partition(p, "r2").await.unwrap();
+    assert_eq!(second.epoch, first.epoch + 1);
+    assert!(!s.holds_partition(first).await.unwrap());
+    assert!(s.holds_partition(second).await.unwrap());
+    // The stale owner's aggregate changes nothing; the owner's is saved once.
+    assert_eq!(
+        s.save_batch_result(b.id, "stale", 1, Some(first))
+            .await
+            .unwrap(),
+        Saved::Fenced
+    );
+    assert_eq!(s.batch_result(b.id).await.unwrap(), None);
+    assert_eq!(
+        s.save_batch_result(b.id, "owner", 2, Some(second))
+            .await
+            .unwrap(),
+        Saved::Saved
+    );
+    assert_eq!(
+        s.save_batch_result(b.id, "again", 3, Some(second))
+            .await
+            .unwrap(),
+        Saved::AlreadySaved
+    );
+    assert_eq!(
+        s.batch_result(b.id).await.unwrap(),
+        Some(("owner".into(), 2))
+    );
+    // Hand-over causes: a taker that finds an owner that never let go is a
+    // fail-over; one that let go says why.
+    let info = |all: Vec<store::PartitionInfo>| all.into_iter().find(|i| i.partition == p).unwrap();
+    let now = info(s.partition_status().await.unwrap());
+    assert_eq!(now.owner.as_deref(), Some("r2"));
+    assert_eq!(now.last_handover_cause.as_deref(), Some("failover"));
+    assert!(!s.release_partition(first, "rebalance").await.unwrap());
+    assert!(s.release_partition(second, "rebalance").await.unwrap());
+    assert_eq!(info(s.partition_status().await.unwrap()).owner, None);
+    let third = s.take_partition(p, "r1").await.unwrap();
+    let now = info(s.partition_status().await.unwrap());
+    assert_eq!(now.last_handover_cause.as_deref(), Some("rebalance"));
+    assert_eq!((now.epoch, now.handovers), (third.epoch, 3));
+    let other = (p + 1) % s.partitions().await.unwrap();
+    let start = s.take_partition(other, "r1").await.unwrap();
+    assert_eq!(
+        start,
+        Fence {
+            partition: other,
+            epoch: 1
+        }
+    );
+    let started = info_of(&s, other).await;
+    assert_eq!(started.last_handover_cause.as_deref(), Some("start"));
+}
+
+async fn info_of<S: Store>(s: &S, p: u16) -> store::PartitionInfo {
+    s.partition_status()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.partition == p)
+        .unwrap()
+}
+
+pub async fn the_changelog_holds_the_open_batches_results<S: Store>(s: S) {
+    let count = s.partitions().await.unwrap();
+    // Two batches in one partition (found by trying ids).
+    let mut batches = Vec::new();
+    let target = loop {
+        let b = new_batch("log", 30, 10);
+        let p = partition::of(b.id, count);
+        if batches.iter().any(|(q, _): &(u16, NewBatch)| *q == p) {
+            batches.push((p, b));
+            break p;
+        }
+        batches.push((p, b));
+    };
+    let ours: Vec<NewBatch> = batches
+        .into_iter()
+        .filter(|(p, _)| *p == target)
+        .map(|(_, b)| b)
+        .collect();
+    s.create_batches(&ours).await.unwrap();
+    for b in &ours {
+        let batch = s.batch(b.id).await.unwrap().unwrap();
+        for chunk in [0, 2] {
+            claim_and_complete(&s, &batch, chunk).await;
+        }
+    }
+    let mut log = s.partition_changelog(target).await.unwrap();
+    log.sort();
+    let mut want: Vec<(Uuid, i32, String)> = ours
+        .iter()
+        .flat_map(|b| [(b.id, 0, "r0".to_owned()), (b.id, 2, "r2".to_owned())])
+        .collect();
+    want.sort();
+    assert_eq!(log, want);
+    assert!(
+        s.partition_changelog((target + 1) % count)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // An aggregated batch leaves the changelog and waits for its verdict.
+    s.save_batch_result(ours[0].id, "agg", 0, None)
+        .await
+        .unwrap();
+    let log = s.partition_changelog(target).await.unwrap();
+    assert!(log.iter().all(|(id, _, _)| *id == ours[1].id), "{log:?}");
+    assert_eq!(
+        s.aggregated_without_verdict(target).await.unwrap(),
+        vec![ours[0].id]
+    );
+    let verdict = Verdict {
+        success: true,
+        reason: String::new(),
+        line: "SUCCESS".into(),
+    };
+    s.record_verdict(ours[0].id, &verdict).await.unwrap();
+    assert!(
+        s.aggregated_without_verdict(target)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(info_of(&s, target).await.open_batches, 1);
+}
+
+pub async fn replicas_announce_themselves_with_what_they_own<S: Store>(s: S) {
+    s.replica_heartbeat("r1").await.unwrap();
+    s.replica_heartbeat("r2").await.unwrap();
+    s.replica_heartbeat("r1").await.unwrap();
+    s.take_partition(3, "r2").await.unwrap();
+    s.take_partition(1, "r2").await.unwrap();
+    let live = s.live_replicas(LONG).await.unwrap();
+    let summary: Vec<(&str, Vec<u16>)> = live
+        .iter()
+        .map(|r| (r.replica.as_str(), r.partitions.clone()))
+        .collect();
+    assert_eq!(summary, vec![("r1", vec![]), ("r2", vec![1, 3])]);
+    assert!(live.iter().all(|r| r.silent_s >= 0.0 && r.silent_s < 60.0));
+    tokio::time::sleep(PAST_LEASE).await;
+    assert!(s.live_replicas(LEASE).await.unwrap().is_empty());
 }

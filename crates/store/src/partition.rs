@@ -1,0 +1,76 @@
+//! The aggregator's partitions: where a batch's chunk results go, and the
+//! epoch that fences a partition's owner.
+//!
+//! A batch's partition is a stable hash of its id ([`of`]) modulo the
+//! partition count, which is fixed when the database is migrated
+//! ([`DEFAULT_PARTITIONS`] unless asked otherwise) and stored with it: every
+//! process reads it from there, so every publisher of results (executor,
+//! sweeper) and every aggregator agree. The hash must never change between
+//! versions, or results of open batches would go where no state waits for
+//! them; a golden-value test pins it.
+
+use uuid::Uuid;
+
+/// Partitions of a new database.
+pub const DEFAULT_PARTITIONS: u16 = 16;
+
+/// Most partitions a database may have (queue and directory names carry
+/// two digits: `p00` … `p99`).
+pub const MAX_PARTITIONS: u16 = 100;
+
+/// A partition's ownership at one moment: effects of its owner outside its
+/// own disk count only while the partition's epoch is still `epoch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Fence {
+    pub partition: u16,
+    pub epoch: i64,
+}
+
+/// The partition of `batch` among `count` partitions: FNV-1a (64 bit) over
+/// the id's 16 bytes, modulo `count`.
+pub fn of(batch: Uuid, count: u16) -> u16 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = batch
+        .as_bytes()
+        .iter()
+        .fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME));
+    (hash % u64::from(count.max(1))) as u16
+}
+
+/// A partition's name in queue and directory names: `p07`.
+pub fn name(partition: u16) -> String {
+    format!("p{partition:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_never_changes() {
+        // Stored batches and queued results depend on these values.
+        let ids = [
+            Uuid::nil(),
+            Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+            Uuid::from_u128(u128::MAX),
+        ];
+        let got: Vec<u16> = ids.iter().map(|id| of(*id, 16)).collect();
+        assert_eq!(got, [5, 5, 5]);
+        let got: Vec<u16> = ids.iter().map(|id| of(*id, 7)).collect();
+        assert_eq!(got, [0, 4, 5]);
+        let got: Vec<u16> = (0..10).map(|i| of(Uuid::from_u128(i), 16)).collect();
+        assert_eq!(got, [5, 2, 15, 12, 9, 6, 3, 0, 13, 10]);
+    }
+
+    #[test]
+    fn batches_spread_over_every_partition() {
+        let mut seen = [0u32; 16];
+        for i in 0..16_000u128 {
+            seen[usize::from(of(Uuid::from_u128(i * 0x9e37_79b9_7f4a_7c15), 16))] += 1;
+        }
+        assert!(seen.iter().all(|n| (700..1300).contains(n)), "{seen:?}");
+        assert_eq!(of(Uuid::new_v4(), 1), 0);
+        assert_eq!(name(7), "p07");
+    }
+}
