@@ -116,15 +116,6 @@ pub fn ladder(rows: usize, threshold: u32, duration: u32) -> Event {
 
 const DROPS: [&str; 4] = ["d0", "d1", "d2", "d3"];
 const CAPABILITIES: [&str; 3] = ["c0", "c1", "c2"];
-const DAYS: [Weekday; 7] = [
-    Weekday::Mon,
-    Weekday::Tue,
-    Weekday::Wed,
-    Weekday::Thu,
-    Weekday::Fri,
-    Weekday::Sat,
-    Weekday::Sun,
-];
 const STRATEGIES: [Strategy; 3] = [
     Strategy::RowUnlocking,
     Strategy::Greedy,
@@ -268,7 +259,7 @@ fn random_player(r: &mut RunRng, p: u32) -> Player {
 }
 
 fn random_day(r: &mut RunRng) -> Weekday {
-    DAYS[r.below(7) as usize]
+    Weekday::ALL[r.below(7) as usize]
 }
 
 /// A time of day to the minute (hour drawn first).
