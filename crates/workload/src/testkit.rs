@@ -114,8 +114,11 @@ pub fn ladder(rows: usize, threshold: u32, duration: u32) -> Event {
     )
 }
 
+/// The drop keys random activities grant.
 const DROPS: [&str; 4] = ["d0", "d1", "d2", "d3"];
+/// The capabilities random players may hold.
 const CAPABILITIES: [&str; 3] = ["c0", "c1", "c2"];
+/// Every strategy, so random teams cover them all.
 const STRATEGIES: [Strategy; 3] = [
     Strategy::RowUnlocking,
     Strategy::Greedy,
@@ -258,6 +261,7 @@ fn random_player(r: &mut RunRng, p: u32) -> Player {
     }
 }
 
+/// A day of the week, uniformly.
 fn random_day(r: &mut RunRng) -> Weekday {
     Weekday::ALL[r.below(7) as usize]
 }
