@@ -14,9 +14,9 @@ use crate::format::RowEncoder;
 use crate::fsutil::{remove_if_exists, sync_dir};
 use crate::key::{DATA_SUFFIX, TMP_SUFFIX, data_path, key_of, validate_key, validate_msg_id};
 use crate::lock::DirLock;
-use crate::rebuild::rebuild_key;
+use crate::rebuild::{Rebuilt, rebuild_key};
 use crate::state::KeyedState;
-use crate::tombstones::{TOMBSTONE_LOG, TombstoneLog};
+use crate::tombstones::{Loaded, TOMBSTONE_LOG, TombstoneLog};
 
 /// Key files kept open for appending before clean ones are closed.
 pub const DEFAULT_MAX_OPEN_FILES: usize = 256;
@@ -77,6 +77,60 @@ pub struct RebuildReport {
     pub quarantined: Vec<QuarantinedLine>,
 }
 
+impl RebuildReport {
+    /// A report that starts with what the tombstone log held and lost;
+    /// logs lost tombstones, since those keys could be started again.
+    fn from_tombstones(loaded: &Loaded) -> Self {
+        if !loaded.corrupt.is_empty() {
+            tracing::error!(lines = ?loaded.corrupt, "tombstone lines failed their CRC: those keys are no longer known as completed");
+        }
+        RebuildReport {
+            tombstones: loaded.keys.len(),
+            tombstone_lines_dropped: loaded.corrupt.len() as u64 + u64::from(loaded.torn),
+            quarantined: loaded
+                .corrupt
+                .iter()
+                .map(|&line| QuarantinedLine {
+                    file: TOMBSTONE_LOG.to_owned(),
+                    line,
+                })
+                .collect(),
+            ..RebuildReport::default()
+        }
+    }
+
+    /// Counts one live key rebuilt from its file.
+    fn add_key<S>(&mut self, key: &str, r: &Rebuilt<S>) {
+        self.keys += 1;
+        self.rows += r.rows;
+        self.duplicates += r.duplicates;
+        self.corrupt += r.quarantined.len() as u64;
+        self.quarantined
+            .extend(r.quarantined.iter().map(|&line| QuarantinedLine {
+                file: format!("{key}{DATA_SUFFIX}"),
+                line,
+            }));
+        if r.truncated {
+            self.truncated += 1;
+            self.truncated_keys.push(key.to_owned());
+        }
+    }
+
+    /// Logs the totals of a finished rebuild of `dir`.
+    fn log(&self, dir: &Path) {
+        tracing::info!(
+            dir = %dir.display(),
+            keys = self.keys,
+            rows = self.rows,
+            truncated = self.truncated,
+            corrupt = self.corrupt,
+            duplicates = self.duplicates,
+            tombstones = self.tombstones,
+            "state rebuilt"
+        );
+    }
+}
+
 struct Entry<S> {
     state: S,
     seen: HashSet<Box<str>>,
@@ -94,6 +148,20 @@ impl<S: Default> Default for Entry<S> {
             seen: HashSet::new(),
             rows: 0,
             duplicates: 0,
+            writer: None,
+            dirty: false,
+        }
+    }
+}
+
+impl<S> Entry<S> {
+    /// A live key as its rebuild left it, with no file open yet.
+    fn rebuilt(r: Rebuilt<S>) -> Self {
+        Entry {
+            state: r.state,
+            seen: r.seen,
+            rows: r.rows,
+            duplicates: r.duplicates,
             writer: None,
             dirty: false,
         }
@@ -146,74 +214,20 @@ impl<S: KeyedState> StatefulWorkerManager<S> {
         fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
         let lock = DirLock::acquire(&dir)?;
         let (tombstones, loaded) = TombstoneLog::load(&dir)?;
-        let mut report = RebuildReport {
-            tombstones: loaded.keys.len(),
-            tombstone_lines_dropped: loaded.corrupt.len() as u64 + u64::from(loaded.torn),
-            quarantined: loaded
-                .corrupt
-                .iter()
-                .map(|&line| QuarantinedLine {
-                    file: TOMBSTONE_LOG.to_owned(),
-                    line,
-                })
-                .collect(),
-            ..RebuildReport::default()
-        };
-        if !loaded.corrupt.is_empty() {
-            tracing::error!(lines = ?loaded.corrupt, "tombstone lines failed their CRC: those keys are no longer known as completed");
-        }
-
-        let mut keys = Vec::new();
-        let mut dir_changed = false;
-        for dirent in fs::read_dir(&dir).map_err(Error::io(&dir))? {
-            let dirent = dirent.map_err(Error::io(&dir))?;
-            let name = dirent.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if key_of(name, TMP_SUFFIX).is_some() {
-                // An interrupted rewrite: the original is still in place.
-                let path = dirent.path();
-                remove_if_exists(&path).map_err(|source| Error::WriteFailed { path, source })?;
-                dir_changed = true;
-            } else if let Some(key) = key_of(name, DATA_SUFFIX) {
-                keys.push(key.to_owned());
-            }
-        }
-        keys.sort_unstable();
-
+        let mut report = RebuildReport::from_tombstones(&loaded);
+        let (keys, mut dir_changed) = list_keys(&dir)?;
         let mut live = HashMap::with_capacity(keys.len());
         for key in keys {
             if loaded.keys.contains(&key) {
-                let path = data_path(&dir, &key);
-                remove_if_exists(&path).map_err(|source| Error::WriteFailed { path, source })?;
+                remove_rebuild_leftover(data_path(&dir, &key))?;
                 tracing::info!(key, "deleted the leftover file of a completed key");
                 report.leftovers_removed += 1;
                 dir_changed = true;
                 continue;
             }
             let r = rebuild_key::<S>(&dir, &key)?;
-            report.keys += 1;
-            report.rows += r.rows;
-            report.duplicates += r.duplicates;
-            report.corrupt += r.quarantined.len() as u64;
-            report
-                .quarantined
-                .extend(r.quarantined.iter().map(|&line| QuarantinedLine {
-                    file: format!("{key}{DATA_SUFFIX}"),
-                    line,
-                }));
-            if r.truncated {
-                report.truncated += 1;
-                report.truncated_keys.push(key.clone());
-            }
-            let entry = Entry {
-                state: r.state,
-                seen: r.seen,
-                rows: r.rows,
-                duplicates: r.duplicates,
-                writer: None,
-                dirty: false,
-            };
-            live.insert(key, entry);
+            report.add_key(&key, &r);
+            live.insert(key, Entry::rebuilt(r));
         }
         if dir_changed {
             sync_dir(&dir).map_err(|source| Error::WriteFailed {
@@ -221,16 +235,7 @@ impl<S: KeyedState> StatefulWorkerManager<S> {
                 source,
             })?;
         }
-        tracing::info!(
-            dir = %dir.display(),
-            keys = report.keys,
-            rows = report.rows,
-            truncated = report.truncated,
-            corrupt = report.corrupt,
-            duplicates = report.duplicates,
-            tombstones = report.tombstones,
-            "state rebuilt"
-        );
+        report.log(&dir);
         let manager = StatefulWorkerManager {
             dir,
             _lock: lock,
@@ -517,6 +522,33 @@ impl<S: KeyedState> StatefulWorkerManager<S> {
             entry.writer = Some(BufWriter::new(file));
         }
     }
+}
+
+/// The keys that have a file in `dir`, sorted, after removing the temp
+/// files of interrupted rewrites; says whether it removed any.
+fn list_keys(dir: &Path) -> Result<(Vec<String>, bool)> {
+    let mut keys = Vec::new();
+    let mut removed = false;
+    for dirent in fs::read_dir(dir).map_err(Error::io(dir))? {
+        let dirent = dirent.map_err(Error::io(dir))?;
+        let name = dirent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if key_of(name, TMP_SUFFIX).is_some() {
+            // An interrupted rewrite: the original is still in place.
+            remove_rebuild_leftover(dirent.path())?;
+            removed = true;
+        } else if let Some(key) = key_of(name, DATA_SUFFIX) {
+            keys.push(key.to_owned());
+        }
+    }
+    keys.sort_unstable();
+    Ok((keys, removed))
+}
+
+/// Deletes a file the rebuild found left over by a crash.
+fn remove_rebuild_leftover(path: PathBuf) -> Result<()> {
+    remove_if_exists(&path).map_err(|source| Error::WriteFailed { path, source })?;
+    Ok(())
 }
 
 /// Records why the manager is unusable and returns the error to report.

@@ -6,16 +6,7 @@ use workload::{Event, Report, Workload, WorkloadSpec};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runs = std::env::args().nth(1).map_or(Ok(2000), |s| s.parse())?;
-    let days = [
-        Weekday::Mon,
-        Weekday::Tue,
-        Weekday::Wed,
-        Weekday::Thu,
-        Weekday::Fri,
-        Weekday::Sat,
-        Weekday::Sun,
-    ];
-    for day in days {
+    for day in Weekday::ALL {
         for hour in [0, 12, 18] {
             let mut event = Event::spring_league();
             event.start.day = day;

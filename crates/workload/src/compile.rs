@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use crate::event::{Event, RollScope, Strategy};
+use crate::event::{Activity, AttemptDef, Event, Player, RollScope, Strategy, Tile, TileRule};
 use crate::validate::TILES_PER_ROW;
 
 /// Largest group size any band table covers (a team has at most 64 players).
@@ -167,79 +167,141 @@ impl Model {
     }
 }
 
+/// Compiles an event that [`crate::validate::validate`] accepted.
+pub fn compile(event: &Event) -> Model {
+    let keys = Keys::of(event);
+    let acts = Activities::compile(event, &keys.drops);
+    let board = Board::compile(event, &keys, &acts);
+    let orders = Orders::compile(&board.tiles, keys.drops.len());
+    let shared_from = shared_from(&board.tiles, event.rows.len());
+    let roster = Roster::compile(event, &keys.capabilities);
+    Model {
+        threshold: event.unlock_threshold,
+        rows: event.rows.len() as u32,
+        max_points: board.tiles.iter().map(|t| t.points).sum(),
+        tiles: board.tiles,
+        row_by_points: board.row_by_points,
+        rules: board.rules,
+        activities: acts.activities,
+        defs: acts.defs,
+        outcomes: acts.outcomes,
+        grants: acts.grants,
+        modifiers: board.modifiers,
+        def_weights: board.def_weights,
+        bands: acts.bands,
+        drop_tiles: orders.drop_tiles,
+        drop_tiles_greedy: orders.drop_tiles_greedy,
+        tiles_by_points: orders.tiles_by_points,
+        tiles_greedy: orders.tiles_greedy,
+        shared_from,
+        teams: roster.teams,
+        team_names: event.teams.iter().map(|t| t.name.clone()).collect(),
+        players: roster.players,
+        windows: roster.windows,
+        wakeups: roster.wakeups,
+    }
+}
+
+/// Bit indexes of the event's keys: activities by position, drops and
+/// capabilities in the order they first appear.
+struct Keys<'a> {
+    activities: HashMap<&'a str, u32>,
+    drops: HashMap<&'a str, u32>,
+    capabilities: HashMap<&'a str, u32>,
+}
+
+impl<'a> Keys<'a> {
+    /// Indexes every activity, drop and capability key the event names.
+    fn of(event: &'a Event) -> Self {
+        let activities = event
+            .activities
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.key.as_str(), i as u32))
+            .collect();
+        let drops = first_seen(
+            event
+                .activities
+                .iter()
+                .flat_map(|a| &a.attempts)
+                .flat_map(|d| &d.outcomes)
+                .flat_map(|o| &o.grants)
+                .map(|g| g.drop.as_str()),
+        );
+        let capabilities = first_seen(
+            event
+                .teams
+                .iter()
+                .flat_map(|t| &t.players)
+                .flat_map(|p| &p.capabilities)
+                .map(String::as_str),
+        );
+        Keys {
+            activities,
+            drops,
+            capabilities,
+        }
+    }
+}
+
+/// Numbers keys 0, 1, 2… in the order they first appear.
+fn first_seen<'a>(keys: impl Iterator<Item = &'a str>) -> HashMap<&'a str, u32> {
+    let mut ix = HashMap::new();
+    for key in keys {
+        let next = ix.len() as u32;
+        ix.entry(key).or_insert(next);
+    }
+    ix
+}
+
+/// The bit of `key` (no bit for a key the event never names).
 fn bit(map: &HashMap<&str, u32>, key: &str) -> u64 {
     map.get(key).map_or(0, |&i| 1u64 << i)
 }
 
+/// The mask of all `keys` (unknown ones set no bit).
+fn mask(map: &HashMap<&str, u32>, keys: &[String]) -> u64 {
+    keys.iter().fold(0, |m, k| m | bit(map, k))
+}
+
+/// A range into one of the model's flat arrays.
 fn range(start: usize, end: usize) -> Range<u32> {
     start as u32..end as u32
 }
 
-/// Compiles an event that [`crate::validate::validate`] accepted.
-pub fn compile(event: &Event) -> Model {
-    let activity_ix: HashMap<&str, u32> = event
-        .activities
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (a.key.as_str(), i as u32))
-        .collect();
-    let mut drop_ix: HashMap<&str, u32> = HashMap::new();
-    for g in event
-        .activities
-        .iter()
-        .flat_map(|a| &a.attempts)
-        .flat_map(|d| &d.outcomes)
-        .flat_map(|o| &o.grants)
-    {
-        let next = drop_ix.len() as u32;
-        drop_ix.entry(g.drop.as_str()).or_insert(next);
-    }
-    let mut cap_ix: HashMap<&str, u32> = HashMap::new();
-    for c in event
-        .teams
-        .iter()
-        .flat_map(|t| &t.players)
-        .flat_map(|p| &p.capabilities)
-    {
-        let next = cap_ix.len() as u32;
-        cap_ix.entry(c.as_str()).or_insert(next);
+/// The flat activity tables: attempt definitions, outcomes and grants as
+/// ranges into each other, and every activity's band factors by group size.
+#[derive(Default)]
+struct Activities {
+    activities: Vec<ActivityC>,
+    defs: Vec<DefC>,
+    outcomes: Vec<OutcomeC>,
+    grants: Vec<GrantC>,
+    bands: Vec<(f64, f64)>,
+}
+
+impl Activities {
+    /// Flattens the event's activities in config order.
+    fn compile(event: &Event, drop_ix: &HashMap<&str, u32>) -> Self {
+        let mut out = Activities::default();
+        for a in &event.activities {
+            out.push_activity(a, drop_ix);
+        }
+        out
     }
 
-    let mut activities = Vec::new();
-    let mut defs = Vec::new();
-    let mut outcomes = Vec::new();
-    let mut grants = Vec::new();
-    let mut bands = Vec::new();
-    for a in &event.activities {
-        let defs_start = defs.len();
+    /// Appends one activity: its definitions, then its row of the band table.
+    fn push_activity(&mut self, a: &Activity, drop_ix: &HashMap<&str, u32>) {
+        let defs_start = self.defs.len();
         for d in &a.attempts {
-            let out_start = outcomes.len();
-            for o in &d.outcomes {
-                let g_start = grants.len();
-                let mut drops = 0;
-                for g in &o.grants {
-                    let (min, max) = g.units.bounds();
-                    let drop = drop_ix.get(g.drop.as_str()).copied().unwrap_or(0);
-                    drops |= 1u64 << drop;
-                    grants.push(GrantC { drop, min, max });
-                }
-                outcomes.push(OutcomeC {
-                    weight: o.weight,
-                    drops,
-                    grants: range(g_start, grants.len()),
-                });
-            }
-            defs.push(DefC {
-                per_group: d.roll == RollScope::PerGroup,
-                outcomes: range(out_start, outcomes.len()),
-            });
+            self.push_def(d, drop_ix);
         }
         let (group_min, group_max) = a.group.map_or((u32::MAX, 0), |g| (g.min, g.max));
-        activities.push(ActivityC {
+        self.activities.push(ActivityC {
             solo: a.solo,
             group_min,
             group_max,
-            defs: range(defs_start, defs.len()),
+            defs: range(defs_start, self.defs.len()),
             // The definitions are rolled together, so the attempt lasts as
             // long as the longest of them.
             baseline: a.attempts.iter().map(|d| d.seconds).max().unwrap_or(1),
@@ -247,137 +309,214 @@ pub fn compile(event: &Event) -> Model {
         });
         for size in 0..=MAX_GROUP as u32 {
             let b = a.bands.iter().find(|b| b.min <= size && size <= b.max);
-            bands.push(b.map_or((1.0, 1.0), |b| (b.time, b.probability)));
+            self.bands
+                .push(b.map_or((1.0, 1.0), |b| (b.time, b.probability)));
         }
     }
 
-    let mut tiles = Vec::new();
-    let mut rules: Vec<RuleC> = Vec::new();
-    let mut modifiers = Vec::new();
-    let mut def_weights = Vec::new();
-    let mut row_by_points = Vec::new();
-    for (r, row) in event.rows.iter().enumerate() {
-        let mut order: [u8; TILES_PER_ROW] = [0, 1, 2, 3];
-        order.sort_by_key(|&p| std::cmp::Reverse(row.tiles[p as usize].points));
-        row_by_points.push(order);
-        for tile in &row.tiles {
-            let rules_start = rules.len();
-            let (mut accepts, mut acts) = (0u64, 0u64);
-            for rule in &tile.rules {
-                let activity = activity_ix
-                    .get(rule.activity.as_str())
-                    .copied()
-                    .unwrap_or(0);
-                let act = &activities[activity as usize];
-                let accept_mask = rule.accepts.iter().fold(0, |m, d| m | bit(&drop_ix, d));
-                let requires = rule.requires.iter().fold(0, |m, c| m | bit(&cap_ix, c));
-                let mod_start = modifiers.len();
-                for m in &rule.modifiers {
-                    modifiers.push(ModC {
-                        capability: bit(&cap_ix, &m.capability),
-                        time: m.time,
-                        probability: m.probability,
-                    });
-                }
-                let weights = def_weights.len() as u32;
-                let mut expected_units = 0.0;
-                for d in &defs[act.defs.start as usize..act.defs.end as usize] {
-                    let mut w = DefWeights {
-                        accepted: 0.0,
-                        rejected: 0.0,
-                    };
-                    let (mut units, mut total) = (0.0, 0.0);
-                    for o in &outcomes[d.outcomes.start as usize..d.outcomes.end as usize] {
-                        total += o.weight;
-                        if o.drops & accept_mask != 0 {
-                            w.accepted += o.weight;
-                        } else {
-                            w.rejected += o.weight;
-                        }
-                        let accepted_units: f64 = grants
-                            [o.grants.start as usize..o.grants.end as usize]
-                            .iter()
-                            .filter(|g| accept_mask & (1 << g.drop) != 0)
-                            .map(|g| (f64::from(g.min) + f64::from(g.max)) / 2.0)
-                            .sum();
-                        units += o.weight * accepted_units;
-                    }
-                    expected_units += units / total;
-                    def_weights.push(w);
-                }
-                let estimate = if expected_units > 0.0 {
-                    (f64::from(tile.required) / expected_units).ceil() * f64::from(act.baseline)
-                } else {
-                    f64::INFINITY
-                };
-                accepts |= accept_mask;
-                acts |= 1u64 << activity;
-                rules.push(RuleC {
-                    activity,
-                    requires,
-                    accepts: accept_mask,
-                    modifiers: range(mod_start, modifiers.len()),
-                    weights,
-                    estimate,
-                });
+    /// Appends one attempt definition with its outcomes and their grants.
+    fn push_def(&mut self, d: &AttemptDef, drop_ix: &HashMap<&str, u32>) {
+        let out_start = self.outcomes.len();
+        for o in &d.outcomes {
+            let g_start = self.grants.len();
+            let mut drops = 0;
+            for g in &o.grants {
+                let (min, max) = g.units.bounds();
+                let drop = drop_ix.get(g.drop.as_str()).copied().unwrap_or(0);
+                drops |= 1u64 << drop;
+                self.grants.push(GrantC { drop, min, max });
             }
-            // Fastest rule first, so "the first rule a player qualifies for"
-            // is the best one; the sort is stable, so config order breaks ties.
-            rules[rules_start..].sort_by(|a, b| a.estimate.total_cmp(&b.estimate));
-            let estimate = rules[rules_start..]
-                .first()
-                .map_or(f64::INFINITY, |r| r.estimate);
-            tiles.push(TileC {
-                row: r as u32,
-                points: tile.points,
-                required: tile.required,
-                rules: range(rules_start, rules.len()),
-                accepts,
-                activities: acts,
-                estimate,
+            self.outcomes.push(OutcomeC {
+                weight: o.weight,
+                drops,
+                grants: range(g_start, self.grants.len()),
             });
         }
+        self.defs.push(DefC {
+            per_group: d.roll == RollScope::PerGroup,
+            outcomes: range(out_start, self.outcomes.len()),
+        });
     }
 
-    let n_tiles = tiles.len();
-    let by_points = |a: &u32, b: &u32| {
-        let (ta, tb) = (&tiles[*a as usize], &tiles[*b as usize]);
-        tb.points.cmp(&ta.points).then(a.cmp(b))
-    };
-    let greedy = |a: &u32, b: &u32| {
-        let (ta, tb) = (&tiles[*a as usize], &tiles[*b as usize]);
-        tb.points
-            .cmp(&ta.points)
-            .then(ta.estimate.total_cmp(&tb.estimate))
-            .then(a.cmp(b))
-    };
-    let mut tiles_by_points: Vec<u32> = (0..n_tiles as u32).collect();
-    tiles_by_points.sort_by(by_points);
-    let mut tiles_greedy = tiles_by_points.clone();
-    tiles_greedy.sort_by(greedy);
-    let n_drops = drop_ix.len();
-    let drop_tiles: Vec<Vec<u32>> = (0..n_drops)
-        .map(|d| {
-            tiles_by_points
+    /// One definition's outcome weights split by whether a rule accepting
+    /// `accepts` takes them, and the accepted units it yields per roll on
+    /// average.
+    fn def_weights(&self, d: &DefC, accepts: u64) -> (DefWeights, f64) {
+        let mut w = DefWeights {
+            accepted: 0.0,
+            rejected: 0.0,
+        };
+        let (mut units, mut total) = (0.0, 0.0);
+        for o in &self.outcomes[d.outcomes.start as usize..d.outcomes.end as usize] {
+            total += o.weight;
+            if o.drops & accepts != 0 {
+                w.accepted += o.weight;
+            } else {
+                w.rejected += o.weight;
+            }
+            let accepted_units: f64 = self.grants[o.grants.start as usize..o.grants.end as usize]
                 .iter()
-                .copied()
-                .filter(|&t| tiles[t as usize].accepts & (1 << d) != 0)
-                .collect()
-        })
-        .collect();
-    let drop_tiles_greedy: Vec<Vec<u32>> = (0..n_drops)
-        .map(|d| {
-            tiles_greedy
-                .iter()
-                .copied()
-                .filter(|&t| tiles[t as usize].accepts & (1 << d) != 0)
-                .collect()
-        })
-        .collect();
+                .filter(|g| accepts & (1 << g.drop) != 0)
+                .map(|g| (f64::from(g.min) + f64::from(g.max)) / 2.0)
+                .sum();
+            units += o.weight * accepted_units;
+        }
+        (w, units / total)
+    }
+}
 
-    let n_rows = event.rows.len();
-    let mut shared_from = vec![0u16; n_tiles * (n_rows + 1)];
-    for a in 0..n_tiles {
+/// The board as the simulation reads it: tiles with their rules (fastest
+/// first), the rules' modifiers and weights, and each row's points order.
+#[derive(Default)]
+struct Board {
+    tiles: Vec<TileC>,
+    rules: Vec<RuleC>,
+    modifiers: Vec<ModC>,
+    def_weights: Vec<DefWeights>,
+    row_by_points: Vec<[u8; TILES_PER_ROW]>,
+}
+
+impl Board {
+    /// Compiles every row's tiles, row 0 first.
+    fn compile(event: &Event, keys: &Keys, acts: &Activities) -> Self {
+        let mut board = Board::default();
+        for (r, row) in event.rows.iter().enumerate() {
+            let mut order: [u8; TILES_PER_ROW] = [0, 1, 2, 3];
+            order.sort_by_key(|&p| std::cmp::Reverse(row.tiles[p as usize].points));
+            board.row_by_points.push(order);
+            for tile in &row.tiles {
+                board.push_tile(r as u32, tile, keys, acts);
+            }
+        }
+        board
+    }
+
+    /// Appends one tile and its rules, and estimates it by its fastest rule.
+    fn push_tile(&mut self, row: u32, tile: &Tile, keys: &Keys, acts: &Activities) {
+        let rules_start = self.rules.len();
+        let (mut accepts, mut activities) = (0u64, 0u64);
+        for rule in &tile.rules {
+            let rule = self.compile_rule(rule, tile.required, keys, acts);
+            accepts |= rule.accepts;
+            activities |= 1u64 << rule.activity;
+            self.rules.push(rule);
+        }
+        // Fastest rule first, so "the first rule a player qualifies for"
+        // is the best one; the sort is stable, so config order breaks ties.
+        self.rules[rules_start..].sort_by(|a, b| a.estimate.total_cmp(&b.estimate));
+        let estimate = self.rules[rules_start..]
+            .first()
+            .map_or(f64::INFINITY, |r| r.estimate);
+        self.tiles.push(TileC {
+            row,
+            points: tile.points,
+            required: tile.required,
+            rules: range(rules_start, self.rules.len()),
+            accepts,
+            activities,
+            estimate,
+        });
+    }
+
+    /// Compiles one rule of a tile needing `required` units, appending its
+    /// modifiers and the weights of each of its activity's definitions.
+    fn compile_rule(
+        &mut self,
+        rule: &TileRule,
+        required: u32,
+        keys: &Keys,
+        acts: &Activities,
+    ) -> RuleC {
+        let activity = keys
+            .activities
+            .get(rule.activity.as_str())
+            .copied()
+            .unwrap_or(0);
+        let act = &acts.activities[activity as usize];
+        let accepts = mask(&keys.drops, &rule.accepts);
+        let mod_start = self.modifiers.len();
+        self.modifiers.extend(rule.modifiers.iter().map(|m| ModC {
+            capability: bit(&keys.capabilities, &m.capability),
+            time: m.time,
+            probability: m.probability,
+        }));
+        let weights = self.def_weights.len() as u32;
+        let mut expected_units = 0.0;
+        for d in &acts.defs[act.defs.start as usize..act.defs.end as usize] {
+            let (w, units) = acts.def_weights(d, accepts);
+            expected_units += units;
+            self.def_weights.push(w);
+        }
+        let estimate = if expected_units > 0.0 {
+            (f64::from(required) / expected_units).ceil() * f64::from(act.baseline)
+        } else {
+            f64::INFINITY
+        };
+        RuleC {
+            activity,
+            requires: mask(&keys.capabilities, &rule.requires),
+            accepts,
+            modifiers: range(mod_start, self.modifiers.len()),
+            weights,
+            estimate,
+        }
+    }
+}
+
+/// The tile orders strategies walk, fixed by the board so no run sorts.
+struct Orders {
+    tiles_by_points: Vec<u32>,
+    tiles_greedy: Vec<u32>,
+    drop_tiles: Vec<Vec<u32>>,
+    drop_tiles_greedy: Vec<Vec<u32>>,
+}
+
+impl Orders {
+    /// Sorts all tiles by points (then Greedy's estimate) and splits each
+    /// order by the drops the tiles accept.
+    fn compile(tiles: &[TileC], n_drops: usize) -> Self {
+        let by_points = |a: &u32, b: &u32| {
+            let (ta, tb) = (&tiles[*a as usize], &tiles[*b as usize]);
+            tb.points.cmp(&ta.points).then(a.cmp(b))
+        };
+        let greedy = |a: &u32, b: &u32| {
+            let (ta, tb) = (&tiles[*a as usize], &tiles[*b as usize]);
+            tb.points
+                .cmp(&ta.points)
+                .then(ta.estimate.total_cmp(&tb.estimate))
+                .then(a.cmp(b))
+        };
+        let mut tiles_by_points: Vec<u32> = (0..tiles.len() as u32).collect();
+        tiles_by_points.sort_by(by_points);
+        let mut tiles_greedy = tiles_by_points.clone();
+        tiles_greedy.sort_by(greedy);
+        Orders {
+            drop_tiles: per_drop(&tiles_by_points, tiles, n_drops),
+            drop_tiles_greedy: per_drop(&tiles_greedy, tiles, n_drops),
+            tiles_by_points,
+            tiles_greedy,
+        }
+    }
+}
+
+/// For each drop, the tiles of `order` that accept it, in that order.
+fn per_drop(order: &[u32], tiles: &[TileC], n_drops: usize) -> Vec<Vec<u32>> {
+    (0..n_drops)
+        .map(|d| {
+            order
+                .iter()
+                .copied()
+                .filter(|&t| tiles[t as usize].accepts & (1 << d) != 0)
+                .collect()
+        })
+        .collect()
+}
+
+/// [`Model::shared_from`]: per tile and row r, how many other tiles in rows
+/// >= r share an activity with it (counted from the last row up).
+fn shared_from(tiles: &[TileC], n_rows: usize) -> Vec<u16> {
+    let mut shared_from = vec![0u16; tiles.len() * (n_rows + 1)];
+    for a in 0..tiles.len() {
         for r in (0..n_rows).rev() {
             let in_row = (r * TILES_PER_ROW..(r + 1) * TILES_PER_ROW)
                 .filter(|&b| b != a && tiles[a].activities & tiles[b].activities != 0)
@@ -385,72 +524,76 @@ pub fn compile(event: &Event) -> Model {
             shared_from[a * (n_rows + 1) + r] = shared_from[a * (n_rows + 1) + r + 1] + in_row;
         }
     }
+    shared_from
+}
 
-    let start_minute = event.start.day.index() * 1440 + event.start.time.minutes();
-    let mut teams = Vec::new();
-    let mut players = Vec::new();
-    let mut windows = Vec::new();
-    let mut wakeups: Vec<Wakeup> = Vec::new();
-    for (ti, t) in event.teams.iter().enumerate() {
-        let first = players.len();
-        for (pi, p) in t.players.iter().enumerate() {
-            let w_start = windows.len();
-            windows.extend(online_windows(
-                &p.sessions,
-                start_minute,
-                event.duration_seconds,
-            ));
-            for &(start, _) in &windows[w_start..] {
-                wakeups.push(Wakeup {
-                    time: start,
-                    team: ti as u32,
-                    players: 1 << pi,
-                });
+/// Teams and their players, each player's online windows, and the wakeups
+/// those windows cause.
+#[derive(Default)]
+struct Roster {
+    teams: Vec<TeamC>,
+    players: Vec<PlayerC>,
+    windows: Vec<(u32, u32)>,
+    wakeups: Vec<Wakeup>,
+}
+
+impl Roster {
+    /// Compiles the teams in output order and their wakeups by time.
+    fn compile(event: &Event, cap_ix: &HashMap<&str, u32>) -> Self {
+        let start_minute = event.start.day.index() * 1440 + event.start.time.minutes();
+        let mut roster = Roster::default();
+        for (ti, t) in event.teams.iter().enumerate() {
+            let first = roster.players.len();
+            for (pi, p) in t.players.iter().enumerate() {
+                let windows = online_windows(&p.sessions, start_minute, event.duration_seconds);
+                roster.push_player(ti as u32, pi, p, cap_ix, windows);
             }
-            players.push(PlayerC {
-                skill: p.skill,
-                capabilities: p.capabilities.iter().fold(0, |m, c| m | bit(&cap_ix, c)),
-                windows: range(w_start, windows.len()),
+            roster.teams.push(TeamC {
+                strategy: t.strategy,
+                players: range(first, roster.players.len()),
             });
         }
-        teams.push(TeamC {
-            strategy: t.strategy,
-            players: range(first, players.len()),
+        roster.merge_wakeups();
+        roster
+    }
+
+    /// Appends player `slot` of `team` with its windows, and a wakeup at
+    /// the start of each window.
+    fn push_player(
+        &mut self,
+        team: u32,
+        slot: usize,
+        p: &Player,
+        cap_ix: &HashMap<&str, u32>,
+        windows: Vec<(u32, u32)>,
+    ) {
+        let w_start = self.windows.len();
+        self.windows.extend(windows);
+        for &(start, _) in &self.windows[w_start..] {
+            self.wakeups.push(Wakeup {
+                time: start,
+                team,
+                players: 1 << slot,
+            });
+        }
+        self.players.push(PlayerC {
+            skill: p.skill,
+            capabilities: mask(cap_ix, &p.capabilities),
+            windows: range(w_start, self.windows.len()),
         });
     }
-    wakeups.sort_by_key(|w| (w.time, w.team));
-    wakeups.dedup_by(|later, earlier| {
-        let same = later.time == earlier.time && later.team == earlier.team;
-        if same {
-            earlier.players |= later.players;
-        }
-        same
-    });
 
-    Model {
-        threshold: event.unlock_threshold,
-        rows: n_rows as u32,
-        max_points: tiles.iter().map(|t| t.points).sum(),
-        tiles,
-        row_by_points,
-        rules,
-        activities,
-        defs,
-        outcomes,
-        grants,
-        modifiers,
-        def_weights,
-        bands,
-        drop_tiles,
-        drop_tiles_greedy,
-        tiles_by_points,
-        tiles_greedy,
-        shared_from,
-        teams,
-        team_names: event.teams.iter().map(|t| t.name.clone()).collect(),
-        players,
-        windows,
-        wakeups,
+    /// Orders wakeups by time, then team, and merges those of one team at
+    /// one time into one.
+    fn merge_wakeups(&mut self) {
+        self.wakeups.sort_by_key(|w| (w.time, w.team));
+        self.wakeups.dedup_by(|later, earlier| {
+            let same = later.time == earlier.time && later.team == earlier.team;
+            if same {
+                earlier.players |= later.players;
+            }
+            same
+        });
     }
 }
 

@@ -49,6 +49,17 @@ pub enum Weekday {
 }
 
 impl Weekday {
+    /// Every day of the week, Monday first (index order).
+    pub const ALL: [Weekday; 7] = [
+        Weekday::Mon,
+        Weekday::Tue,
+        Weekday::Wed,
+        Weekday::Thu,
+        Weekday::Fri,
+        Weekday::Sat,
+        Weekday::Sun,
+    ];
+
     /// Days since Monday.
     pub fn index(self) -> u32 {
         self as u32

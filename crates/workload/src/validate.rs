@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use crate::error::{Error, Result};
-use crate::event::{Event, Units};
+use crate::event::{Activity, AttemptDef, Event, GroupBand, Player, Row, Team, TileRule, Units};
 
 pub const MAX_ROWS: usize = 100;
 pub const MAX_TEAMS: usize = 64;
@@ -20,6 +20,7 @@ pub const MAX_COUNT: u32 = 1_000_000;
 pub const MAX_FACTOR: f64 = 100.0;
 pub const TILES_PER_ROW: usize = 4;
 
+/// Every problem found so far, as "location: what", in the order found.
 struct Problems(Vec<String>);
 
 impl Problems {
@@ -30,6 +31,15 @@ impl Problems {
     fn check(&mut self, ok: bool, at: impl std::fmt::Display, what: impl std::fmt::Display) {
         if !ok {
             self.add(at, what);
+        }
+    }
+
+    /// Ok when nothing was found, else every problem in the order found.
+    fn into_result(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidEvent { problems: self.0 })
         }
     }
 
@@ -45,6 +55,28 @@ impl Problems {
 /// Returns every problem found as one [`Error::InvalidEvent`].
 pub fn validate(event: &Event) -> Result<()> {
     let mut p = Problems(Vec::new());
+    check_settings(&mut p, event);
+    let granted = check_activities(&mut p, &event.activities);
+    let held = check_teams(&mut p, &event.teams);
+    let known = Known {
+        activities: &event.activities,
+        granted,
+        held,
+    };
+    check_rows(&mut p, &event.rows, &known);
+    p.into_result()
+}
+
+/// What the board's rules may refer to: the activities, the drops they
+/// grant and the capabilities players hold.
+struct Known<'a> {
+    activities: &'a [Activity],
+    granted: HashSet<&'a str>,
+    held: HashSet<&'a str>,
+}
+
+/// The event's own fields: name, duration and unlock threshold.
+fn check_settings(p: &mut Problems, event: &Event) {
     p.check(!event.name.trim().is_empty(), "name", "must not be empty");
     p.check(
         (1..=MAX_DURATION_SECONDS).contains(&event.duration_seconds),
@@ -62,24 +94,26 @@ pub fn validate(event: &Event) -> Result<()> {
             event.unlock_threshold
         ),
     );
+}
 
-    // Drop keys that activities grant, and by which activity.
+/// Every activity; returns the drop keys they grant.
+fn check_activities<'a>(p: &mut Problems, activities: &'a [Activity]) -> HashSet<&'a str> {
     let mut granted: HashSet<&str> = HashSet::new();
-    let mut activity_keys: HashSet<&str> = HashSet::new();
+    let mut keys: HashSet<&str> = HashSet::new();
     p.check(
-        !event.activities.is_empty(),
+        !activities.is_empty(),
         "activities",
         "at least one activity is needed",
     );
     p.check(
-        event.activities.len() <= MAX_KEYS,
+        activities.len() <= MAX_KEYS,
         "activities",
         format_args!("at most {MAX_KEYS} activities"),
     );
-    for (ai, a) in event.activities.iter().enumerate() {
+    for (ai, a) in activities.iter().enumerate() {
         let at = format!("activities[{ai}] ({})", a.key);
         p.check(!a.key.is_empty(), &at, "key must not be empty");
-        p.check(activity_keys.insert(&a.key), &at, "key is defined twice");
+        p.check(keys.insert(&a.key), &at, "key is defined twice");
         p.check(
             a.solo || a.group.is_some(),
             &at,
@@ -97,80 +131,99 @@ pub fn validate(event: &Event) -> Result<()> {
         }
         p.check(!a.attempts.is_empty(), &at, "needs at least one attempt");
         for (di, d) in a.attempts.iter().enumerate() {
-            let at = format!("{at}.attempts[{di}] ({})", d.name);
-            p.check(
-                (1..=MAX_ATTEMPT_SECONDS).contains(&d.seconds),
-                &at,
-                format_args!("seconds {} must be in 1..={MAX_ATTEMPT_SECONDS}", d.seconds),
+            check_attempt(
+                p,
+                &format!("{at}.attempts[{di}] ({})", d.name),
+                d,
+                &mut granted,
             );
-            p.check(
-                d.variance <= d.seconds,
-                &at,
-                format_args!(
-                    "variance {} must not exceed seconds {}",
-                    d.variance, d.seconds
-                ),
-            );
-            p.check(!d.outcomes.is_empty(), &at, "needs at least one outcome");
-            for (oi, o) in d.outcomes.iter().enumerate() {
-                let at = format!("{at}.outcomes[{oi}]");
-                p.check(
-                    o.weight.is_finite() && o.weight > 0.0,
-                    &at,
-                    format_args!("weight {} must be positive", o.weight),
-                );
-                for (gi, g) in o.grants.iter().enumerate() {
-                    let at = format!("{at}.grants[{gi}]");
-                    p.check(!g.drop.is_empty(), &at, "drop key must not be empty");
-                    granted.insert(&g.drop);
-                    let (min, max) = g.units.bounds();
-                    let what = match g.units {
-                        Units::Fixed(_) => format!("units {min} must be in 1..={MAX_COUNT}"),
-                        Units::Range { .. } => format!(
-                            "units {min}..={max} must satisfy 1 <= min <= max <= {MAX_COUNT}"
-                        ),
-                    };
-                    p.check(min >= 1 && min <= max && max <= MAX_COUNT, &at, what);
-                }
-            }
         }
-        for (bi, b) in a.bands.iter().enumerate() {
-            let at = format!("{at}.bands[{bi}]");
-            p.check(
-                b.min >= 1 && b.min <= b.max,
-                &at,
-                format_args!("sizes {}..={} must satisfy 1 <= min <= max", b.min, b.max),
-            );
-            p.factor(b.time, &at, "time");
-            p.factor(b.probability, &at, "probability");
-            for (bj, other) in a.bands.iter().enumerate().skip(bi + 1) {
-                p.check(
-                    b.max < other.min || other.max < b.min,
-                    &at,
-                    format_args!("overlaps bands[{bj}]"),
-                );
-            }
-        }
+        check_bands(p, &at, &a.bands);
     }
     p.check(
         granted.len() <= MAX_KEYS,
         "activities",
         format_args!("at most {MAX_KEYS} distinct drop keys"),
     );
+    granted
+}
 
-    let mut held: HashSet<&str> = HashSet::new();
+/// One attempt definition and its outcomes; adds the drops it grants to `granted`.
+fn check_attempt<'a>(
+    p: &mut Problems,
+    at: &str,
+    d: &'a AttemptDef,
+    granted: &mut HashSet<&'a str>,
+) {
     p.check(
-        !event.teams.is_empty(),
-        "teams",
-        "at least one team is needed",
+        (1..=MAX_ATTEMPT_SECONDS).contains(&d.seconds),
+        at,
+        format_args!("seconds {} must be in 1..={MAX_ATTEMPT_SECONDS}", d.seconds),
     );
     p.check(
-        event.teams.len() <= MAX_TEAMS,
+        d.variance <= d.seconds,
+        at,
+        format_args!(
+            "variance {} must not exceed seconds {}",
+            d.variance, d.seconds
+        ),
+    );
+    p.check(!d.outcomes.is_empty(), at, "needs at least one outcome");
+    for (oi, o) in d.outcomes.iter().enumerate() {
+        let at = format!("{at}.outcomes[{oi}]");
+        p.check(
+            o.weight.is_finite() && o.weight > 0.0,
+            &at,
+            format_args!("weight {} must be positive", o.weight),
+        );
+        for (gi, g) in o.grants.iter().enumerate() {
+            let at = format!("{at}.grants[{gi}]");
+            p.check(!g.drop.is_empty(), &at, "drop key must not be empty");
+            granted.insert(&g.drop);
+            let (min, max) = g.units.bounds();
+            let what = match g.units {
+                Units::Fixed(_) => format!("units {min} must be in 1..={MAX_COUNT}"),
+                Units::Range { .. } => {
+                    format!("units {min}..={max} must satisfy 1 <= min <= max <= {MAX_COUNT}")
+                }
+            };
+            p.check(min >= 1 && min <= max && max <= MAX_COUNT, &at, what);
+        }
+    }
+}
+
+/// An activity's group-size bands: sizes, factors, and no overlaps.
+fn check_bands(p: &mut Problems, at: &str, bands: &[GroupBand]) {
+    for (bi, b) in bands.iter().enumerate() {
+        let at = format!("{at}.bands[{bi}]");
+        p.check(
+            b.min >= 1 && b.min <= b.max,
+            &at,
+            format_args!("sizes {}..={} must satisfy 1 <= min <= max", b.min, b.max),
+        );
+        p.factor(b.time, &at, "time");
+        p.factor(b.probability, &at, "probability");
+        for (bj, other) in bands.iter().enumerate().skip(bi + 1) {
+            p.check(
+                b.max < other.min || other.max < b.min,
+                &at,
+                format_args!("overlaps bands[{bj}]"),
+            );
+        }
+    }
+}
+
+/// Every team; returns the capabilities their players hold.
+fn check_teams<'a>(p: &mut Problems, teams: &'a [Team]) -> HashSet<&'a str> {
+    let mut held: HashSet<&str> = HashSet::new();
+    p.check(!teams.is_empty(), "teams", "at least one team is needed");
+    p.check(
+        teams.len() <= MAX_TEAMS,
         "teams",
         format_args!("at most {MAX_TEAMS} teams"),
     );
     let mut team_names = HashSet::new();
-    for (ti, t) in event.teams.iter().enumerate() {
+    for (ti, t) in teams.iter().enumerate() {
         let at = format!("teams[{ti}] ({})", t.name);
         p.check(!t.name.trim().is_empty(), &at, "name must not be empty");
         p.check(team_names.insert(&t.name), &at, "name is used twice");
@@ -190,18 +243,7 @@ pub fn validate(event: &Event) -> Result<()> {
                 &at,
                 "name is used twice in the team",
             );
-            p.factor(pl.skill, &at, "skill");
-            for c in &pl.capabilities {
-                p.check(!c.is_empty(), &at, "capability must not be empty");
-                held.insert(c);
-            }
-            for (si, s) in pl.sessions.iter().enumerate() {
-                p.check(
-                    (1..=1440).contains(&s.minutes),
-                    format_args!("{at}.sessions[{si}]"),
-                    format_args!("minutes {} must be in 1..=1440", s.minutes),
-                );
-            }
+            check_player(p, &at, pl, &mut held);
         }
     }
     p.check(
@@ -209,13 +251,33 @@ pub fn validate(event: &Event) -> Result<()> {
         "teams",
         format_args!("at most {MAX_KEYS} distinct capabilities"),
     );
+    held
+}
 
+/// One player's skill, capabilities and sessions; adds its capabilities to `held`.
+fn check_player<'a>(p: &mut Problems, at: &str, pl: &'a Player, held: &mut HashSet<&'a str>) {
+    p.factor(pl.skill, at, "skill");
+    for c in &pl.capabilities {
+        p.check(!c.is_empty(), at, "capability must not be empty");
+        held.insert(c);
+    }
+    for (si, s) in pl.sessions.iter().enumerate() {
+        p.check(
+            (1..=1440).contains(&s.minutes),
+            format_args!("{at}.sessions[{si}]"),
+            format_args!("minutes {} must be in 1..=1440", s.minutes),
+        );
+    }
+}
+
+/// The board: row count, each row's four tiles, and their rules.
+fn check_rows(p: &mut Problems, rows: &[Row], known: &Known) {
     p.check(
-        (1..=MAX_ROWS).contains(&event.rows.len()),
+        (1..=MAX_ROWS).contains(&rows.len()),
         "rows",
-        format_args!("{} rows; an event has 1..={MAX_ROWS}", event.rows.len()),
+        format_args!("{} rows; an event has 1..={MAX_ROWS}", rows.len()),
     );
-    for (ri, row) in event.rows.iter().enumerate() {
+    for (ri, row) in rows.iter().enumerate() {
         let at = format!("rows[{ri}]");
         let points: BTreeSet<u32> = row.tiles.iter().map(|t| t.points).collect();
         p.check(
@@ -232,62 +294,60 @@ pub fn validate(event: &Event) -> Result<()> {
             );
             p.check(!tile.rules.is_empty(), &at, "needs at least one rule");
             for (ui, rule) in tile.rules.iter().enumerate() {
-                let at = format!("{at}.rules[{ui}]");
-                let Some(activity) = event.activities.iter().find(|a| a.key == rule.activity)
-                else {
-                    p.add(
-                        &at,
-                        format_args!("activity {:?} is not defined", rule.activity),
-                    );
-                    continue;
-                };
-                p.check(!rule.accepts.is_empty(), &at, "accepts no drops");
-                for d in &rule.accepts {
-                    p.check(
-                        granted.contains(d.as_str()),
-                        &at,
-                        format_args!("accepts {d:?}, which no activity grants"),
-                    );
-                }
-                let own_drop = activity
-                    .attempts
-                    .iter()
-                    .flat_map(|a| &a.outcomes)
-                    .flat_map(|o| &o.grants)
-                    .any(|g| rule.accepts.contains(&g.drop));
-                p.check(
-                    own_drop,
-                    &at,
-                    format_args!(
-                        "activity {:?} grants none of the drops the rule accepts",
-                        rule.activity
-                    ),
-                );
-                for c in &rule.requires {
-                    p.check(
-                        held.contains(c.as_str()),
-                        &at,
-                        format_args!("requires {c:?}, which no player has"),
-                    );
-                }
-                for (mi, m) in rule.modifiers.iter().enumerate() {
-                    let at = format!("{at}.modifiers[{mi}]");
-                    p.check(
-                        held.contains(m.capability.as_str()),
-                        &at,
-                        format_args!("capability {:?} is held by no player", m.capability),
-                    );
-                    p.factor(m.time, &at, "time");
-                    p.factor(m.probability, &at, "probability");
-                }
+                check_rule(p, &format!("{at}.rules[{ui}]"), rule, known);
             }
         }
     }
+}
 
-    if p.0.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::InvalidEvent { problems: p.0 })
+/// One tile rule: its activity exists and grants what the rule accepts,
+/// and its capabilities are held by some player.
+fn check_rule(p: &mut Problems, at: &str, rule: &TileRule, known: &Known) {
+    let Some(activity) = known.activities.iter().find(|a| a.key == rule.activity) else {
+        p.add(
+            at,
+            format_args!("activity {:?} is not defined", rule.activity),
+        );
+        return;
+    };
+    p.check(!rule.accepts.is_empty(), at, "accepts no drops");
+    for d in &rule.accepts {
+        p.check(
+            known.granted.contains(d.as_str()),
+            at,
+            format_args!("accepts {d:?}, which no activity grants"),
+        );
+    }
+    let own_drop = activity
+        .attempts
+        .iter()
+        .flat_map(|a| &a.outcomes)
+        .flat_map(|o| &o.grants)
+        .any(|g| rule.accepts.contains(&g.drop));
+    p.check(
+        own_drop,
+        at,
+        format_args!(
+            "activity {:?} grants none of the drops the rule accepts",
+            rule.activity
+        ),
+    );
+    for c in &rule.requires {
+        p.check(
+            known.held.contains(c.as_str()),
+            at,
+            format_args!("requires {c:?}, which no player has"),
+        );
+    }
+    for (mi, m) in rule.modifiers.iter().enumerate() {
+        let at = format!("{at}.modifiers[{mi}]");
+        p.check(
+            known.held.contains(m.capability.as_str()),
+            &at,
+            format_args!("capability {:?} is held by no player", m.capability),
+        );
+        p.factor(m.time, &at, "time");
+        p.factor(m.probability, &at, "probability");
     }
 }
 
