@@ -1,0 +1,39 @@
+//! launcher: isolated stacks of the real `batchline` binary, written once
+//! for the fault drills, the benchmark and the `make up` drill.
+//!
+//! # Layout
+//! - [`isolation`]: [`Isolation`], a private Postgres schema, RabbitMQ
+//!   queue prefix and state directory on the shared [`Services`], and its
+//!   teardown.
+//! - [`fleet`]: [`Fleet`], named child processes of one binary, restarted
+//!   with the env they had; built on [`proc`]'s [`Proc`]: one child in a
+//!   process group of its own, stderr appended to its log, stdout lines
+//!   captured, signals, exit, readiness (a log line) and peak RSS.
+//! - [`stop`]: SIGTERM, a grace period, then SIGKILL — for owned children
+//!   and detached services alike.
+//! - [`once`]: one-shot runs with a time limit ([`run_once`]).
+//! - [`env`]: [`Env`], a child's environment on a clean base, and its
+//!   file form.
+//! - [`signal`], [`procinfo`]: signals through `nix`; liveness, identity
+//!   and peak RSS from `/proc`.
+//!
+//! This crate knows the binary only by its command line and environment
+//! variables; it never links the pipeline.
+
+pub mod env;
+pub mod error;
+pub mod fleet;
+pub mod isolation;
+pub mod once;
+pub mod proc;
+pub mod procinfo;
+pub mod signal;
+pub mod stop;
+
+pub use env::Env;
+pub use error::{Error, Result};
+pub use fleet::{Fleet, Stopped};
+pub use isolation::{Isolation, Keep, Naming, Services};
+pub use nix::sys::signal::Signal;
+pub use once::{CliOutput, run_once};
+pub use proc::{LineSink, Proc, Spec};
