@@ -96,6 +96,19 @@ pub enum Error {
     },
 }
 
+/// An error and its causes on one line: `a: b: c` (what `{:#}` of an
+/// `anyhow::Error` prints), for callers that panic or print without anyhow.
+pub fn report(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
 impl Error {
     /// An [`Error::Io`] for `path`.
     pub(crate) fn io(

@@ -31,7 +31,7 @@ pub mod signal;
 pub mod stop;
 
 pub use env::Env;
-pub use error::{Error, Result};
+pub use error::{Error, Result, report};
 pub use fleet::{Fleet, Stopped};
 pub use isolation::{Isolation, Keep, Naming, Services};
 pub use nix::sys::signal::Signal;
