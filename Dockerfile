@@ -16,6 +16,7 @@ COPY crates/broker/Cargo.toml crates/broker/
 COPY crates/store/Cargo.toml crates/store/
 COPY crates/pipeline/Cargo.toml crates/pipeline/
 COPY crates/launcher/Cargo.toml crates/launcher/
+COPY crates/bench/Cargo.toml crates/bench/
 COPY crates/batchline/Cargo.toml crates/batchline/
 COPY tests/fault_tolerance/Cargo.toml tests/fault_tolerance/
 # Cargo reads every member's targets, so each library gets an empty lib,

@@ -21,6 +21,14 @@ pub async fn store(global: &Global) -> anyhow::Result<PgStore> {
 
 /// Connects to RabbitMQ and declares the topology.
 pub async fn broker(global: &Global) -> anyhow::Result<RabbitBroker> {
+    RabbitBroker::connect(rabbit_config(global))
+        .await
+        .context("cannot connect to RabbitMQ (RABBITMQ_URL or RABBITMQ_HOST/PORT/USER/PASS)")
+}
+
+/// Where RabbitMQ is and the queue arguments, from the options (the URL
+/// from its parts when `RABBITMQ_URL` is unset).
+fn rabbit_config(global: &Global) -> RabbitConfig {
     let mut config = RabbitConfig::from_env();
     if let Some(url) = &global.rabbitmq_url {
         config.url = url.clone();
@@ -28,7 +36,13 @@ pub async fn broker(global: &Global) -> anyhow::Result<RabbitBroker> {
     config.prefix = global.queue_prefix.clone();
     config.retry_delay = Duration::from_millis(global.retry_delay_ms);
     config.delivery_limit = global.delivery_limit;
-    RabbitBroker::connect(config)
-        .await
-        .context("cannot connect to RabbitMQ (RABBITMQ_URL or RABBITMQ_HOST/PORT/USER/PASS)")
+    config
+}
+
+/// The shared services, for commands that build isolated stacks on them.
+pub fn services(global: &Global) -> launcher::Services {
+    launcher::Services {
+        database_url: global.database_url.clone(),
+        rabbit: rabbit_config(global),
+    }
 }

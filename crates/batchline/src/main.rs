@@ -2,7 +2,6 @@
 //! metrics, connects the broker and store, and calls one library function
 //! per subcommand. It holds no pipeline logic.
 
-mod bench;
 mod cli;
 mod connect;
 mod inspect;
@@ -55,6 +54,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => inspect::status(g, args).await,
         Command::Results(args) => inspect::results(g, args).await,
         Command::Metadata(args) => inspect::metadata(g, args),
-        Command::Bench(args) => bench::run(g, args).await,
+        Command::Bench(args) => Ok(bench::run(connect::services(g), &g.worker_data_dir, args)
+            .await
+            .map(|()| ExitCode::SUCCESS)?),
     }
 }

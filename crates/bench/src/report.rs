@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::drain::DrainResult;
-use super::e2e::{E2eResult, PhaseLine};
-use super::limit::LimitResult;
+use crate::drain::DrainResult;
+use crate::e2e::{E2eResult, PhaseLine};
+use crate::limit::LimitResult;
 
 /// Everything one `batchline bench` measured. The headline keys are `None`
 /// when their section was not run (`--only`).
@@ -221,7 +221,7 @@ impl BenchResults {
                 let _ = writeln!(t, "  {size:>9} runs: {}", list.join(", "));
             }
         }
-        let mut cpu_rows: Vec<(&str, &super::cpu::CpuUse)> = self
+        let mut cpu_rows: Vec<(&str, &crate::cpu::CpuUse)> = self
             .e2e
             .iter()
             .map(|e| (e.label.as_str(), &e.cpu))

@@ -5,16 +5,16 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use broker::{Broker, Message, Queue};
 use pipeline::messages::{ResultMsg, VERSION, encode, result_msg_id};
 use serde::Serialize;
 use store::{NewBatch, Store, Uuid};
 use workload::{Workload, WorkloadSpec};
 
-use super::cpu::{self, CpuUse};
-use super::e2e::{PhaseLine, Quiet, phase_lines, round1};
-use super::stack::{Bench, Scenario};
+use crate::cpu::{self, CpuUse};
+use crate::e2e::{PhaseLine, Quiet, phase_lines, round1};
+use crate::error::{Error, Result};
+use crate::scenario::{Bench, Scenario};
 
 /// Results per publish call (all confirmed together).
 const PUBLISH_SLICE: usize = 5_000;
@@ -50,13 +50,14 @@ pub async fn run(
     seed: i64,
     timeout: Duration,
     quiet: Quiet,
-) -> anyhow::Result<DrainResult> {
-    let mut scenario = bench.scenario("aggregator-drain").await?;
+) -> Result<DrainResult> {
+    const LABEL: &str = "aggregator-drain";
+    let mut scenario = (bench.scenario(LABEL).await).map_err(|e| e.in_scenario(LABEL))?;
     let outcome = measure(&mut scenario, results, prefetch, seed, timeout, quiet).await;
     let stages = scenario.stop_all().await;
     let teardown = scenario.teardown().await;
-    let mut result = outcome.context("scenario aggregator-drain")?;
-    teardown?;
+    let mut result = outcome.map_err(|e| e.in_scenario(LABEL))?;
+    teardown.map_err(|e| e.in_scenario(LABEL))?;
     if let Some(agg) = stages.first() {
         result.phases = phase_lines(&agg.metrics, result.drain_s);
         result.events = agg.metrics.events.clone();
@@ -75,7 +76,8 @@ async fn measure(
     seed: i64,
     timeout: Duration,
     quiet: Quiet,
-) -> anyhow::Result<DrainResult> {
+) -> Result<DrainResult> {
+    let (store, broker) = (scenario.store()?.clone(), scenario.broker()?.clone());
     let spec = WorkloadSpec::Sum;
     let workload = Workload::new(&spec)?;
     let batch = NewBatch {
@@ -86,10 +88,7 @@ async fn measure(
         runs: i64::from(results),
         chunk_size: 1,
     };
-    scenario
-        .store
-        .create_batches(std::slice::from_ref(&batch))
-        .await?;
+    store.create_batches(std::slice::from_ref(&batch)).await?;
 
     // What executors would have published for each 1-run chunk.
     let mut scratch = workload.scratch();
@@ -121,41 +120,38 @@ async fn measure(
         .collect();
     let start = Instant::now();
     for slice in messages.chunks(PUBLISH_SLICE) {
-        scenario
-            .broker
-            .publish(slice.to_vec())
-            .await
-            .context("cannot pre-fill the results queue")?;
+        broker.publish(slice.to_vec()).await?;
     }
     let fill_s = start.elapsed().as_secs_f64();
-    let depth = scenario.broker.queue_depth(Queue::Results).await?;
-    anyhow::ensure!(
-        depth >= results as u64,
-        "results queue holds {depth} messages, expected {results}"
-    );
+    let depth = broker.queue_depth(Queue::Results).await?;
+    if depth < results as u64 {
+        return Err(Error::Measure(format!(
+            "results queue holds {depth} messages, expected {results}"
+        )));
+    }
 
     let busy_before = quiet.wait().await;
-    scenario
-        .spawn(
-            "aggregator",
-            &[
-                "aggregator".into(),
-                "--prefetch".into(),
-                prefetch.to_string(),
-            ],
-            "aggregator consuming",
-        )
-        .await?;
-    scenario.wait_ready(Duration::from_secs(60)).await?;
+    scenario.spawn(
+        "aggregator",
+        &[
+            "aggregator".into(),
+            "--prefetch".into(),
+            prefetch.to_string(),
+        ],
+        "aggregator consuming",
+    )?;
+    scenario.wait_ready(Duration::from_secs(60))?;
     let cpu_before = cpu::snapshot(&scenario.pids());
     let start = Instant::now();
     loop {
-        if scenario.store.batch_result(batch.id).await?.is_some() {
+        if store.batch_result(batch.id).await?.is_some() {
             break;
         }
         if start.elapsed() > timeout {
-            let left = scenario.broker.queue_depth(Queue::Results).await?;
-            anyhow::bail!("aggregate not saved after {timeout:?}; {left} results still queued");
+            let left = broker.queue_depth(Queue::Results).await?;
+            return Err(Error::Measure(format!(
+                "aggregate not saved after {timeout:?}; {left} results still queued"
+            )));
         }
         scenario.check_alive()?;
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -4,15 +4,15 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use pipeline::submit::{SubmitRequest, submit};
 use serde::Serialize;
 use store::Store;
 use workload::WorkloadSpec;
 
-use super::cpu::{self, CpuUse};
-use super::metrics::StageMetrics;
-use super::stack::{Bench, Scenario, StageReport};
+use crate::cpu::{self, CpuUse};
+use crate::error::{Error, Result};
+use crate::metrics::StageMetrics;
+use crate::scenario::{Bench, Scenario, StageReport};
 
 /// How often Postgres is asked whether the batch is done: fine enough for
 /// runs of seconds, rare enough not to load the database being measured.
@@ -106,13 +106,14 @@ pub struct E2eResult {
 }
 
 /// Runs one configuration in its own scenario, then tears it down.
-pub async fn run(bench: &Bench, spec: &E2eSpec) -> anyhow::Result<E2eResult> {
-    let mut scenario = bench.scenario(&spec.label).await?;
+pub async fn run(bench: &Bench, spec: &E2eSpec) -> Result<E2eResult> {
+    let mut scenario =
+        (bench.scenario(&spec.label).await).map_err(|e| e.in_scenario(&spec.label))?;
     let outcome = measure(&mut scenario, spec).await;
     let stages = scenario.stop_all().await;
     let teardown = scenario.teardown().await;
-    let mut result = outcome.with_context(|| format!("scenario {}", spec.label))?;
-    teardown?;
+    let mut result = outcome.map_err(|e| e.in_scenario(&spec.label))?;
+    teardown.map_err(|e| e.in_scenario(&spec.label))?;
     let dirty: Vec<&str> = stages
         .iter()
         .filter(|s| !s.clean_exit)
@@ -126,21 +127,17 @@ pub async fn run(bench: &Bench, spec: &E2eSpec) -> anyhow::Result<E2eResult> {
     Ok(result)
 }
 
-async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> anyhow::Result<E2eResult> {
-    scenario
-        .spawn(
-            "aggregator",
-            &[
-                "aggregator".into(),
-                "--prefetch".into(),
-                spec.aggregator_prefetch.to_string(),
-            ],
-            "aggregator consuming",
-        )
-        .await?;
-    scenario
-        .spawn("verifier", &["verifier".into()], "verifier consuming")
-        .await?;
+async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> Result<E2eResult> {
+    scenario.spawn(
+        "aggregator",
+        &[
+            "aggregator".into(),
+            "--prefetch".into(),
+            spec.aggregator_prefetch.to_string(),
+        ],
+        "aggregator consuming",
+    )?;
+    scenario.spawn("verifier", &["verifier".into()], "verifier consuming")?;
     for i in 1..=spec.executors {
         let mut args = vec![
             "executor".to_string(),
@@ -152,11 +149,9 @@ async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> anyhow::Result<E2eR
         if let Some(p) = spec.executor_prefetch {
             args.extend(["--prefetch".into(), p.to_string()]);
         }
-        scenario
-            .spawn(&format!("executor-{i}"), &args, "executor consuming")
-            .await?;
+        scenario.spawn(&format!("executor-{i}"), &args, "executor consuming")?;
     }
-    scenario.wait_ready(Duration::from_secs(60)).await?;
+    scenario.wait_ready(Duration::from_secs(60))?;
 
     let req = SubmitRequest {
         name: Some(spec.label.clone()),
@@ -169,23 +164,26 @@ async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> anyhow::Result<E2eR
     let busy_before = spec.quiet.wait().await;
     let cpu_before = cpu::snapshot(&scenario.pids());
     let start = Instant::now();
-    let submitted = submit(&scenario.broker, &scenario.store, &req)
-        .await
-        .context("submit failed")?;
+    let (store, broker) = (scenario.store()?.clone(), scenario.broker()?.clone());
+    let submitted = submit(&broker, &store, &req).await?;
     let submit_s = start.elapsed().as_secs_f64();
     let batch = submitted
         .batches
         .first()
-        .context("submit created no batch")?
+        .ok_or_else(|| Error::Measure("submit created no batch".into()))?
         .clone();
-    anyhow::ensure!(submitted.published, "submit could not publish every chunk");
+    if !submitted.published {
+        return Err(Error::Measure(
+            "submit could not publish every chunk".into(),
+        ));
+    }
 
     let (mut executed_s, mut aggregated_s) = (None, None);
     let verified_s = loop {
-        let progress = scenario.store.progress(Some(batch.id), 1).await?;
+        let progress = store.progress(Some(batch.id), 1).await?;
         let p = progress
             .first()
-            .context("the submitted batch is not in the store")?;
+            .ok_or_else(|| Error::Measure("the submitted batch is not in the store".into()))?;
         let t = start.elapsed().as_secs_f64();
         if p.completed == p.chunks && executed_s.is_none() {
             executed_s = Some(t);
@@ -197,29 +195,24 @@ async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> anyhow::Result<E2eR
             break t;
         }
         if start.elapsed() > spec.timeout {
-            anyhow::bail!(
+            return Err(Error::Measure(format!(
                 "no verdict after {:?}: {}/{} chunks completed, aggregated={}",
-                spec.timeout,
-                p.completed,
-                p.chunks,
-                p.aggregated
-            );
+                spec.timeout, p.completed, p.chunks, p.aggregated
+            )));
         }
         scenario.check_alive()?;
         tokio::time::sleep(POLL).await;
     };
     let cpu = cpu_before.until(&cpu::snapshot(&scenario.pids()));
-    let verdict = scenario
-        .store
-        .verdict(batch.id)
-        .await?
-        .context("verdict vanished")?;
-    anyhow::ensure!(verdict.success, "the batch failed: {}", verdict.line);
-    let aggregate = scenario
-        .store
-        .batch_result(batch.id)
-        .await?
-        .map(|(json, _)| json);
+    let verdict = (store.verdict(batch.id).await?)
+        .ok_or_else(|| Error::Measure("verdict vanished".into()))?;
+    if !verdict.success {
+        return Err(Error::Measure(format!(
+            "the batch failed: {}",
+            verdict.line
+        )));
+    }
+    let aggregate = store.batch_result(batch.id).await?.map(|(json, _)| json);
 
     Ok(E2eResult {
         label: spec.label.clone(),
@@ -298,7 +291,7 @@ pub fn round3(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::metrics::PhaseTotal;
+    use crate::metrics::PhaseTotal;
 
     #[test]
     fn stage_kinds() {

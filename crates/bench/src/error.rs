@@ -1,0 +1,80 @@
+//! [`Error`]: why a bench run stopped, with the scenario it concerns and
+//! the underlying cause kept as the `source`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The options make no run (a size of zero, an unknown section).
+    #[error("{0}")]
+    Options(String),
+    /// Launching, signalling or tearing down a scenario's stack.
+    #[error(transparent)]
+    Launch(#[from] launcher::Error),
+    #[error("Postgres")]
+    Store(#[from] store::Error),
+    #[error("RabbitMQ")]
+    Broker(#[from] broker::Error),
+    #[error("workload")]
+    Workload(#[from] workload::Error),
+    #[error("{action} {}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stage's `/metrics` could not be read.
+    #[error("metrics endpoint {addr}: {what}")]
+    Metrics {
+        addr: SocketAddr,
+        what: String,
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// Submitting the batch failed.
+    #[error("submit")]
+    Submit(#[from] pipeline::Error),
+    /// The pipeline did not do what the measurement needs (no verdict in
+    /// time, a failed batch).
+    #[error("{0}")]
+    Measure(String),
+    /// A measurement thread panicked.
+    #[error("{0} panicked")]
+    Panicked(&'static str),
+    /// One scenario failed; its cause follows.
+    #[error("scenario {label}")]
+    Scenario {
+        label: String,
+        #[source]
+        source: Box<Error>,
+    },
+    #[error("cannot encode the results")]
+    Json(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    /// This error as the cause of scenario `label` failing.
+    pub(crate) fn in_scenario(self, label: &str) -> Error {
+        Error::Scenario {
+            label: label.to_owned(),
+            source: Box::new(self),
+        }
+    }
+}
