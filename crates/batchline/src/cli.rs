@@ -120,6 +120,8 @@ pub enum Command {
     Metadata(MetadataArgs),
     /// Measure the pipeline against the real services: simulation limit, end to end, scaling, overhead, aggregator drain, peak RSS.
     Bench(bench::BenchArgs),
+    /// The drill's services as local processes (the local mode of `make up`): up, up-detached, down, kill, restart, ps, logs, cli.
+    Stack(launcher::drill::StackArgs),
 }
 
 #[derive(Debug, Args)]

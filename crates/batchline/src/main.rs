@@ -13,6 +13,7 @@ mod submit_cmd;
 
 use std::process::ExitCode;
 
+use clap::CommandFactory;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
@@ -57,5 +58,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => Ok(bench::run(connect::services(g), &g.worker_data_dir, args)
             .await
             .map(|()| ExitCode::SUCCESS)?),
+        Command::Stack(args) => Ok(tokio::task::block_in_place(|| {
+            launcher::drill::run(args, &Cli::command(), &g.worker_data_dir, g.metrics_addr)
+        })),
     }
 }

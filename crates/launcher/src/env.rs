@@ -104,7 +104,7 @@ impl Env {
     /// (temp file, then rename) and readable by its owner only: values may
     /// hold passwords.
     pub fn write_file(&self, path: &Path, comment: &str) -> Result<()> {
-        let tmp = path.with_extension("tmp");
+        let tmp = tmp_path(path);
         let mut text = format!("# {comment}\n");
         for (k, v) in &self.0 {
             text.push_str(&format!("{k}={}\n", quote(v)));
@@ -172,6 +172,13 @@ fn quote(value: &str) -> String {
         out.push('"');
         out
     }
+}
+
+/// `PATH.tmp`: where a file is written before it is renamed into place.
+pub(crate) fn tmp_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    name.into()
 }
 
 fn private_file(path: &Path) -> std::io::Result<std::fs::File> {

@@ -12,6 +12,11 @@
 //! - [`stop`]: SIGTERM, a grace period, then SIGKILL — for owned children
 //!   and detached services alike.
 //! - [`once`]: one-shot runs with a time limit ([`run_once`]).
+//! - [`detached`]: services that outlive the command that started them,
+//!   found again through pid and env files (and a marker in their
+//!   environment, so a reused pid is never taken for one).
+//! - [`drill`]: `batchline stack …`, the local mode of `make up`, on
+//!   detached services; [`follow`] prints their logs with a prefix.
 //! - [`env`]: [`Env`], a child's environment on a clean base, and its
 //!   file form.
 //! - [`signal`], [`procinfo`]: signals through `nix`; liveness, identity
@@ -20,9 +25,12 @@
 //! This crate knows the binary only by its command line and environment
 //! variables; it never links the pipeline.
 
+pub mod detached;
+pub mod drill;
 pub mod env;
 pub mod error;
 pub mod fleet;
+pub mod follow;
 pub mod isolation;
 pub mod once;
 pub mod proc;
@@ -35,5 +43,5 @@ pub use error::{Error, Result, report};
 pub use fleet::{Fleet, Stopped};
 pub use isolation::{Isolation, Keep, Naming, Services};
 pub use nix::sys::signal::Signal;
-pub use once::{CliOutput, run_once};
+pub use once::{CliOutput, run_once, run_once_in};
 pub use proc::{LineSink, Proc, Spec};

@@ -40,11 +40,22 @@ impl CliOutput {
 /// Runs `bin ARGS…` with exactly `env` and waits for it; after `timeout`
 /// it is killed and [`Error::Timeout`] says so with its stderr.
 pub fn run_once(bin: &Path, args: &[&str], env: &Env, timeout: Duration) -> Result<CliOutput> {
+    run_once_in(None, bin, args, env, timeout)
+}
+
+/// [`run_once`] in directory `cwd` (this process's when `None`).
+pub fn run_once_in(
+    cwd: Option<&Path>,
+    bin: &Path,
+    args: &[&str],
+    env: &Env,
+    timeout: Duration,
+) -> Result<CliOutput> {
     let spec = Spec {
         name: args.first().copied().unwrap_or("batchline").to_owned(),
         args: args.iter().map(|a| (*a).to_owned()).collect(),
         env: env.clone(),
-        cwd: None,
+        cwd: cwd.map(Path::to_path_buf),
     };
     let mut cmd = proc::command(bin, &spec);
     cmd.stdin(Stdio::null())
