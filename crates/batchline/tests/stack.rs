@@ -106,6 +106,14 @@ impl Drill {
         text.trim().parse().ok()
     }
 
+    /// No pid or env file left: the stack forgot every service.
+    fn run_dir_is_empty(&self) -> bool {
+        std::fs::read_dir(self.data().join("run"))
+            .unwrap()
+            .next()
+            .is_none()
+    }
+
     fn alive(&self, name: &str) -> bool {
         self.pid(name).is_some_and(launcher::procinfo::is_running)
     }
@@ -216,13 +224,7 @@ fn up_detached_kill_restart_logs_cli_and_down() {
         .map(|s| d.pid(s).unwrap())
         .to_vec();
     d.ok(&["down"], &[]);
-    assert!(
-        std::fs::read_dir(d.data().join("run"))
-            .unwrap()
-            .next()
-            .is_none(),
-        "down removed the files"
-    );
+    assert!(d.run_dir_is_empty(), "down removed the files");
     assert!(pids.into_iter().all(gone));
     assert!(
         d.log("worker-2").contains("aggregator stopped"),
@@ -457,11 +459,5 @@ fn up_follows_the_logs_and_stops_everything_on_ctrl_c() {
         "up showed the shutdown lines:\n{text}"
     );
     assert!(text.contains("[stack] stopped"), "{text}");
-    assert!(
-        std::fs::read_dir(d.data().join("run"))
-            .unwrap()
-            .next()
-            .is_none(),
-        "nothing runs after Ctrl-C"
-    );
+    assert!(d.run_dir_is_empty(), "nothing runs after Ctrl-C");
 }

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use broker::{Broker, Message, Queue};
+use broker::{Broker, Message, Queue, RabbitBroker};
 use pipeline::messages::{ResultMsg, VERSION, encode, result_msg_id};
 use serde::Serialize;
-use store::{NewBatch, Store, Uuid};
+use store::{NewBatch, PgStore, Store, Uuid};
 use workload::{Workload, WorkloadSpec};
 
 use crate::cpu::{self, CpuUse};
@@ -43,21 +43,22 @@ pub struct DrainResult {
     pub warnings: Vec<String>,
 }
 
-pub async fn run(
-    bench: &Bench,
-    results: i32,
-    prefetch: u16,
-    seed: i64,
-    timeout: Duration,
-    quiet: Quiet,
-) -> Result<DrainResult> {
-    const LABEL: &str = "aggregator-drain";
-    let mut scenario = (bench.scenario(LABEL).await).map_err(|e| e.in_scenario(LABEL))?;
-    let outcome = measure(&mut scenario, results, prefetch, seed, timeout, quiet).await;
-    let stages = scenario.stop_all().await;
-    let teardown = scenario.teardown().await;
-    let mut result = outcome.map_err(|e| e.in_scenario(LABEL))?;
-    teardown.map_err(|e| e.in_scenario(LABEL))?;
+/// What to drain.
+#[derive(Clone, Copy, Debug)]
+pub struct DrainSpec {
+    /// Chunk results pre-filled (one 1-run chunk each).
+    pub results: i32,
+    /// The aggregator's prefetch: its group-commit window.
+    pub prefetch: u16,
+    pub seed: i64,
+    pub timeout: Duration,
+    pub quiet: Quiet,
+}
+
+pub async fn run(bench: &Bench, spec: &DrainSpec) -> Result<DrainResult> {
+    let measured = bench.in_scenario("aggregator-drain", async |s| measure(s, spec).await);
+    let (mut result, stages) = measured.await?;
+    let results = spec.results;
     if let Some(agg) = stages.first() {
         result.phases = phase_lines(&agg.metrics, result.drain_s);
         result.events = agg.metrics.events.clone();
@@ -69,28 +70,21 @@ pub async fn run(
     Ok(result)
 }
 
-async fn measure(
-    scenario: &mut Scenario,
-    results: i32,
-    prefetch: u16,
-    seed: i64,
-    timeout: Duration,
-    quiet: Quiet,
-) -> Result<DrainResult> {
-    let (store, broker) = (scenario.store()?.clone(), scenario.broker()?.clone());
-    let spec = WorkloadSpec::Sum;
-    let workload = Workload::new(&spec)?;
+/// Creates one `sum` batch of 1-run chunks and publishes the result of
+/// each chunk, as executors would have; its id and the publishing time.
+async fn prefill(store: &PgStore, broker: &RabbitBroker, spec: &DrainSpec) -> Result<(Uuid, f64)> {
+    let (results, seed) = (spec.results, spec.seed);
+    let workload_spec = WorkloadSpec::Sum;
+    let workload = Workload::new(&workload_spec)?;
     let batch = NewBatch {
         id: Uuid::new_v4(),
         name: "bench-aggregator-drain".into(),
-        workload: serde_json::to_string(&spec)?,
+        workload: serde_json::to_string(&workload_spec)?,
         seed,
         runs: i64::from(results),
         chunk_size: 1,
     };
     store.create_batches(std::slice::from_ref(&batch)).await?;
-
-    // What executors would have published for each 1-run chunk.
     let mut scratch = workload.scratch();
     let mut values = Vec::new();
     let messages: Vec<Message> = (0..results)
@@ -129,6 +123,19 @@ async fn measure(
             "results queue holds {depth} messages, expected {results}"
         )));
     }
+    Ok((batch.id, fill_s))
+}
+
+async fn measure(scenario: &mut Scenario, spec: &DrainSpec) -> Result<DrainResult> {
+    let DrainSpec {
+        results,
+        prefetch,
+        timeout,
+        quiet,
+        ..
+    } = *spec;
+    let (store, broker) = (scenario.store()?.clone(), scenario.broker()?.clone());
+    let (batch, fill_s) = prefill(&store, &broker, spec).await?;
 
     let busy_before = quiet.wait().await;
     scenario.spawn(
@@ -144,7 +151,7 @@ async fn measure(
     let cpu_before = cpu::snapshot(&scenario.pids());
     let start = Instant::now();
     loop {
-        if store.batch_result(batch.id).await?.is_some() {
+        if store.batch_result(batch).await?.is_some() {
             break;
         }
         if start.elapsed() > timeout {

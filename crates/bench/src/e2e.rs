@@ -107,13 +107,8 @@ pub struct E2eResult {
 
 /// Runs one configuration in its own scenario, then tears it down.
 pub async fn run(bench: &Bench, spec: &E2eSpec) -> Result<E2eResult> {
-    let mut scenario =
-        (bench.scenario(&spec.label).await).map_err(|e| e.in_scenario(&spec.label))?;
-    let outcome = measure(&mut scenario, spec).await;
-    let stages = scenario.stop_all().await;
-    let teardown = scenario.teardown().await;
-    let mut result = outcome.map_err(|e| e.in_scenario(&spec.label))?;
-    teardown.map_err(|e| e.in_scenario(&spec.label))?;
+    let measured = bench.in_scenario(&spec.label, async |s| measure(s, spec).await);
+    let (mut result, stages) = measured.await?;
     let dirty: Vec<&str> = stages
         .iter()
         .filter(|s| !s.clean_exit)
@@ -128,31 +123,7 @@ pub async fn run(bench: &Bench, spec: &E2eSpec) -> Result<E2eResult> {
 }
 
 async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> Result<E2eResult> {
-    scenario.spawn(
-        "aggregator",
-        &[
-            "aggregator".into(),
-            "--prefetch".into(),
-            spec.aggregator_prefetch.to_string(),
-        ],
-        "aggregator consuming",
-    )?;
-    scenario.spawn("verifier", &["verifier".into()], "verifier consuming")?;
-    for i in 1..=spec.executors {
-        let mut args = vec![
-            "executor".to_string(),
-            "--concurrency".into(),
-            spec.concurrency.to_string(),
-            "--worker-id".into(),
-            format!("bench-executor-{i}"),
-        ];
-        if let Some(p) = spec.executor_prefetch {
-            args.extend(["--prefetch".into(), p.to_string()]);
-        }
-        scenario.spawn(&format!("executor-{i}"), &args, "executor consuming")?;
-    }
-    scenario.wait_ready(Duration::from_secs(60))?;
-
+    start_stages(scenario, spec)?;
     let req = SubmitRequest {
         name: Some(spec.label.clone()),
         runs: spec.runs,
@@ -177,32 +148,7 @@ async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> Result<E2eResult> {
             "submit could not publish every chunk".into(),
         ));
     }
-
-    let (mut executed_s, mut aggregated_s) = (None, None);
-    let verified_s = loop {
-        let progress = store.progress(Some(batch.id), 1).await?;
-        let p = progress
-            .first()
-            .ok_or_else(|| Error::Measure("the submitted batch is not in the store".into()))?;
-        let t = start.elapsed().as_secs_f64();
-        if p.completed == p.chunks && executed_s.is_none() {
-            executed_s = Some(t);
-        }
-        if p.aggregated && aggregated_s.is_none() {
-            aggregated_s = Some(t);
-        }
-        if p.verdict.is_some() {
-            break t;
-        }
-        if start.elapsed() > spec.timeout {
-            return Err(Error::Measure(format!(
-                "no verdict after {:?}: {}/{} chunks completed, aggregated={}",
-                spec.timeout, p.completed, p.chunks, p.aggregated
-            )));
-        }
-        scenario.check_alive()?;
-        tokio::time::sleep(POLL).await;
-    };
+    let times = poll_until_verdict(scenario, &store, batch.id, start, spec.timeout).await?;
     let cpu = cpu_before.until(&cpu::snapshot(&scenario.pids()));
     let verdict = (store.verdict(batch.id).await?)
         .ok_or_else(|| Error::Measure("verdict vanished".into()))?;
@@ -223,10 +169,10 @@ async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> Result<E2eResult> {
         executors: spec.executors,
         concurrency: spec.concurrency,
         submit_s,
-        executed_s: executed_s.unwrap_or(verified_s),
-        aggregated_s: aggregated_s.unwrap_or(verified_s),
-        verified_s,
-        runs_per_s: spec.runs as f64 / verified_s.max(1e-9),
+        executed_s: times.executed_s,
+        aggregated_s: times.aggregated_s,
+        verified_s: times.verified_s,
+        runs_per_s: spec.runs as f64 / times.verified_s.max(1e-9),
         cpu_us_per_run: round3(cpu.own_s * 1e6 / spec.runs.max(1) as f64),
         busy_before,
         verdict: verdict.line,
@@ -238,6 +184,81 @@ async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> Result<E2eResult> {
         aggregate,
         stages: Vec::new(),
     })
+}
+
+/// The aggregator, the verifier and the executors, until each is consuming.
+fn start_stages(scenario: &mut Scenario, spec: &E2eSpec) -> Result<()> {
+    scenario.spawn(
+        "aggregator",
+        &[
+            "aggregator".into(),
+            "--prefetch".into(),
+            spec.aggregator_prefetch.to_string(),
+        ],
+        "aggregator consuming",
+    )?;
+    scenario.spawn("verifier", &["verifier".into()], "verifier consuming")?;
+    for i in 1..=spec.executors {
+        let mut args = vec![
+            "executor".to_string(),
+            "--concurrency".into(),
+            spec.concurrency.to_string(),
+            "--worker-id".into(),
+            format!("bench-executor-{i}"),
+        ];
+        if let Some(p) = spec.executor_prefetch {
+            args.extend(["--prefetch".into(), p.to_string()]);
+        }
+        scenario.spawn(&format!("executor-{i}"), &args, "executor consuming")?;
+    }
+    scenario.wait_ready(Duration::from_secs(60))
+}
+
+/// When the batch was executed, aggregated and verified, in seconds since `start`.
+struct Times {
+    executed_s: f64,
+    aggregated_s: f64,
+    verified_s: f64,
+}
+
+/// Polls Postgres until `batch` has a verdict; fails after `timeout` or
+/// when a stage dies.
+async fn poll_until_verdict(
+    scenario: &mut Scenario,
+    store: &store::PgStore,
+    batch: store::Uuid,
+    start: Instant,
+    timeout: Duration,
+) -> Result<Times> {
+    let (mut executed_s, mut aggregated_s) = (None, None);
+    loop {
+        let progress = store.progress(Some(batch), 1).await?;
+        let p = progress
+            .first()
+            .ok_or_else(|| Error::Measure("the submitted batch is not in the store".into()))?;
+        let t = start.elapsed().as_secs_f64();
+        if p.completed == p.chunks && executed_s.is_none() {
+            executed_s = Some(t);
+        }
+        if p.aggregated && aggregated_s.is_none() {
+            aggregated_s = Some(t);
+        }
+        if p.verdict.is_some() {
+            return Ok(Times {
+                executed_s: executed_s.unwrap_or(t),
+                aggregated_s: aggregated_s.unwrap_or(t),
+                verified_s: t,
+            });
+        }
+        if start.elapsed() > timeout {
+            return Err(Error::Measure(format!(
+                "no verdict after {timeout:?}: {}/{} chunks completed, aggregated={}",
+                p.completed, p.chunks, p.aggregated
+            )));
+        }
+        scenario.check_alive()?;
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 impl E2eResult {

@@ -2,7 +2,6 @@
 //! the underlying cause kept as the `source`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -11,7 +10,8 @@ pub enum Error {
     /// The options make no run (a size of zero, an unknown section).
     #[error("{0}")]
     Options(String),
-    /// Launching, signalling or tearing down a scenario's stack.
+    /// Launching, signalling or tearing down a scenario's stack, and the
+    /// files the bench writes (`launcher::Error::Io`).
     #[error(transparent)]
     Launch(#[from] launcher::Error),
     #[error("Postgres")]
@@ -20,13 +20,6 @@ pub enum Error {
     Broker(#[from] broker::Error),
     #[error("workload")]
     Workload(#[from] workload::Error),
-    #[error("{action} {}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     /// A stage's `/metrics` could not be read.
     #[error("metrics endpoint {addr}: {what}")]
     Metrics {
@@ -57,19 +50,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// An [`Error::Io`] for `path`.
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> Error {
-        let path = path.into();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
-        }
-    }
-
     /// This error as the cause of scenario `label` failing.
     pub(crate) fn in_scenario(self, label: &str) -> Error {
         Error::Scenario {

@@ -94,10 +94,11 @@ pub async fn run(services: Services, worker_data_dir: &Path, args: &BenchArgs) -
 
     print!("{}", r.table());
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
+        std::fs::create_dir_all(parent).map_err(launcher::Error::io("cannot create", parent))?;
     }
     let json = serde_json::to_string_pretty(&r)?;
-    std::fs::write(&args.out, json + "\n").map_err(Error::io("cannot write", &args.out))?;
+    std::fs::write(&args.out, json + "\n")
+        .map_err(launcher::Error::io("cannot write", &args.out))?;
     tracing::info!(out = %args.out.display(), logs = %bench.root.join("logs").display(), "bench: results written");
     Ok(())
 }

@@ -30,14 +30,15 @@ pub struct Bench {
 
 impl Bench {
     pub fn new(services: Services, worker_data_dir: &Path) -> Result<Self> {
-        let exe = std::env::current_exe().map_err(Error::io("cannot find", "this binary"))?;
+        let exe =
+            std::env::current_exe().map_err(launcher::Error::io("cannot find", "this binary"))?;
         let root = worker_data_dir.join("bench");
         // The previous run's logs go; state directories go with their scenario.
         let logs = root.join("logs");
         if logs.exists() {
-            std::fs::remove_dir_all(&logs).map_err(Error::io("cannot clear", &logs))?;
+            std::fs::remove_dir_all(&logs).map_err(launcher::Error::io("cannot clear", &logs))?;
         }
-        std::fs::create_dir_all(&logs).map_err(Error::io("cannot create", &logs))?;
+        std::fs::create_dir_all(&logs).map_err(launcher::Error::io("cannot create", &logs))?;
         Ok(Self {
             exe,
             services,
@@ -45,8 +46,26 @@ impl Bench {
         })
     }
 
+    /// Runs `measure` on a fresh scenario named `label`, then stops its
+    /// stages and tears it down whatever happened. The measurement and
+    /// what the stages left; an error names the scenario.
+    pub async fn in_scenario<T>(
+        &self,
+        label: &str,
+        measure: impl AsyncFnOnce(&mut Scenario) -> Result<T>,
+    ) -> Result<(T, Vec<StageReport>)> {
+        let within = |e: Error| e.in_scenario(label);
+        let mut scenario = self.scenario(label).await.map_err(within)?;
+        let outcome = measure(&mut scenario).await;
+        let stages = scenario.stop_all().await;
+        let teardown = scenario.teardown().await;
+        let result = outcome.map_err(within)?;
+        teardown.map_err(within)?;
+        Ok((result, stages))
+    }
+
     /// A fresh schema, queue prefix and state directory, connected.
-    pub async fn scenario(&self, label: &str) -> Result<Scenario> {
+    async fn scenario(&self, label: &str) -> Result<Scenario> {
         let naming = Naming {
             stem: "bench".into(),
             dir_prefix: format!("{label}-"),
@@ -218,11 +237,13 @@ impl Scenario {
 
 /// A local port nobody listens on right now, for a child's metrics endpoint.
 fn free_local_addr() -> Result<SocketAddr> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(Error::io("cannot bind", "127.0.0.1:0"))?;
-    listener
-        .local_addr()
-        .map_err(Error::io("cannot read the address of", "127.0.0.1:0"))
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(launcher::Error::io("cannot bind", "127.0.0.1:0"))?;
+    let addr = listener.local_addr();
+    Ok(addr.map_err(launcher::Error::io(
+        "cannot read the address of",
+        "127.0.0.1:0",
+    ))?)
 }
 
 /// The WARN and ERROR lines of a stage's log (text format), but sqlx's

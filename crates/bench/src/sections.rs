@@ -132,15 +132,14 @@ impl Run<'_> {
     async fn aggregator(&self, r: &mut BenchResults) -> Result<()> {
         let results = self.plan.drain_results;
         tracing::info!(results, "bench: aggregator drain");
-        let d = drain::run(
-            self.bench,
+        let spec = drain::DrainSpec {
             results,
-            self.args.aggregator_prefetch,
-            self.args.seed,
-            self.timeout,
-            self.quiet,
-        )
-        .await?;
+            prefetch: self.args.aggregator_prefetch,
+            seed: self.args.seed,
+            timeout: self.timeout,
+            quiet: self.quiet,
+        };
+        let d = drain::run(self.bench, &spec).await?;
         tracing::info!(
             msgs_per_s = d.msgs_per_s as u64,
             "bench: aggregator drain done"

@@ -12,10 +12,9 @@
 //! environment (`BATCHLINE_STACK_SERVICE=DATA/NAME`) and only a live process
 //! with that marker counts as the service.
 
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -147,12 +146,20 @@ impl RunDir {
             .map_err(Error::io("cannot write", &log))
     }
 
-    /// Starts `bin ARGS…` as service `name` with `env` on a clean base, in
-    /// a process group of its own, stdout and stderr appended to its log;
-    /// waits until it has exec'd, then writes its pid file.
-    pub fn start(&self, bin: &Path, name: &str, args: &[String], env: &Env) -> Result<Detached> {
+    /// `bin ARGS…` as `name` with `env` on a clean base (plus `marker`
+    /// when given), stdout and stderr appended to its log after a header.
+    fn logged(
+        &self,
+        bin: &Path,
+        name: &str,
+        args: &[String],
+        env: &Env,
+        marker: bool,
+    ) -> Result<Command> {
         let mut full = Env::clean_base().with(env);
-        full.set(MARKER, self.marker(name));
+        if marker {
+            full.set(MARKER, self.marker(name));
+        }
         let spec = Spec {
             name: name.to_owned(),
             args: args.to_vec(),
@@ -164,16 +171,22 @@ impl RunDir {
         writeln!(out, "{}", proc::header(bin, &spec, None))
             .map_err(Error::io("cannot write", &log))?;
         let err = out.try_clone().map_err(Error::io("cannot open", &log))?;
-        let mut child = proc::command(bin, &spec)
-            .stdin(Stdio::null())
+        let mut cmd = proc::command(bin, &spec);
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
+            .stderr(Stdio::from(err));
+        Ok(cmd)
+    }
+
+    /// Starts `bin ARGS…` as service `name` with `env` on a clean base, in
+    /// a process group of its own, stdout and stderr appended to its log;
+    /// waits until it has exec'd, then writes its pid file.
+    pub fn start(&self, bin: &Path, name: &str, args: &[String], env: &Env) -> Result<Detached> {
+        let spawn_error = Error::spawn(bin, args);
+        let mut child = self
+            .logged(bin, name, args, env, true)?
             .spawn()
-            .map_err(|source| Error::Spawn {
-                bin: bin.to_owned(),
-                args: args.join(" "),
-                source,
-            })?;
+            .map_err(spawn_error)?;
         let pid = child.id();
         let marker = self.marker(name);
         let start = Instant::now();
@@ -212,25 +225,10 @@ impl RunDir {
         args: &[String],
         env: &Env,
     ) -> Result<ExitStatus> {
-        let spec = Spec {
-            name: name.to_owned(),
-            args: args.to_vec(),
-            env: Env::clean_base().with(env),
-            cwd: None,
-        };
-        let log = self.log(name);
-        let out = proc::append(&log)?;
-        let err: File = out.try_clone().map_err(Error::io("cannot open", &log))?;
-        proc::command(bin, &spec)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
+        let spawn_error = Error::spawn(bin, args);
+        self.logged(bin, name, args, env, false)?
             .status()
-            .map_err(|source| Error::Spawn {
-                bin: bin.to_owned(),
-                args: args.join(" "),
-                source,
-            })
+            .map_err(spawn_error)
     }
 }
 

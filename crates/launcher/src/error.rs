@@ -110,8 +110,18 @@ pub fn report(error: &dyn std::error::Error) -> String {
 }
 
 impl Error {
-    /// An [`Error::Io`] for `path`.
-    pub(crate) fn io(
+    /// An [`Error::Spawn`] of `bin args…`, for `map_err`.
+    pub(crate) fn spawn<S: AsRef<str>>(
+        bin: &std::path::Path,
+        args: &[S],
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let bin = bin.to_owned();
+        let args = args.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(" ");
+        move |source| Error::Spawn { bin, args, source }
+    }
+
+    /// An [`Error::Io`] for `path`, for `map_err`.
+    pub fn io(
         action: &'static str,
         path: impl Into<PathBuf>,
     ) -> impl FnOnce(std::io::Error) -> Error {

@@ -23,7 +23,9 @@
 //!   and peak RSS from `/proc`.
 //!
 //! This crate knows the binary only by its command line and environment
-//! variables; it never links the pipeline.
+//! variables; it never links the pipeline, and uses `broker` and `store`
+//! only to create and drop an isolation's queues and schema. Liveness and
+//! identity come from Linux's `/proc`.
 
 pub mod detached;
 pub mod drill;

@@ -62,11 +62,7 @@ pub fn run_once_in(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
-        bin: bin.to_owned(),
-        args: args.join(" "),
-        source,
-    })?;
+    let mut child = cmd.spawn().map_err(Error::spawn(bin, args))?;
     // Both pipes are read in threads so a chatty child never blocks on a full pipe.
     let out = child.stdout.take().map(read_all);
     let err = child.stderr.take().map(read_all);

@@ -104,11 +104,7 @@ impl Proc {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file));
-        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
-            bin: bin.to_owned(),
-            args: spec.args.join(" "),
-            source,
-        })?;
+        let mut child = cmd.spawn().map_err(Error::spawn(bin, &spec.args))?;
         let reader = child.stdout.take().map(|stdout| {
             let (sink, name, pid) = (sink.clone(), spec.name.clone(), child.id());
             let tag = format!("{name}#{starts}");

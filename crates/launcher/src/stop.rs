@@ -38,53 +38,57 @@ pub enum StopEvent {
     Outlived { name: String, pid: u32 },
 }
 
-/// Stops every running target; returns the names that needed SIGKILL.
-/// Signal errors are reported through `on` as if the process had outlived
-/// them, and the others are stopped regardless.
+/// Stops every running target; returns the names that needed SIGKILL. A
+/// signal that cannot be sent leaves the process running, which the waits
+/// and `on` then report; the others are stopped regardless.
 pub fn stop_all<T: Stoppable>(
     targets: &mut [T],
     grace: Duration,
     on: &mut dyn FnMut(StopEvent),
 ) -> Vec<String> {
-    let mut stopping: Vec<usize> = Vec::new();
-    for (i, t) in targets.iter_mut().enumerate() {
-        if t.running() {
-            let _ = t.signal(Signal::SIGTERM);
-            on(StopEvent::Terminating {
-                name: t.label().to_owned(),
-                pid: t.pid(),
-            });
-            stopping.push(i);
-        }
-    }
-    let mut killed = Vec::new();
-    if wait_gone(targets, &stopping, grace) {
-        return killed;
-    }
+    let all: Vec<usize> = (0..targets.len()).collect();
+    let stopping = still_running(targets, &all);
     for &i in &stopping {
         let t = &mut targets[i];
-        if t.running() {
-            on(StopEvent::Killing {
-                name: t.label().to_owned(),
-                pid: t.pid(),
-                after: grace,
+        let _ = t.signal(Signal::SIGTERM);
+        on(StopEvent::Terminating {
+            name: t.label().to_owned(),
+            pid: t.pid(),
+        });
+    }
+    if wait_gone(targets, &stopping, grace) {
+        return Vec::new();
+    }
+    let late = still_running(targets, &stopping);
+    for &i in &late {
+        let t = &mut targets[i];
+        on(StopEvent::Killing {
+            name: t.label().to_owned(),
+            pid: t.pid(),
+            after: grace,
+        });
+        let _ = t.signal(Signal::SIGKILL);
+    }
+    if !wait_gone(targets, &late, AFTER_KILL) {
+        for i in still_running(targets, &late) {
+            on(StopEvent::Outlived {
+                name: targets[i].label().to_owned(),
+                pid: targets[i].pid(),
             });
-            let _ = t.signal(Signal::SIGKILL);
-            killed.push(t.label().to_owned());
         }
     }
-    if !wait_gone(targets, &stopping, AFTER_KILL) {
-        for &i in &stopping {
-            let t = &mut targets[i];
-            if t.running() {
-                on(StopEvent::Outlived {
-                    name: t.label().to_owned(),
-                    pid: t.pid(),
-                });
-            }
-        }
-    }
-    killed
+    late.iter()
+        .map(|&i| targets[i].label().to_owned())
+        .collect()
+}
+
+/// Those of `which` that still run.
+fn still_running<T: Stoppable>(targets: &mut [T], which: &[usize]) -> Vec<usize> {
+    which
+        .iter()
+        .copied()
+        .filter(|&i| targets[i].running())
+        .collect()
 }
 
 /// Waits until none of `which` runs, for at most `timeout`.

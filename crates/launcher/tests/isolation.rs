@@ -36,6 +36,17 @@ fn naming(parent: &std::path::Path) -> Naming {
     }
 }
 
+async fn create(services: &Services, parent: &std::path::Path) -> Isolation {
+    Isolation::create(services, &naming(parent))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "an isolation needs Postgres and RabbitMQ: {}",
+                launcher::report(&e)
+            )
+        })
+}
+
 async fn schema_exists(url: &str, schema: &str) -> bool {
     let mut conn = PgConnection::connect(url)
         .await
@@ -54,9 +65,7 @@ async fn schema_exists(url: &str, schema: &str) -> bool {
 async fn an_isolation_is_created_migrated_and_torn_down() {
     let services = services();
     let parent = tempfile::tempdir().unwrap();
-    let iso = Isolation::create(&services, &naming(parent.path()))
-        .await
-        .unwrap_or_else(|e| panic!("an isolation needs Postgres and RabbitMQ: {e:#}"));
+    let iso = create(&services, parent.path()).await;
     assert!(iso.schema().starts_with("launchertest_") && iso.prefix().starts_with("launchertest-"));
     assert!(iso.dir().starts_with(parent.path()) && iso.dir().is_dir());
     assert!(
@@ -96,9 +105,7 @@ async fn an_isolation_is_created_migrated_and_torn_down() {
 async fn keep_dir_keeps_only_the_directory() {
     let services = services();
     let parent = tempfile::tempdir().unwrap();
-    let iso = Isolation::create(&services, &naming(parent.path()))
-        .await
-        .unwrap_or_else(|e| panic!("an isolation needs Postgres and RabbitMQ: {e:#}"));
+    let iso = create(&services, parent.path()).await;
     let schema = iso.schema().to_owned();
     let kept = iso.teardown(Keep::Dir).await.unwrap().unwrap();
     assert!(kept.is_dir());

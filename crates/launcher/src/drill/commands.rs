@@ -435,11 +435,7 @@ impl Drill<'_> {
     /// included, passes on as it is); returns only if that fails.
     fn exec(&self, args: &[String]) -> Error {
         let source = std::process::Command::new(&self.bin).args(args).exec();
-        Error::Spawn {
-            bin: self.bin.clone(),
-            args: args.join(" "),
-            source,
-        }
+        Error::spawn(&self.bin, args)(source)
     }
 }
 
