@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use pipeline::aggregator::AggregatorSettings;
+use pipeline::executor::ExecutorSettings;
+use pipeline::verifier::VerifierSettings;
 
 /// batchline: a stateful batch-processing pipeline. Submit batches of
 /// simulation runs; executors run them; the aggregator folds the results
@@ -61,13 +64,13 @@ pub struct Global {
     #[arg(long, global = true, env = "RABBITMQ_URL", hide_env_values = true)]
     pub rabbitmq_url: Option<String>,
     /// Prefix of the queue names (`PREFIX.work`, `PREFIX.results`, …).
-    #[arg(long, global = true, env = "QUEUE_PREFIX", default_value = "batchline")]
+    #[arg(long, global = true, env = "QUEUE_PREFIX", default_value = broker::rabbit::DEFAULT_PREFIX)]
     pub queue_prefix: String,
     /// Delay before a failed or leased chunk is tried again.
-    #[arg(long, global = true, env = "RETRY_DELAY_MS", default_value_t = 2000)]
+    #[arg(long, global = true, env = "RETRY_DELAY_MS", default_value_t = broker::DEFAULT_RETRY_DELAY_MS)]
     pub retry_delay_ms: u64,
-    /// Deliveries of one message before RabbitMQ dead-letters it.
-    #[arg(long, global = true, env = "DELIVERY_LIMIT", default_value_t = 20)]
+    /// Returns of one message to its queue before RabbitMQ dead-letters it.
+    #[arg(long, global = true, env = "DELIVERY_LIMIT", default_value_t = broker::DEFAULT_DELIVERY_LIMIT)]
     pub delivery_limit: u32,
     /// Runtime state directory (the aggregator's CSVs live in DIR/aggregator).
     #[arg(
@@ -107,11 +110,11 @@ pub enum Command {
     /// Create batches and publish their chunks; prints each batch id.
     Submit(SubmitArgs),
     /// Run the executor (worker-1): claims and simulates chunks; runs the sweeper.
-    Executor(ExecutorArgs),
+    Executor(ExecutorSettings),
     /// Run the aggregator (worker-2): folds chunk results with file-backed state.
-    Aggregator(AggregatorArgs),
+    Aggregator(AggregatorSettings),
     /// Run the verifier (worker-3): checks each batch end to end and prints its verdict line.
-    Verifier(VerifierArgs),
+    Verifier(VerifierSettings),
     /// Show batches with progress, attempts, verdict, elapsed time and runs/s.
     Status(StatusArgs),
     /// Show a batch's aggregate: per team win rate, mean and percentiles of points.
@@ -153,69 +156,6 @@ pub struct SubmitArgs {
     /// Give up waiting after this many seconds (0 = never).
     #[arg(long, default_value_t = 0)]
     pub timeout_s: u64,
-}
-
-#[derive(Debug, Args)]
-pub struct ExecutorArgs {
-    /// Chunks simulated at once (defaults to the number of cores).
-    #[arg(long, env = "CONCURRENCY")]
-    pub concurrency: Option<usize>,
-    /// Unacked work messages held at once, i.e. chunks in flight (defaults to
-    /// twice the concurrency: one committing behind each simulating).
-    #[arg(long, env = "PREFETCH")]
-    pub prefetch: Option<u16>,
-    /// Lease of a claim, in seconds; the executor renews it every third of
-    /// this while it works on the chunk.
-    #[arg(long, env = "LEASE_S", default_value_t = 30)]
-    pub lease_s: u64,
-    /// Attempts before a chunk is failed.
-    #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 5)]
-    pub max_attempts: i32,
-    /// Sleep per run in milliseconds, so drills are watchable.
-    #[arg(long, env = "SIMULATION_DELAY_MS", default_value_t = 0)]
-    pub simulation_delay_ms: u64,
-    /// Worker id recorded with claims (default: executor-HOST-PID).
-    #[arg(long, env = "WORKER_ID")]
-    pub worker_id: Option<String>,
-    /// Do not run the sweeper in this process.
-    #[arg(long, env = "NO_SWEEPER")]
-    pub no_sweeper: bool,
-    /// Sweeper: seconds between sweeps.
-    #[arg(long, env = "SWEEP_INTERVAL_S", default_value_t = 5)]
-    pub sweep_interval_s: u64,
-    /// Sweeper: seconds a batch may sit complete but unaggregated before its results are re-published.
-    #[arg(long, env = "STALL_DEADLINE_S", default_value_t = 20)]
-    pub stall_deadline_s: u64,
-    #[command(flatten)]
-    pub faults: FaultArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct FaultArgs {
-    /// Fault injection: chunks whose simulation always fails, `NAME:CHUNK,NAME:*`.
-    #[arg(long, env = "FAIL_CHUNKS", default_value = "", hide = true)]
-    pub fail_chunks: String,
-    /// Fault injection: `point:probability,…` where the process aborts (drills).
-    #[arg(long, env = "CRASH_POINTS", default_value = "", hide = true)]
-    pub crash_points: String,
-}
-
-#[derive(Debug, Args)]
-pub struct AggregatorArgs {
-    /// Unacked results held at once: the group-commit window.
-    #[arg(long, env = "PREFETCH", default_value_t = 256)]
-    pub prefetch: u16,
-    #[command(flatten)]
-    pub faults: FaultArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct VerifierArgs {
-    /// Runs re-simulated from the seed per batch.
-    #[arg(long, env = "SPOT_CHECKS", default_value_t = 5)]
-    pub spot_checks: usize,
-    #[command(flatten)]
-    pub faults: FaultArgs,
 }
 
 #[derive(Debug, Args)]

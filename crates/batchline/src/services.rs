@@ -7,99 +7,63 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use pipeline::aggregator::{self, AggregatorConfig};
-use pipeline::executor::{self, ExecutorConfig};
-use pipeline::faults::Faults;
-use pipeline::sweeper::SweeperConfig;
+use pipeline::aggregator::{self, AggregatorSettings};
+use pipeline::executor::{self, ExecutorSettings, cores};
+use pipeline::health::Health;
 use pipeline::telemetry::StageStats;
-use pipeline::verifier::{self, LineSink, VerifierConfig};
+use pipeline::verifier::{self, LineSink, VerifierSettings};
 
-use crate::cli::{
-    AggregatorArgs, DemoArgs, ExecutorArgs, FaultArgs, Global, VerifierArgs, WorkloadKind,
-};
+use crate::cli::{DemoArgs, Global, WorkloadKind};
 use crate::{connect, observe, shutdown};
 
-fn faults(args: &FaultArgs) -> anyhow::Result<Faults> {
-    Ok(Faults::parse(&args.fail_chunks, &args.crash_points)?)
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
-
-pub async fn executor(g: &Global, args: &ExecutorArgs) -> anyhow::Result<ExitCode> {
-    let faults = faults(&args.faults)?;
+pub async fn executor(g: &Global, settings: &ExecutorSettings) -> anyhow::Result<ExitCode> {
     observe::init_metrics(g.metrics_addr)?;
     let token = shutdown::on_signals();
     let store = connect::store(g).await?;
     let broker = connect::broker(g).await?;
-    let concurrency = args.concurrency.unwrap_or_else(cores).max(1);
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
-    let cfg = ExecutorConfig {
-        worker_id: args
-            .worker_id
-            .clone()
-            .unwrap_or_else(|| format!("executor-{host}-{}", std::process::id())),
-        concurrency,
-        prefetch: args
-            .prefetch
-            .unwrap_or_else(|| pipeline::executor::default_prefetch(concurrency)),
-        lease: Duration::from_secs(args.lease_s.max(1)),
-        max_attempts: args.max_attempts.max(1),
-        simulation_delay: Duration::from_millis(args.simulation_delay_ms),
-        faults,
-        sweeper: (!args.no_sweeper).then(|| SweeperConfig {
-            interval: Duration::from_secs(args.sweep_interval_s.max(1)),
-            lease_grace: Duration::from_secs(args.lease_s.max(1) / 3 + 1),
-            stall_deadline: Duration::from_secs(args.stall_deadline_s.max(1)),
-            ..SweeperConfig::default()
-        }),
-        drain_timeout: Duration::from_secs(30),
-    };
-    executor::run(broker, store, cfg, StageStats::new("executor"), token)
+    let stats = StageStats::new("executor");
+    executor::run(broker, store, settings.clone(), stats, Health::new(), token)
         .await
         .context("executor stopped")?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn aggregator(g: &Global, args: &AggregatorArgs) -> anyhow::Result<ExitCode> {
-    let faults = faults(&args.faults)?;
+pub async fn aggregator(g: &Global, settings: &AggregatorSettings) -> anyhow::Result<ExitCode> {
     observe::init_metrics(g.metrics_addr)?;
     let token = shutdown::on_signals();
     let store = connect::store(g).await?;
     let broker = connect::broker(g).await?;
-    let cfg = AggregatorConfig {
-        data_dir: g.worker_data_dir.join("aggregator"),
-        prefetch: args.prefetch.max(1),
-        faults,
-    };
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
-    aggregator::run(broker, store, cfg, StageStats::new("aggregator"), token)
-        .await
-        .context("aggregator stopped")?;
+    let dir = g.worker_data_dir.join("aggregator");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let stats = StageStats::new("aggregator");
+    aggregator::run(
+        broker,
+        store,
+        dir,
+        settings.clone(),
+        stats,
+        Health::new(),
+        token,
+    )
+    .await
+    .context("aggregator stopped")?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn verifier(g: &Global, args: &VerifierArgs) -> anyhow::Result<ExitCode> {
-    let faults = faults(&args.faults)?;
+pub async fn verifier(g: &Global, settings: &VerifierSettings) -> anyhow::Result<ExitCode> {
     observe::init_metrics(g.metrics_addr)?;
     let token = shutdown::on_signals();
     let store = connect::store(g).await?;
     let broker = connect::broker(g).await?;
-    let cfg = VerifierConfig {
-        spot_checks: args.spot_checks,
-        faults,
-        ..VerifierConfig::default()
-    };
+    let stats = StageStats::new("verifier");
+    let sink = stdout_sink();
     verifier::run(
         broker,
         store,
-        cfg,
-        stdout_sink(),
-        StageStats::new("verifier"),
+        settings.clone(),
+        sink,
+        stats,
+        Health::new(),
         token,
     )
     .await

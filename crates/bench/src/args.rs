@@ -24,12 +24,12 @@ pub struct BenchArgs {
     /// Chunk results pre-filled into the results queue for the aggregator drain (before --quick divides it).
     #[arg(long, default_value_t = 100_000)]
     pub drain_results: i32,
-    /// The aggregator's prefetch (group-commit window) in the drain and end-to-end runs.
-    #[arg(long, default_value_t = 1_000)]
-    pub aggregator_prefetch: u16,
-    /// Executors' prefetch; the executor's default (twice its concurrency) when unset.
-    #[arg(long)]
-    pub executor_prefetch: Option<u16>,
+    /// The aggregator's commit window in the drain and end-to-end runs.
+    #[arg(long, alias = "aggregator-prefetch", default_value_t = 1_000)]
+    pub aggregator_commit_window: u16,
+    /// Executors' chunks in flight; the executor's default (twice its concurrency) when unset.
+    #[arg(long, alias = "executor-prefetch")]
+    pub executor_chunks_in_flight: Option<u16>,
     /// Seed of every batch, so all measurements simulate the same runs.
     #[arg(long, default_value_t = 42)]
     pub seed: i64,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use broker::{Broker, Message, Queue, RabbitBroker};
-use pipeline::messages::{ResultMsg, VERSION, encode, result_msg_id};
+use pipeline::messages::{ResultMsg, VERSION};
 use serde::Serialize;
 use store::{NewBatch, PgStore, Store, Uuid};
 use workload::{Workload, WorkloadSpec};
@@ -109,9 +109,9 @@ async fn prefill(store: &PgStore, broker: &RabbitBroker, spec: &DrainSpec) -> Re
                 runs: 1,
                 summary,
             };
-            Message::new(Queue::Results, result_msg_id(batch.id, chunk), encode(&msg))
+            msg.to_message()
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     let start = Instant::now();
     for slice in messages.chunks(PUBLISH_SLICE) {
         broker.publish(slice.to_vec()).await?;
@@ -142,7 +142,7 @@ async fn measure(scenario: &mut Scenario, spec: &DrainSpec) -> Result<DrainResul
         "aggregator",
         &[
             "aggregator".into(),
-            "--prefetch".into(),
+            "--commit-window".into(),
             prefetch.to_string(),
         ],
         "aggregator consuming",

@@ -192,7 +192,7 @@ fn start_stages(scenario: &mut Scenario, spec: &E2eSpec) -> Result<()> {
         "aggregator",
         &[
             "aggregator".into(),
-            "--prefetch".into(),
+            "--commit-window".into(),
             spec.aggregator_prefetch.to_string(),
         ],
         "aggregator consuming",
@@ -207,7 +207,7 @@ fn start_stages(scenario: &mut Scenario, spec: &E2eSpec) -> Result<()> {
             format!("bench-executor-{i}"),
         ];
         if let Some(p) = spec.executor_prefetch {
-            args.extend(["--prefetch".into(), p.to_string()]);
+            args.extend(["--chunks-in-flight".into(), p.to_string()]);
         }
         scenario.spawn(&format!("executor-{i}"), &args, "executor consuming")?;
     }

@@ -28,9 +28,9 @@ pub enum Error {
         #[source]
         source: Option<std::io::Error>,
     },
-    /// Submitting the batch failed.
-    #[error("submit")]
-    Submit(#[from] pipeline::Error),
+    /// Submitting the batch, or encoding a message, failed.
+    #[error("pipeline")]
+    Pipeline(#[from] pipeline::Error),
     /// The pipeline did not do what the measurement needs (no verdict in
     /// time, a failed batch).
     #[error("{0}")]

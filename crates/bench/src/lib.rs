@@ -68,8 +68,8 @@ pub async fn run(services: Services, worker_data_dir: &Path, args: &BenchArgs) -
             rss_runs: plan.rss_runs,
             chunk_size: plan.chunk_size,
             drain_results: plan.drain_results,
-            aggregator_prefetch: args.aggregator_prefetch,
-            executor_prefetch: args.executor_prefetch,
+            aggregator_prefetch: args.aggregator_commit_window,
+            executor_prefetch: args.executor_chunks_in_flight,
             seed: args.seed,
         },
         ..BenchResults::default()

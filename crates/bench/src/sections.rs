@@ -134,7 +134,7 @@ impl Run<'_> {
         tracing::info!(results, "bench: aggregator drain");
         let spec = drain::DrainSpec {
             results,
-            prefetch: self.args.aggregator_prefetch,
+            prefetch: self.args.aggregator_commit_window,
             seed: self.args.seed,
             timeout: self.timeout,
             quiet: self.quiet,
@@ -199,8 +199,8 @@ impl Run<'_> {
             seed: self.args.seed,
             executors,
             concurrency,
-            executor_prefetch: self.args.executor_prefetch,
-            aggregator_prefetch: self.args.aggregator_prefetch,
+            executor_prefetch: self.args.executor_chunks_in_flight,
+            aggregator_prefetch: self.args.aggregator_commit_window,
             timeout: self.timeout,
             quiet: self.quiet,
         };

@@ -31,6 +31,10 @@
 //!   [`Error::Invalid`]; RabbitMQ closes the channel, and [`RabbitConsumer`]
 //!   reconnects (its unacked deliveries come back, redelivered).
 //!
+//! Both implementations pass one conformance suite (`tests/conformance/`,
+//! run by `tests/memory.rs` and `tests/rabbit.rs`); what only one of them
+//! does is tested next to it.
+//!
 //! This crate knows nothing of batches, chunks or SQL.
 
 use std::future::Future;
@@ -39,13 +43,14 @@ mod error;
 pub mod memory;
 pub mod rabbit;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, Source};
 pub use memory::{MemoryBroker, MemoryConfig, MemoryConsumer};
 pub use rabbit::{QueueStats, RabbitBroker, RabbitConfig, RabbitConsumer};
 
-/// Default time a message waits in [`Queue::Retry`] before it goes back to
-/// [`Queue::Work`].
-pub const DEFAULT_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+/// Default time, in milliseconds, a message waits in [`Queue::Retry`]
+/// before it goes back to [`Queue::Work`]: the delay of a retried or
+/// leased chunk. (Milliseconds, because the command line takes it so.)
+pub const DEFAULT_RETRY_DELAY_MS: u64 = 2_000;
 
 /// Default number of times a message may be returned to its queue (nack with
 /// requeue, consumer lost) before it is dead-lettered. Generous on purpose:

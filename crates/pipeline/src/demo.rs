@@ -17,16 +17,17 @@ use broker::{Broker, MemoryBroker, MemoryConfig, Message, Queue};
 use store::{SqliteStore, Store};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 use workload::WorkloadSpec;
 
-use crate::aggregator::{self, AggregatorConfig};
-use crate::executor::{self, ExecutorConfig};
-use crate::faults::Faults;
+use crate::aggregator::{self, AggregatorSettings};
+use crate::executor::{self, ExecutorSettings};
+use crate::health::Health;
 use crate::messages::result_msg_id;
 use crate::submit::{SubmitRequest, submit};
-use crate::sweeper::SweeperConfig;
+use crate::sweeper::SweeperSettings;
 use crate::telemetry::StageStats;
-use crate::verifier::{self, LineSink, VerifierConfig};
+use crate::verifier::{self, LineSink, VerifierSettings};
 use crate::{Error, Result};
 
 /// What the demo runs.
@@ -98,71 +99,24 @@ impl std::fmt::Display for DemoReport {
     }
 }
 
+/// The demo's pipeline: one broker, one store, the stages as tasks.
+struct Pipeline {
+    broker: MemoryBroker,
+    store: SqliteStore,
+    shutdown: CancellationToken,
+    state_dir: PathBuf,
+    /// Every verdict line printed so far.
+    lines: Arc<Mutex<Vec<String>>>,
+    tasks: Vec<JoinHandle<Result<()>>>,
+}
+
 /// Runs the demo; verdict lines go to `sink` as they come.
 pub async fn run(cfg: DemoConfig, sink: LineSink) -> Result<DemoReport> {
-    let io = |what: &str, e: std::io::Error| {
-        Error::Invalid(format!("{what} {}: {e}", cfg.dir.display()))
-    };
-    if cfg.dir.exists() {
-        std::fs::remove_dir_all(&cfg.dir).map_err(|e| io("cannot clear", e))?;
-    }
-    std::fs::create_dir_all(&cfg.dir).map_err(|e| io("cannot create", e))?;
-    let store = SqliteStore::open(cfg.dir.join("batchline.db")).await?;
-    store.migrate().await?;
-    let broker = MemoryBroker::new(MemoryConfig {
-        retry_delay: Duration::from_millis(200),
-        delivery_limit: 20,
-    });
-    let shutdown = CancellationToken::new();
+    let mut p = Pipeline::start(&cfg, sink).await?;
     let start = Instant::now();
-
-    let executor = tokio::spawn(executor::run(
-        broker.clone(),
-        store.clone(),
-        ExecutorConfig {
-            worker_id: "demo-executor".into(),
-            concurrency: cfg.concurrency.max(1),
-            prefetch: u16::try_from(cfg.concurrency.max(1)).unwrap_or(u16::MAX),
-            sweeper: Some(SweeperConfig {
-                interval: Duration::from_secs(1),
-                stall_deadline: Duration::from_secs(3),
-                ..SweeperConfig::default()
-            }),
-            ..ExecutorConfig::default()
-        },
-        StageStats::new("executor"),
-        shutdown.clone(),
-    ));
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let collecting: LineSink = {
-        let lines = lines.clone();
-        Arc::new(move |line: &str| {
-            sink(line)?;
-            if let Ok(mut l) = lines.lock() {
-                l.push(line.to_string());
-            }
-            Ok(())
-        })
-    };
-    let verifier = tokio::spawn(verifier::run(
-        broker.clone(),
-        store.clone(),
-        VerifierConfig::default(),
-        collecting,
-        StageStats::new("verifier"),
-        shutdown.clone(),
-    ));
-    let agg_cfg = AggregatorConfig {
-        data_dir: cfg.dir.join("aggregator"),
-        prefetch: 64,
-        faults: Faults::default(),
-    };
-    let first_stats = StageStats::new("aggregator");
-    let first = spawn_aggregator(&broker, &store, &agg_cfg, &first_stats, &shutdown);
-
     let submitted = submit(
-        &broker,
-        &store,
+        &p.broker,
+        &p.store,
         &SubmitRequest {
             name: Some("demo".into()),
             runs: cfg.runs,
@@ -182,11 +136,13 @@ pub async fn run(cfg: DemoConfig, sink: LineSink) -> Result<DemoReport> {
     );
 
     // Crash the aggregator once about a third of the chunk results are in.
+    let first_stats = StageStats::new("aggregator");
+    let first = p.aggregator(&first_stats);
     let crash_at = (total_chunks / 3).max(1);
     while first_stats.total("applied") < crash_at && !first.is_finished() {
         if start.elapsed() > cfg.timeout {
-            return Err(Error::Invalid(
-                "demo timed out before the aggregator crash".into(),
+            return Err(Error::TimedOut(
+                "the demo before the aggregator crash".into(),
             ));
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -198,71 +154,20 @@ pub async fn run(cfg: DemoConfig, sink: LineSink) -> Result<DemoReport> {
         applied = applied_before_crash,
         "demo: aggregator crashed (task aborted, in-memory state gone, CSV files kept)"
     );
-
-    // While it is down, deliver some chunk results a second time.
-    // Prefer batches still being aggregated: their duplicates are dropped by
-    // msg_id from the rebuilt state, not just by the tombstone.
-    let mut order = Vec::new();
-    for id in &ids {
-        let aggregated = store.batch_result(*id).await?.is_some();
-        order.push((aggregated, *id));
-    }
-    order.sort_by_key(|(aggregated, _)| *aggregated);
-    let mut duplicates = Vec::new();
-    for (_, id) in &order {
-        for (chunk, json) in store.chunk_results(*id).await? {
-            if duplicates.len() >= cfg.duplicates {
-                break;
-            }
-            duplicates.push(Message::new(
-                Queue::Results,
-                result_msg_id(*id, chunk),
-                json.into_bytes(),
-            ));
-        }
-    }
-    let duplicates_injected = duplicates.len();
-    broker.publish(duplicates).await?;
+    let duplicates_injected = p.inject_duplicates(&ids, cfg.duplicates).await?;
     tracing::info!(
         duplicates = duplicates_injected,
         "demo: duplicate deliveries injected; restarting the aggregator"
     );
-
     let second_stats = StageStats::new("aggregator");
-    let second = spawn_aggregator(&broker, &store, &agg_cfg, &second_stats, &shutdown);
+    let second = p.aggregator(&second_stats);
+    p.tasks.push(second);
 
-    let succeeded = loop {
-        let verdicts: Vec<_> = store.progress(None, ids.len() as i64 + 10).await?;
-        let done: Vec<_> = verdicts
-            .iter()
-            .filter(|p| ids.contains(&p.id) && p.verdict.is_some())
-            .collect();
-        if done.len() == ids.len() && lines.lock().map(|l| l.len() >= ids.len()).unwrap_or(false) {
-            break done.iter().filter(|p| p.verdict == Some(true)).count();
-        }
-        if start.elapsed() > cfg.timeout {
-            shutdown.cancel();
-            return Err(Error::Invalid(format!(
-                "demo timed out after {:.0}s with {}/{} verdicts",
-                cfg.timeout.as_secs_f64(),
-                done.len(),
-                ids.len()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let succeeded = p.wait_verdicts(&ids, start, cfg.timeout).await?;
     let elapsed = start.elapsed();
-    shutdown.cancel();
-    for task in [executor, verifier, second] {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "demo stage stopped with an error"),
-            Err(e) => tracing::warn!(error = %e, "demo stage task failed"),
-        }
-    }
-    store.close().await;
+    let lines = p.stop().await;
     Ok(DemoReport {
-        lines: lines.lock().map(|l| l.clone()).unwrap_or_default(),
+        lines,
         batches: ids.len(),
         succeeded,
         runs: submitted.batches.iter().map(|b| b.runs).sum(),
@@ -276,18 +181,157 @@ pub async fn run(cfg: DemoConfig, sink: LineSink) -> Result<DemoReport> {
     })
 }
 
-fn spawn_aggregator(
-    broker: &MemoryBroker,
-    store: &SqliteStore,
-    cfg: &AggregatorConfig,
-    stats: &StageStats,
-    shutdown: &CancellationToken,
-) -> JoinHandle<Result<()>> {
-    tokio::spawn(aggregator::run(
-        broker.clone(),
-        store.clone(),
-        cfg.clone(),
-        stats.clone(),
-        shutdown.child_token(),
-    ))
+impl Pipeline {
+    /// A fresh state directory, SQLite store and in-process broker, with the
+    /// executor and the verifier running (the aggregator comes and goes).
+    async fn start(cfg: &DemoConfig, sink: LineSink) -> Result<Pipeline> {
+        let io = |what: &str, e| Error::io(format!("{what} {}", cfg.dir.display()), e);
+        if cfg.dir.exists() {
+            std::fs::remove_dir_all(&cfg.dir).map_err(|e| io("cannot clear", e))?;
+        }
+        std::fs::create_dir_all(&cfg.dir).map_err(|e| io("cannot create", e))?;
+        let store = SqliteStore::open(cfg.dir.join("batchline.db")).await?;
+        store.migrate().await?;
+        let broker = MemoryBroker::new(MemoryConfig {
+            retry_delay: Duration::from_millis(200),
+            delivery_limit: 20,
+        });
+        let shutdown = CancellationToken::new();
+        let executor = ExecutorSettings {
+            worker_id: Some("demo-executor".into()),
+            concurrency: Some(cfg.concurrency.max(1)),
+            chunks_in_flight: Some(u16::try_from(cfg.concurrency.max(1)).unwrap_or(u16::MAX)),
+            sweeper: SweeperSettings {
+                sweep_interval_s: 1,
+                stall_deadline_s: 3,
+            },
+            ..ExecutorSettings::default()
+        };
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let collecting: LineSink = {
+            let lines = lines.clone();
+            Arc::new(move |line: &str| {
+                sink(line)?;
+                if let Ok(mut l) = lines.lock() {
+                    l.push(line.to_string());
+                }
+                Ok(())
+            })
+        };
+        let tasks = vec![
+            tokio::spawn(executor::run(
+                broker.clone(),
+                store.clone(),
+                executor,
+                StageStats::new("executor"),
+                Health::new(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(verifier::run(
+                broker.clone(),
+                store.clone(),
+                VerifierSettings::default(),
+                collecting,
+                StageStats::new("verifier"),
+                Health::new(),
+                shutdown.clone(),
+            )),
+        ];
+        Ok(Pipeline {
+            broker,
+            store,
+            shutdown,
+            state_dir: cfg.dir.join("aggregator"),
+            lines,
+            tasks,
+        })
+    }
+
+    fn aggregator(&self, stats: &StageStats) -> JoinHandle<Result<()>> {
+        let settings = AggregatorSettings {
+            commit_window: Some(64),
+            ..AggregatorSettings::default()
+        };
+        tokio::spawn(aggregator::run(
+            self.broker.clone(),
+            self.store.clone(),
+            self.state_dir.clone(),
+            settings,
+            stats.clone(),
+            Health::new(),
+            self.shutdown.child_token(),
+        ))
+    }
+
+    /// Delivers up to `n` chunk results a second time. Prefers batches still
+    /// being aggregated: their duplicates are dropped by msg_id from the
+    /// rebuilt state, not just by the tombstone.
+    async fn inject_duplicates(&self, ids: &[Uuid], n: usize) -> Result<usize> {
+        let mut order = Vec::new();
+        for id in ids {
+            let aggregated = self.store.batch_result(*id).await?.is_some();
+            order.push((aggregated, *id));
+        }
+        order.sort_by_key(|(aggregated, _)| *aggregated);
+        let mut duplicates = Vec::new();
+        for (_, id) in &order {
+            for (chunk, json) in self.store.chunk_results(*id).await? {
+                if duplicates.len() >= n {
+                    break;
+                }
+                let msg_id = result_msg_id(*id, chunk);
+                duplicates.push(Message::new(Queue::Results, msg_id, json.into_bytes()));
+            }
+        }
+        let injected = duplicates.len();
+        self.broker.publish(duplicates).await?;
+        Ok(injected)
+    }
+
+    /// Waits for every batch's verdict (and line); how many succeeded.
+    async fn wait_verdicts(
+        &self,
+        ids: &[Uuid],
+        start: Instant,
+        timeout: Duration,
+    ) -> Result<usize> {
+        loop {
+            let verdicts = self.store.progress(None, ids.len() as i64 + 10).await?;
+            let done: Vec<_> = verdicts
+                .iter()
+                .filter(|p| ids.contains(&p.id) && p.verdict.is_some())
+                .collect();
+            let printed = self.lines.lock().map(|l| l.len()).unwrap_or(0);
+            if done.len() == ids.len() && printed >= ids.len() {
+                return Ok(done.iter().filter(|p| p.verdict == Some(true)).count());
+            }
+            if start.elapsed() > timeout {
+                self.shutdown.cancel();
+                return Err(Error::TimedOut(format!(
+                    "the demo after {:.0}s with {}/{} verdicts",
+                    timeout.as_secs_f64(),
+                    done.len(),
+                    ids.len()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops every stage; the verdict lines printed.
+    async fn stop(self) -> Vec<String> {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "demo stage stopped with an error"
+                ),
+                Err(e) => tracing::warn!(error = %e, "demo stage task failed"),
+            }
+        }
+        self.store.close().await;
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
 }

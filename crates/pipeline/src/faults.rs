@@ -5,13 +5,36 @@
 //!   `FAILURE` path can be exercised.
 //! - `CRASH_POINTS="after_claim:0.2,after_commit:0.1"`: the process aborts
 //!   (no cleanup, like SIGKILL) at that point with that probability, so the
-//!   drills can hit each row of DESIGN.md's crash table on purpose.
+//!   drills can hit each row of the crash table in `docs/architecture.md`
+//!   on purpose.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::str::FromStr;
 
 use crate::Error;
+
+/// The fault-injection settings every stage takes (hidden from `--help`:
+/// they are for tests and drills).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct FaultSettings {
+    /// Fault injection: chunks whose simulation always fails, `NAME:CHUNK,NAME:*`.
+    #[arg(long, env = "FAIL_CHUNKS", default_value = "", hide = true)]
+    pub fail_chunks: String,
+    /// Fault injection: `point:probability,…` where the process aborts (drills).
+    #[arg(long, env = "CRASH_POINTS", default_value = "", hide = true)]
+    pub crash_points: String,
+}
+
+impl FaultSettings {
+    pub fn parse(&self) -> Result<Faults, Error> {
+        Faults::parse(&self.fail_chunks, &self.crash_points)
+    }
+}
+
+fn bad(name: &'static str, reason: String) -> Error {
+    Error::Setting { name, reason }
+}
 
 /// Places in the stages where a drill may crash the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +69,12 @@ impl FromStr for CrashPoint {
             "before_verify_publish" => CrashPoint::BeforeVerifyPublish,
             "before_tombstone" => CrashPoint::BeforeTombstone,
             "after_verdict" => CrashPoint::AfterVerdict,
-            other => return Err(Error::Invalid(format!("unknown crash point {other:?}"))),
+            other => {
+                return Err(bad(
+                    "CRASH_POINTS",
+                    format!("unknown crash point {other:?}"),
+                ));
+            }
         })
     }
 }
@@ -67,15 +95,16 @@ impl Faults {
             .map(str::trim)
             .filter(|s| !s.is_empty())
         {
-            let (name, chunk) = item.rsplit_once(':').ok_or_else(|| {
-                Error::Invalid(format!("FAIL_CHUNKS item {item:?} is not NAME:CHUNK"))
-            })?;
+            let (name, chunk) = item
+                .rsplit_once(':')
+                .ok_or_else(|| bad("FAIL_CHUNKS", format!("{item:?} is not NAME:CHUNK")))?;
             let chunk = match chunk {
                 "*" => None,
                 n => Some(n.parse().map_err(|_| {
-                    Error::Invalid(format!(
-                        "FAIL_CHUNKS item {item:?}: chunk is not a number or *"
-                    ))
+                    bad(
+                        "FAIL_CHUNKS",
+                        format!("{item:?}: chunk is not a number or *"),
+                    )
                 })?),
             };
             faults.fail_chunks.push((name.to_string(), chunk));
@@ -86,9 +115,9 @@ impl Faults {
             .filter(|s| !s.is_empty())
         {
             let (point, p) = item.split_once(':').unwrap_or((item, "1"));
-            let p: f64 = p.parse().map_err(|_| {
-                Error::Invalid(format!("CRASH_POINTS item {item:?}: bad probability"))
-            })?;
+            let p: f64 = p
+                .parse()
+                .map_err(|_| bad("CRASH_POINTS", format!("{item:?}: bad probability")))?;
             faults.crashes.push((point.parse()?, p.clamp(0.0, 1.0)));
         }
         Ok(faults)

@@ -3,9 +3,12 @@
 //! Layout:
 //! - [`messages`]: versioned JSON contracts (work, chunk result, verify) and
 //!   strict decoding; deterministic result msg_ids.
+//! - [`stage`]: the one runtime every consuming stage runs in (consume,
+//!   decode, window, concurrency, settle, error policy, drain, throughput
+//!   log); a stage is its domain steps behind [`stage::Stage`].
 //! - [`submit`]: batches and chunks in one transaction, then confirmed publishes.
 //! - [`executor`]: claim → simulate (blocking pool) → commit rows and
-//!   completion in one transaction → publish result → ack; retries.
+//!   completion in one transaction → publish result → ack; lease renewal.
 //! - [`sweeper`]: re-publishes lost work and stalled batches' results.
 //! - [`aggregator`]: the stateful stage on `stateful_worker`; group commit
 //!   before ack; finalization; tombstones.
@@ -13,11 +16,20 @@
 //!   re-simulated runs; one verdict and one line per batch.
 //! - [`demo`]: the embedded mode's wiring (in-process broker, SQLite) and
 //!   its crash-and-rebuild scenario.
-//! - [`telemetry`], [`faults`], `retry`, `common`: what the stages share.
+//! - [`telemetry`] (counters, phase timings, the 10-s throughput line),
+//!   [`health`] (liveness and readiness), [`faults`] (fault injection for
+//!   drills), `retry`, `common`, `error` ([`Error`], [`Check`]): what the
+//!   stages share.
+//!
+//! Each stage's settings are one struct deriving `clap::Args`
+//! ([`executor::ExecutorSettings`], [`aggregator::AggregatorSettings`],
+//! [`verifier::VerifierSettings`]): the command line fills it, the stage's
+//! `run` takes it, and each default is written once, in it.
 //!
 //! Stages are generic over the [`broker::Broker`] and [`store::Store`]
 //! traits: they never see lapin or sqlx, so the same code runs over
 //! RabbitMQ + Postgres and over the in-process broker + SQLite.
+//! `docs/architecture.md` follows a message through these modules.
 
 pub mod aggregator;
 mod common;
@@ -25,12 +37,14 @@ pub mod demo;
 mod error;
 pub mod executor;
 pub mod faults;
+pub mod health;
 pub mod messages;
 mod retry;
+pub mod stage;
 pub mod submit;
 pub mod sweeper;
 pub mod telemetry;
 pub mod verifier;
 
 pub use common::{BatchCache, LoadedBatch, Lookup};
-pub use error::{Error, Result};
+pub use error::{Check, Error, Result};

@@ -6,9 +6,12 @@
 //! chunk) only, so a re-executed or re-published chunk result carries the
 //! same id and the aggregator recognises it.
 
+use broker::{Message, Queue};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 use workload::Summary;
+
+use crate::{Error, Result};
 
 /// The contract version this build speaks.
 pub const VERSION: u32 = 1;
@@ -59,6 +62,19 @@ impl ResultMsg {
     pub fn msg_id(&self) -> String {
         result_msg_id(self.batch_id, self.chunk)
     }
+
+    /// This result's message for the aggregator.
+    pub fn to_message(&self) -> Result<Message> {
+        message(Queue::Results, self.msg_id(), self)
+    }
+
+    /// The message's JSON, as published and as stored with the chunk.
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|source| Error::Encode {
+            what: "chunk result",
+            source,
+        })
+    }
 }
 
 /// The deterministic msg_id of a chunk's result.
@@ -70,13 +86,18 @@ pub fn result_msg_id(batch_id: Uuid, chunk: i32) -> String {
 }
 
 /// For the verifier: a batch to check, or a batch that failed terminally.
+/// The verifier reads everything else (the aggregate, its duplicate count)
+/// from the store, where the aggregator saved it first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum VerifyMsg {
     Aggregated {
         v: u32,
         batch_id: Uuid,
-        duplicates_dropped: u64,
+        /// Sent by earlier builds, and ignored: still accepted so that
+        /// such a message in flight during an upgrade is not dead-lettered.
+        #[serde(default, rename = "duplicates_dropped", skip_serializing)]
+        legacy_duplicates_dropped: serde::de::IgnoredAny,
     },
     Failed {
         v: u32,
@@ -86,11 +107,11 @@ pub enum VerifyMsg {
 }
 
 impl VerifyMsg {
-    pub fn aggregated(batch_id: Uuid, duplicates_dropped: u64) -> Self {
+    pub fn aggregated(batch_id: Uuid) -> Self {
         VerifyMsg::Aggregated {
             v: VERSION,
             batch_id,
-            duplicates_dropped,
+            legacy_duplicates_dropped: serde::de::IgnoredAny,
         }
     }
 
@@ -155,9 +176,39 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
     serde_json::from_slice(payload).map_err(|e| DecodeError::Invalid(e.to_string()))
 }
 
-/// Encodes a message (serialization of these types cannot fail).
-pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
-    serde_json::to_vec(msg).unwrap_or_default()
+/// Encodes a message.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(msg).map_err(|source| Error::Encode {
+        what: std::any::type_name::<T>(),
+        source,
+    })
+}
+
+/// A message to publish to `queue`: `msg` encoded, under `msg_id`.
+pub fn message<T: Serialize>(queue: Queue, msg_id: String, msg: &T) -> Result<Message> {
+    Ok(Message::new(queue, msg_id, encode(msg)?))
+}
+
+impl WorkMsg {
+    /// This chunk's work message, for `queue` (work, or the delayed retry).
+    pub fn to_message(&self, queue: Queue) -> Result<Message> {
+        message(queue, self.msg_id(), self)
+    }
+}
+
+/// The work messages of these chunks (submit, and the sweeper's re-publish).
+pub fn work_messages(chunks: &[store::ChunkRef]) -> Result<Vec<Message>> {
+    chunks
+        .iter()
+        .map(|c| WorkMsg::new(c.batch_id, c.chunk).to_message(Queue::Work))
+        .collect()
+}
+
+impl VerifyMsg {
+    /// This verdict request's message for the verifier.
+    pub fn to_message(&self) -> Result<Message> {
+        message(Queue::Verify, self.msg_id(), self)
+    }
 }
 
 #[cfg(test)]
@@ -167,7 +218,7 @@ mod tests {
     #[test]
     fn work_roundtrip() {
         let m = WorkMsg::new(Uuid::new_v4(), 3);
-        assert_eq!(decode::<WorkMsg>(&encode(&m)).unwrap(), m);
+        assert_eq!(decode::<WorkMsg>(&encode(&m).unwrap()).unwrap(), m);
     }
 
     #[test]
@@ -204,8 +255,21 @@ mod tests {
     #[test]
     fn verify_roundtrip() {
         let m = VerifyMsg::failed(Uuid::new_v4(), "chunk 3 failed");
-        assert_eq!(decode::<VerifyMsg>(&encode(&m)).unwrap(), m);
-        let m = VerifyMsg::aggregated(Uuid::new_v4(), 4);
-        assert_eq!(decode::<VerifyMsg>(&encode(&m)).unwrap(), m);
+        assert_eq!(decode::<VerifyMsg>(&encode(&m).unwrap()).unwrap(), m);
+        let m = VerifyMsg::aggregated(Uuid::new_v4());
+        let bytes = encode(&m).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("duplicates"));
+        assert_eq!(decode::<VerifyMsg>(&bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn an_aggregated_message_of_an_earlier_build_still_decodes() {
+        let id = Uuid::new_v4();
+        let old =
+            format!(r#"{{"kind":"aggregated","v":1,"batch_id":"{id}","duplicates_dropped":4}}"#);
+        assert_eq!(
+            decode::<VerifyMsg>(old.as_bytes()).unwrap(),
+            VerifyMsg::aggregated(id)
+        );
     }
 }

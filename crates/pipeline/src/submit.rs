@@ -5,12 +5,12 @@
 //! confirms, the chunks stay unpublished in the store and the sweeper
 //! publishes them: a submitted batch is never lost.
 
-use broker::{Broker, Message, Queue};
+use broker::Broker;
 use store::{ChunkRef, NewBatch, Store};
 use uuid::Uuid;
 use workload::{Workload, WorkloadSpec};
 
-use crate::messages::{WorkMsg, encode};
+use crate::messages::work_messages;
 use crate::{Error, Result};
 
 /// What the user asked for.
@@ -59,8 +59,10 @@ pub async fn submit<B: Broker, S: Store>(
         )));
     }
     Workload::new(&req.workload)?;
-    let workload = serde_json::to_string(&req.workload)
-        .map_err(|e| Error::Invalid(format!("workload cannot be serialized: {e}")))?;
+    let workload = serde_json::to_string(&req.workload).map_err(|source| Error::Encode {
+        what: "workload",
+        source,
+    })?;
     let base_seed = req
         .seed
         .unwrap_or_else(|| (Uuid::new_v4().as_u128() as i64) & i64::MAX);
@@ -96,15 +98,11 @@ pub async fn submit<B: Broker, S: Store>(
         .collect();
     let mut published = true;
     for slice in chunks.chunks(PUBLISH_SLICE) {
-        let msgs = slice
-            .iter()
-            .map(|c| {
-                let m = WorkMsg::new(c.batch_id, c.chunk);
-                Message::new(Queue::Work, m.msg_id(), encode(&m))
-            })
-            .collect();
-        if let Err(e) = broker.publish(msgs).await {
-            tracing::warn!(error = %e, "publishing work failed; the sweeper will publish the remaining chunks");
+        if let Err(e) = broker.publish(work_messages(slice)?).await {
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "publishing work failed; the sweeper will publish the remaining chunks"
+            );
             published = false;
             break;
         }

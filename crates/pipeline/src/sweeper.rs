@@ -22,8 +22,52 @@ use store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::Result;
-use crate::messages::{VerifyMsg, WorkMsg, encode, result_msg_id};
+use crate::messages::{VerifyMsg, result_msg_id, work_messages};
 use crate::telemetry::StageStats;
+
+pub const DEFAULT_SWEEP_INTERVAL_S: u64 = 5;
+pub const DEFAULT_STALL_DEADLINE_S: u64 = 20;
+
+/// A pending chunk never marked published is re-published after this.
+const UNPUBLISHED_AFTER: Duration = Duration::from_secs(10);
+/// Re-publish rounds of a stalled batch before it is failed.
+const MAX_ROUNDS: i32 = 3;
+
+/// The sweeper's settings (it runs inside executors).
+#[derive(Clone, Debug, clap::Args)]
+pub struct SweeperSettings {
+    /// Seconds between sweeps.
+    #[arg(long, env = "SWEEP_INTERVAL_S", default_value_t = DEFAULT_SWEEP_INTERVAL_S)]
+    pub sweep_interval_s: u64,
+    /// Seconds a batch may sit complete but unaggregated before its chunk
+    /// results are re-published.
+    #[arg(long, env = "STALL_DEADLINE_S", default_value_t = DEFAULT_STALL_DEADLINE_S)]
+    pub stall_deadline_s: u64,
+}
+
+impl Default for SweeperSettings {
+    fn default() -> Self {
+        Self {
+            sweep_interval_s: DEFAULT_SWEEP_INTERVAL_S,
+            stall_deadline_s: DEFAULT_STALL_DEADLINE_S,
+        }
+    }
+}
+
+impl SweeperSettings {
+    /// The timings for executors leasing chunks for `lease`.
+    pub fn resolve(&self, lease: Duration) -> SweeperConfig {
+        SweeperConfig {
+            interval: Duration::from_secs(self.sweep_interval_s.max(1)),
+            unpublished_after: UNPUBLISHED_AFTER,
+            // A third of the lease plus a second: a live owner renews every
+            // third of the lease, so a lease this far past its end is dead.
+            lease_grace: lease / 3 + Duration::from_secs(1),
+            stall_deadline: Duration::from_secs(self.stall_deadline_s.max(1)),
+            max_rounds: MAX_ROUNDS,
+        }
+    }
+}
 
 /// Sweeper timings.
 #[derive(Clone, Debug)]
@@ -37,18 +81,6 @@ pub struct SweeperConfig {
     pub stall_deadline: Duration,
     /// Re-publish rounds before the batch is failed.
     pub max_rounds: i32,
-}
-
-impl Default for SweeperConfig {
-    fn default() -> Self {
-        Self {
-            interval: Duration::from_secs(5),
-            unpublished_after: Duration::from_secs(10),
-            lease_grace: Duration::from_secs(10),
-            stall_deadline: Duration::from_secs(20),
-            max_rounds: 3,
-        }
-    }
 }
 
 /// Sweeps every `interval` until `shutdown`.
@@ -67,7 +99,7 @@ pub async fn run<B: Broker, S: Store>(
         }
         if let Err(e) = sweep_once(&broker, &store, &cfg, &stats).await {
             // Infrastructure away: the next sweep tries again.
-            tracing::warn!(error = %e, "sweep failed");
+            tracing::warn!(error = &e as &dyn std::error::Error, "sweep failed");
         }
     }
 }
@@ -87,14 +119,7 @@ pub async fn sweep_once<B: Broker, S: Store>(
             chunks = chunks.len(),
             "sweeper re-publishing unpublished or abandoned chunks"
         );
-        let msgs = chunks
-            .iter()
-            .map(|c| {
-                let m = WorkMsg::new(c.batch_id, c.chunk);
-                Message::new(Queue::Work, m.msg_id(), encode(&m))
-            })
-            .collect();
-        broker.publish(msgs).await?;
+        broker.publish(work_messages(&chunks)?).await?;
         store.mark_published(&chunks).await?;
         stats.count("swept_chunks", chunks.len() as u64);
     }
@@ -110,9 +135,7 @@ pub async fn sweep_once<B: Broker, S: Store>(
                 );
                 tracing::error!(batch = %batch_id, "{reason}");
                 let v = VerifyMsg::failed(batch_id, reason);
-                broker
-                    .publish(vec![Message::new(Queue::Verify, v.msg_id(), encode(&v))])
-                    .await?;
+                broker.publish(vec![v.to_message()?]).await?;
                 continue;
             }
             let results = store.chunk_results(batch_id).await?;
@@ -134,9 +157,7 @@ pub async fn sweep_once<B: Broker, S: Store>(
 
     for (batch_id, reason) in store.failed_batches_without_verdict(100).await? {
         let v = VerifyMsg::failed(batch_id, reason);
-        broker
-            .publish(vec![Message::new(Queue::Verify, v.msg_id(), encode(&v))])
-            .await?;
+        broker.publish(vec![v.to_message()?]).await?;
     }
     Ok(())
 }

@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
-use pipeline::LoadedBatch;
 use pipeline::executor::simulate;
 use pipeline::verifier::{check, check_in_parts};
+use pipeline::{Check, LoadedBatch};
 use store::{Claim, NewBatch, SqliteStore, Store};
 use uuid::Uuid;
 use workload::{Workload, WorkloadSpec};
@@ -71,7 +71,7 @@ async fn ranges_scanned_concurrently_find_gaps_anywhere() {
     let (whole, aggregate) = batch_without(&store, None).await;
     assert_eq!(
         check(&store, &whole, &aggregate, 5, 2).await.unwrap(),
-        Ok(())
+        Check::Pass
     );
     // The same batch, the aggregate of one run short: the rows disagree.
     let mut short = whole.workload.empty_summary();
@@ -80,10 +80,7 @@ async fn ranges_scanned_concurrently_find_gaps_anywhere() {
         short.add(rows.row(i)).unwrap();
     }
     let short = serde_json::to_string(&short).unwrap();
-    let err = check(&store, &whole, &short, 5, 2)
-        .await
-        .unwrap()
-        .unwrap_err();
+    let err = check(&store, &whole, &short, 5, 2).await.unwrap().failure();
     assert!(err.starts_with("aggregate differs"), "{err}");
 
     // A chunk missing from the first range, then from the last (open) one.
@@ -95,7 +92,7 @@ async fn ranges_scanned_concurrently_find_gaps_anywhere() {
         let err = check(&store, &gap, &aggregate, 5, 2)
             .await
             .unwrap()
-            .unwrap_err();
+            .failure();
         assert!(err.starts_with(want), "skip {skip}: {err}");
     }
 }
@@ -112,12 +109,26 @@ async fn more_parts_than_cores_are_scanned_a_few_at_a_time() {
         check_in_parts(&store, &whole, &aggregate, 5, 2, 10_000)
             .await
             .unwrap(),
-        Ok(())
+        Check::Pass
     );
     let (gap, aggregate) = batch_without(&store, Some(7)).await;
     let err = check_in_parts(&store, &gap, &aggregate, 5, 2, 10_000)
         .await
         .unwrap()
-        .unwrap_err();
+        .failure();
     assert!(err.starts_with("runs 70000..80000 missing"), "{err}");
+}
+
+trait Failure {
+    /// The reason of a failed check; a test failure when it passed.
+    fn failure(self) -> String;
+}
+
+impl Failure for Check {
+    fn failure(self) -> String {
+        match self {
+            Check::Fail(reason) => reason,
+            Check::Pass => panic!("expected the check to fail"),
+        }
+    }
 }

@@ -8,15 +8,18 @@
 //!   `copy_rows` encodes the binary `COPY` rows;
 //! - [`sqlite`]: [`SqliteStore`], sqlx on an embedded SQLite file for the
 //!   zero-setup mode (`migrations/sqlite/`), WAL + `synchronous=FULL`;
+//! - [`chunk`]: the chunk state machine in plain Rust, shared by both:
+//!   [`ChunkStatus`], the claim decision, what a fenced write that changed
+//!   nothing means, the failure reasons. The backends only read and write
+//!   rows;
 //! - `chunk_rows`: the check, shared by both, that a chunk's run rows are
 //!   exactly the runs it owns;
-//! - `fencing`: how both read a chunk's state after a fenced write, so a
-//!   retried call whose first answer was lost gets the same answer;
+//! - `outcome`: the byte layout of a run's outcome, shared by both;
 //! - `error`: [`Error`], and the mapping of sqlx errors to it (connection
-//!   loss, timeouts and lock contention are retryable).
+//!   loss, timeouts and lock contention are retryable; the driver's error is
+//!   kept as the source).
 //!
-//! State transitions only move forward (pending → running → completed |
-//! failed, with running → pending on a retried error), finalization and
+//! State transitions only move forward (see [`chunk`]), finalization and
 //! verdicts are idempotent. A claim's attempt number fences every later write
 //! of that claim: a worker that lost its lease changes nothing. No sqlx type
 //! appears in this API, so stages never see SQL. This crate knows nothing of
@@ -35,23 +38,17 @@ use std::time::Duration;
 
 pub use uuid::Uuid;
 
+pub mod chunk;
 mod chunk_rows;
 mod error;
-mod fencing;
+mod outcome;
 pub mod postgres;
 pub mod sqlite;
 
-pub use error::{Error, Result};
+pub use chunk::ChunkStatus;
+pub use error::{Error, Result, Source};
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
-
-/// The reason a batch with a failed chunk gets: which chunk, and its last error.
-pub(crate) fn failure_reason(chunk: i32, last_error: Option<&str>) -> String {
-    format!(
-        "chunk {chunk} failed: {}",
-        last_error.unwrap_or("no error recorded")
-    )
-}
 
 /// A batch to create, with its chunk rows, in one transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]

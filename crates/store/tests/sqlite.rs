@@ -112,7 +112,8 @@ async fn open_creates_the_directory_and_refuses_a_non_database() {
         Err(e) => e,
     };
     assert!(!err.can_be_retried(), "{err:?}");
-    assert!(err.to_string().contains("not a database"), "{err}");
+    let chain = format!("{:#}", anyhow::Error::from(err));
+    assert!(chain.contains("not a database"), "{chain}");
 }
 
 #[tokio::test]
@@ -129,7 +130,7 @@ async fn duplicate_run_row_fails_the_whole_commit() {
         .await
         .unwrap();
     sqlx::query(
-        "INSERT INTO run_results (batch_id, run_index, outcome) VALUES (?, 5, x'07000000')",
+        "INSERT INTO run_results (batch_id, run_index, outcome) VALUES (?, 5, x'00000007')",
     )
     .bind(b.id)
     .execute(&mut raw)

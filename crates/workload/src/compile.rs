@@ -24,7 +24,7 @@ pub struct TileC {
     pub accepts: u64,
     /// Activities any rule uses.
     pub activities: u64,
-    /// Static estimate in seconds (BINGO.md): min over rules of
+    /// Static estimate in seconds (docs/bingo-model.md): min over rules of
     /// ceil(required / expected accepted units per attempt) × baseline.
     pub estimate: f64,
 }

@@ -48,7 +48,7 @@ pub use summary::{BingoSummary, SumSummary, Summary};
 use compile::Model;
 
 impl Event {
-    /// "Spring League Bingo", the default event (BINGO.md; board in EVENT.md).
+    /// "Spring League Bingo", the default event (docs/bingo-model.md; board in EVENT.md).
     pub fn spring_league() -> Event {
         spring_league::spring_league()
     }

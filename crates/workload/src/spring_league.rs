@@ -1,4 +1,4 @@
-//! The built-in default event, "Spring League Bingo" (BINGO.md), written as
+//! The built-in default event, "Spring League Bingo" (docs/bingo-model.md), written as
 //! data. `crates/workload/EVENT.md` shows the board it builds, including
 //! where the modifiers sit; `events/spring-league.json` is the same event as
 //! JSON, a starting point for `--event FILE`.
@@ -73,7 +73,7 @@ impl Spec {
 
 use Kind::{A, C, Combo, M, Rc, T, V, Z};
 
-/// Position p of row r uses activity (r + p) mod 7 (BINGO.md).
+/// Position p of row r uses activity (r + p) mod 7 (docs/bingo-model.md).
 const BOARD: [[Spec; 4]; 20] = [
     [t(Z).d(), t(V).d(), t(Rc), t(M)],
     [t(V), t(Rc), t(M), t(C).s().only(Only::Loot)],

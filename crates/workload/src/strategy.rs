@@ -1,4 +1,4 @@
-//! The team strategies (BINGO.md): which tile, by which rule, a player works
+//! The team strategies (docs/bingo-model.md): which tile, by which rule, a player works
 //! next, and which tile a drop goes to. Pure functions of the compiled model
 //! and one team's board, allocation-free; the orders of preference they scan
 //! were sorted once in `compile`.

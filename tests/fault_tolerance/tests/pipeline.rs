@@ -242,7 +242,7 @@ fn poison_messages_on_every_queue_are_dead_lettered_with_a_reason() {
             "version",
             format!(r#"{{"v":99,"kind":"aggregated","batch_id":"{ghost}"}}"#).into_bytes(),
         ),
-        (Queue::Verify, "unknown", verify_msg(ghost, 0).payload),
+        (Queue::Verify, "unknown", verify_msg(ghost).payload),
         // Well-formed, for a real batch, but inconsistent with it.
         (Queue::Work, "range", work_msg(before[0], 99).payload),
         (Queue::Results, "mismatch", mismatched_result(before[0])),
@@ -316,13 +316,13 @@ fn duplicates_on_every_queue_change_nothing() {
         1,
         stored[1].result.as_deref().expect("result"),
     )]);
-    s.publish_all(vec![verify_msg(batch, 0), verify_msg(batch, 99)]);
+    s.publish_all(vec![verify_msg(batch), legacy_verify_msg(batch, 99)]);
     // A terminal-failure message after the verdict changes nothing either.
     let failed = pipeline::messages::VerifyMsg::failed(batch, "late failure");
     s.publish(
         Queue::Verify,
         &failed.msg_id(),
-        pipeline::messages::encode(&failed),
+        pipeline::messages::encode(&failed).expect("encodes"),
     );
     // Two sentinels in sequence: each queue is FIFO, and the second one is
     // submitted only after the first is verified, so every duplicate above

@@ -45,7 +45,7 @@ impl RabbitConfig {
         Self {
             url: url.into(),
             prefix: DEFAULT_PREFIX.to_owned(),
-            retry_delay: crate::DEFAULT_RETRY_DELAY,
+            retry_delay: Duration::from_millis(crate::DEFAULT_RETRY_DELAY_MS),
             delivery_limit: crate::DEFAULT_DELIVERY_LIMIT,
         }
     }

@@ -57,7 +57,7 @@ impl RabbitBroker {
     /// arguments an [`Error::Config`].
     pub async fn connect(config: RabbitConfig) -> Result<Self> {
         if config.prefix.is_empty() || config.prefix.len() > MAX_PREFIX {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "queue prefix must be 1 to {MAX_PREFIX} bytes, got {}",
                 config.prefix.len()
             )));

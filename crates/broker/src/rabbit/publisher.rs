@@ -116,8 +116,8 @@ impl Publisher {
                 .create_channel()
                 .await
                 .map_err(|e| map_error("cannot open a RabbitMQ channel", &e)),
-            _ => Err(Error::Connection(
-                "RabbitMQ connection lost while opening a channel".into(),
+            _ => Err(Error::connection(
+                "RabbitMQ connection lost while opening a channel",
             )),
         }
     }
@@ -164,11 +164,14 @@ impl Publisher {
             };
             let delay = backoff.next().unwrap_or(Duration::from_secs(5));
             if Instant::now() + delay > deadline {
-                return Err(Error::Connection(format!(
-                    "{} messages unconfirmed after {}s of retries: {attempt}",
-                    todo.len(),
-                    RETRY_BUDGET.as_secs()
-                )));
+                return Err(Error::Connection {
+                    context: format!(
+                        "{} messages unconfirmed after {}s of retries",
+                        todo.len(),
+                        RETRY_BUDGET.as_secs()
+                    ),
+                    source: Some(attempt.into()),
+                });
             }
             warn!(
                 error = %attempt,

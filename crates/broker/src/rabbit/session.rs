@@ -19,7 +19,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Opens one connection named `batchline {prefix} {role}`.
 pub(crate) async fn connect(config: &RabbitConfig, role: &str) -> Result<Connection> {
     let uri: AMQPUri = config.url.parse().map_err(|e| {
-        Error::Config(format!(
+        Error::config(format!(
             "invalid RabbitMQ URL {}: {e}",
             config.redacted_url()
         ))
@@ -32,7 +32,7 @@ pub(crate) async fn connect(config: &RabbitConfig, role: &str) -> Result<Connect
             &format!("cannot connect to RabbitMQ at {}", config.redacted_url()),
             &e,
         )),
-        Err(_) => Err(Error::Connection(format!(
+        Err(_) => Err(Error::connection(format!(
             "cannot connect to RabbitMQ at {}: no answer within {}s",
             config.redacted_url(),
             CONNECT_TIMEOUT.as_secs()
@@ -54,10 +54,11 @@ pub(crate) fn map_error(context: &str, error: &lapin::Error) -> Error {
         ErrorKind::InvalidProtocolVersion(_) | ErrorKind::NoDefaultRuntime => true,
         _ => false,
     };
+    let (context, source) = (context.to_owned(), Some(error.clone().into()));
     if permanent {
-        Error::Config(format!("{context}: {error}"))
+        Error::Config { context, source }
     } else {
-        Error::Connection(format!("{context}: {error}"))
+        Error::Connection { context, source }
     }
 }
 
@@ -101,7 +102,7 @@ mod tests {
     async fn malformed_url_is_a_config_error() {
         let config = RabbitConfig::new("amqp://guest:secret@127.0.0.1:notaport/%2f");
         let error = connect(&config, "test").await.unwrap_err();
-        assert!(matches!(error, Error::Config(_)), "{error}");
+        assert!(matches!(error, Error::Config { .. }), "{error}");
         assert!(!error.to_string().contains("secret"), "{error}");
     }
 }

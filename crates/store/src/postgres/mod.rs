@@ -7,6 +7,7 @@
 //! sweepers split the work instead of doing it twice. Per-run rows go in with
 //! one `COPY` per chunk, inside the transaction that completes the chunk.
 
+mod chunks;
 mod copy_rows;
 
 use std::time::Duration;
@@ -16,19 +17,14 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
-use crate::chunk_rows::check_rows;
-use crate::error::from_pg;
-use crate::fencing::{failure_outcome, repeated_failure};
+use crate::chunk::failure_reason;
+use crate::error::{from_migrate, from_pg};
 use crate::{
     AttemptFailure, Batch, BatchProgress, ChunkRef, Claim, Completion, Error, NewBatch, Result,
-    RunRows, Store, Uuid, Verdict, VerdictRecord,
+    RunRows, Store, Uuid, Verdict, VerdictRecord, outcome,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
-
-/// Bytes of COPY data sent per `CopyData` message: large enough that a chunk
-/// of 10,000 runs goes in a handful of messages.
-const COPY_SEND_BYTES: usize = 1 << 20;
 
 /// How a [`PgStore`] connects.
 #[derive(Clone, Debug)]
@@ -81,21 +77,19 @@ impl PgStore {
     /// [`Error::Unavailable`] within `connect_timeout`, naming host, port and
     /// database (never the password).
     pub async fn connect_with(url: &str, options: PgOptions) -> Result<Self> {
-        let mut connect: PgConnectOptions = url
-            .parse()
-            .map_err(|e| Error::Config(format!("invalid Postgres URL: {e}")))?;
+        let mut connect: PgConnectOptions =
+            url.parse().map_err(|e: sqlx::Error| Error::Config {
+                message: "invalid Postgres URL".into(),
+                source: Some(e.into()),
+            })?;
         let target = format!(
             "{}:{}/{}",
             connect.get_host(),
             connect.get_port(),
             connect.get_database().unwrap_or(connect.get_username())
         );
-        let unavailable = |e: sqlx::Error| match from_pg(e) {
-            Error::Unavailable(m) => {
-                Error::Unavailable(format!("cannot connect to Postgres at {target}: {m}"))
-            }
-            other => other,
-        };
+        let reaching = format!("cannot connect to Postgres at {target}");
+        let unavailable = |e: sqlx::Error| from_pg(e).reaching(reaching.clone());
         // One direct connection first: the pool would retry a refused
         // connection until its timeout and report only "timed out", while
         // this reports the actual cause (refused, auth, unknown database).
@@ -105,10 +99,9 @@ impl PgStore {
         )
         .await
         .map_err(|_| {
-            Error::Unavailable(format!(
-                "cannot connect to Postgres at {target}: no answer within {:?}",
-                options.connect_timeout
-            ))
+            let waited = format!("no answer within {:?}", options.connect_timeout);
+            Error::unavailable(std::io::Error::new(std::io::ErrorKind::TimedOut, waited))
+                .reaching(reaching.clone())
         })?
         .map_err(unavailable)?;
         if let Some(schema) = &options.schema {
@@ -140,9 +133,7 @@ impl PgStore {
     /// For tests and drills that connected with their own schema.
     pub async fn drop_schema(self) -> Result<()> {
         let Some(schema) = &self.schema else {
-            return Err(Error::Config(
-                "drop_schema: store has no schema of its own".into(),
-            ));
+            return Err(Error::config("drop_schema: store has no schema of its own"));
         };
         // The name was checked at connect time, so quoting it is enough.
         let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
@@ -157,34 +148,6 @@ impl PgStore {
     /// Closes the pool, waiting for connections in use to come back.
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-
-    /// Marks a running chunk whose lease expired with no attempts left (or a
-    /// pending one with none left) failed; returns its reason.
-    async fn fail_exhausted(
-        &self,
-        batch_id: Uuid,
-        chunk: i32,
-        max_attempts: i32,
-    ) -> Result<Option<String>> {
-        sqlx::query_scalar(
-            "UPDATE chunks
-             SET status = 'failed', lease_until = NULL, updated_at = now(),
-                 last_error = CASE WHEN status = 'running'
-                     THEN 'lease expired after ' || attempts || ' attempts'
-                     ELSE 'attempts exhausted after ' || attempts || ' attempts: '
-                          || coalesce(last_error, '')
-                 END
-             WHERE batch_id = $1 AND chunk = $2 AND attempts >= $3
-               AND (status = 'pending' OR (status = 'running' AND lease_until < now()))
-             RETURNING last_error",
-        )
-        .bind(batch_id)
-        .bind(chunk)
-        .bind(max_attempts)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(from_pg)
     }
 
     /// A transaction with `settings` (`SET LOCAL …` statements) applied in
@@ -213,7 +176,7 @@ fn check_schema_name(schema: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Config(format!(
+        Err(Error::config(format!(
             "schema name {schema:?}: use 1-63 ASCII letters, digits or '_', not starting with a digit"
         )))
     }
@@ -261,10 +224,10 @@ fn raw(row: &PgRow, i: usize) -> Result<&[u8]> {
 
 impl Store for PgStore {
     async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(e) => from_pg(e),
-            other => Error::Migration(other.to_string()),
-        })
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| from_migrate(e, from_pg))
     }
 
     async fn create_batches(&self, batches: &[NewBatch]) -> Result<()> {
@@ -350,75 +313,8 @@ impl Store for PgStore {
         lease: Duration,
         max_attempts: i32,
     ) -> Result<Claim> {
-        // The follow-up read is a separate statement, so the state it sees can
-        // have moved on (a lease expiring in between): look again a few times.
-        for _ in 0..4 {
-            let claimed: Option<i32> = sqlx::query_scalar(
-                "UPDATE chunks
-                 SET status = 'running', lease_until = now() + make_interval(secs => $3),
-                     attempts = attempts + 1, worker = $4, updated_at = now()
-                 WHERE batch_id = $1 AND chunk = $2 AND attempts < $5
-                   AND (status = 'pending' OR (status = 'running' AND lease_until < now()))
-                 RETURNING attempts",
-            )
-            .bind(batch_id)
-            .bind(chunk)
-            .bind(secs(lease))
-            .bind(worker)
-            .bind(max_attempts)
-            .fetch_optional(&self.pool)
+        self.claim((batch_id, chunk), worker, lease, max_attempts)
             .await
-            .map_err(from_pg)?;
-            if let Some(attempt) = claimed {
-                return Ok(Claim::Claimed { attempt });
-            }
-
-            let row = sqlx::query(
-                "SELECT status, attempts, result, last_error,
-                        extract(epoch FROM (lease_until - now()))::float8
-                 FROM chunks WHERE batch_id = $1 AND chunk = $2",
-            )
-            .bind(batch_id)
-            .bind(chunk)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_pg)?;
-            let Some(row) = row else {
-                return Ok(Claim::NotFound);
-            };
-            let status: String = get(&row, 0)?;
-            let attempts: i32 = get(&row, 1)?;
-            let remaining: Option<f64> = get(&row, 4)?;
-            match status.as_str() {
-                "completed" => {
-                    let result: Option<String> = get(&row, 2)?;
-                    return Ok(Claim::Completed {
-                        result: result.unwrap_or_default(),
-                    });
-                }
-                "failed" => {
-                    let reason: Option<String> = get(&row, 3)?;
-                    return Ok(Claim::Failed {
-                        reason: reason.unwrap_or_else(|| "failed".into()),
-                    });
-                }
-                "running" if remaining.is_some_and(|r| r > 0.0) => {
-                    return Ok(Claim::Leased {
-                        remaining_s: remaining.unwrap_or_default(),
-                    });
-                }
-                _ if attempts >= max_attempts => {
-                    if let Some(reason) = self.fail_exhausted(batch_id, chunk, max_attempts).await?
-                    {
-                        return Ok(Claim::Failed { reason });
-                    }
-                }
-                // Pending with attempts left, or a lease that just expired:
-                // the claim can succeed now.
-                _ => {}
-            }
-        }
-        Ok(Claim::Leased { remaining_s: 0.0 })
     }
 
     async fn complete_chunk(
@@ -429,79 +325,8 @@ impl Store for PgStore {
         rows: &RunRows,
         result: &str,
     ) -> Result<Completion> {
-        let mut tx = self.pool.begin().await.map_err(from_pg)?;
-        let owned = sqlx::query(
-            "UPDATE chunks AS c
-             SET status = 'completed', result = $4, completed_at = now(),
-                 lease_until = NULL, updated_at = now()
-             FROM batches AS b
-             WHERE c.batch_id = $1 AND c.chunk = $2 AND c.status = 'running'
-               AND c.attempts = $3 AND b.id = c.batch_id
-             RETURNING b.runs, b.chunk_size",
-        )
-        .bind(batch_id)
-        .bind(chunk)
-        .bind(attempt)
-        .bind(result)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(from_pg)?;
-        let Some(owned) = owned else {
-            // Completed under this very attempt: an earlier call committed
-            // and its answer was lost. Only this claim can have done that,
-            // since attempts never change once a chunk is completed.
-            let mine: Option<bool> = sqlx::query_scalar(
-                "SELECT status = 'completed' AND attempts = $3
-                 FROM chunks WHERE batch_id = $1 AND chunk = $2",
-            )
-            .bind(batch_id)
-            .bind(chunk)
-            .bind(attempt)
-            .fetch_optional(&mut *tx)
+        self.complete((batch_id, chunk), attempt, rows, result)
             .await
-            .map_err(from_pg)?;
-            tx.rollback().await.map_err(from_pg)?;
-            return Ok(if mine == Some(true) {
-                Completion::Committed
-            } else {
-                Completion::Fenced
-            });
-        };
-        if let Err(e) = check_rows(get(&owned, 0)?, get(&owned, 1)?, chunk, rows) {
-            tx.rollback().await.map_err(from_pg)?;
-            return Err(e);
-        }
-
-        if !rows.is_empty() {
-            let mut copy = tx
-                .copy_in_raw(
-                    "COPY run_results (batch_id, run_index, outcome) FROM STDIN (FORMAT binary)",
-                )
-                .await
-                .map_err(from_pg)?;
-            // 2 + 20 + 12 + 4 + 4 * width bytes per tuple; tuples per
-            // message chosen so a message stays near COPY_SEND_BYTES.
-            let per_row = 38 + rows.width * 4;
-            let rows_per_send = (COPY_SEND_BYTES / per_row).max(1);
-            let mut buf = Vec::with_capacity((rows.len().min(rows_per_send)) * per_row + per_row);
-            buf.extend_from_slice(copy_rows::BINARY_HEADER);
-            let mut start = 0;
-            while start < rows.len() {
-                let end = (start + rows_per_send).min(rows.len());
-                copy_rows::encode_rows_binary(batch_id, rows, start..end, &mut buf);
-                if end == rows.len() {
-                    buf.extend_from_slice(copy_rows::BINARY_TRAILER);
-                }
-                copy.send(buf.as_slice()).await.map_err(from_pg)?;
-                buf.clear();
-                start = end;
-            }
-            // A row the server rejects fails here, and the transaction
-            // rolls back when `tx` is dropped.
-            copy.finish().await.map_err(from_pg)?;
-        }
-        tx.commit().await.map_err(from_pg)?;
-        Ok(Completion::Committed)
     }
 
     async fn renew_lease(
@@ -511,18 +336,7 @@ impl Store for PgStore {
         attempt: i32,
         lease: Duration,
     ) -> Result<bool> {
-        let renewed = sqlx::query(
-            "UPDATE chunks SET lease_until = now() + make_interval(secs => $4)
-             WHERE batch_id = $1 AND chunk = $2 AND status = 'running' AND attempts = $3",
-        )
-        .bind(batch_id)
-        .bind(chunk)
-        .bind(attempt)
-        .bind(secs(lease))
-        .execute(&self.pool)
-        .await
-        .map_err(from_pg)?;
-        Ok(renewed.rows_affected() == 1)
+        self.renew((batch_id, chunk), attempt, lease).await
     }
 
     async fn fail_attempt(
@@ -533,37 +347,8 @@ impl Store for PgStore {
         max_attempts: i32,
         error: &str,
     ) -> Result<AttemptFailure> {
-        let row = sqlx::query(
-            "UPDATE chunks
-             SET status = CASE WHEN attempts >= $4 THEN 'failed' ELSE 'pending' END,
-                 last_error = $5, lease_until = NULL, updated_at = now()
-             WHERE batch_id = $1 AND chunk = $2 AND status = 'running' AND attempts = $3
-             RETURNING status, attempts",
-        )
-        .bind(batch_id)
-        .bind(chunk)
-        .bind(attempt)
-        .bind(max_attempts)
-        .bind(error)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(from_pg)?;
-        if let Some(row) = row {
-            let status: String = get(&row, 0)?;
-            let attempts: i32 = get(&row, 1)?;
-            return Ok(failure_outcome(&status, attempts));
-        }
-        // Nothing changed: either the claim is lost, or an earlier call for
-        // this attempt took effect and its answer was lost.
-        let row: Option<(String, i32, Option<String>)> = sqlx::query_as(
-            "SELECT status, attempts, last_error FROM chunks WHERE batch_id = $1 AND chunk = $2",
-        )
-        .bind(batch_id)
-        .bind(chunk)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(from_pg)?;
-        Ok(repeated_failure(row, attempt, error))
+        self.fail((batch_id, chunk), attempt, max_attempts, error)
+            .await
     }
 
     async fn chunk_results(&self, batch_id: Uuid) -> Result<Vec<(i32, String)>> {
@@ -607,9 +392,11 @@ impl Store for PgStore {
             .fetch(&mut *tx);
             let mut values = Vec::new();
             while let Some(row) = rows.try_next().await.map_err(from_pg)? {
-                let run = copy_rows::decode_int8(raw(&row, 0)?).map_err(Error::Corrupt)?;
-                copy_rows::decode_outcome(raw(&row, 1)?, &mut values)
-                    .map_err(|e| Error::Corrupt(format!("run {run}: {e}")))?;
+                let run = copy_rows::decode_int8(raw(&row, 0)?)?;
+                outcome::decode(raw(&row, 1)?, &mut values).map_err(|e| match e {
+                    Error::Corrupt(m) => Error::Corrupt(format!("run {run}: {m}")),
+                    other => other,
+                })?;
                 f(run, &values);
             }
         }
@@ -808,7 +595,7 @@ impl Store for PgStore {
         .map_err(from_pg)?;
         Ok(rows
             .into_iter()
-            .map(|(id, chunk, error)| (id, crate::failure_reason(chunk, error.as_deref())))
+            .map(|(id, chunk, error)| (id, failure_reason(chunk, error.as_deref())))
             .collect())
     }
 
@@ -870,7 +657,7 @@ mod tests {
         assert!(check_schema_name("t_1a2b").is_ok());
         for bad in ["", "1abc", "a-b", "a\"b", "a b", &"x".repeat(64)] {
             assert!(
-                matches!(check_schema_name(bad), Err(Error::Config(_))),
+                matches!(check_schema_name(bad), Err(Error::Config { .. })),
                 "{bad:?}"
             );
         }

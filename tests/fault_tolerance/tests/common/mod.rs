@@ -38,7 +38,7 @@ pub fn wait_consumers(stack: &mut Stack, queue: Queue, n: u64) {
 
 pub fn work_msg(batch: Uuid, chunk: i32) -> broker::Message {
     let m = WorkMsg::new(batch, chunk);
-    broker::Message::new(Queue::Work, m.msg_id(), encode(&m))
+    m.to_message(Queue::Work).expect("a work message encodes")
 }
 
 /// The stored result of a completed chunk, as the executor published it.
@@ -50,9 +50,20 @@ pub fn result_msg(batch: Uuid, chunk: i32, stored_json: &str) -> broker::Message
     )
 }
 
-pub fn verify_msg(batch: Uuid, duplicates: u64) -> broker::Message {
-    let v = VerifyMsg::aggregated(batch, duplicates);
-    broker::Message::new(Queue::Verify, v.msg_id(), encode(&v))
+pub fn verify_msg(batch: Uuid) -> broker::Message {
+    VerifyMsg::aggregated(batch)
+        .to_message()
+        .expect("a verify message encodes")
+}
+
+/// A verify message as earlier builds sent it (with a duplicates count the
+/// verifier never used): still accepted.
+pub fn legacy_verify_msg(batch: Uuid, duplicates: u64) -> broker::Message {
+    let v = VerifyMsg::aggregated(batch);
+    let payload = format!(
+        r#"{{"kind":"aggregated","v":{VERSION},"batch_id":"{batch}","duplicates_dropped":{duplicates}}}"#
+    );
+    broker::Message::new(Queue::Verify, v.msg_id(), payload.into_bytes())
 }
 
 /// A well-formed result for a batch that does not exist.
@@ -69,7 +80,7 @@ pub fn result_for_unknown_batch() -> Vec<u8> {
             .expect("sum compiles")
             .empty_summary(),
     };
-    encode(&m)
+    encode(&m).expect("a result message encodes")
 }
 
 /// A tiny deterministic-per-call random source for kill timings.
@@ -91,5 +102,5 @@ pub fn mismatched_result(batch: Uuid) -> Vec<u8> {
             .expect("sum compiles")
             .empty_summary(),
     };
-    encode(&m)
+    encode(&m).expect("a result message encodes")
 }

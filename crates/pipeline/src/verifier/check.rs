@@ -1,264 +1,21 @@
-//! The verifier stage: checks every aggregate against an independent source
-//! — the executors' per-run rows in the store — records one verdict per
-//! batch, and prints one line per batch.
-//!
-//! Checks: every run index present exactly once (rows come back in no
-//! particular order; a bitset of the batch's runs catches a repeat as it
-//! comes and a gap at the end), the summary recomputed
-//! from the rows equals the aggregate exactly, and a few runs re-simulated
-//! from the batch seed equal their stored rows. The verdict write is
-//! idempotent (the first verdict wins); its line is marked printed and then
-//! written, so a verifier killed after recording the verdict but before the
-//! mark prints it on redelivery, and no line is ever printed twice.
+//! The verifier's check of one batch: the aggregate recomputed from the
+//! per-run rows in the store (every run index present exactly once), and a
+//! few runs re-simulated from the batch seed, compared with their rows.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use broker::{Broker, Consumer, Delivery, Queue};
 use fixedbitset::FixedBitSet;
-use store::{Store, Verdict, VerdictRecord};
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
-use uuid::Uuid;
+use store::Store;
 use workload::Summary;
 
-use crate::common::{BatchCache, LoadedBatch, Lookup, dead_letter};
-use crate::faults::{CrashPoint, Faults};
-use crate::messages::{VerifyMsg, decode};
-use crate::retry::retrying;
-use crate::telemetry::StageStats;
-use crate::{Error, Result};
-
-/// Where verdict lines go (stdout in the binary). Must write the whole line
-/// before returning.
-pub type LineSink = Arc<dyn Fn(&str) -> std::io::Result<()> + Send + Sync>;
-
-/// Verifier settings.
-#[derive(Clone, Debug)]
-pub struct VerifierConfig {
-    pub prefetch: u16,
-    /// Runs re-simulated from the seed per batch (first, last and random ones).
-    pub spot_checks: usize,
-    /// Run ranges each batch's rows are read in, concurrently (see [`check`]).
-    pub scan_parts: usize,
-    pub faults: Faults,
-}
-
-impl Default for VerifierConfig {
-    fn default() -> Self {
-        Self {
-            prefetch: 4,
-            spot_checks: 5,
-            scan_parts: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            faults: Faults::default(),
-        }
-    }
-}
-
-/// The verdict line for a success.
-pub fn success_line(name: &str, batch_id: Uuid, runs: i64, chunks: i32, duplicates: i64) -> String {
-    format!(
-        "SUCCESS [{name}] batch={batch_id} runs={runs} chunks={chunks} duplicates_dropped={duplicates}"
-    )
-}
-
-/// The verdict line for a failure.
-pub fn failure_line(name: &str, batch_id: Uuid, reason: &str) -> String {
-    format!("FAILURE [{name}] batch={batch_id} reason={reason}")
-}
-
-/// Runs the verifier until `shutdown`.
-pub async fn run<B: Broker, S: Store>(
-    broker: B,
-    store: S,
-    cfg: VerifierConfig,
-    sink: LineSink,
-    stats: StageStats,
-    shutdown: CancellationToken,
-) -> Result<()> {
-    let mut consumer = retrying("consume verify queue", &shutdown, || async {
-        Ok(broker.consume(Queue::Verify, cfg.prefetch.max(1)).await?)
-    })
-    .await?;
-    let reporter = tokio::spawn(
-        stats
-            .clone()
-            .report_every(Duration::from_secs(10), shutdown.clone()),
-    );
-    let cache = BatchCache::default();
-    tracing::info!("verifier consuming");
-    let outcome = loop {
-        let delivery = tokio::select! {
-            _ = shutdown.cancelled() => break Ok(()),
-            d = consumer.next() => match d {
-                Ok(d) => d,
-                Err(e) => break Err(e.into()),
-            },
-        };
-        stats.count("received", 1);
-        let tag = delivery.tag;
-        match handle(
-            &broker, &store, &cfg, &cache, &sink, &stats, &shutdown, &delivery,
-        )
-        .await
-        {
-            Ok(()) => {
-                if let Err(e) = consumer.ack(tag, false).await {
-                    tracing::warn!(error = %e, "ack failed; the verdict is idempotent");
-                }
-                stats.count("acked", 1);
-                summarize(&store, &stats).await;
-            }
-            Err(Error::Shutdown) => break Ok(()),
-            Err(e) => {
-                tracing::error!(error = %e, "verification failed; requeueing");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let _ = consumer.nack(tag, true).await;
-            }
-        }
-    };
-    reporter.abort();
-    outcome
-}
-
-/// After a verdict: indexes the run rows written meanwhile, so that the next
-/// batch's check reads only its own blocks (see
-/// [`Store::summarize_new_runs`]). After the ack, off the verdict's path, and
-/// never an error: a scan is correct without it, only slower.
-async fn summarize<S: Store>(store: &S, stats: &StageStats) {
-    let start = Instant::now();
-    match store.summarize_new_runs().await {
-        Ok(Some(ranges)) => {
-            stats.phase("summarize", start.elapsed());
-            tracing::debug!(ranges, "run index summarized");
-        }
-        Ok(None) => tracing::debug!("run index busy (vacuum?); summarizing after the next verdict"),
-        Err(e) => tracing::warn!(
-            error = %e,
-            "could not summarize the run index; checks stay correct, only slower"
-        ),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn handle<B: Broker, S: Store>(
-    broker: &B,
-    store: &S,
-    cfg: &VerifierConfig,
-    cache: &BatchCache,
-    sink: &LineSink,
-    stats: &StageStats,
-    shutdown: &CancellationToken,
-    delivery: &Delivery,
-) -> Result<()> {
-    let reject = |reason: String| async move {
-        retrying("dead-letter", shutdown, || async {
-            dead_letter(broker, Queue::Verify, delivery, &reason).await
-        })
-        .await?;
-        stats.count("dead_lettered", 1);
-        Ok(())
-    };
-    let msg = match decode::<VerifyMsg>(&delivery.payload) {
-        Ok(m) => m,
-        Err(e) => return reject(e.to_string()).await,
-    };
-    let batch_id = msg.batch_id();
-    let loaded = match retrying("load batch", shutdown, || async {
-        cache.get(store, batch_id).await
-    })
-    .await?
-    {
-        Lookup::Found(b) => b,
-        Lookup::Unknown => return reject(format!("unknown batch {batch_id}")).await,
-        Lookup::BadWorkload(e) => return reject(format!("batch workload invalid: {e}")).await,
-    };
-    let span = tracing::info_span!("verify", batch = %batch_id, name = %loaded.batch.name, msg_id = delivery.msg_id.as_deref().unwrap_or(""));
-    async {
-        let verdict = match &msg {
-            VerifyMsg::Failed { reason, .. } => failed(&loaded, reason),
-            VerifyMsg::Aggregated { .. } => {
-                let stored = retrying("read aggregate", shutdown, || async {
-                    Ok(store.batch_result(batch_id).await?)
-                })
-                .await?;
-                let Some((result, duplicates)) = stored else {
-                    return reject(format!("no aggregate stored for batch {batch_id}")).await;
-                };
-                let start = Instant::now();
-                let checked =
-                    check(store, &loaded, &result, cfg.spot_checks, cfg.scan_parts).await?;
-                stats.phase("check", start.elapsed());
-                match checked {
-                    Ok(()) => Verdict {
-                        success: true,
-                        reason: String::new(),
-                        line: success_line(
-                            &loaded.batch.name,
-                            batch_id,
-                            loaded.batch.runs,
-                            loaded.batch.chunks,
-                            duplicates,
-                        ),
-                    },
-                    Err(reason) => failed(&loaded, &reason),
-                }
-            }
-        };
-        let record = retrying("record verdict", shutdown, || async {
-            Ok(store.record_verdict(batch_id, &verdict).await?)
-        })
-        .await?;
-        cfg.faults.maybe_crash(CrashPoint::AfterVerdict);
-        let line = match record {
-            VerdictRecord::New => Some(verdict.line),
-            VerdictRecord::Existing {
-                verdict,
-                printed: false,
-            } => Some(verdict.line),
-            VerdictRecord::Existing { printed: true, .. } => None,
-        };
-        if let Some(line) = line {
-            // Marked before it is written: a kill between the two loses the
-            // line from this stdout (the verdict stays in the store, for
-            // `status` and `submit --wait`) rather than printing it twice;
-            // the window is one write of an already committed line.
-            retrying("mark printed", shutdown, || async {
-                Ok(store.mark_verdict_printed(batch_id).await?)
-            })
-            .await?;
-            sink(&line)
-                .map_err(|e| Error::Invalid(format!("cannot write the verdict line: {e}")))?;
-            stats.count(
-                if line.starts_with("SUCCESS") {
-                    "success"
-                } else {
-                    "failure"
-                },
-                1,
-            );
-            tracing::info!("{line}");
-        }
-        Ok(())
-    }
-    .instrument(span)
-    .await
-}
-
-fn failed(loaded: &LoadedBatch, reason: &str) -> Verdict {
-    // One line per batch: keep the reason on it.
-    let reason = reason.replace(['\n', '\r'], " ");
-    Verdict {
-        success: false,
-        line: failure_line(&loaded.batch.name, loaded.batch.id, &reason),
-        reason,
-    }
-}
+use crate::common::LoadedBatch;
+use crate::{Check, Error, Result};
 
 /// Checks the stored aggregate against the per-run rows and re-simulated
-/// runs. `Ok(Err(reason))` is a FAILURE verdict.
+/// runs. [`Check::Fail`] is a FAILURE verdict; `Err` means the check could
+/// not be made (the store is away).
 ///
 /// The rows are read in disjoint run ranges, `parts` at a time, each on its
 /// own task and store connection: the check runs once the last chunk is in,
@@ -271,7 +28,7 @@ pub async fn check<S: Store>(
     aggregate_json: &str,
     spot_checks: usize,
     parts: usize,
-) -> Result<std::result::Result<(), String>> {
+) -> Result<Check> {
     check_in_parts(
         store,
         loaded,
@@ -292,12 +49,12 @@ pub async fn check_in_parts<S: Store>(
     spot_checks: usize,
     parts: usize,
     max_part_runs: i64,
-) -> Result<std::result::Result<(), String>> {
+) -> Result<Check> {
     let batch = &loaded.batch;
     let workload = &loaded.workload;
     let aggregate: Summary = match serde_json::from_str(aggregate_json) {
         Ok(s) => s,
-        Err(e) => return Ok(Err(format!("stored aggregate unreadable: {e}"))),
+        Err(e) => return Ok(Check::Fail(format!("stored aggregate unreadable: {e}"))),
     };
     let spots = Arc::new(spot_indices(batch.seed as u64, batch.runs, spot_checks));
     let mut pending = scan_ranges(batch.runs, parts, max_part_runs)
@@ -323,8 +80,10 @@ pub async fn check_in_parts<S: Store>(
         let Some(joined) = tasks.join_next().await else {
             break;
         };
-        let joined =
-            joined.map_err(|e| Error::Invalid(format!("a verifier scan task failed: {e}")))?;
+        let joined = joined.map_err(|source| Error::Task {
+            what: "verifier scan",
+            source,
+        })?;
         scans.push(joined?);
     }
     // In range order, so the reported gap is the batch's first.
@@ -334,15 +93,17 @@ pub async fn check_in_parts<S: Store>(
     for (_, scanned) in scans {
         let (summary, spots) = match scanned {
             Ok(done) => done,
-            Err(reason) => return Ok(Err(reason)),
+            Err(reason) => return Ok(Check::Fail(reason)),
         };
         if let Err(e) = recomputed.merge(&summary) {
-            return Ok(Err(format!("rows do not fold into one summary: {e}")));
+            return Ok(Check::Fail(format!(
+                "rows do not fold into one summary: {e}"
+            )));
         }
         spot_rows.extend(spots);
     }
     if recomputed != aggregate {
-        return Ok(Err(format!(
+        return Ok(Check::Fail(format!(
             "aggregate differs from the per-run rows (aggregate counts {} runs, rows {})",
             aggregate.runs(),
             recomputed.runs()
@@ -355,14 +116,14 @@ pub async fn check_in_parts<S: Store>(
         match spot_rows.get(&idx) {
             Some(stored) if *stored == out => {}
             Some(stored) => {
-                return Ok(Err(format!(
+                return Ok(Check::Fail(format!(
                     "run {idx} re-simulated from the seed gives {out:?}, stored row is {stored:?}"
                 )));
             }
-            None => return Ok(Err(format!("run {idx} has no stored row"))),
+            None => return Ok(Check::Fail(format!("run {idx} has no stored row"))),
         }
     }
-    Ok(Ok(()))
+    Ok(Check::Pass)
 }
 
 /// Below this many runs a part is not worth its own query.
@@ -607,19 +368,6 @@ mod tests {
         assert_eq!(
             scan.finish(4).unwrap_err(),
             "the store returned run 2 for a scan of runs 0..2"
-        );
-    }
-
-    #[test]
-    fn lines_match_the_contract() {
-        let id = Uuid::nil();
-        assert_eq!(
-            success_line("x", id, 10, 2, 1),
-            "SUCCESS [x] batch=00000000-0000-0000-0000-000000000000 runs=10 chunks=2 duplicates_dropped=1"
-        );
-        assert_eq!(
-            failure_line("x", id, "boom"),
-            "FAILURE [x] batch=00000000-0000-0000-0000-000000000000 reason=boom"
         );
     }
 }

@@ -7,33 +7,29 @@
 //! the deadlock of two readers upgrading at once. WAL with
 //! `synchronous=FULL`: a commit is on disk before the store returns, because
 //! acks depend on it. Times are Unix-epoch seconds (REAL) from this process's
-//! clock; a run's outcome is a BLOB of little-endian `i32`s.
+//! clock; a run's outcome is a BLOB in the layout of [`crate::outcome`].
 
 use std::path::Path;
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::TryStreamExt;
+use sqlx::Row;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row};
 
-use crate::chunk_rows::check_rows;
-use crate::error::from_sqlite;
-use crate::fencing::{failure_outcome, repeated_failure};
+use crate::chunk::failure_reason;
+use crate::error::{from_migrate, from_sqlite};
 use crate::{
     AttemptFailure, Batch, BatchProgress, ChunkRef, Claim, Completion, Error, NewBatch, Result,
-    RunRows, Store, Uuid, Verdict, VerdictRecord,
+    RunRows, Store, Uuid, Verdict, VerdictRecord, outcome,
 };
 
-static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+mod chunks;
 
-/// Rows per multi-row INSERT: 1 + 2 × 500 bound parameters, well under
-/// SQLite's limit of 32,766.
-const INSERT_ROWS: usize = 500;
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// How long a writer waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,9 +46,12 @@ impl SqliteStore {
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir).await.map_err(|e| {
-                Error::Config(format!("cannot create directory {}: {e}", dir.display()))
-            })?;
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| Error::Config {
+                    message: format!("cannot create directory {}", dir.display()),
+                    source: Some(e.into()),
+                })?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -67,17 +66,17 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|e| match from_sqlite(e) {
-                // Busy or I/O trouble may pass; anything else (not a
-                // database, no permission) needs a person.
-                Error::Unavailable(m) => Error::Unavailable(format!(
-                    "cannot open SQLite database {}: {m}",
-                    path.display()
-                )),
-                other => Error::Config(format!(
-                    "cannot open SQLite database {}: {other}",
-                    path.display()
-                )),
+            .map_err(|e| {
+                let what = format!("cannot open SQLite database {}", path.display());
+                match from_sqlite(e) {
+                    // Busy or I/O trouble may pass; anything else (not a
+                    // database, no permission) needs a person.
+                    e @ Error::Unavailable { .. } => e.reaching(what),
+                    other => Error::Config {
+                        message: what,
+                        source: Some(other.into()),
+                    },
+                }
             })?;
         Ok(Self { pool })
     }
@@ -109,54 +108,12 @@ where
     row.try_get(i).map_err(from_sqlite)
 }
 
-/// `INSERT … VALUES (?1, ?2, ?3), (?1, ?4, ?5), …` for `rows` rows: the batch
-/// id is bound once, then run index and outcome per row.
-fn insert_sql(rows: usize) -> String {
-    let mut sql = String::from("INSERT INTO run_results (batch_id, run_index, outcome) VALUES ");
-    for i in 0..rows {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("(?1, ?{}, ?{})", 2 + 2 * i, 3 + 2 * i));
-    }
-    sql
-}
-
-/// The full-size statement is built once; sqlx caches its prepared form.
-fn full_insert_sql() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| insert_sql(INSERT_ROWS))
-}
-
-fn encode_outcome(values: &[i32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(values.len() * 4);
-    for v in values {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
-}
-
-fn decode_outcome(blob: &[u8], out: &mut Vec<i32>) -> Result<()> {
-    if !blob.len().is_multiple_of(4) {
-        return Err(Error::Corrupt(format!(
-            "run outcome of {} bytes is not a list of i32",
-            blob.len()
-        )));
-    }
-    out.clear();
-    out.extend(
-        blob.chunks_exact(4)
-            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-    );
-    Ok(())
-}
-
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(e) => from_sqlite(e),
-            other => Error::Migration(other.to_string()),
-        })
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| from_migrate(e, from_sqlite))
     }
 
     async fn create_batches(&self, batches: &[NewBatch]) -> Result<()> {
@@ -240,83 +197,8 @@ impl Store for SqliteStore {
         lease: Duration,
         max_attempts: i32,
     ) -> Result<Claim> {
-        let mut tx = self.begin_immediate().await?;
-        let now = now();
-        let claimed: Option<i32> = sqlx::query_scalar(
-            "UPDATE chunks
-             SET status = 'running', lease_until = ?1 + ?2, attempts = attempts + 1,
-                 worker = ?3, updated_at = ?1
-             WHERE batch_id = ?4 AND chunk = ?5 AND attempts < ?6
-               AND (status = 'pending' OR (status = 'running' AND lease_until < ?1))
-             RETURNING attempts",
-        )
-        .bind(now)
-        .bind(lease.as_secs_f64())
-        .bind(worker)
-        .bind(batch_id)
-        .bind(chunk)
-        .bind(max_attempts)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(from_sqlite)?;
-        if let Some(attempt) = claimed {
-            tx.commit().await.map_err(from_sqlite)?;
-            return Ok(Claim::Claimed { attempt });
-        }
-
-        // The write lock is held, so nothing moved since the UPDATE.
-        let row = sqlx::query(
-            "SELECT status, attempts, result, last_error, lease_until
-             FROM chunks WHERE batch_id = ? AND chunk = ?",
-        )
-        .bind(batch_id)
-        .bind(chunk)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(from_sqlite)?;
-        let Some(row) = row else {
-            return Ok(Claim::NotFound);
-        };
-        let status: String = get(&row, 0)?;
-        let attempts: i32 = get(&row, 1)?;
-        let lease_until: Option<f64> = get(&row, 4)?;
-        let claim = match status.as_str() {
-            "completed" => Claim::Completed {
-                result: get::<Option<String>>(&row, 2)?.unwrap_or_default(),
-            },
-            "failed" => Claim::Failed {
-                reason: get::<Option<String>>(&row, 3)?.unwrap_or_else(|| "failed".into()),
-            },
-            "running" if lease_until.is_some_and(|t| t >= now) => Claim::Leased {
-                remaining_s: lease_until.unwrap_or(now) - now,
-            },
-            // Not claimable yet still live: no attempts left.
-            _ => {
-                let previous: Option<String> = get(&row, 3)?;
-                let reason = if status == "running" {
-                    format!("lease expired after {attempts} attempts")
-                } else {
-                    format!(
-                        "attempts exhausted after {attempts} attempts: {}",
-                        previous.unwrap_or_default()
-                    )
-                };
-                sqlx::query(
-                    "UPDATE chunks SET status = 'failed', lease_until = NULL, last_error = ?1, updated_at = ?2
-                     WHERE batch_id = ?3 AND chunk = ?4",
-                )
-                .bind(&reason)
-                .bind(now)
-                .bind(batch_id)
-                .bind(chunk)
-                .execute(&mut *tx)
-                .await
-                .map_err(from_sqlite)?;
-                tx.commit().await.map_err(from_sqlite)?;
-                return Ok(Claim::Failed { reason });
-            }
-        };
-        Ok(claim)
+        self.claim((batch_id, chunk), worker, lease, max_attempts)
+            .await
     }
 
     async fn complete_chunk(
@@ -327,67 +209,8 @@ impl Store for SqliteStore {
         rows: &RunRows,
         result: &str,
     ) -> Result<Completion> {
-        let mut tx = self.begin_immediate().await?;
-        let owned = sqlx::query(
-            "UPDATE chunks
-             SET status = 'completed', result = ?1, completed_at = ?2, lease_until = NULL, updated_at = ?2
-             WHERE batch_id = ?3 AND chunk = ?4 AND status = 'running' AND attempts = ?5
-             RETURNING (SELECT runs FROM batches WHERE id = ?3),
-                       (SELECT chunk_size FROM batches WHERE id = ?3)",
-        )
-        .bind(result)
-        .bind(now())
-        .bind(batch_id)
-        .bind(chunk)
-        .bind(attempt)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(from_sqlite)?;
-        let Some(owned) = owned else {
-            // Completed under this very attempt: an earlier call committed
-            // and its answer was lost (see the Postgres store).
-            let mine: Option<bool> = sqlx::query_scalar(
-                "SELECT status = 'completed' AND attempts = ?3 FROM chunks WHERE batch_id = ?1 AND chunk = ?2",
-            )
-            .bind(batch_id)
-            .bind(chunk)
-            .bind(attempt)
-            .fetch_optional(&mut *tx)
+        self.complete((batch_id, chunk), attempt, rows, result)
             .await
-            .map_err(from_sqlite)?;
-            tx.rollback().await.map_err(from_sqlite)?;
-            return Ok(if mine == Some(true) {
-                Completion::Committed
-            } else {
-                Completion::Fenced
-            });
-        };
-        if let Err(e) = check_rows(get(&owned, 0)?, get(&owned, 1)?, chunk, rows) {
-            tx.rollback().await.map_err(from_sqlite)?;
-            return Err(e);
-        }
-
-        let mut start = 0;
-        while start < rows.len() {
-            let end = (start + INSERT_ROWS).min(rows.len());
-            let n = end - start;
-            let sql = if n == INSERT_ROWS {
-                AssertSqlSafe(std::borrow::Cow::Borrowed(full_insert_sql()))
-            } else {
-                AssertSqlSafe(std::borrow::Cow::Owned(insert_sql(n)))
-            };
-            let mut query = sqlx::query(sql).bind(batch_id);
-            for i in start..end {
-                query = query
-                    .bind(rows.first_run + i as i64)
-                    .bind(encode_outcome(rows.row(i)));
-            }
-            // A duplicate run index fails here; dropping `tx` rolls back.
-            query.execute(&mut *tx).await.map_err(from_sqlite)?;
-            start = end;
-        }
-        tx.commit().await.map_err(from_sqlite)?;
-        Ok(Completion::Committed)
     }
 
     async fn renew_lease(
@@ -397,19 +220,7 @@ impl Store for SqliteStore {
         attempt: i32,
         lease: Duration,
     ) -> Result<bool> {
-        let renewed = sqlx::query(
-            "UPDATE chunks SET lease_until = ?1 + ?2
-             WHERE batch_id = ?3 AND chunk = ?4 AND status = 'running' AND attempts = ?5",
-        )
-        .bind(now())
-        .bind(lease.as_secs_f64())
-        .bind(batch_id)
-        .bind(chunk)
-        .bind(attempt)
-        .execute(&self.pool)
-        .await
-        .map_err(from_sqlite)?;
-        Ok(renewed.rows_affected() == 1)
+        self.renew((batch_id, chunk), attempt, lease).await
     }
 
     async fn fail_attempt(
@@ -420,36 +231,8 @@ impl Store for SqliteStore {
         max_attempts: i32,
         error: &str,
     ) -> Result<AttemptFailure> {
-        let row = sqlx::query(
-            "UPDATE chunks
-             SET status = CASE WHEN attempts >= ?1 THEN 'failed' ELSE 'pending' END,
-                 last_error = ?2, lease_until = NULL, updated_at = ?3
-             WHERE batch_id = ?4 AND chunk = ?5 AND status = 'running' AND attempts = ?6
-             RETURNING status, attempts",
-        )
-        .bind(max_attempts)
-        .bind(error)
-        .bind(now())
-        .bind(batch_id)
-        .bind(chunk)
-        .bind(attempt)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(from_sqlite)?;
-        if let Some(row) = row {
-            let status: String = get(&row, 0)?;
-            let attempts: i32 = get(&row, 1)?;
-            return Ok(failure_outcome(&status, attempts));
-        }
-        let row: Option<(String, i32, Option<String>)> = sqlx::query_as(
-            "SELECT status, attempts, last_error FROM chunks WHERE batch_id = ? AND chunk = ?",
-        )
-        .bind(batch_id)
-        .bind(chunk)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(from_sqlite)?;
-        Ok(repeated_failure(row, attempt, error))
+        self.fail((batch_id, chunk), attempt, max_attempts, error)
+            .await
     }
 
     async fn chunk_results(&self, batch_id: Uuid) -> Result<Vec<(i32, String)>> {
@@ -479,7 +262,7 @@ impl Store for SqliteStore {
         let mut values = Vec::new();
         while let Some(row) = rows.try_next().await.map_err(from_sqlite)? {
             let run: i64 = get(&row, 0)?;
-            decode_outcome(get::<&[u8]>(&row, 1)?, &mut values)?;
+            outcome::decode(get::<&[u8]>(&row, 1)?, &mut values)?;
             f(run, &values);
         }
         Ok(())
@@ -655,7 +438,7 @@ impl Store for SqliteStore {
         .map_err(from_sqlite)?;
         Ok(rows
             .into_iter()
-            .map(|(id, chunk, error)| (id, crate::failure_reason(chunk, error.as_deref())))
+            .map(|(id, chunk, error)| (id, failure_reason(chunk, error.as_deref())))
             .collect())
     }
 
@@ -699,30 +482,5 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outcomes_round_trip_through_blobs() {
-        let values = [0, -1, i32::MAX, i32::MIN, 42];
-        let mut back = Vec::new();
-        decode_outcome(&encode_outcome(&values), &mut back).unwrap();
-        assert_eq!(back, values);
-        assert!(matches!(
-            decode_outcome(&[1, 2, 3], &mut back),
-            Err(Error::Corrupt(_))
-        ));
-    }
-
-    #[test]
-    fn insert_statement_binds_the_batch_once() {
-        assert_eq!(
-            insert_sql(2),
-            "INSERT INTO run_results (batch_id, run_index, outcome) VALUES (?1, ?2, ?3), (?1, ?4, ?5)"
-        );
     }
 }

@@ -1,0 +1,347 @@
+//! The executor stage: claim a chunk, simulate it on the blocking pool,
+//! commit its per-run rows and completion in one transaction, publish the
+//! chunk result, and only then ack.
+//!
+//! Crash reasoning (the crash table in `docs/architecture.md`): a crash
+//! after the claim leaves a lease that expires (the redelivered message
+//! finds it live and takes the delayed retry path until then); a crash
+//! after the commit makes the redelivered message find the chunk completed,
+//! and its stored result is re-published with the same msg_id; a stale
+//! owner's commit is fenced by the attempt number it claimed with. While
+//! this executor holds a claim it renews the lease ([`lease`]), so a chunk
+//! may take longer than the lease; a frozen or dead process renews nothing
+//! and its chunks pass on when it runs out.
+//!
+//! Pipelining: `concurrency` bounds the chunks *simulating* at once (the
+//! blocking threads), not the chunks in flight. A chunk gives its simulation
+//! slot back as soon as its runs are computed, so the next chunk simulates
+//! while this one's rows are committed and its result published; the cores
+//! stay on simulation while the commit waits on Postgres.
+//!
+//! Layout: `settings` ([`ExecutorSettings`]), `lease` (renewal while a chunk
+//! is held), `simulate` (the runs of one chunk), and here the [`Stage`].
+
+mod lease;
+mod settings;
+mod simulate;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use broker::{Broker, Message, Queue};
+use store::{AttemptFailure, Claim, Completion, Store};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+pub use settings::{
+    DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_LEASE_S, DEFAULT_MAX_ATTEMPTS, ExecutorSettings, cores,
+};
+pub use simulate::simulate;
+
+use crate::common::{BatchCache, LoadedBatch, Lookup};
+use crate::faults::CrashPoint;
+use crate::health::Health;
+use crate::messages::{ResultMsg, VERSION, VerifyMsg, WorkMsg, result_msg_id};
+use crate::retry::retrying;
+use crate::stage::{self, Handled, Inbound, Outcome, Shape, Stage};
+use crate::sweeper;
+use crate::telemetry::StageStats;
+use crate::{Error, Result};
+use lease::LeaseRenewal;
+use settings::Resolved;
+
+/// Runs the executor (and, unless turned off, the sweeper) until
+/// `shutdown`, then drains the chunks in flight.
+pub async fn run<B: Broker, S: Store>(
+    broker: B,
+    store: S,
+    settings: ExecutorSettings,
+    stats: StageStats,
+    health: Health,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let cfg = settings.resolve()?;
+    tracing::info!(concurrency = cfg.concurrency, worker = %cfg.worker_id, "executor starting");
+    let sweeper = (!settings.no_sweeper).then(|| {
+        let sweep = settings.sweeper.resolve(cfg.lease);
+        tokio::spawn(sweeper::run(
+            broker.clone(),
+            store.clone(),
+            sweep,
+            stats.clone(),
+            shutdown.clone(),
+        ))
+    });
+    let shape = Shape {
+        prefetch: cfg.chunks_in_flight,
+        window: 1,
+        in_flight: usize::from(cfg.chunks_in_flight),
+        drain_timeout: cfg.drain_timeout,
+        ..Shape::sequential(1)
+    };
+    let executor = Arc::new(Executor {
+        simulating: Arc::new(Semaphore::new(cfg.concurrency)),
+        broker: broker.clone(),
+        store,
+        cfg,
+        cache: BatchCache::default(),
+        stats: stats.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let outcome = stage::run(broker, executor, shape, stats, health, shutdown).await;
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
+    }
+    outcome
+}
+
+/// The executor's domain steps; the loop around them is [`stage::run`].
+struct Executor<B, S> {
+    broker: B,
+    store: S,
+    cfg: Resolved,
+    cache: BatchCache,
+    stats: StageStats,
+    shutdown: CancellationToken,
+    /// Simulation slots (`concurrency`), held only while a chunk simulates.
+    simulating: Arc<Semaphore>,
+}
+
+impl<B: Broker, S: Store> Stage for Executor<B, S> {
+    type Msg = WorkMsg;
+    type Done = ();
+    const QUEUE: Queue = Queue::Work;
+
+    async fn handle(&self, window: Vec<Inbound<WorkMsg>>) -> Result<Handled<()>> {
+        let mut outcomes = Vec::with_capacity(window.len());
+        for inbound in window {
+            let msg = &inbound.msg;
+            let span = tracing::info_span!(
+                "chunk",
+                batch = %msg.batch_id,
+                chunk = msg.chunk,
+                attempt = tracing::field::Empty,
+                msg_id = %inbound.msg_id,
+            );
+            outcomes.push(self.chunk(msg).instrument(span).await?);
+        }
+        Ok(Handled { outcomes, done: () })
+    }
+}
+
+impl<B: Broker, S: Store> Executor<B, S> {
+    /// One work message: claim the chunk and act on what the claim found.
+    async fn chunk(&self, msg: &WorkMsg) -> Result<Outcome> {
+        let loaded = match retrying("load batch", &self.shutdown, || async {
+            self.cache.get(&self.store, msg.batch_id).await
+        })
+        .await?
+        {
+            Lookup::Found(b) => b,
+            Lookup::Unknown => {
+                return Ok(Outcome::DeadLetter(format!(
+                    "unknown batch {}",
+                    msg.batch_id
+                )));
+            }
+            Lookup::BadWorkload(e) => {
+                return Ok(Outcome::DeadLetter(format!("batch workload invalid: {e}")));
+            }
+        };
+        if msg.chunk < 0 || msg.chunk >= loaded.batch.chunks {
+            return Ok(Outcome::DeadLetter(format!(
+                "chunk {} out of range (batch has {})",
+                msg.chunk, loaded.batch.chunks
+            )));
+        }
+        let claim = self.stats.time("claim", self.claim(msg)).await?;
+        match claim {
+            Claim::Claimed { attempt } => {
+                tracing::Span::current().record("attempt", attempt);
+                self.cfg.faults.maybe_crash(CrashPoint::AfterClaim);
+                self.execute(&loaded, msg, attempt).await
+            }
+            Claim::Completed { result } => {
+                // Committed earlier (crash before publish or ack): publish the
+                // stored result again; the aggregator drops it if it has it.
+                self.stats.count("republished_completed", 1);
+                let id = result_msg_id(msg.batch_id, msg.chunk);
+                let stored = Message::new(Queue::Results, id, result.into_bytes());
+                self.publish(vec![stored]).await?;
+                Ok(Outcome::Ack)
+            }
+            Claim::Leased { remaining_s } => {
+                tracing::debug!(remaining_s, "chunk leased by another worker; delayed retry");
+                self.stats.count("lease_held", 1);
+                self.publish(vec![msg.to_message(Queue::Retry)?]).await?;
+                Ok(Outcome::Ack)
+            }
+            Claim::Failed { reason } => {
+                self.publish_failure(msg, &reason).await?;
+                Ok(Outcome::Ack)
+            }
+            Claim::NotFound => Ok(Outcome::DeadLetter(format!(
+                "unknown chunk {} of batch {}",
+                msg.chunk, msg.batch_id
+            ))),
+        }
+    }
+
+    async fn claim(&self, msg: &WorkMsg) -> Result<Claim> {
+        retrying("claim", &self.shutdown, || async {
+            Ok(self
+                .store
+                .claim_chunk(
+                    msg.batch_id,
+                    msg.chunk,
+                    &self.cfg.worker_id,
+                    self.cfg.lease,
+                    self.cfg.max_attempts,
+                )
+                .await?)
+        })
+        .await
+    }
+
+    /// Simulates a claimed chunk, commits it under its attempt, publishes
+    /// its result.
+    async fn execute(&self, loaded: &LoadedBatch, msg: &WorkMsg, attempt: i32) -> Result<Outcome> {
+        let batch = &loaded.batch;
+        let (first_run, runs) = batch.chunk_range(msg.chunk);
+        let _renewal = LeaseRenewal::start(
+            &self.store,
+            &self.stats,
+            msg,
+            attempt,
+            self.cfg.lease,
+            &self.shutdown,
+        );
+        let simulated = if self.cfg.faults.fails(&batch.name, msg.chunk) {
+            Err(format!(
+                "injected failure (FAIL_CHUNKS) on attempt {attempt}"
+            ))
+        } else {
+            // Claimed before the slot is free, on purpose: every message this
+            // executor holds is then under a lease, so if the process freezes
+            // (SIGSTOP, VM pause) the sweeper re-publishes the waiting chunks
+            // too. The wait is at most one chunk's simulation (the semaphore is
+            // FIFO and chunks in flight default to 2 x concurrency); the
+            // renewal keeps the claim meanwhile.
+            let Ok(_slot) = self.simulating.acquire().await else {
+                return Err(Error::Shutdown);
+            };
+            let start = Instant::now();
+            let (workload, delay) = (loaded.workload.clone(), self.cfg.simulation_delay);
+            let seed = batch.seed as u64;
+            let out = tokio::task::spawn_blocking(move || {
+                simulate(&workload, seed, first_run, runs, delay)
+            })
+            .await
+            .map_err(|e| format!("simulation panicked: {e}"));
+            self.stats.phase("simulate", start.elapsed());
+            // The slot goes back here: the commit runs beside the next
+            // chunk's simulation.
+            out
+        };
+        let (rows, summary) = match simulated {
+            Ok(out) => out,
+            Err(reason) => return self.record_failure(msg, attempt, &reason).await,
+        };
+        let result = ResultMsg {
+            v: VERSION,
+            batch_id: msg.batch_id,
+            name: batch.name.clone(),
+            chunk: msg.chunk,
+            chunks: batch.chunks,
+            runs_total: batch.runs,
+            runs,
+            summary,
+        };
+        let json = result.to_json()?;
+        let completion = self
+            .stats
+            .time(
+                "persist",
+                retrying("commit chunk", &self.shutdown, || async {
+                    Ok(self
+                        .store
+                        .complete_chunk(msg.batch_id, msg.chunk, attempt, &rows, &json)
+                        .await?)
+                }),
+            )
+            .await?;
+        match completion {
+            Completion::Committed => {
+                self.stats.count("chunks", 1);
+                self.stats.count("runs", runs as u64);
+                self.cfg.faults.maybe_crash(CrashPoint::AfterCommit);
+                let published = Message::new(Queue::Results, result.msg_id(), json.into_bytes());
+                self.publish(vec![published]).await?;
+                self.cfg.faults.maybe_crash(CrashPoint::AfterPublish);
+            }
+            Completion::Fenced => {
+                // Our lease expired and another attempt took over (or
+                // finished): our transaction changed nothing; the owner
+                // publishes the result.
+                tracing::warn!(
+                    attempt,
+                    "commit fenced: the chunk belongs to a newer attempt"
+                );
+                self.stats.count("fenced", 1);
+            }
+        }
+        Ok(Outcome::Ack)
+    }
+
+    async fn record_failure(&self, msg: &WorkMsg, attempt: i32, reason: &str) -> Result<Outcome> {
+        tracing::warn!(attempt, reason, "chunk attempt failed");
+        let outcome = retrying("record failure", &self.shutdown, || async {
+            Ok(self
+                .store
+                .fail_attempt(
+                    msg.batch_id,
+                    msg.chunk,
+                    attempt,
+                    self.cfg.max_attempts,
+                    reason,
+                )
+                .await?)
+        })
+        .await?;
+        match outcome {
+            AttemptFailure::WillRetry { attempt } => {
+                self.stats.count("retries", 1);
+                tracing::info!(attempt, "chunk scheduled for a delayed retry");
+                self.publish(vec![msg.to_message(Queue::Retry)?]).await?;
+            }
+            AttemptFailure::Exhausted { attempts } => {
+                self.stats.count("chunks_failed", 1);
+                self.publish_failure(msg, &format!("{reason} ({attempts} attempts)"))
+                    .await?;
+            }
+            AttemptFailure::Fenced => {}
+        }
+        Ok(Outcome::Ack)
+    }
+
+    /// The batch's terminal failure, for the verifier.
+    async fn publish_failure(&self, msg: &WorkMsg, reason: &str) -> Result<()> {
+        let verify = VerifyMsg::failed(
+            msg.batch_id,
+            format!("chunk {} failed: {reason}", msg.chunk),
+        );
+        self.publish(vec![verify.to_message()?]).await
+    }
+
+    async fn publish(&self, messages: Vec<Message>) -> Result<()> {
+        self.stats
+            .time(
+                "publish",
+                retrying("publish", &self.shutdown, || async {
+                    Ok(self.broker.publish(messages.clone()).await?)
+                }),
+            )
+            .await
+    }
+}

@@ -1,0 +1,268 @@
+//! The verifier stage: checks every aggregate against an independent source
+//! — the executors' per-run rows in the store — records one verdict per
+//! batch, and prints one line per batch.
+//!
+//! The checks are in [`check`]. The verdict write is idempotent (the first
+//! verdict wins); its line is marked printed and then written, so a
+//! verifier killed after recording the verdict but before the mark prints
+//! it on redelivery, and no line is ever printed twice.
+
+mod check;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use broker::{Broker, Queue};
+use store::{Store, Verdict, VerdictRecord};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+pub use check::{check, check_in_parts};
+
+use crate::common::{BatchCache, LoadedBatch, Lookup};
+use crate::executor::cores;
+use crate::faults::{CrashPoint, FaultSettings, Faults};
+use crate::health::Health;
+use crate::messages::VerifyMsg;
+use crate::retry::retrying;
+use crate::stage::{self, Handled, Inbound, Outcome, Shape, Stage};
+use crate::telemetry::StageStats;
+use crate::{Check, Error, Result};
+
+/// Where verdict lines go (stdout in the binary). Must write the whole line
+/// before returning.
+pub type LineSink = Arc<dyn Fn(&str) -> std::io::Result<()> + Send + Sync>;
+
+pub const DEFAULT_SPOT_CHECKS: usize = 5;
+
+/// Verify messages held at once; they are checked one after another.
+const PREFETCH: u16 = 4;
+
+/// Verifier settings (worker-3).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct VerifierSettings {
+    /// Runs re-simulated from the seed per batch (first, last and random ones).
+    #[arg(long, env = "SPOT_CHECKS", default_value_t = DEFAULT_SPOT_CHECKS)]
+    pub spot_checks: usize,
+    /// Run ranges each batch's rows are read in, concurrently, each on its
+    /// own connection (default: the number of cores).
+    #[arg(long, env = "SCAN_PARTS")]
+    pub scan_parts: Option<usize>,
+    #[command(flatten)]
+    pub faults: FaultSettings,
+}
+
+/// The verdict line for a success.
+pub fn success_line(name: &str, batch_id: Uuid, runs: i64, chunks: i32, duplicates: i64) -> String {
+    format!(
+        "SUCCESS [{name}] batch={batch_id} runs={runs} chunks={chunks} duplicates_dropped={duplicates}"
+    )
+}
+
+/// The verdict line for a failure.
+pub fn failure_line(name: &str, batch_id: Uuid, reason: &str) -> String {
+    format!("FAILURE [{name}] batch={batch_id} reason={reason}")
+}
+
+/// Runs the verifier until `shutdown`; verdict lines go to `sink`.
+pub async fn run<B: Broker, S: Store>(
+    broker: B,
+    store: S,
+    settings: VerifierSettings,
+    sink: LineSink,
+    stats: StageStats,
+    health: Health,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let verifier = Arc::new(Verifier {
+        store,
+        spot_checks: settings.spot_checks,
+        scan_parts: settings.scan_parts.unwrap_or_else(cores).max(1),
+        faults: settings.faults.parse()?,
+        sink,
+        cache: BatchCache::default(),
+        stats: stats.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let shape = Shape::sequential(PREFETCH);
+    stage::run(broker, verifier, shape, stats, health, shutdown).await
+}
+
+/// The verifier's domain steps; the loop around them is [`stage::run`].
+struct Verifier<S> {
+    store: S,
+    spot_checks: usize,
+    scan_parts: usize,
+    faults: Faults,
+    sink: LineSink,
+    cache: BatchCache,
+    stats: StageStats,
+    shutdown: CancellationToken,
+}
+
+impl<S: Store> Stage for Verifier<S> {
+    type Msg = VerifyMsg;
+    type Done = ();
+    const QUEUE: Queue = Queue::Verify;
+
+    async fn handle(&self, window: Vec<Inbound<VerifyMsg>>) -> Result<Handled<()>> {
+        let mut outcomes = Vec::with_capacity(window.len());
+        for inbound in window {
+            outcomes.push(self.verify(&inbound).await?);
+        }
+        Ok(Handled { outcomes, done: () })
+    }
+
+    /// After a verdict: indexes the run rows written meanwhile, so that the
+    /// next batch's check reads only its own blocks (see
+    /// [`Store::summarize_new_runs`]). After the ack, off the verdict's
+    /// path, and never an error: a scan is correct without it, only slower.
+    async fn after_ack(&self, (): ()) -> Result<()> {
+        let start = Instant::now();
+        match self.store.summarize_new_runs().await {
+            Ok(Some(ranges)) => {
+                self.stats.phase("summarize", start.elapsed());
+                tracing::debug!(ranges, "run index summarized");
+            }
+            Ok(None) => {
+                tracing::debug!("run index busy (vacuum?); summarizing after the next verdict")
+            }
+            Err(e) => tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "could not summarize the run index; checks stay correct, only slower"
+            ),
+        }
+        Ok(())
+    }
+}
+
+impl<S: Store> Verifier<S> {
+    async fn verify(&self, inbound: &Inbound<VerifyMsg>) -> Result<Outcome> {
+        let batch_id = inbound.msg.batch_id();
+        let loaded = match retrying("load batch", &self.shutdown, || async {
+            self.cache.get(&self.store, batch_id).await
+        })
+        .await?
+        {
+            Lookup::Found(b) => b,
+            Lookup::Unknown => return Ok(Outcome::DeadLetter(format!("unknown batch {batch_id}"))),
+            Lookup::BadWorkload(e) => {
+                return Ok(Outcome::DeadLetter(format!("batch workload invalid: {e}")));
+            }
+        };
+        let span = tracing::info_span!("verify", batch = %batch_id, name = %loaded.batch.name, msg_id = %inbound.msg_id);
+        async {
+            let verdict = match &inbound.msg {
+                VerifyMsg::Failed { reason, .. } => failed(&loaded, reason),
+                VerifyMsg::Aggregated { .. } => match self.judge(&loaded).await? {
+                    Some(verdict) => verdict,
+                    None => {
+                        return Ok(Outcome::DeadLetter(format!(
+                            "no aggregate stored for batch {batch_id}"
+                        )));
+                    }
+                },
+            };
+            self.record_and_print(batch_id, verdict).await?;
+            Ok(Outcome::Ack)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The verdict on an aggregated batch; `None` when it has no aggregate.
+    async fn judge(&self, loaded: &LoadedBatch) -> Result<Option<Verdict>> {
+        let batch = &loaded.batch;
+        let stored = retrying("read aggregate", &self.shutdown, || async {
+            Ok(self.store.batch_result(batch.id).await?)
+        })
+        .await?;
+        let Some((result, duplicates)) = stored else {
+            return Ok(None);
+        };
+        let checked = self
+            .stats
+            .time(
+                "check",
+                check(
+                    &self.store,
+                    loaded,
+                    &result,
+                    self.spot_checks,
+                    self.scan_parts,
+                ),
+            )
+            .await?;
+        Ok(Some(match checked {
+            Check::Pass => Verdict {
+                success: true,
+                reason: String::new(),
+                line: success_line(&batch.name, batch.id, batch.runs, batch.chunks, duplicates),
+            },
+            Check::Fail(reason) => failed(loaded, &reason),
+        }))
+    }
+
+    /// Records the verdict (the first one wins) and prints its line unless
+    /// it was printed already.
+    async fn record_and_print(&self, batch_id: Uuid, verdict: Verdict) -> Result<()> {
+        let record = retrying("record verdict", &self.shutdown, || async {
+            Ok(self.store.record_verdict(batch_id, &verdict).await?)
+        })
+        .await?;
+        self.faults.maybe_crash(CrashPoint::AfterVerdict);
+        let line = match record {
+            VerdictRecord::New => verdict.line,
+            VerdictRecord::Existing {
+                verdict,
+                printed: false,
+            } => verdict.line,
+            VerdictRecord::Existing { printed: true, .. } => return Ok(()),
+        };
+        // Marked before it is written: a kill between the two loses the
+        // line from this stdout (the verdict stays in the store, for
+        // `status` and `submit --wait`) rather than printing it twice; the
+        // window is one write of an already committed line.
+        retrying("mark printed", &self.shutdown, || async {
+            Ok(self.store.mark_verdict_printed(batch_id).await?)
+        })
+        .await?;
+        (self.sink)(&line).map_err(|e| Error::io("cannot write the verdict line", e))?;
+        if line.starts_with("SUCCESS") {
+            self.stats.count("success", 1);
+        } else {
+            self.stats.count("failure", 1);
+        }
+        tracing::info!("{line}");
+        Ok(())
+    }
+}
+
+fn failed(loaded: &LoadedBatch, reason: &str) -> Verdict {
+    // One line per batch: keep the reason on it.
+    let reason = reason.replace(['\n', '\r'], " ");
+    Verdict {
+        success: false,
+        line: failure_line(&loaded.batch.name, loaded.batch.id, &reason),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_match_the_contract() {
+        let id = Uuid::nil();
+        assert_eq!(
+            success_line("x", id, 10, 2, 1),
+            "SUCCESS [x] batch=00000000-0000-0000-0000-000000000000 runs=10 chunks=2 duplicates_dropped=1"
+        );
+        assert_eq!(
+            failure_line("x", id, "boom"),
+            "FAILURE [x] batch=00000000-0000-0000-0000-000000000000 reason=boom"
+        );
+    }
+}
