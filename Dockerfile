@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The batchline image: one binary, every service is a subcommand
-# (docker-compose.yml runs `executor`, `aggregator`, `verifier`, `submit`).
+# (docker-compose.yml runs `executor`, `aggregator`, `verifier`, `submit`, `web`).
 
 # --- build ---------------------------------------------------------------
 FROM rust:1.95-slim-bookworm AS builder
@@ -18,6 +18,7 @@ COPY crates/pipeline/Cargo.toml crates/pipeline/
 COPY crates/launcher/Cargo.toml crates/launcher/
 COPY crates/bench/Cargo.toml crates/bench/
 COPY crates/batchline/Cargo.toml crates/batchline/
+COPY crates/web/Cargo.toml crates/web/
 COPY tests/fault_tolerance/Cargo.toml tests/fault_tolerance/
 # Cargo reads every member's targets, so each library gets an empty lib,
 # the binary an empty main, and each declared [[bench]] an empty main.
@@ -55,7 +56,8 @@ ENV WORKER_DATA_DIR=/app/worker-data \
     RUST_LOG=info
 VOLUME ["/app/worker-data"]
 USER batchline
-# Prometheus metrics when METRICS_ADDR=0.0.0.0:9100 (docker-compose.yml sets it).
-EXPOSE 9100
+# Prometheus metrics when METRICS_ADDR=0.0.0.0:9100 (docker-compose.yml sets it);
+# the web console (`batchline web`) on 8080.
+EXPOSE 9100 8080
 ENTRYPOINT ["batchline"]
 CMD ["--help"]

@@ -125,6 +125,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// The drill's services as local processes (the local mode of `make up`): up, up-detached, down, kill, restart, ps, logs, cli.
     Stack(launcher::drill::StackArgs),
+    /// Serve the web console: batches, results as charts, new batch, events, compare; JSON under /api/.
+    Web(web::WebArgs),
 }
 
 #[derive(Debug, Args)]

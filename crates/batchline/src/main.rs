@@ -10,6 +10,7 @@ mod observe;
 mod services;
 mod shutdown;
 mod submit_cmd;
+mod web_cmd;
 
 use std::process::ExitCode;
 
@@ -61,5 +62,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stack(args) => Ok(tokio::task::block_in_place(|| {
             launcher::drill::run(args, &Cli::command(), &g.worker_data_dir, g.metrics_addr)
         })),
+        Command::Web(args) => web_cmd::run(g, args).await,
     }
 }

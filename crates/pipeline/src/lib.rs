@@ -14,6 +14,7 @@
 //!   before ack; finalization; tombstones.
 //! - [`verifier`]: checks aggregates against the per-run rows and
 //!   re-simulated runs; one verdict and one line per batch.
+//! - [`status`]: a batch's progress as `status` and the web console show it.
 //! - [`demo`]: the embedded mode's wiring (in-process broker, SQLite) and
 //!   its crash-and-rebuild scenario.
 //! - [`telemetry`] (counters, phase timings, the 10-s throughput line),
@@ -41,6 +42,7 @@ pub mod health;
 pub mod messages;
 mod retry;
 pub mod stage;
+pub mod status;
 pub mod submit;
 pub mod sweeper;
 pub mod telemetry;

@@ -38,6 +38,7 @@ use std::time::Duration;
 
 pub use uuid::Uuid;
 
+pub mod catalog;
 pub mod chunk;
 mod chunk_rows;
 mod error;
@@ -45,6 +46,7 @@ mod outcome;
 pub mod postgres;
 pub mod sqlite;
 
+pub use catalog::Catalog;
 pub use chunk::ChunkStatus;
 pub use error::{Error, Result, Source};
 pub use postgres::{PgOptions, PgStore};

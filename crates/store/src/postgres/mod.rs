@@ -7,6 +7,7 @@
 //! sweepers split the work instead of doing it twice. Per-run rows go in with
 //! one `COPY` per chunk, inside the transaction that completes the chunk.
 
+mod catalog;
 mod chunks;
 mod copy_rows;
 

@@ -1,0 +1,272 @@
+//! One batch: its verdict, progress, results as charts, and chunks. The
+//! page refreshes itself until the verdict is in; closing it changes
+//! nothing, the workers go on. Also the event the batch ran, from its own
+//! snapshot (board and JSON download), whether or not it is in the library.
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use broker::Broker;
+use maud::{Markup, html};
+use store::{Catalog, Store, Uuid};
+use workload::{BingoReport, Report, SumReport};
+
+use crate::AppState;
+use crate::data::{BatchDetail, EventRef, batch_detail};
+use crate::error::{Error, PageError};
+use crate::views::charts::{self, RateBar};
+use crate::views::layout::{Ctx, Nav, page};
+use crate::views::{board, format, widgets};
+
+/// `GET /batches/{id}`.
+pub async fn show<B: Broker, S: Store + Catalog>(
+    State(app): State<AppState<B, S>>,
+    ctx: Ctx,
+    Path(id): Path<Uuid>,
+) -> Result<Markup, PageError> {
+    let d = batch_detail(&app.store, id).await?;
+    let title = d.status.name.clone();
+    Ok(page(Some(&ctx), &title, Nav::Batches, live(&d)))
+}
+
+/// `GET /batches/{id}/live`: everything below the navigation, for the refresh.
+pub async fn live_part<B: Broker, S: Store + Catalog>(
+    State(app): State<AppState<B, S>>,
+    Path(id): Path<Uuid>,
+) -> Result<Markup, PageError> {
+    Ok(live(&batch_detail(&app.store, id).await?))
+}
+
+fn live(d: &BatchDetail) -> Markup {
+    let s = &d.status;
+    let refresh = (!s.state.is_final()).then(|| format!("/batches/{}/live", s.batch_id));
+    html! {
+        div.live #batch data-live=[refresh] data-state=(s.state.as_str()) {
+            div.heading {
+                h1 { (s.name) }
+                (widgets::state_badge(s.state))
+            }
+            @if let Some(line) = &d.verdict_line {
+                p.verdict { code { (line) } }
+            } @else if let Some(reason) = &s.reason {
+                p.verdict { (reason) }
+            }
+            (widgets::progress(s))
+            (facts(d))
+            @match d.result.as_ref().map(|r| &r.report) {
+                Some(Report::Bingo(b)) => (bingo(b)),
+                Some(Report::Sum(sum)) => (sum_totals(sum)),
+                None => p.muted { "The results appear here once the aggregator has every chunk." },
+            }
+            (chunks(d))
+        }
+    }
+}
+
+fn facts(d: &BatchDetail) -> Markup {
+    let s = &d.status;
+    html! {
+        dl.facts {
+            dt { "Batch" } dd { code { (s.batch_id) } }
+            dt { "Event" } dd { (widgets::event_link(&d.event))
+                @if !matches!(d.event, EventRef::None) {
+                    " · " a href=(format!("/batches/{}/event", s.batch_id)) { "as it ran" } } }
+            dt { "Runs" } dd { (format::count(s.runs)) " in " (format::count(i64::from(s.chunks))) " chunks of " (format::count(i64::from(d.chunk_size))) }
+            dt { "Seed" } dd { (d.seed) }
+            dt { "Started" } dd { (format::timestamp(s.created_at)) }
+            dt { "Elapsed" } dd { (format::duration(s.elapsed_s)) }
+            dt { "Runs/s" } dd { (format::rate(s.runs_per_s)) }
+            dt { "Attempts" } dd { (widgets::attempts(s)) }
+            @if let Some(r) = &d.result {
+                dt { "Duplicates dropped" } dd { (format::count(r.duplicates_dropped)) }
+            }
+        }
+        p.actions { a href=(format!("/compare?b={}", s.batch_id)) { "Compare with other batches" }
+            " · " a href=(format!("/api/batches/{}", s.batch_id)) { "JSON" } }
+    }
+}
+
+fn bingo(b: &BingoReport) -> Markup {
+    let bars: Vec<RateBar> = b
+        .teams
+        .iter()
+        .enumerate()
+        .map(|(k, t)| {
+            let (low, high) = crate::stats::wilson95(t.wins, b.runs);
+            RateBar {
+                label: t.name.clone(),
+                series: k,
+                rate: t.win_rate,
+                low,
+                high,
+            }
+        })
+        .collect();
+    let reach: Vec<(&str, &[f64])> = b
+        .teams
+        .iter()
+        .map(|t| (t.name.as_str(), t.row_reach_rate.as_slice()))
+        .collect();
+    let legend: Vec<(usize, String)> = b
+        .teams
+        .iter()
+        .enumerate()
+        .map(|(k, t)| (k, t.name.clone()))
+        .collect();
+    html! {
+        section {
+            h2 { "Who wins" }
+            div.scroll { (charts::rate_bars(&bars)) }
+            p.muted.small { "Bars: win rate over " (format::count(b.runs as i64)) " runs; whiskers: 95 % confidence interval." }
+        }
+        section {
+            h2 { "Points and tiles" }
+            div.scroll { table.results {
+                thead {
+                    tr { th { "Team" } th.num { "Win rate" } th.num { "Mean" } th.num { "p50" } th.num { "p95" } th.num { "Min" } th.num { "Max" }
+                         th.num { "Tiles (mean)" } th.num { "Tiles p50 / p95" } th.num { "Tiles min / max" } }
+                }
+                tbody { @for (k, t) in b.teams.iter().enumerate() {
+                    tr {
+                        td { span class=(format!("swatch s{}", k % charts::SERIES)) {} (t.name) }
+                        td.num { (format::percent(t.win_rate)) }
+                        td.num { (format!("{:.1}", t.points.mean)) }
+                        td.num { (t.points.p50) } td.num { (t.points.p95) }
+                        td.num { (t.points.min) } td.num { (t.points.max) }
+                        td.num { (format!("{:.1}", t.tiles.mean)) }
+                        td.num { (t.tiles.p50) " / " (t.tiles.p95) }
+                        td.num { (t.tiles.min) " / " (t.tiles.max) }
+                    }
+                } }
+            } }
+        }
+        section {
+            h2 { "Points per team" }
+            div.charts {
+                @for (k, t) in b.teams.iter().enumerate() {
+                    figure {
+                        figcaption { span class=(format!("swatch s{}", k % charts::SERIES)) {} (t.name) }
+                        div.scroll { (charts::histogram(k, &t.name, &t.points_histogram, b.runs, t.points.mean)) }
+                    }
+                }
+            }
+        }
+        section {
+            h2 { "How far each team got" }
+            p.muted.small { "Share of runs in which the team unlocked each row." }
+            div.scroll { (charts::row_reach(&reach)) }
+            (charts::legend(&legend))
+        }
+    }
+}
+
+fn sum_totals(s: &SumReport) -> Markup {
+    let opt = |v: Option<i32>| {
+        v.map(|v| format::count(i64::from(v)))
+            .unwrap_or_else(|| "–".into())
+    };
+    html! {
+        section {
+            h2 { "Totals" }
+            dl.facts {
+                dt { "Values" } dd { (format::count(s.count as i64)) }
+                dt { "Sum" } dd { (format::count(s.sum)) }
+                dt { "Min" } dd { (opt(s.min)) }
+                dt { "Max" } dd { (opt(s.max)) }
+                dt { "Mean" } dd { (s.mean.map(|m| format!("{m:.3}")).unwrap_or_else(|| "–".into())) }
+            }
+        }
+    }
+}
+
+fn chunks(d: &BatchDetail) -> Markup {
+    let id = d.status.batch_id;
+    html! {
+        section {
+            h2 { "Chunks" }
+            div.scroll { table.chunks {
+                thead { tr { th.num { "Chunk" } th { "Status" } th.num { "Attempts" } th { "Worker" } th { "Last error" } th { "Completed" } } }
+                tbody { @for c in &d.chunks {
+                    tr class=(format!("chunk {}", c.status)) {
+                        td.num { (c.chunk) }
+                        td { (c.status)
+                            @if let Some(left) = c.lease_remaining_s { span.muted.small { " (lease " (format!("{left:.0}")) " s)" } } }
+                        td.num { (c.attempts) }
+                        td { @if let Some(w) = &c.worker { code { (w) } } }
+                        td.error { @if let Some(e) = &c.last_error { (e) } }
+                        td { @if let Some(t) = c.completed_at { (format::timestamp(t)) } }
+                    }
+                } }
+            } }
+            p.muted.small {
+                "Showing " (d.chunks.len()) " of " (format::count(d.chunks_total)) " chunks. All of them: "
+                a href=(format!("/api/batches/{id}/chunks?limit=1000")) { "JSON" }
+                "; only retried or failed ones: "
+                a href=(format!("/api/batches/{id}/chunks?problems=true")) { "JSON" } "."
+            }
+        }
+    }
+}
+
+/// `GET /batches/{id}/event`: the event from the batch's own snapshot.
+pub async fn event<B: Broker, S: Store + Catalog>(
+    State(app): State<AppState<B, S>>,
+    ctx: Ctx,
+    Path(id): Path<Uuid>,
+) -> Result<Markup, PageError> {
+    let (batch, event) = snapshot(&app.store, id).await?;
+    let body = html! {
+        p.muted { "The event batch " a href=(format!("/batches/{id}")) { (batch) } " ran, from its own snapshot." }
+        (board::event(&event, &format!("/batches/{id}/event.json")))
+    };
+    Ok(page(Some(&ctx), &event.name, Nav::Batches, body))
+}
+
+/// `GET /batches/{id}/event.json`.
+pub async fn event_json<B: Broker, S: Store + Catalog>(
+    State(app): State<AppState<B, S>>,
+    Path(id): Path<Uuid>,
+) -> Result<Response, PageError> {
+    let (_, event) = snapshot(&app.store, id).await?;
+    Ok(download(&event)?)
+}
+
+async fn snapshot<S: Store>(store: &S, id: Uuid) -> Result<(String, workload::Event), Error> {
+    let batch = store
+        .batch(id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no batch {id}")))?;
+    let event = crate::events::event_of(&batch.workload)
+        .ok_or_else(|| Error::NotFound(format!("batch {id} runs no event (sum workload)")))?;
+    Ok((batch.name, event))
+}
+
+/// An event as a JSON file to save, named after it.
+pub fn download(event: &workload::Event) -> Result<Response, Error> {
+    let json = serde_json::to_string_pretty(event)
+        .map_err(|e| Error::Internal(format!("event to JSON: {e}")))?;
+    let file: String = event
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let file = file.trim_matches('-');
+    let file = if file.is_empty() { "event" } else { file };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}.json\""),
+            ),
+        ],
+        json,
+    )
+        .into_response())
+}

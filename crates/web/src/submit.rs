@@ -1,0 +1,296 @@
+//! Starting batches from the console: the form and the API's JSON become a
+//! [`SubmitRequest`] within the console's [`Limits`], and go through
+//! `pipeline::submit::submit`, the code path of `batchline submit`.
+
+use serde::Deserialize;
+use store::{Catalog, Uuid, chunk_count};
+use workload::WorkloadSpec;
+
+use pipeline::submit::SubmitRequest;
+
+use crate::error::{Error, Result};
+use crate::events::event_of;
+use crate::settings::Limits;
+use crate::views::format;
+
+/// What a batch runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The built-in Spring League Bingo.
+    Builtin,
+    /// The `sum` workload (measures the pipeline itself).
+    Sum,
+    Saved(Uuid),
+}
+
+impl Source {
+    /// `builtin`, `sum`, or a saved event's id.
+    pub fn parse(text: &str) -> Result<Source> {
+        match text.trim() {
+            "" | "builtin" => Ok(Source::Builtin),
+            "sum" => Ok(Source::Sum),
+            id => id.parse().map(Source::Saved).map_err(|_| {
+                Error::BadRequest(format!(
+                    "event must be \"builtin\", \"sum\" or a saved event's id, not {id:?}"
+                ))
+            }),
+        }
+    }
+}
+
+/// The form's fields, as typed (so a refused form comes back as it was).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct NewBatchForm {
+    pub event: String,
+    pub runs: String,
+    pub chunk_size: String,
+    pub seed: String,
+    pub count: String,
+    pub name: String,
+    pub csrf: String,
+}
+
+impl Default for NewBatchForm {
+    fn default() -> Self {
+        NewBatchForm {
+            event: "builtin".into(),
+            runs: "20000".into(),
+            chunk_size: "1000".into(),
+            seed: String::new(),
+            count: "1".into(),
+            name: String::new(),
+            csrf: String::new(),
+        }
+    }
+}
+
+/// `POST /api/batches`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBatchRequest {
+    /// `builtin` (default), `sum`, or a saved event's id.
+    #[serde(default)]
+    pub event: Option<String>,
+    pub runs: i64,
+    #[serde(default)]
+    pub chunk_size: Option<i32>,
+    #[serde(default)]
+    pub seed: Option<i64>,
+    #[serde(default)]
+    pub count: Option<usize>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A checked request, before its event is loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub source: Source,
+    pub runs: i64,
+    pub chunk_size: i32,
+    pub seed: Option<i64>,
+    pub count: usize,
+    pub name: Option<String>,
+}
+
+fn number<T: std::str::FromStr>(field: &str, text: &str, problems: &mut Vec<String>) -> Option<T> {
+    let t = text.trim().replace([',', '_', ' '], "");
+    match t.parse() {
+        Ok(v) => Some(v),
+        Err(_) => {
+            problems.push(format!(
+                "{field} must be a whole number, not {:?}",
+                text.trim()
+            ));
+            None
+        }
+    }
+}
+
+impl NewBatchForm {
+    pub fn plan(&self, limits: &Limits) -> Result<Plan> {
+        let mut problems = Vec::new();
+        let source = Source::parse(&self.event);
+        let runs = number("runs", &self.runs, &mut problems);
+        let chunk_size = number("chunk size", &self.chunk_size, &mut problems);
+        let count = number("batches", &self.count, &mut problems);
+        let seed = match self.seed.trim() {
+            "" => None,
+            _ => number("seed", &self.seed, &mut problems),
+        };
+        if let Err(e) = &source {
+            problems.push(e.to_string());
+        }
+        match (source, runs, chunk_size, count, problems.is_empty()) {
+            (Ok(source), Some(runs), Some(chunk_size), Some(count), true) => Plan {
+                source,
+                runs,
+                chunk_size,
+                seed,
+                count,
+                name: Some(self.name.trim().to_string()).filter(|n| !n.is_empty()),
+            }
+            .checked(limits),
+            _ => Err(Error::Refused(problems.join("; "))),
+        }
+    }
+}
+
+impl NewBatchRequest {
+    pub fn plan(&self, limits: &Limits) -> Result<Plan> {
+        Plan {
+            source: Source::parse(self.event.as_deref().unwrap_or("builtin"))?,
+            runs: self.runs,
+            chunk_size: self.chunk_size.unwrap_or(1_000),
+            seed: self.seed,
+            count: self.count.unwrap_or(1),
+            name: self.name.clone(),
+        }
+        .checked(limits)
+    }
+}
+
+impl Plan {
+    /// Within the console's limits; each problem says the limit.
+    fn checked(self, limits: &Limits) -> Result<Plan> {
+        let mut problems = Vec::new();
+        if !(1..=limits.max_runs).contains(&self.runs) {
+            problems.push(format!(
+                "runs must be between 1 and {} per batch, not {}",
+                format::count(limits.max_runs),
+                format::count(self.runs)
+            ));
+        }
+        if self.chunk_size < 1 {
+            problems.push(format!(
+                "chunk size must be at least 1, not {}",
+                self.chunk_size
+            ));
+        } else if self.runs >= 1 {
+            let chunks = i64::from(chunk_count(self.runs, self.chunk_size));
+            if chunks > limits.max_chunks {
+                problems.push(format!(
+                    "{} runs in chunks of {} make {} chunks; the limit is {} per batch: use larger chunks",
+                    format::count(self.runs),
+                    format::count(i64::from(self.chunk_size)),
+                    format::count(chunks),
+                    format::count(limits.max_chunks)
+                ));
+            }
+        }
+        if !(1..=limits.max_batches).contains(&self.count) {
+            problems.push(format!(
+                "batches per submission must be between 1 and {}, not {}",
+                limits.max_batches, self.count
+            ));
+        }
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(Error::Refused(problems.join("; ")))
+        }
+    }
+
+    /// The request `batchline submit` would make, with the event loaded.
+    pub async fn request<S: Catalog>(&self, store: &S) -> Result<SubmitRequest> {
+        let workload = match self.source {
+            Source::Builtin => WorkloadSpec::bingo_default(),
+            Source::Sum => WorkloadSpec::Sum,
+            Source::Saved(id) => {
+                let stored = store
+                    .event(id)
+                    .await?
+                    .ok_or_else(|| Error::Refused(format!("no saved event {id}")))?;
+                let event = event_of(&stored.workload).ok_or_else(|| {
+                    Error::Internal(format!("saved event {id} is not a bingo event"))
+                })?;
+                WorkloadSpec::Bingo { event }
+            }
+        };
+        Ok(SubmitRequest {
+            name: self.name.clone(),
+            runs: self.runs,
+            chunk_size: self.chunk_size,
+            seed: self.seed,
+            workload,
+            count: self.count,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_event_bytes: 1 << 20,
+        max_runs: 1_000_000,
+        max_chunks: 1_000,
+        max_batches: 5,
+    };
+
+    fn form(runs: &str, chunk: &str, count: &str) -> NewBatchForm {
+        NewBatchForm {
+            runs: runs.into(),
+            chunk_size: chunk.into(),
+            count: count.into(),
+            ..NewBatchForm::default()
+        }
+    }
+
+    fn refused(r: Result<Plan>) -> String {
+        match r {
+            Err(Error::Refused(m)) => m,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_good_form_becomes_a_plan() {
+        let plan = NewBatchForm {
+            seed: " 42 ".into(),
+            name: " spring ".into(),
+            ..form("20,000", "1000", "2")
+        }
+        .plan(&LIMITS)
+        .unwrap();
+        assert_eq!(
+            plan,
+            Plan {
+                source: Source::Builtin,
+                runs: 20_000,
+                chunk_size: 1_000,
+                seed: Some(42),
+                count: 2,
+                name: Some("spring".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn limits_are_named_in_the_refusal() {
+        let m = refused(form("2000000", "1000", "1").plan(&LIMITS));
+        assert!(m.contains("between 1 and 1,000,000"), "{m}");
+        let m = refused(form("100000", "10", "1").plan(&LIMITS));
+        assert!(m.contains("10,000 chunks; the limit is 1,000"), "{m}");
+        let m = refused(form("100", "10", "6").plan(&LIMITS));
+        assert!(m.contains("between 1 and 5, not 6"), "{m}");
+        let m = refused(form("lots", "x", "1").plan(&LIMITS));
+        assert!(
+            m.contains("runs must be a whole number") && m.contains("chunk size"),
+            "{m}"
+        );
+        let m = refused(form("0", "0", "0").plan(&LIMITS));
+        assert_eq!(m.matches("; ").count(), 2, "{m}");
+    }
+
+    #[test]
+    fn sources() {
+        assert_eq!(Source::parse("").unwrap(), Source::Builtin);
+        assert_eq!(Source::parse("sum").unwrap(), Source::Sum);
+        let id = Uuid::new_v4();
+        assert_eq!(Source::parse(&id.to_string()).unwrap(), Source::Saved(id));
+        assert!(Source::parse("<script>").is_err());
+    }
+}

@@ -1,0 +1,860 @@
+//! The console's handlers against the real Postgres and RabbitMQ: each
+//! test gets its own schema and queue prefix, drives the router the binary
+//! serves (`web::router`) request by request, and checks the answers and
+//! what landed in Postgres and RabbitMQ. Bad input is the point: escaping,
+//! CSRF, limits, malformed and invalid events, the token.
+//!
+//! Needs Postgres at `DATABASE_URL` and RabbitMQ at `RABBITMQ_URL` (local
+//! defaults); fails with the URL when either is absent.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode, header};
+use broker::{Broker, Queue, RabbitBroker, RabbitConfig};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use store::{Catalog, PgStore, Store, Uuid, Verdict};
+use tower::ServiceExt;
+use web::{Limits, Secret, WebConfig};
+
+const TOKEN: &str = "test-token-0123456789";
+const LIMITS: Limits = Limits {
+    max_event_bytes: 1 << 20,
+    max_runs: 100_000,
+    max_chunks: 50,
+    max_batches: 3,
+};
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.into())
+}
+
+/// One test's services: its own schema and queues.
+#[derive(Clone)]
+struct Services {
+    store: PgStore,
+    broker: RabbitBroker,
+}
+
+impl Services {
+    async fn new() -> Services {
+        let id = Uuid::new_v4().simple().to_string();
+        let url = env_or(
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        );
+        let store = PgStore::connect_with_schema(&url, &format!("web_test_{}", &id[..16]))
+            .await
+            .unwrap_or_else(|e| panic!("these tests need Postgres at DATABASE_URL={url}: {e}"));
+        store.migrate().await.expect("migrations apply");
+        let config = RabbitConfig {
+            prefix: format!("web-test-{}", &id[..16]),
+            ..RabbitConfig::new(env_or(
+                "RABBITMQ_URL",
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+            ))
+        };
+        let redacted = config.redacted_url();
+        let broker = tokio::time::timeout(Duration::from_secs(20), RabbitBroker::connect(config))
+            .await
+            .unwrap_or_else(|_| panic!("these tests need RabbitMQ at {redacted}: no answer"))
+            .unwrap_or_else(|e| panic!("these tests need RabbitMQ at {redacted}: {e}"));
+        Services { store, broker }
+    }
+
+    fn app(&self, token: Option<&str>) -> Router {
+        let config = WebConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: token.map(Secret::new),
+            limits: LIMITS,
+            secure_cookies: false,
+        };
+        web::router(&config, self.broker.clone(), self.store.clone())
+    }
+
+    async fn cleanup(self) {
+        let _ = self.broker.delete_topology().await;
+        let _ = self.store.drop_schema().await;
+    }
+}
+
+/// Runs `case` and removes its schema and queues afterwards, also when it panics.
+async fn with_services<F, Fut>(case: F)
+where
+    F: FnOnce(Services) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let s = Services::new().await;
+    let outcome = tokio::spawn(case(s.clone())).await;
+    s.cleanup().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// The value a `Set-Cookie` gives `name`.
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.strip_prefix(&format!("{name}=")))
+            .map(|c| c.split(';').next().unwrap_or_default().to_string())
+    }
+}
+
+async fn send(app: &Router, request: Request<Body>) -> Answer {
+    let response: Response<Body> = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+async fn get(app: &Router, uri: &str) -> Answer {
+    send(app, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+async fn post_json(app: &Router, uri: &str, body: impl Into<Body>) -> Answer {
+    let request = Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.into())
+        .unwrap();
+    send(app, request).await
+}
+
+/// A browser's CSRF token: the cookie the first page sets.
+async fn csrf_token(app: &Router) -> String {
+    let page = get(app, "/batches/new").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let token = page.cookie("batchline_csrf").expect("a CSRF cookie");
+    assert!(page.body.contains(&token), "the form carries the token");
+    token
+}
+
+fn form_post(uri: &str, cookie: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::COOKIE, format!("batchline_csrf={cookie}"))
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn multipart(uri: &str, cookie: &str, fields: &[(&str, &str)]) -> Request<Body> {
+    let boundary = "XbatchlineX";
+    let mut body = String::new();
+    for (name, value) in fields {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    Request::post(uri)
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .header(header::COOKIE, format!("batchline_csrf={cookie}"))
+        .body(Body::from(body))
+        .unwrap()
+}
+
+fn spring_league() -> workload::Event {
+    workload::Event::spring_league()
+}
+
+fn event_json(name: &str) -> String {
+    let mut e = spring_league();
+    e.name = name.into();
+    serde_json::to_string_pretty(&e).unwrap()
+}
+
+#[tokio::test]
+async fn names_with_markup_are_shown_as_text() {
+    with_services(|s| async move {
+        let app = s.app(None);
+        let evil = "<script>alert(1)</script>";
+        let created = post_json(
+            &app,
+            "/api/batches",
+            json!({"runs": 100, "chunk_size": 50, "name": evil}).to_string(),
+        )
+        .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let id = created.json()["batches"][0]["batch_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let saved = post_json(&app, "/api/events", event_json(evil)).await;
+        assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.body);
+        let event_id = saved.json()["id"].as_str().unwrap().to_string();
+
+        for uri in [
+            "/batches".to_string(),
+            format!("/batches/{id}"),
+            format!("/batches/{id}/live"),
+            "/events".to_string(),
+            format!("/events/{event_id}"),
+            format!("/batches/new?event={event_id}"),
+        ] {
+            let page = get(&app, &uri).await;
+            assert_eq!(page.status, StatusCode::OK, "{uri}: {}", page.body);
+            assert!(
+                !page.body.contains("<script>alert"),
+                "{uri} has the raw name"
+            );
+            assert!(
+                page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+                "{uri}"
+            );
+        }
+        // The page sets a policy that would stop an inline script anyway.
+        let page = get(&app, "/batches").await;
+        let csp = page.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        // A name with brackets is refused by submit itself, as in the CLI.
+        let bad = post_json(
+            &app,
+            "/api/batches",
+            json!({"runs": 10, "name": "a[b]"}).to_string(),
+        )
+        .await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_form_submits_like_batchline_submit_and_needs_its_token() {
+    with_services(|s| async move {
+        let app = s.app(None);
+        let token = csrf_token(&app).await;
+        let fields = "event=builtin&runs=1000&chunk_size=300&seed=42&count=1&name=from-the-form";
+
+        // No token, a wrong one, another site: refused, nothing created.
+        for (cookie, body) in [
+            (token.as_str(), fields.to_string()),
+            (token.as_str(), format!("{fields}&csrf={}", "0".repeat(64))),
+        ] {
+            let answer = send(&app, form_post("/batches", cookie, &body)).await;
+            assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
+            assert!(answer.body.contains("reload the page"), "{}", answer.body);
+        }
+        let mut cross = form_post("/batches", &token, &format!("{fields}&csrf={token}"));
+        cross
+            .headers_mut()
+            .insert(header::HOST, "127.0.0.1:8080".parse().unwrap());
+        cross
+            .headers_mut()
+            .insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+        assert_eq!(send(&app, cross).await.status, StatusCode::FORBIDDEN);
+        assert!(
+            s.store.progress(None, 10).await.unwrap().is_empty(),
+            "nothing was created"
+        );
+
+        // With the token: the batch exists as submit writes it, its chunks are published.
+        let answer = send(
+            &app,
+            form_post("/batches", &token, &format!("{fields}&csrf={token}")),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+        let id: Uuid = answer
+            .location()
+            .strip_prefix("/batches/")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let batch = s.store.batch(id).await.unwrap().expect("the batch row");
+        assert_eq!(
+            (
+                batch.name.as_str(),
+                batch.runs,
+                batch.chunk_size,
+                batch.seed
+            ),
+            ("from-the-form", 1000, 300, 42)
+        );
+        assert_eq!(batch.chunks, 4);
+        assert_eq!(
+            batch.workload,
+            serde_json::to_string(&workload::WorkloadSpec::bingo_default()).unwrap()
+        );
+        assert_eq!(
+            s.broker.queue_depth(Queue::Work).await.unwrap(),
+            4,
+            "one work message per chunk"
+        );
+        let page = get(&app, &format!("/batches/{id}")).await;
+        assert!(
+            page.body.contains("data-live=\"/batches/"),
+            "an unfinished batch refreshes itself"
+        );
+
+        // A refused form comes back with the message and the values typed.
+        let answer = send(
+            &app,
+            form_post(
+                "/batches",
+                &token,
+                &format!("event=builtin&runs=lots&chunk_size=10&count=1&csrf={token}"),
+            ),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            answer
+                .body
+                .contains("runs must be a whole number, not &quot;lots&quot;"),
+            "{}",
+            answer.body
+        );
+        assert!(answer.body.contains("value=\"lots\""));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn limits_are_enforced_with_clear_messages() {
+    with_services(|s| async move {
+        let app = s.app(None);
+        for (body, says) in [
+            (
+                json!({"runs": 100_001}),
+                "runs must be between 1 and 100,000 per batch",
+            ),
+            (
+                json!({"runs": 10_000, "chunk_size": 100}),
+                "make 100 chunks; the limit is 50 per batch",
+            ),
+            (
+                json!({"runs": 10, "count": 4}),
+                "batches per submission must be between 1 and 3, not 4",
+            ),
+            (json!({"runs": 10, "event": "nope"}), "saved event's id"),
+            (
+                json!({"runs": 10, "event": Uuid::new_v4()}),
+                "no saved event",
+            ),
+            (
+                json!({"runs": 10, "colour": "red"}),
+                "unknown field `colour`",
+            ),
+        ] {
+            let answer = post_json(&app, "/api/batches", body.to_string()).await;
+            assert!(answer.status.is_client_error(), "{body}: {}", answer.status);
+            let error = answer.json()["error"].as_str().unwrap().to_string();
+            assert!(error.contains(says), "{body}: {error}");
+        }
+        assert!(
+            s.store.progress(None, 10).await.unwrap().is_empty(),
+            "nothing was created"
+        );
+
+        // An event over 1 MiB: 413 naming the limit, as JSON and from the form.
+        let big = format!("{{\"name\": \"{}\"}}", "x".repeat((1 << 20) + 1));
+        let answer = post_json(&app, "/api/events", big.clone()).await;
+        assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(
+            answer.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("1048576-byte limit"),
+            "{}",
+            answer.body
+        );
+        let token = csrf_token(&app).await;
+        let answer = send(
+            &app,
+            multipart(
+                "/events",
+                &token,
+                &[("csrf", &token), ("event", &big), ("action", "save")],
+            ),
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{}",
+            answer.body
+        );
+        assert!(answer.body.contains("1048576"), "{}", answer.body);
+        // The API wants JSON, which is also what keeps cross-site forms out.
+        let form = Request::post("/api/events")
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from(event_json("plain")))
+            .unwrap();
+        assert_eq!(
+            send(&app, form).await.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+        assert_eq!(s.store.list_events(0, 10).await.unwrap().total, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_events_say_where_and_save_nothing() {
+    with_services(|s| async move {
+        let app = s.app(None);
+        let broken = "{\n  \"name\": \"x\",\n  \"start\": oops\n}";
+        let answer = post_json(&app, "/api/events", broken).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        let body = answer.json();
+        assert_eq!(
+            (body["line"].as_u64(), body["column"].as_u64()),
+            (Some(3), Some(12)),
+            "{body}"
+        );
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("line 3, column 12: expected value"),
+            "{body}"
+        );
+
+        let mut invalid = spring_league();
+        invalid.unlock_threshold = 42;
+        invalid.rows[3].tiles[1].rules[0].activity = "cox2".into();
+        let invalid = serde_json::to_string(&invalid).unwrap();
+        let answer = post_json(&app, "/api/events/check", invalid.clone()).await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let problems = answer.json()["problems"].as_array().unwrap().clone();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+
+        // The form: the parser's place with the line it is on; every problem listed.
+        let token = csrf_token(&app).await;
+        let page = send(
+            &app,
+            multipart(
+                "/events",
+                &token,
+                &[("csrf", &token), ("event", broken), ("action", "save")],
+            ),
+        )
+        .await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST);
+        assert!(page.body.contains("line 3, column 12"), "{}", page.body);
+        assert!(
+            page.body
+                .contains("  &quot;start&quot;: oops\n           ^"),
+            "{}",
+            page.body
+        );
+        let page = send(
+            &app,
+            multipart(
+                "/events",
+                &token,
+                &[("csrf", &token), ("event", &invalid), ("action", "save")],
+            ),
+        )
+        .await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            page.body.contains(
+                "rows[3].tiles[1] (s2-r3).rules[0]: activity &quot;cox2&quot; is not defined"
+            ),
+            "{}",
+            page.body
+        );
+        assert!(page.body.contains("unlock_threshold: 42"), "{}", page.body);
+        // Checking a valid event saves nothing either; the token is checked first.
+        let valid = event_json("Checked only");
+        let page = send(
+            &app,
+            multipart(
+                "/events",
+                &token,
+                &[("csrf", &token), ("event", &valid), ("action", "check")],
+            ),
+        )
+        .await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(
+            page.body.contains("Valid: <strong>Checked only</strong>"),
+            "{}",
+            page.body
+        );
+        let page = send(
+            &app,
+            multipart("/events", &token, &[("event", &valid), ("action", "save")]),
+        )
+        .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            s.store.list_events(0, 10).await.unwrap().total,
+            0,
+            "nothing half-saved"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn saved_events_link_their_batches_and_stay_once_run() {
+    with_services(|s| async move {
+        let app = s.app(None);
+        let token = csrf_token(&app).await;
+        let text = event_json("Library event");
+        let page = send(
+            &app,
+            multipart(
+                "/events",
+                &token,
+                &[("csrf", &token), ("event", &text), ("action", "save")],
+            ),
+        )
+        .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        let id: Uuid = page
+            .location()
+            .strip_prefix("/events/")
+            .unwrap()
+            .parse()
+            .unwrap();
+        // Saving it again finds it.
+        let again = post_json(&app, "/api/events", text.clone()).await;
+        assert_eq!(again.status, StatusCode::OK);
+        assert_eq!(again.json()["id"], json!(id));
+
+        let board = get(&app, &format!("/events/{id}")).await;
+        assert_eq!(
+            board.body.matches("class=\"tile ").count(),
+            80,
+            "20 rows x 4 tiles"
+        );
+        let file = get(&app, &format!("/events/{id}/event.json")).await;
+        assert!(
+            file.headers[header::CONTENT_DISPOSITION]
+                .to_str()
+                .unwrap()
+                .contains("library-event.json")
+        );
+        let back: workload::Event = serde_json::from_str(&file.body).unwrap();
+        assert_eq!(back.name, "Library event");
+
+        let created = post_json(
+            &app,
+            "/api/batches",
+            json!({"runs": 100, "chunk_size": 50, "event": id}).to_string(),
+        )
+        .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let batch = created.json()["batches"][0]["batch_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let detail = get(&app, &format!("/api/batches/{batch}")).await.json();
+        assert_eq!(
+            detail["event"],
+            json!({"kind": "saved", "id": id, "name": "Library event"})
+        );
+        let listed = get(&app, &format!("/api/batches?event={id}")).await.json();
+        assert_eq!(listed["total"], 1);
+
+        // Run once, the event stays.
+        let del = send(
+            &app,
+            Request::delete(format!("/api/events/{id}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(del.status, StatusCode::CONFLICT, "{}", del.body);
+        let form = send(
+            &app,
+            form_post(
+                &format!("/events/{id}/delete"),
+                &token,
+                &format!("csrf={token}"),
+            ),
+        )
+        .await;
+        assert_eq!(form.status, StatusCode::CONFLICT);
+        // An unused one goes.
+        let other = post_json(&app, "/api/events", event_json("Unused"))
+            .await
+            .json();
+        let other_id = other["id"].as_str().unwrap();
+        let del = send(
+            &app,
+            Request::delete(format!("/api/events/{other_id}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(del.status, StatusCode::NO_CONTENT);
+        assert_eq!(
+            get(&app, &format!("/api/events/{other_id}")).await.status,
+            StatusCode::NOT_FOUND
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn batches_filter_page_and_show_chunks_with_errors() {
+    with_services(|s| async move {
+        let app = s.app(None);
+        let mut ids = Vec::new();
+        for name in ["alpha-1", "alpha-2", "beta-1"] {
+            let answer = post_json(
+                &app,
+                "/api/batches",
+                json!({"runs": 100, "chunk_size": 25, "name": name}).to_string(),
+            )
+            .await;
+            ids.push(
+                answer.json()["batches"][0]["batch_id"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<Uuid>()
+                    .unwrap(),
+            );
+        }
+        let verdict = |success: bool| Verdict {
+            success,
+            reason: if success {
+                String::new()
+            } else {
+                "chunk 0 failed: boom".into()
+            },
+            line: "x".into(),
+        };
+        s.store
+            .record_verdict(ids[0], &verdict(true))
+            .await
+            .unwrap();
+        s.store
+            .record_verdict(ids[2], &verdict(false))
+            .await
+            .unwrap();
+        // A failed attempt on chunk 1 of alpha-2, with its error.
+        let claim = s
+            .store
+            .claim_chunk(ids[1], 1, "w", Duration::from_secs(30), 5)
+            .await
+            .unwrap();
+        assert!(matches!(claim, store::Claim::Claimed { attempt: 1 }));
+        s.store
+            .fail_attempt(ids[1], 1, 1, 5, "simulated <b>failure</b>")
+            .await
+            .unwrap();
+
+        let names = |v: &Value| -> Vec<String> {
+            v["batches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let all = get(&app, "/api/batches").await.json();
+        assert_eq!(
+            names(&all),
+            ["beta-1", "alpha-2", "alpha-1"],
+            "newest first"
+        );
+        assert_eq!(all["batches"][2]["state"], "SUCCESS");
+        assert_eq!(all["batches"][0]["reason"], "chunk 0 failed: boom");
+        assert_eq!(
+            names(&get(&app, "/api/batches?name=ALPHA").await.json()),
+            ["alpha-2", "alpha-1"]
+        );
+        assert_eq!(
+            names(&get(&app, "/api/batches?verdict=failure").await.json()),
+            ["beta-1"]
+        );
+        assert_eq!(
+            names(
+                &get(&app, "/api/batches?verdict=unfinished&name=alpha")
+                    .await
+                    .json()
+            ),
+            ["alpha-2"]
+        );
+        assert_eq!(
+            names(&get(&app, "/api/batches?page=2").await.json()),
+            Vec::<String>::new()
+        );
+        let bad = get(&app, "/api/batches?verdict=maybe").await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert!(
+            bad.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("any, success, failure or unfinished")
+        );
+        assert_eq!(
+            get(&app, "/api/batches?page=x").await.status,
+            StatusCode::BAD_REQUEST
+        );
+
+        let chunks = get(
+            &app,
+            &format!("/api/batches/{}/chunks?problems=true", ids[1]),
+        )
+        .await
+        .json();
+        assert_eq!(chunks["total"], 1, "{chunks}");
+        assert_eq!(
+            chunks["chunks"][0]["last_error"],
+            "simulated <b>failure</b>"
+        );
+        let page = get(&app, &format!("/batches/{}", ids[1])).await;
+        assert!(
+            page.body.contains("simulated &lt;b&gt;failure&lt;/b&gt;"),
+            "{}",
+            page.body
+        );
+        assert!(
+            page.body.contains("1 retry") || page.body.contains("retries"),
+            "attempts and retries shown"
+        );
+        let html = get(&app, "/batches?verdict=failure").await;
+        assert!(html.body.contains("beta-1") && !html.body.contains("alpha-1"));
+
+        let compare = get(&app, &format!("/api/compare?b={}&b={}", ids[0], ids[1])).await;
+        assert_eq!(compare.status, StatusCode::OK, "{}", compare.body);
+        assert_eq!(compare.json()["batches"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            get(&app, &format!("/api/batches/{}", Uuid::new_v4()))
+                .await
+                .status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            get(&app, "/api/nothing").await.json()["error"],
+            "no such API endpoint"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn with_a_token_every_request_needs_it() {
+    with_services(|s| async move {
+        let app = s.app(Some(TOKEN));
+        assert_eq!(get(&app, "/healthz").await.status, StatusCode::OK);
+        assert_eq!(get(&app, "/readyz").await.status, StatusCode::OK);
+        assert_eq!(get(&app, "/assets/style.css").await.status, StatusCode::OK);
+        let page = get(&app, "/batches?verdict=failure").await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
+        assert_eq!(
+            page.location(),
+            "/login?next=%2Fbatches%3Fverdict%3Dfailure"
+        );
+        let api = get(&app, "/api/batches").await;
+        assert_eq!(api.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(api.headers[header::WWW_AUTHENTICATE], "Bearer");
+
+        let bearer = |t: &str| {
+            Request::get("/api/batches")
+                .header(header::AUTHORIZATION, format!("Bearer {t}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        assert_eq!(send(&app, bearer(TOKEN)).await.status, StatusCode::OK);
+        assert_eq!(
+            send(&app, bearer("test-token-0123456780")).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+
+        // The login form: CSRF-protected, a wrong token refused, the right one sets the cookie.
+        let login = get(&app, "/login?next=/events").await;
+        let csrf = login.cookie("batchline_csrf").unwrap();
+        let wrong = send(
+            &app,
+            form_post(
+                "/login",
+                &csrf,
+                &format!("token=nope&next=/events&csrf={csrf}"),
+            ),
+        )
+        .await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+        assert!(wrong.cookie("batchline_session").is_none());
+        let no_csrf = send(
+            &app,
+            form_post("/login", &csrf, &format!("token={TOKEN}&next=/events")),
+        )
+        .await;
+        assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
+        let ok = send(
+            &app,
+            form_post(
+                "/login",
+                &csrf,
+                &format!("token={TOKEN}&next=//evil.example&csrf={csrf}"),
+            ),
+        )
+        .await;
+        assert_eq!(ok.status, StatusCode::SEE_OTHER);
+        assert_eq!(ok.location(), "/", "never off-site");
+        let set = ok
+            .headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|c| c.starts_with("batchline_session="))
+            .unwrap();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
+        let session = ok.cookie("batchline_session").unwrap();
+        assert!(!session.contains(TOKEN), "the cookie is not the token");
+        let signed_in = Request::get("/events")
+            .header(header::COOKIE, format!("batchline_session={session}"))
+            .body(Body::empty())
+            .unwrap();
+        let page = send(&app, signed_in).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains("Sign out"));
+        let flipped = if session.ends_with('0') { '1' } else { '0' };
+        let forged = format!("{}{flipped}", &session[..session.len() - 1]);
+        let forged = Request::get("/events")
+            .header(header::COOKIE, format!("batchline_session={forged}"))
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&app, forged).await.status, StatusCode::SEE_OTHER);
+    })
+    .await;
+}
