@@ -4,6 +4,7 @@ CARGO ?= cargo
 
 .PHONY: chaos chaos-stack help test fmt lint build release
 .PHONY: bin up up-detached down logs ps check-metadata view-metadata status results demo bench chaos check-compose test-drill
+.PHONY: check-kubernetes
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -15,6 +16,7 @@ test: ## formatting, lints, and every test (needs Postgres and RabbitMQ)
 	$(CARGO) test --workspace
 	scripts/test-stack.sh
 	$(MAKE) --no-print-directory check-compose
+	$(MAKE) --no-print-directory check-kubernetes
 
 fmt: ## format the code
 	$(CARGO) fmt --all
@@ -106,3 +108,6 @@ test-drill: ## tests of the drill: batchline stack with a fake service binary, a
 
 check-compose: ## validate docker-compose.yml, Dockerfile and deploy/ against .env.example and the workspace (.env.example against `batchline --help`: cargo test -p batchline --test env_docs)
 	python3 scripts/check-compose.py
+
+check-kubernetes: ## validate deploy/kubernetes/ against the binary's --help, the served probe paths and the bench's RSS (needs a debug build)
+	python3 scripts/check-kubernetes.py --bin $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug/batchline

@@ -83,9 +83,13 @@ pub struct Global {
     /// Log format on stderr.
     #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Serve Prometheus metrics on this address (e.g. 0.0.0.0:9100).
+    /// Serve /metrics (Prometheus), /healthz and /readyz on this address (e.g. 0.0.0.0:9100).
     #[arg(long, global = true, env = "METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub secret_files: crate::secrets::SecretFiles,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

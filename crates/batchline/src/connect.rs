@@ -7,28 +7,30 @@ use broker::{RabbitBroker, RabbitConfig};
 use store::{PgStore, Store};
 
 use crate::cli::Global;
+use crate::tls;
 
 /// Connects to Postgres (in the configured schema) and applies migrations.
 pub async fn store(global: &Global) -> anyhow::Result<PgStore> {
+    tls::check_postgres_files(&global.database_url)?;
     let store = match &global.db_schema {
         Some(schema) => PgStore::connect_with_schema(&global.database_url, schema).await,
         None => PgStore::connect(&global.database_url).await,
     }
-    .context("cannot connect to Postgres (DATABASE_URL)")?;
+    .context("cannot connect to Postgres (DATABASE_URL or DATABASE_URL_FILE)")?;
     store.migrate().await.context("cannot apply migrations")?;
     Ok(store)
 }
 
 /// Connects to RabbitMQ and declares the topology.
 pub async fn broker(global: &Global) -> anyhow::Result<RabbitBroker> {
-    RabbitBroker::connect(rabbit_config(global))
-        .await
-        .context("cannot connect to RabbitMQ (RABBITMQ_URL or RABBITMQ_HOST/PORT/USER/PASS)")
+    RabbitBroker::connect(rabbit_config(global)?).await.context(
+        "cannot connect to RabbitMQ (RABBITMQ_URL[_FILE] or RABBITMQ_HOST/PORT/USER/PASS[_FILE])",
+    )
 }
 
-/// Where RabbitMQ is and the queue arguments, from the options (the URL
-/// from its parts when `RABBITMQ_URL` is unset).
-fn rabbit_config(global: &Global) -> RabbitConfig {
+/// Where RabbitMQ is, with which TLS material, and the queue arguments,
+/// from the options (the URL from its parts when `RABBITMQ_URL` is unset).
+fn rabbit_config(global: &Global) -> anyhow::Result<RabbitConfig> {
     let mut config = RabbitConfig::from_env();
     if let Some(url) = &global.rabbitmq_url {
         config.url = url.clone();
@@ -36,13 +38,14 @@ fn rabbit_config(global: &Global) -> RabbitConfig {
     config.prefix = global.queue_prefix.clone();
     config.retry_delay = Duration::from_millis(global.retry_delay_ms);
     config.delivery_limit = global.delivery_limit;
-    config
+    config.tls = tls::rabbit_tls(&global.tls)?;
+    Ok(config)
 }
 
 /// The shared services, for commands that build isolated stacks on them.
-pub fn services(global: &Global) -> launcher::Services {
-    launcher::Services {
+pub fn services(global: &Global) -> anyhow::Result<launcher::Services> {
+    Ok(launcher::Services {
         database_url: global.database_url.clone(),
-        rabbit: rabbit_config(global),
-    }
+        rabbit: rabbit_config(global)?,
+    })
 }

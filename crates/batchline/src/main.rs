@@ -7,9 +7,12 @@ mod connect;
 mod inspect;
 mod metadata;
 mod observe;
+mod probes;
+mod secrets;
 mod services;
 mod shutdown;
 mod submit_cmd;
+mod tls;
 mod web_cmd;
 
 use std::process::ExitCode;
@@ -40,7 +43,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
+    secrets::apply(&mut cli.global)?;
     let g = &cli.global;
     match &cli.command {
         Command::Demo(args) => services::demo(g, args).await,
@@ -56,7 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => inspect::status(g, args).await,
         Command::Results(args) => inspect::results(g, args).await,
         Command::Metadata(args) => inspect::metadata(g, args),
-        Command::Bench(args) => Ok(bench::run(connect::services(g), &g.worker_data_dir, args)
+        Command::Bench(args) => Ok(bench::run(connect::services(g)?, &g.worker_data_dir, args)
             .await
             .map(|()| ExitCode::SUCCESS)?),
         Command::Stack(args) => Ok(tokio::task::block_in_place(|| {

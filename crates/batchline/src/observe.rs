@@ -1,9 +1,10 @@
-//! Logging (tracing to stderr, text or JSON) and the Prometheus endpoint.
+//! Logging (tracing to stderr, text or JSON) and the Prometheus recorder.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use pipeline::health::Health;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
@@ -22,18 +23,17 @@ pub fn init_tracing(format: LogFormat) {
     }
 }
 
-/// Serves `/metrics` on `addr` (needs a running tokio runtime).
-pub fn init_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
+/// Installs the Prometheus recorder and serves `/metrics`, `/healthz` and
+/// `/readyz` on `addr` (crate::probes); nothing when `addr` is unset.
+pub async fn init_metrics(addr: Option<SocketAddr>, health: &Health) -> anyhow::Result<()> {
     let Some(addr) = addr else { return Ok(()) };
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         // Buckets make phase times real histograms (histogram_quantile in Grafana).
         .set_buckets(&[
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
         ])
         .context("invalid histogram buckets")?
-        .install()
-        .with_context(|| format!("cannot serve metrics on {addr}"))?;
-    tracing::info!(%addr, "Prometheus metrics served");
-    Ok(())
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    crate::probes::serve(addr, handle, health.clone()).await
 }

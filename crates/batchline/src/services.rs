@@ -7,64 +7,83 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use broker::RabbitBroker;
 use pipeline::aggregator::{self, AggregatorSettings};
 use pipeline::executor::{self, ExecutorSettings, cores};
 use pipeline::health::Health;
 use pipeline::telemetry::StageStats;
 use pipeline::verifier::{self, LineSink, VerifierSettings};
+use store::PgStore;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{DemoArgs, Global, WorkloadKind};
 use crate::{connect, observe, shutdown};
 
-pub async fn executor(g: &Global, settings: &ExecutorSettings) -> anyhow::Result<ExitCode> {
-    observe::init_metrics(g.metrics_addr)?;
+/// What every stage starts with: the probes and metrics on `METRICS_ADDR`,
+/// the signal handler, and its connections (the process is then
+/// `connected`; the stage runtime marks it `consuming`).
+struct Started {
+    health: Health,
+    token: CancellationToken,
+    store: PgStore,
+    broker: RabbitBroker,
+}
+
+async fn start(g: &Global) -> anyhow::Result<Started> {
+    let health = Health::new();
+    observe::init_metrics(g.metrics_addr, &health).await?;
     let token = shutdown::on_signals();
     let store = connect::store(g).await?;
     let broker = connect::broker(g).await?;
+    health.set_ready("connected", true);
+    Ok(Started {
+        health,
+        token,
+        store,
+        broker,
+    })
+}
+
+pub async fn executor(g: &Global, settings: &ExecutorSettings) -> anyhow::Result<ExitCode> {
+    let s = start(g).await?;
     let stats = StageStats::new("executor");
-    executor::run(broker, store, settings.clone(), stats, Health::new(), token)
-        .await
-        .context("executor stopped")?;
+    executor::run(
+        s.broker,
+        s.store,
+        settings.clone(),
+        stats,
+        s.health,
+        s.token,
+    )
+    .await
+    .context("executor stopped")?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn aggregator(g: &Global, settings: &AggregatorSettings) -> anyhow::Result<ExitCode> {
-    observe::init_metrics(g.metrics_addr)?;
-    let token = shutdown::on_signals();
-    let store = connect::store(g).await?;
-    let broker = connect::broker(g).await?;
+    let s = start(g).await?;
     let dir = g.worker_data_dir.join("aggregator");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let stats = StageStats::new("aggregator");
-    aggregator::run(
-        broker,
-        store,
-        dir,
-        settings.clone(),
-        stats,
-        Health::new(),
-        token,
-    )
-    .await
-    .context("aggregator stopped")?;
+    let settings = settings.clone();
+    aggregator::run(s.broker, s.store, dir, settings, stats, s.health, s.token)
+        .await
+        .context("aggregator stopped")?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn verifier(g: &Global, settings: &VerifierSettings) -> anyhow::Result<ExitCode> {
-    observe::init_metrics(g.metrics_addr)?;
-    let token = shutdown::on_signals();
-    let store = connect::store(g).await?;
-    let broker = connect::broker(g).await?;
+    let s = start(g).await?;
     let stats = StageStats::new("verifier");
-    let sink = stdout_sink();
+    let settings = settings.clone();
     verifier::run(
-        broker,
-        store,
-        settings.clone(),
-        sink,
+        s.broker,
+        s.store,
+        settings,
+        stdout_sink(),
         stats,
-        Health::new(),
-        token,
+        s.health,
+        s.token,
     )
     .await
     .context("verifier stopped")?;

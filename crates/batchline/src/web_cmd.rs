@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use pipeline::health::Health;
 use web::{WebArgs, WebConfig};
 
 use crate::cli::Global;
@@ -15,10 +16,13 @@ pub async fn run(g: &Global, args: &WebArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("cannot listen on WEB_ADDR {}", config.addr))?;
-    observe::init_metrics(g.metrics_addr)?;
+    let health = Health::new();
+    observe::init_metrics(g.metrics_addr, &health).await?;
     let token = shutdown::on_signals();
     let store = connect::store(g).await?;
     let broker = connect::broker(g).await?;
+    // It holds no state: connected is ready.
+    health.set_ready("connected", true);
     web::serve(&config, listener, broker, store, token.cancelled_owned())
         .await
         .context("web console stopped")?;

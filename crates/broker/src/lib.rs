@@ -45,7 +45,7 @@ pub mod rabbit;
 
 pub use error::{Error, Result, Source};
 pub use memory::{MemoryBroker, MemoryConfig, MemoryConsumer};
-pub use rabbit::{QueueStats, RabbitBroker, RabbitConfig, RabbitConsumer};
+pub use rabbit::{QueueStats, RabbitBroker, RabbitConfig, RabbitConsumer, RabbitTls};
 
 /// Default time, in milliseconds, a message waits in [`Queue::Retry`]
 /// before it goes back to [`Queue::Work`]: the delay of a retried or

@@ -18,7 +18,8 @@
 //! - [`demo`]: the embedded mode's wiring (in-process broker, SQLite) and
 //!   its crash-and-rebuild scenario.
 //! - [`telemetry`] (counters, phase timings, the 10-s throughput line),
-//!   [`health`] (liveness and readiness), [`faults`] (fault injection for
+//!   [`health`] (liveness and readiness), [`secret`] (secrets that never
+//!   print, from `_FILE`s), [`faults`] (fault injection for
 //!   drills), `retry`, `common`, `error` ([`Error`], [`Check`]): what the
 //!   stages share.
 //!
@@ -41,6 +42,7 @@ pub mod faults;
 pub mod health;
 pub mod messages;
 mod retry;
+pub mod secret;
 pub mod stage;
 pub mod status;
 pub mod submit;

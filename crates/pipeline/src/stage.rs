@@ -41,7 +41,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::dead_letter;
-use crate::health::Health;
+use crate::health::{CONSUMING, Health};
 use crate::messages::decode;
 use crate::retry::retrying;
 use crate::telemetry::StageStats;
@@ -182,9 +182,9 @@ pub async fn run<B: Broker, S: Stage>(
         "{} consuming",
         runtime.stats.stage()
     );
-    runtime.health.set_ready(true);
+    runtime.health.set_ready(CONSUMING, true);
     let outcome = runtime.consume(&mut consumer).await;
-    runtime.health.set_ready(false);
+    runtime.health.set_ready(CONSUMING, false);
     let outcome = match outcome {
         Ok(()) => runtime.drain(&mut consumer).await,
         Err(e) => Err(e),
@@ -208,7 +208,7 @@ impl<B: Broker, S: Stage> Runtime<B, S> {
     async fn consume(&mut self, consumer: &mut B::Consumer) -> Result<()> {
         let mut beat = tokio::time::interval(BEAT_EVERY);
         loop {
-            self.health.beat();
+            self.health.beat(self.stats.stage());
             let room = self.tasks.len() < self.shape.in_flight.max(1);
             tokio::select! {
                 biased;

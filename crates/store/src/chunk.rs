@@ -11,7 +11,9 @@
 //!                           or lease expired with none left ──► failed
 //! ```
 //!
-//! A running chunk whose lease expired is claimable again (attempt + 1).
+//! A running chunk whose lease expired is claimable again (attempt + 1), and
+//! so is one whose holder is known to be gone (its process ended: see
+//! `postgres/holder.rs`) even while its lease runs.
 //! The attempt number a claim returns fences every later write of that
 //! claim: `complete`, `fail` and lease renewals require it, so a worker
 //! that lost its claim changes nothing.
@@ -74,6 +76,9 @@ pub(crate) struct ChunkRow {
     /// Seconds left on the lease by the database's clock (negative once
     /// expired); `None` without a lease.
     pub lease_remaining_s: Option<f64>,
+    /// The process holding the claim is known to be gone. Only ever true
+    /// when that is certain (its database session ended); unknown is false.
+    pub holder_gone: bool,
     pub result: Option<String>,
     pub last_error: Option<String>,
 }
@@ -91,10 +96,11 @@ pub(crate) enum ClaimStep {
 }
 
 /// The claim decision. A pending chunk, or a running one whose lease ran
-/// out, is taken while attempts remain and failed once they are used up;
-/// a live lease, a completed or a failed chunk is only reported.
+/// out or whose holder is gone, is taken while attempts remain and failed
+/// once they are used up; a live lease of a live (or unknown) holder, a
+/// completed or a failed chunk is only reported.
 pub(crate) fn claim_step(row: &ChunkRow, max_attempts: i32) -> Result<ClaimStep> {
-    let lease_live = row.lease_remaining_s.is_some_and(|s| s > 0.0);
+    let lease_live = row.lease_remaining_s.is_some_and(|s| s > 0.0) && !row.holder_gone;
     Ok(match row.status {
         ChunkStatus::Completed => {
             let result = row.result.clone().ok_or_else(|| {
@@ -110,6 +116,9 @@ pub(crate) fn claim_step(row: &ChunkRow, max_attempts: i32) -> Result<ClaimStep>
         }),
         _ if row.attempts < max_attempts => ClaimStep::Take {
             attempt: row.attempts + 1,
+        },
+        ChunkStatus::Running if row.holder_gone => ClaimStep::Fail {
+            reason: format!("its executor died after {} attempts", row.attempts),
         },
         ChunkStatus::Running => ClaimStep::Fail {
             reason: format!("lease expired after {} attempts", row.attempts),
@@ -198,6 +207,7 @@ mod tests {
             status,
             attempts,
             lease_remaining_s: lease,
+            holder_gone: false,
             result: (status == ChunkStatus::Completed).then(|| "{}".to_owned()),
             last_error: Some("boom".into()),
         }
@@ -233,6 +243,23 @@ mod tests {
         assert_eq!(
             claim_step(&row(Running, 2, Some(3.0)), 5).unwrap(),
             ClaimStep::Answer(Claim::Leased { remaining_s: 3.0 })
+        );
+    }
+
+    #[test]
+    fn a_live_lease_of_a_holder_that_is_gone_is_taken_at_once() {
+        let mut gone = row(ChunkStatus::Running, 2, Some(25.0));
+        gone.holder_gone = true;
+        assert_eq!(
+            claim_step(&gone, 5).unwrap(),
+            ClaimStep::Take { attempt: 3 }
+        );
+        gone.attempts = 5;
+        assert_eq!(
+            claim_step(&gone, 5).unwrap(),
+            ClaimStep::Fail {
+                reason: "its executor died after 5 attempts".into()
+            }
         );
     }
 

@@ -218,6 +218,15 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Applies pending migrations (idempotent).
     fn migrate(&self) -> impl Future<Output = Result<()>> + Send;
 
+    /// Ties this store's claims to this process: from now on, a chunk it
+    /// claims can be taken by another claim at once (attempt + 1) when this
+    /// process is known to be gone — on Postgres, when its database session
+    /// ended, which it does with the process — instead of only when the
+    /// lease runs out. A frozen or partitioned process keeps its session, so
+    /// its chunks wait for their lease as before. Idempotent. SQLite: one
+    /// process owns the store; nothing to do.
+    fn hold_claims(&self) -> impl Future<Output = Result<()>> + Send;
+
     /// Inserts batches and all their chunk rows (pending, unpublished) in one
     /// transaction.
     fn create_batches(&self, batches: &[NewBatch]) -> impl Future<Output = Result<()>> + Send;

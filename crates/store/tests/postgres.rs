@@ -412,3 +412,81 @@ async fn summarizing_the_run_index_gives_way_to_a_vacuum() {
     })
     .await;
 }
+
+/// Two processes' stores on one schema: `a` holds claims, `b` claims too.
+async fn claim_holders(s: PgStore) {
+    let schema = s.schema().unwrap().to_owned();
+    let a = PgStore::connect_with_schema(&database_url(), &schema)
+        .await
+        .unwrap();
+    let b = PgStore::connect_with_schema(&database_url(), &schema)
+        .await
+        .unwrap();
+    a.hold_claims().await.unwrap();
+    b.hold_claims().await.unwrap();
+    let batch = common::new_batch("holders", 20, 10);
+    s.create_batches(std::slice::from_ref(&batch))
+        .await
+        .unwrap();
+    let lease = Duration::from_secs(600);
+    for chunk in [0, 1] {
+        assert_eq!(
+            a.claim_chunk(batch.id, chunk, "a", lease, 5).await.unwrap(),
+            Claim::Claimed { attempt: 1 }
+        );
+    }
+    // `a` lives: its long lease holds `b` off.
+    assert!(matches!(
+        b.claim_chunk(batch.id, 0, "b", lease, 5).await.unwrap(),
+        Claim::Leased { .. }
+    ));
+    // `a`'s process ends (its holder session with it): `b` takes both
+    // chunks at once, under new attempts, long before the lease ends.
+    a.close().await;
+    let taken = wait_claimed(&b, batch.id, 0).await;
+    assert_eq!(taken, Claim::Claimed { attempt: 2 });
+    assert_eq!(
+        b.claim_chunk(batch.id, 1, "b", lease, 5).await.unwrap(),
+        Claim::Claimed { attempt: 2 }
+    );
+    // The holder `b` lives: a claimant without a holder lock waits.
+    assert!(matches!(
+        s.claim_chunk(batch.id, 0, "s", lease, 5).await.unwrap(),
+        Claim::Leased { .. }
+    ));
+    // A claim that never held a holder lock is trusted until its lease ends.
+    let other = common::new_batch("no-holder", 10, 10);
+    s.create_batches(std::slice::from_ref(&other))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.claim_chunk(other.id, 0, "s", lease, 5).await.unwrap(),
+        Claim::Claimed { attempt: 1 }
+    );
+    assert!(matches!(
+        b.claim_chunk(other.id, 0, "b", lease, 5).await.unwrap(),
+        Claim::Leased { .. }
+    ));
+    b.close().await;
+}
+
+/// Claims until the chunk is taken: the server ends a closed session's
+/// locks a moment after the client hung up.
+async fn wait_claimed(s: &PgStore, batch: Uuid, chunk: i32) -> Claim {
+    for _ in 0..500 {
+        match s
+            .claim_chunk(batch, chunk, "b", Duration::from_secs(600), 5)
+            .await
+            .unwrap()
+        {
+            Claim::Leased { .. } => tokio::time::sleep(Duration::from_millis(20)).await,
+            other => return other,
+        }
+    }
+    panic!("the chunk of a holder that is gone was never taken");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_holders_chunks_are_taken_at_once_and_a_live_ones_are_not() {
+    with_pg(claim_holders).await;
+}

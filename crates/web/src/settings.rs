@@ -5,10 +5,11 @@
 //! ask for a token. Bound to anything but loopback it refuses to start
 //! without `WEB_TOKEN` (or `WEB_TOKEN_FILE`).
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
+
+pub use pipeline::secret::Secret;
+use pipeline::secret::SecretFileError;
 
 /// `batchline web`'s options; each also comes from the environment.
 #[derive(Clone, Debug, clap::Args)]
@@ -38,34 +39,6 @@ pub struct WebArgs {
     /// Mark the cookies `Secure` (when a proxy serves the console over HTTPS).
     #[arg(long, env = "WEB_SECURE_COOKIES")]
     pub secure_cookies: bool,
-}
-
-/// A secret string: never printed, not even by `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
 }
 
 /// Shortest token accepted: guessing one must be hopeless.
@@ -98,11 +71,8 @@ pub enum SettingsError {
     TokenRequired(SocketAddr),
     #[error("set WEB_TOKEN or WEB_TOKEN_FILE, not both")]
     TwoTokens,
-    #[error("cannot read WEB_TOKEN_FILE {}: {source}", path.display())]
-    TokenFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    TokenFile(#[from] SecretFileError),
     #[error("the web token must be at least {MIN_TOKEN_CHARS} characters, got {0}")]
     ShortToken(usize),
     #[error("{0} must be at least 1")]
@@ -115,14 +85,7 @@ impl WebConfig {
         let token = match (&args.token, &args.token_file) {
             (Some(_), Some(_)) => return Err(SettingsError::TwoTokens),
             (Some(t), None) => Some(t.clone()),
-            (None, Some(path)) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| SettingsError::TokenFile {
-                        path: path.clone(),
-                        source,
-                    })?;
-                Some(Secret::new(text.trim_end_matches(['\r', '\n'])))
-            }
+            (None, Some(path)) => Some(pipeline::secret::read_file("WEB_TOKEN_FILE", path)?),
             (None, None) => None,
         };
         if let Some(t) = &token {

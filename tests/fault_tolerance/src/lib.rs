@@ -18,6 +18,9 @@
 //! - [`expect`]: aggregates computed in-process, to compare with Postgres.
 //! - [`slots`]: at most [`slots::MAX_STACKS`] stacks at once per test binary.
 //! - [`services`]: restarting the shared RabbitMQ and Postgres (drill 6).
+//! - [`http`]: GET a stage's probe server; a gate that holds connections.
+//! - [`tls`]: a throwaway PKI and a TLS-terminating proxy in front of the
+//!   shared services, for the TLS drills.
 //!
 //! # Isolation and parallelism
 //! Every [`Stack`] has a random schema, queue prefix and temp dir, so tests
@@ -47,9 +50,11 @@
 
 pub mod binary;
 pub mod expect;
+pub mod http;
 pub mod services;
 pub mod slots;
 pub mod stack;
+pub mod tls;
 pub mod verdict;
 
 pub use binary::{CliOutput, batchline_bin, run_cli};
@@ -71,4 +76,18 @@ pub fn rabbitmq_url() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Where the service of `url` listens (`default_port` when the URL has
+/// none), e.g. to put a proxy in front of it.
+pub fn service_addr(url: &str, default_port: u16) -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs;
+    let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("{url:?}: {e}"));
+    let host = parsed.host_str().unwrap_or("127.0.0.1");
+    let port = parsed.port().unwrap_or(default_port);
+    (host, port)
+        .to_socket_addrs()
+        .unwrap_or_else(|e| panic!("cannot resolve {host}:{port}: {e}"))
+        .next()
+        .unwrap_or_else(|| panic!("{host}:{port} resolves to nothing"))
 }

@@ -7,7 +7,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn run(program: &str, args: &[&str]) {
+/// Runs `program ARGS`; panics with its output unless it succeeds; returns
+/// its stdout.
+pub fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .output()
@@ -19,6 +21,7 @@ fn run(program: &str, args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Waits until `addr` accepts TCP connections.

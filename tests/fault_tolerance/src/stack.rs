@@ -73,7 +73,8 @@ impl Stack {
     /// A stack whose processes all get `env` on top of the defaults
     /// (`RETRY_DELAY_MS` and `DELIVERY_LIMIT` are fixed: see the consts).
     /// Waits for a free slot, creates the isolation (panicking, naming the
-    /// service, when Postgres or RabbitMQ do not answer), migrations applied.
+    /// service, when Postgres or RabbitMQ do not answer), and runs
+    /// `batchline migrate` with the stack's env.
     pub fn with_env(env: &[(&str, &str)]) -> Stack {
         let slot = slots::acquire();
         let bin = batchline_bin();
@@ -112,7 +113,7 @@ impl Stack {
             .unwrap_or_else(|e| panic!("{}", report(&e)))
             .in_dir(isolation.dir());
         let pool = rt.block_on(connect_pg(isolation.schema()));
-        Stack {
+        let stack = Stack {
             schema: isolation.schema().to_owned(),
             prefix: isolation.prefix().to_owned(),
             env: all,
@@ -121,7 +122,13 @@ impl Stack {
             rt,
             pool: Some(pool),
             _slot: slot,
-        }
+        };
+        // The isolation is migrated already; `batchline migrate` with the
+        // stack's env also proves the binary reaches the services the way
+        // its processes will (a test may route them through a proxy).
+        let out = stack.cli(&["migrate"], Duration::from_secs(60));
+        assert!(out.success(), "batchline migrate failed: {}", out.stderr);
+        stack
     }
 
     // ----- processes -------------------------------------------------------

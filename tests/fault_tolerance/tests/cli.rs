@@ -2,9 +2,13 @@
 //! stderr (no panic, no backtrace) and a non-zero exit within seconds. A
 //! hang fails the test (run_cli's time limit).
 
+mod common;
+
 use std::time::Duration;
 
 use fault_tolerance::{CliOutput, database_url, rabbitmq_url, run_cli};
+
+use common::DropSchema;
 use uuid::Uuid;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -16,34 +20,9 @@ fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Non-zero exit, an `error:` line, no panic or backtrace.
+/// Non-zero exit, one `error:` line mentioning `mentions`, no panic.
 fn assert_clean_error(out: &CliOutput, mentions: &str) {
-    assert!(!out.success(), "must fail: {out:?}");
-    assert!(
-        out.code.is_some(),
-        "exited, not killed by a signal: {out:?}"
-    );
-    assert!(
-        !out.stderr.contains("panicked") && !out.stderr.contains("stack backtrace"),
-        "no panic: {}",
-        out.stderr
-    );
-    let errors: Vec<&str> = out
-        .stderr_lines()
-        .into_iter()
-        .filter(|l| l.starts_with("error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "exactly one error line: {}", out.stderr);
-    assert!(
-        errors[0].contains(mentions),
-        "the error line should mention {mentions:?}: {}",
-        errors[0]
-    );
-    assert!(
-        out.stdout.trim().is_empty(),
-        "nothing on stdout: {}",
-        out.stdout
-    );
+    common::assert_one_line_error(out, &[mentions]);
 }
 
 #[test]
@@ -100,29 +79,5 @@ fn unreachable_rabbitmq_is_a_one_line_error() {
     ] {
         let out = run_cli(args, &e, LIMIT);
         assert_clean_error(&out, "RabbitMQ");
-    }
-}
-
-/// Drops the schema a test created, pass or fail.
-struct DropSchema(String);
-
-impl Drop for DropSchema {
-    fn drop(&mut self) {
-        use sqlx::Connection;
-        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0);
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&database_url()).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut conn)
-                    .await;
-                let _ = conn.close().await;
-            }
-        });
     }
 }

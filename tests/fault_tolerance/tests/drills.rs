@@ -677,3 +677,41 @@ fn verifier_killed_right_after_printing_prints_no_duplicate() {
         );
     }
 }
+
+/// Recovery in seconds: the only executor is SIGKILLed twice mid-batch (at a
+/// third and two thirds of the chunks) and restarted at once each time.
+/// Its claims die with it: the redelivered chunks are taken again at once
+/// (attempt 2) although their lease runs for ten minutes — with leases
+/// alone this batch could not finish within PATIENCE. Every run once.
+#[test]
+fn the_only_executor_killed_twice_recovers_without_waiting_for_leases() {
+    let mut s = Stack::with_env(&[("LEASE_S", "600")]);
+    let exec = [("CONCURRENCY", "2"), ("SIMULATION_DELAY_MS", "1")];
+    s.spawn("executor", "executor", &exec);
+    s.spawn("aggregator", "aggregator", &[]);
+    s.spawn("verifier", "verifier", &[]);
+    wait_consumers(&mut s, Queue::Work, 1);
+    let ids = s.submit("--runs 20000 --chunk-size 1000 --name recover --workload sum");
+    let batch = ids[0];
+    for third in [1, 2] {
+        s.wait_until(&format!("{third}/3 of the chunks"), PATIENCE, |s| {
+            let done = s
+                .chunks(batch)
+                .iter()
+                .filter(|c| c.status == "completed")
+                .count();
+            done >= 20 * third / 3
+        });
+        s.kill("executor");
+        s.restart("executor");
+    }
+    let v = s.wait_for_verdicts(&ids, PATIENCE);
+    assert!(v[0].success, "{}", v[0].line);
+    s.assert_batch_exact(batch);
+    let retaken = s.chunks(batch).iter().filter(|c| c.attempts >= 2).count();
+    assert!(
+        retaken >= 1,
+        "some chunk was held by a killed executor and taken again"
+    );
+    assert_eq!(s.lines_for(batch).len(), 1);
+}

@@ -141,7 +141,12 @@ async fn click(c: &Client, css: &str) {
 }
 
 async fn text_of(c: &Client, css: &str) -> String {
-    let found = c.find(Locator::Css(css)).await;
+    // Waits: after a click the next page may still be loading.
+    let found = c
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(css))
+        .await;
     let Ok(element) = found else {
         let url = c
             .current_url()

@@ -1,9 +1,11 @@
-//! RabbitMQ settings: where to connect, how queues are named, and the queue
-//! arguments (retry delay, delivery limit). The password never reaches a log.
+//! RabbitMQ settings: where to connect (and with which TLS material), how
+//! queues are named, and the queue arguments (retry delay, delivery limit).
+//! The password never reaches a log.
 
 use std::fmt;
 use std::time::Duration;
 
+use super::RabbitTls;
 use crate::Queue;
 
 /// How to reach RabbitMQ and how to shape the topology.
@@ -23,6 +25,8 @@ pub struct RabbitConfig {
     pub retry_delay: Duration,
     /// Returns to a queue allowed before a message is dead-lettered.
     pub delivery_limit: u32,
+    /// CA and client certificate for `amqps://` URLs.
+    pub tls: RabbitTls,
 }
 
 /// Queue prefix used when none is configured.
@@ -47,6 +51,7 @@ impl RabbitConfig {
             prefix: DEFAULT_PREFIX.to_owned(),
             retry_delay: Duration::from_millis(crate::DEFAULT_RETRY_DELAY_MS),
             delivery_limit: crate::DEFAULT_DELIVERY_LIMIT,
+            tls: RabbitTls::default(),
         }
     }
 
@@ -58,7 +63,9 @@ impl RabbitConfig {
         Self::from_lookup(|key| std::env::var(key).ok())
     }
 
-    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+    /// As [`RabbitConfig::from_env`], with the variables read through `get`
+    /// (e.g. a password that came from a file). Empty values count as unset.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
         let get = |key: &str| get(key).filter(|value| !value.is_empty());
         let url = get("RABBITMQ_URL").unwrap_or_else(|| {
             let host = get("RABBITMQ_HOST").unwrap_or_else(|| "127.0.0.1".into());
@@ -98,6 +105,7 @@ impl fmt::Debug for RabbitConfig {
             .field("prefix", &self.prefix)
             .field("retry_delay", &self.retry_delay)
             .field("delivery_limit", &self.delivery_limit)
+            .field("tls", &self.tls)
             .finish()
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! - `config`: [`RabbitConfig`] (URL from the environment, queue prefix,
 //!   retry delay, delivery limit; the password never printed).
+//! - `tls`: [`RabbitTls`], the CA and client certificate of `amqps://`
+//!   connections (rustls; the CA is added to the system roots).
 //! - `session`: one bounded connection attempt, error mapping, backoff.
 //! - `topology`: the five quorum queues and their arguments.
 //! - `publisher`: pipelined publish with confirms on a self-healing
@@ -18,6 +20,7 @@ mod consumer;
 mod headers;
 mod publisher;
 mod session;
+mod tls;
 mod topology;
 
 use std::fmt;
@@ -26,6 +29,7 @@ use std::sync::Arc;
 pub use config::{DEFAULT_PREFIX, ENV_VARS, RabbitConfig};
 pub use consumer::RabbitConsumer;
 pub use session::CONNECT_TIMEOUT;
+pub use tls::RabbitTls;
 
 use crate::{Broker, Error, Message, Queue, Result};
 use publisher::Publisher;

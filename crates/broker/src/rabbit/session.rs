@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
-use lapin::uri::AMQPUri;
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Connection, ConnectionProperties, ErrorKind};
 
 use super::RabbitConfig;
@@ -16,7 +16,8 @@ use crate::{Error, Result};
 /// command pointed at an unreachable broker fails quickly instead of hanging.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Opens one connection named `batchline {prefix} {role}`.
+/// Opens one connection named `batchline {prefix} {role}`; over TLS with
+/// the config's CA and client certificate when the URL is `amqps://`.
 pub(crate) async fn connect(config: &RabbitConfig, role: &str) -> Result<Connection> {
     let uri: AMQPUri = config.url.parse().map_err(|e| {
         Error::config(format!(
@@ -24,9 +25,21 @@ pub(crate) async fn connect(config: &RabbitConfig, role: &str) -> Result<Connect
             config.redacted_url()
         ))
     })?;
+    // TLS material with a plain URL would silently send credentials in
+    // clear text, which is what the material was meant to prevent.
+    if uri.scheme == AMQPScheme::AMQP && config.tls.is_configured() {
+        return Err(Error::config(format!(
+            "a CA or client certificate is set for RabbitMQ, but the URL {} is not amqps://",
+            config.redacted_url()
+        )));
+    }
     let properties = ConnectionProperties::default()
         .with_connection_name(format!("batchline {} {role}", config.prefix).into());
-    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, properties)).await {
+    let runtime = lapin::runtime::default_runtime()
+        .map_err(|e| map_error("no async runtime for RabbitMQ", &e))?;
+    let connecting =
+        Connection::connect_uri_with_config(uri, properties, config.tls.lapin_config(), runtime);
+    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(Ok(connection)) => Ok(connection),
         Ok(Err(e)) => Err(map_error(
             &format!("cannot connect to RabbitMQ at {}", config.redacted_url()),
@@ -96,6 +109,19 @@ mod tests {
         assert!(text.contains("127.0.0.1:1"), "{text}");
         assert!(!text.contains("secret"), "{text}");
         assert!(!text.contains('\n'), "{text}");
+    }
+
+    #[tokio::test]
+    async fn tls_material_with_a_plain_url_is_refused() {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let mut config = RabbitConfig::new("amqp://guest:secret@127.0.0.1:1/%2f");
+        config.tls = crate::RabbitTls::default()
+            .with_ca_pem(made.cert.pem().as_bytes())
+            .unwrap();
+        let error = connect(&config, "test").await.unwrap_err();
+        assert!(matches!(error, Error::Config { .. }), "{error}");
+        assert!(error.to_string().contains("amqps://"), "{error}");
+        assert!(!error.to_string().contains("secret"), "{error}");
     }
 
     #[tokio::test]

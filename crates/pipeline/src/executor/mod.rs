@@ -3,14 +3,16 @@
 //! chunk result, and only then ack.
 //!
 //! Crash reasoning (the crash table in `docs/architecture.md`): a crash
-//! after the claim leaves a lease that expires (the redelivered message
-//! finds it live and takes the delayed retry path until then); a crash
-//! after the commit makes the redelivered message find the chunk completed,
-//! and its stored result is re-published with the same msg_id; a stale
-//! owner's commit is fenced by the attempt number it claimed with. While
-//! this executor holds a claim it renews the lease ([`lease`]), so a chunk
-//! may take longer than the lease; a frozen or dead process renews nothing
-//! and its chunks pass on when it runs out.
+//! after the claim leaves the chunk running under a lease, but this
+//! process's claims are tied to its database session
+//! ([`store::Store::hold_claims`]), so the redelivered message finds the
+//! holder gone and takes the chunk at once (attempt + 1); a crash after the
+//! commit makes the redelivered message find the chunk completed, and its
+//! stored result is re-published with the same msg_id; a frozen or
+//! partitioned owner keeps its session, so its chunk passes on only when
+//! the lease runs out, and its late commit is fenced by the attempt number
+//! it claimed with. While this executor holds a claim it renews the lease
+//! ([`lease`]), so a slow chunk is never taken from a live executor.
 //!
 //! Pipelining: `concurrency` bounds the chunks *simulating* at once (the
 //! blocking threads), not the chunks in flight. A chunk gives its simulation
@@ -29,10 +31,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use broker::{Broker, Message, Queue};
-use store::{AttemptFailure, Claim, Completion, Store};
+use store::{AttemptFailure, Claim, Completion, RunRows, Store};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use workload::Summary;
 
 pub use settings::{
     DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_LEASE_S, DEFAULT_MAX_ATTEMPTS, ExecutorSettings, cores,
@@ -63,6 +66,11 @@ pub async fn run<B: Broker, S: Store>(
 ) -> Result<()> {
     let cfg = settings.resolve()?;
     tracing::info!(concurrency = cfg.concurrency, worker = %cfg.worker_id, "executor starting");
+    // Our chunks pass on the moment this process is gone, not a lease later.
+    retrying("hold claims", &shutdown, || async {
+        Ok(store.hold_claims().await?)
+    })
+    .await?;
     let sweeper = (!settings.no_sweeper).then(|| {
         let sweep = settings.sweeper.resolve(cfg.lease);
         tokio::spawn(sweeper::run(
@@ -94,6 +102,13 @@ pub async fn run<B: Broker, S: Store>(
         sweeper.abort();
     }
     outcome
+}
+
+/// What simulating a chunk gave: its rows and summary, or why it failed
+/// (an attempt failure, retried or terminal, not an error of the stage).
+enum Simulated {
+    Done(RunRows, Summary),
+    Failed(String),
 }
 
 /// The executor's domain steps; the loop around them is [`stage::run`].
@@ -207,47 +222,20 @@ impl<B: Broker, S: Store> Executor<B, S> {
     /// Simulates a claimed chunk, commits it under its attempt, publishes
     /// its result.
     async fn execute(&self, loaded: &LoadedBatch, msg: &WorkMsg, attempt: i32) -> Result<Outcome> {
-        let batch = &loaded.batch;
-        let (first_run, runs) = batch.chunk_range(msg.chunk);
+        let lease = self.cfg.lease;
         let _renewal = LeaseRenewal::start(
             &self.store,
             &self.stats,
             msg,
             attempt,
-            self.cfg.lease,
+            lease,
             &self.shutdown,
         );
-        let simulated = if self.cfg.faults.fails(&batch.name, msg.chunk) {
-            Err(format!(
-                "injected failure (FAIL_CHUNKS) on attempt {attempt}"
-            ))
-        } else {
-            // Claimed before the slot is free, on purpose: every message this
-            // executor holds is then under a lease, so if the process freezes
-            // (SIGSTOP, VM pause) the sweeper re-publishes the waiting chunks
-            // too. The wait is at most one chunk's simulation (the semaphore is
-            // FIFO and chunks in flight default to 2 x concurrency); the
-            // renewal keeps the claim meanwhile.
-            let Ok(_slot) = self.simulating.acquire().await else {
-                return Err(Error::Shutdown);
-            };
-            let start = Instant::now();
-            let (workload, delay) = (loaded.workload.clone(), self.cfg.simulation_delay);
-            let seed = batch.seed as u64;
-            let out = tokio::task::spawn_blocking(move || {
-                simulate(&workload, seed, first_run, runs, delay)
-            })
-            .await
-            .map_err(|e| format!("simulation panicked: {e}"));
-            self.stats.phase("simulate", start.elapsed());
-            // The slot goes back here: the commit runs beside the next
-            // chunk's simulation.
-            out
+        let (rows, summary) = match self.simulate_chunk(loaded, msg, attempt).await? {
+            Simulated::Done(rows, summary) => (rows, summary),
+            Simulated::Failed(reason) => return self.record_failure(msg, attempt, &reason).await,
         };
-        let (rows, summary) = match simulated {
-            Ok(out) => out,
-            Err(reason) => return self.record_failure(msg, attempt, &reason).await,
-        };
+        let batch = &loaded.batch;
         let result = ResultMsg {
             v: VERSION,
             batch_id: msg.batch_id,
@@ -255,10 +243,60 @@ impl<B: Broker, S: Store> Executor<B, S> {
             chunk: msg.chunk,
             chunks: batch.chunks,
             runs_total: batch.runs,
-            runs,
+            runs: batch.chunk_range(msg.chunk).1,
             summary,
         };
+        self.commit_and_publish(&result, attempt, &rows).await?;
+        Ok(Outcome::Ack)
+    }
+
+    /// Runs the chunk's simulations on the blocking pool, once a
+    /// simulation slot is free.
+    async fn simulate_chunk(
+        &self,
+        loaded: &LoadedBatch,
+        msg: &WorkMsg,
+        attempt: i32,
+    ) -> Result<Simulated> {
+        let batch = &loaded.batch;
+        if self.cfg.faults.fails(&batch.name, msg.chunk) {
+            let reason = format!("injected failure (FAIL_CHUNKS) on attempt {attempt}");
+            return Ok(Simulated::Failed(reason));
+        }
+        // Claimed before the slot is free, on purpose: every message this
+        // executor holds is then under a lease, so if the process freezes
+        // (SIGSTOP, VM pause) the sweeper re-publishes the waiting chunks
+        // too. The wait is at most one chunk's simulation (the semaphore is
+        // FIFO and chunks in flight default to 2 x concurrency); the
+        // renewal keeps the claim meanwhile. The slot goes back when this
+        // returns: the commit runs beside the next chunk's simulation.
+        let Ok(_slot) = self.simulating.acquire().await else {
+            return Err(Error::Shutdown);
+        };
+        let start = Instant::now();
+        let (first_run, runs) = batch.chunk_range(msg.chunk);
+        let (workload, delay) = (loaded.workload.clone(), self.cfg.simulation_delay);
+        let seed = batch.seed as u64;
+        let out =
+            tokio::task::spawn_blocking(move || simulate(&workload, seed, first_run, runs, delay))
+                .await;
+        self.stats.phase("simulate", start.elapsed());
+        Ok(match out {
+            Ok((rows, summary)) => Simulated::Done(rows, summary),
+            Err(e) => Simulated::Failed(format!("simulation panicked: {e}")),
+        })
+    }
+
+    /// Commits the chunk's rows and completion under `attempt`, then
+    /// publishes its result (unless the commit was fenced).
+    async fn commit_and_publish(
+        &self,
+        result: &ResultMsg,
+        attempt: i32,
+        rows: &RunRows,
+    ) -> Result<()> {
         let json = result.to_json()?;
+        let (batch_id, chunk) = (result.batch_id, result.chunk);
         let completion = self
             .stats
             .time(
@@ -266,7 +304,7 @@ impl<B: Broker, S: Store> Executor<B, S> {
                 retrying("commit chunk", &self.shutdown, || async {
                     Ok(self
                         .store
-                        .complete_chunk(msg.batch_id, msg.chunk, attempt, &rows, &json)
+                        .complete_chunk(batch_id, chunk, attempt, rows, &json)
                         .await?)
                 }),
             )
@@ -274,7 +312,7 @@ impl<B: Broker, S: Store> Executor<B, S> {
         match completion {
             Completion::Committed => {
                 self.stats.count("chunks", 1);
-                self.stats.count("runs", runs as u64);
+                self.stats.count("runs", result.runs as u64);
                 self.cfg.faults.maybe_crash(CrashPoint::AfterCommit);
                 let published = Message::new(Queue::Results, result.msg_id(), json.into_bytes());
                 self.publish(vec![published]).await?;
@@ -291,7 +329,7 @@ impl<B: Broker, S: Store> Executor<B, S> {
                 self.stats.count("fenced", 1);
             }
         }
-        Ok(Outcome::Ack)
+        Ok(())
     }
 
     async fn record_failure(&self, msg: &WorkMsg, attempt: i32, reason: &str) -> Result<Outcome> {

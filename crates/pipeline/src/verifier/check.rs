@@ -51,15 +51,42 @@ pub async fn check_in_parts<S: Store>(
     max_part_runs: i64,
 ) -> Result<Check> {
     let batch = &loaded.batch;
-    let workload = &loaded.workload;
     let aggregate: Summary = match serde_json::from_str(aggregate_json) {
         Ok(s) => s,
         Err(e) => return Ok(Check::Fail(format!("stored aggregate unreadable: {e}"))),
     };
     let spots = Arc::new(spot_indices(batch.seed as u64, batch.runs, spot_checks));
-    let mut pending = scan_ranges(batch.runs, parts, max_part_runs)
-        .into_iter()
-        .enumerate();
+    let ranges = scan_ranges(batch.runs, parts, max_part_runs);
+    let scans = scan_all(store, loaded, &spots, ranges, parts).await?;
+    let (recomputed, spot_rows) = match fold(loaded, scans) {
+        Ok(folded) => folded,
+        Err(reason) => return Ok(Check::Fail(reason)),
+    };
+    if recomputed != aggregate {
+        return Ok(Check::Fail(format!(
+            "aggregate differs from the per-run rows (aggregate counts {} runs, rows {})",
+            aggregate.runs(),
+            recomputed.runs()
+        )));
+    }
+    Ok(check_spots(loaded, &spots, &spot_rows))
+}
+
+/// What one range's scan found: its summary and spot rows, or why the
+/// batch fails.
+type Scanned = std::result::Result<(Summary, BTreeMap<i64, Vec<i32>>), String>;
+
+/// Scans `ranges`, `parts` at a time, each on its own task and store
+/// connection; the results in range order.
+async fn scan_all<S: Store>(
+    store: &S,
+    loaded: &LoadedBatch,
+    spots: &Arc<Vec<i64>>,
+    ranges: Vec<Range<i64>>,
+    parts: usize,
+) -> Result<Vec<Scanned>> {
+    let (batch_id, runs) = (loaded.batch.id, loaded.batch.runs);
+    let mut pending = ranges.into_iter().enumerate();
     let mut tasks = tokio::task::JoinSet::new();
     let mut scans = Vec::new();
     loop {
@@ -67,9 +94,9 @@ pub async fn check_in_parts<S: Store>(
             let Some((i, range)) = pending.next() else {
                 break;
             };
-            let (store, spots, batch_id, runs) =
-                (store.clone(), spots.clone(), batch.id, batch.runs);
-            let mut scan = Scan::new(range.clone(), runs, workload.empty_summary(), spots);
+            let store = store.clone();
+            let empty = loaded.workload.empty_summary();
+            let mut scan = Scan::new(range.clone(), runs, empty, spots.clone());
             tasks.spawn(async move {
                 store
                     .scan_runs(batch_id, range, |idx, values| scan.row(idx, values))
@@ -88,42 +115,43 @@ pub async fn check_in_parts<S: Store>(
     }
     // In range order, so the reported gap is the batch's first.
     scans.sort_unstable_by_key(|(i, _)| *i);
-    let mut recomputed = workload.empty_summary();
+    Ok(scans.into_iter().map(|(_, scanned)| scanned).collect())
+}
+
+/// The ranges' summaries merged into one, and their spot rows; or the
+/// first range's reason to fail.
+fn fold(loaded: &LoadedBatch, scans: Vec<Scanned>) -> Scanned {
+    let mut recomputed = loaded.workload.empty_summary();
     let mut spot_rows = BTreeMap::new();
-    for (_, scanned) in scans {
-        let (summary, spots) = match scanned {
-            Ok(done) => done,
-            Err(reason) => return Ok(Check::Fail(reason)),
-        };
-        if let Err(e) = recomputed.merge(&summary) {
-            return Ok(Check::Fail(format!(
-                "rows do not fold into one summary: {e}"
-            )));
-        }
+    for scanned in scans {
+        let (summary, spots) = scanned?;
+        recomputed
+            .merge(&summary)
+            .map_err(|e| format!("rows do not fold into one summary: {e}"))?;
         spot_rows.extend(spots);
     }
-    if recomputed != aggregate {
-        return Ok(Check::Fail(format!(
-            "aggregate differs from the per-run rows (aggregate counts {} runs, rows {})",
-            aggregate.runs(),
-            recomputed.runs()
-        )));
-    }
+    Ok((recomputed, spot_rows))
+}
+
+/// Re-simulates the spot-check runs from the seed and compares them with
+/// their stored rows.
+fn check_spots(loaded: &LoadedBatch, spots: &[i64], spot_rows: &BTreeMap<i64, Vec<i32>>) -> Check {
+    let (workload, seed) = (&loaded.workload, loaded.batch.seed as u64);
     let mut scratch = workload.scratch();
     let mut out = vec![0i32; workload.width()];
-    for &idx in spots.iter() {
-        workload.run(batch.seed as u64, idx as u64, &mut scratch, &mut out);
+    for &idx in spots {
+        workload.run(seed, idx as u64, &mut scratch, &mut out);
         match spot_rows.get(&idx) {
             Some(stored) if *stored == out => {}
             Some(stored) => {
-                return Ok(Check::Fail(format!(
+                return Check::Fail(format!(
                     "run {idx} re-simulated from the seed gives {out:?}, stored row is {stored:?}"
-                )));
+                ));
             }
-            None => return Ok(Check::Fail(format!("run {idx} has no stored row"))),
+            None => return Check::Fail(format!("run {idx} has no stored row")),
         }
     }
-    Ok(Check::Pass)
+    Check::Pass
 }
 
 /// Below this many runs a part is not worth its own query.
@@ -220,7 +248,7 @@ impl Scan {
     }
 
     /// The range's summary and spot rows, or why the batch fails.
-    fn finish(self, runs: i64) -> std::result::Result<(Summary, BTreeMap<i64, Vec<i32>>), String> {
+    fn finish(self, runs: i64) -> Scanned {
         if let Some(p) = self.problem {
             return Err(p);
         }

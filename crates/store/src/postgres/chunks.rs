@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use sqlx::{PgConnection, Postgres, Transaction};
 
+use super::holder::HOLDER_LOCK_CLASS;
 use super::{PgStore, copy_rows, get, secs};
 use crate::chunk::{
     self, ChunkRow, ChunkStatus, ClaimStep, failure_outcome, repeated_completion, repeated_failure,
@@ -31,6 +32,7 @@ impl PgStore {
         max_attempts: i32,
     ) -> Result<Claim> {
         let mut tx = self.pool.begin().await.map_err(from_pg)?;
+        let holder = self.holder_id();
         let Some(row) = lock_chunk(&mut tx, batch_id, chunk).await? else {
             return Ok(Claim::NotFound);
         };
@@ -39,7 +41,7 @@ impl PgStore {
             ClaimStep::Take { attempt } => {
                 sqlx::query(
                     "UPDATE chunks
-                     SET status = $3, attempts = $4, worker = $5,
+                     SET status = $3, attempts = $4, worker = $5, holder = $7,
                          lease_until = now() + make_interval(secs => $6), updated_at = now()
                      WHERE batch_id = $1 AND chunk = $2",
                 )
@@ -49,6 +51,7 @@ impl PgStore {
                 .bind(attempt)
                 .bind(worker)
                 .bind(secs(lease))
+                .bind(holder)
                 .execute(&mut *tx)
                 .await
                 .map_err(from_pg)?;
@@ -168,7 +171,10 @@ impl PgStore {
     }
 }
 
-/// Reads a chunk for a claim, holding its row lock until the transaction ends.
+/// Reads a chunk for a claim, holding its row lock until the transaction
+/// ends. For a chunk running under a live lease it also asks whether the
+/// holder is gone: if its holder lock can be taken (until the end of this
+/// transaction), no session holds it any more (`holder.rs`).
 async fn lock_chunk(
     tx: &mut Transaction<'static, Postgres>,
     batch_id: Uuid,
@@ -176,11 +182,15 @@ async fn lock_chunk(
 ) -> Result<Option<ChunkRow>> {
     let row = sqlx::query(
         "SELECT status, attempts, extract(epoch FROM (lease_until - now()))::float8,
-                result, last_error
+                result, last_error,
+                CASE WHEN status = $3 AND lease_until > now() AND holder IS NOT NULL
+                     THEN pg_try_advisory_xact_lock($4, holder) ELSE false END
          FROM chunks WHERE batch_id = $1 AND chunk = $2 FOR UPDATE",
     )
     .bind(batch_id)
     .bind(chunk)
+    .bind(ChunkStatus::Running.as_str())
+    .bind(HOLDER_LOCK_CLASS)
     .fetch_optional(&mut **tx)
     .await
     .map_err(from_pg)?;
@@ -191,6 +201,7 @@ async fn lock_chunk(
             lease_remaining_s: get(&r, 2)?,
             result: get(&r, 3)?,
             last_error: get(&r, 4)?,
+            holder_gone: get(&r, 5)?,
         })
     })
     .transpose()

@@ -10,7 +10,9 @@
 mod catalog;
 mod chunks;
 mod copy_rows;
+mod holder;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
@@ -24,6 +26,7 @@ use crate::{
     AttemptFailure, Batch, BatchProgress, ChunkRef, Claim, Completion, Error, NewBatch, Result,
     RunRows, Store, Uuid, Verdict, VerdictRecord, outcome,
 };
+use holder::Holder;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -56,6 +59,8 @@ impl Default for PgOptions {
 pub struct PgStore {
     pool: PgPool,
     schema: Option<String>,
+    /// This process's claim holder lock, once [`Store::hold_claims`] took it.
+    holder: Arc<Mutex<Option<Holder>>>,
 }
 
 impl PgStore {
@@ -122,6 +127,7 @@ impl PgStore {
         Ok(Self {
             pool,
             schema: options.schema,
+            holder: Arc::default(),
         })
     }
 
@@ -146,9 +152,23 @@ impl PgStore {
         Ok(())
     }
 
-    /// Closes the pool, waiting for connections in use to come back.
+    /// Closes the pool, waiting for connections in use to come back, and
+    /// ends the claim holder lock (the chunks it holds become claimable).
     pub async fn close(&self) {
+        if let Some(holder) = self.lock_holder().take() {
+            holder.release();
+        }
         self.pool.close().await;
+    }
+
+    fn lock_holder(&self) -> std::sync::MutexGuard<'_, Option<Holder>> {
+        // Plain data: a panic elsewhere cannot leave it half-written.
+        self.holder.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The holder id this store's claims record, if it holds claims.
+    fn holder_id(&self) -> Option<i32> {
+        self.lock_holder().as_ref().map(|h| h.id)
     }
 
     /// A transaction with `settings` (`SET LOCAL …` statements) applied in
@@ -229,6 +249,16 @@ impl Store for PgStore {
             .run(&self.pool)
             .await
             .map_err(|e| from_migrate(e, from_pg))
+    }
+
+    async fn hold_claims(&self) -> Result<()> {
+        if self.holder_id().is_some() {
+            return Ok(());
+        }
+        let options = (*self.pool.connect_options()).clone();
+        let holder = Holder::take(options).await?;
+        *self.lock_holder() = Some(holder);
+        Ok(())
     }
 
     async fn create_batches(&self, batches: &[NewBatch]) -> Result<()> {

@@ -195,6 +195,8 @@ async fn read_chunk(
             status: get::<String>(&r, 0)?.parse()?,
             attempts: get(&r, 1)?,
             lease_remaining_s: get(&r, 2)?,
+            // One process owns the file: a holder is never another one.
+            holder_gone: false,
             result: get(&r, 3)?,
             last_error: get(&r, 4)?,
         })

@@ -116,6 +116,10 @@ impl Store for SqliteStore {
             .map_err(|e| from_migrate(e, from_sqlite))
     }
 
+    async fn hold_claims(&self) -> Result<()> {
+        Ok(())
+    }
+
     async fn create_batches(&self, batches: &[NewBatch]) -> Result<()> {
         let now = now();
         let mut tx = self.begin_immediate().await?;

@@ -104,3 +104,62 @@ pub fn mismatched_result(batch: Uuid) -> Vec<u8> {
     };
     encode(&m).expect("a result message encodes")
 }
+
+/// Drops the schema a test created, pass or fail.
+pub struct DropSchema(pub String);
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0);
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            if let Ok(mut conn) =
+                sqlx::PgConnection::connect(&fault_tolerance::database_url()).await
+            {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await;
+                let _ = conn.close().await;
+            }
+        });
+    }
+}
+
+/// Non-zero exit, one `error:` line mentioning each of `mentions`
+/// (case-insensitive), exited by itself, no panic or backtrace, nothing on
+/// stdout.
+pub fn assert_one_line_error(out: &fault_tolerance::CliOutput, mentions: &[&str]) {
+    assert!(
+        !out.success() && out.code.is_some(),
+        "must exit non-zero: {out:?}"
+    );
+    assert!(
+        !out.stderr.contains("panicked") && !out.stderr.contains("backtrace"),
+        "no panic: {}",
+        out.stderr
+    );
+    let errors: Vec<&str> = out
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "exactly one error line: {}", out.stderr);
+    for word in mentions {
+        assert!(
+            errors[0].to_lowercase().contains(&word.to_lowercase()),
+            "the error should mention {word:?}: {}",
+            errors[0]
+        );
+    }
+    assert!(
+        out.stdout.trim().is_empty(),
+        "nothing on stdout: {}",
+        out.stdout
+    );
+}
