@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use broker::{RabbitBroker, RabbitConfig};
+use clap::Args;
 use store::{PgStore, Store};
 
 use crate::cli::Global;
@@ -42,10 +43,13 @@ fn rabbit_config(global: &Global) -> anyhow::Result<RabbitConfig> {
     Ok(config)
 }
 
-/// The shared services, for commands that build isolated stacks on them.
+/// The shared services, for commands that build isolated stacks on them;
+/// their processes get the TLS options this process has.
 pub fn services(global: &Global) -> anyhow::Result<launcher::Services> {
+    let tls_vars = launcher::env_names(&tls::TlsArgs::augment_args(clap::Command::new("tls")));
     Ok(launcher::Services {
         database_url: global.database_url.clone(),
         rabbit: rabbit_config(global)?,
+        env: launcher::Env::passthrough(&tls_vars.into_iter().collect::<Vec<_>>()),
     })
 }

@@ -2,6 +2,7 @@
 //! file form (`KEY=value` lines that `.env` readers and `dotenvy` parse
 //! back) for services that are restarted from another process.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
@@ -29,9 +30,9 @@ impl Env {
     }
 
     /// `names` as this process has them (unset ones are left out).
-    pub fn passthrough(names: &[&str]) -> Env {
+    pub fn passthrough<S: AsRef<str>>(names: &[S]) -> Env {
         let mut env = Env::new();
-        for name in names {
+        for name in names.iter().map(AsRef::as_ref) {
             if let Ok(value) = std::env::var(name) {
                 env.set(name, value);
             }
@@ -172,6 +173,20 @@ fn quote(value: &str) -> String {
         out.push('"');
         out
     }
+}
+
+/// Every environment variable `cmd` and its subcommands read (clap's
+/// `env = …`), hidden options included.
+pub fn env_names(cmd: &clap::Command) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    for sub in cmd.get_subcommands() {
+        names.extend(env_names(sub));
+    }
+    names
 }
 
 /// `PATH.tmp`: where a file is written before it is renamed into place.

@@ -24,6 +24,9 @@ pub struct Services {
     pub database_url: String,
     /// Its `prefix` is replaced by each isolation's own.
     pub rabbit: RabbitConfig,
+    /// What every process needs besides the isolation's own variables to
+    /// reach the services as this one does (e.g. TLS files).
+    pub env: Env,
 }
 
 impl std::fmt::Debug for Services {
@@ -110,6 +113,7 @@ impl Isolation {
             services: Services {
                 database_url: services.database_url.clone(),
                 rabbit,
+                env: services.env.clone(),
             },
         })
     }
@@ -146,7 +150,7 @@ impl Isolation {
     /// the queue prefix and arguments, the state directory.
     pub fn env(&self) -> Env {
         let rabbit = &self.services.rabbit;
-        Env::from_pairs(&[
+        self.services.env.with(&Env::from_pairs(&[
             ("DATABASE_URL", self.services.database_url.clone()),
             ("RABBITMQ_URL", rabbit.url.clone()),
             ("DB_SCHEMA", self.schema.clone()),
@@ -157,7 +161,7 @@ impl Isolation {
             ),
             ("RETRY_DELAY_MS", rabbit.retry_delay.as_millis().to_string()),
             ("DELIVERY_LIMIT", rabbit.delivery_limit.to_string()),
-        ])
+        ]))
     }
 
     /// Drops what `keep` does not keep; returns the directory if kept.

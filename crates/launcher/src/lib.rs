@@ -40,7 +40,7 @@ pub mod procinfo;
 pub mod signal;
 pub mod stop;
 
-pub use env::Env;
+pub use env::{Env, env_names};
 pub use error::{Error, Result, report};
 pub use fleet::{Fleet, Stopped};
 pub use isolation::{Isolation, Keep, Naming, Services};

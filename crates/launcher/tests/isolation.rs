@@ -25,6 +25,7 @@ fn services() -> Services {
             retry_delay: Duration::from_millis(300),
             ..RabbitConfig::new(var("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"))
         },
+        env: launcher::Env::from_pairs(&[("LAUNCHER_TEST_PASSED_ON", "yes")]),
     }
 }
 
@@ -76,6 +77,11 @@ async fn an_isolation_is_created_migrated_and_torn_down() {
     assert_eq!(env.get("DB_SCHEMA"), Some(iso.schema()));
     assert_eq!(env.get("QUEUE_PREFIX"), Some(iso.prefix()));
     assert_eq!(env.get("RETRY_DELAY_MS"), Some("300"));
+    assert_eq!(
+        env.get("LAUNCHER_TEST_PASSED_ON"),
+        Some("yes"),
+        "the services' env"
+    );
     assert_eq!(
         env.get("WORKER_DATA_DIR").map(std::path::PathBuf::from),
         Some(iso.dir().join("worker-data"))

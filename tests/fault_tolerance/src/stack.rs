@@ -90,6 +90,7 @@ impl Stack {
                 delivery_limit: DELIVERY_LIMIT,
                 ..RabbitConfig::new(rabbitmq_url())
             },
+            env: Env::new(),
         };
         let naming = Naming {
             stem: "ft".into(),

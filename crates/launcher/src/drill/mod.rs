@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use crate::detached::{MARKER, RunDir};
-use crate::env::Env;
+use crate::env::{Env, env_names};
 use crate::error::{Result, report};
 use plan::Role;
 
@@ -153,19 +153,6 @@ pub fn run(
 /// One line for the user, on stderr.
 fn say(msg: &str) {
     eprintln!("[stack] {msg}");
-}
-
-/// Every environment variable `cmd` and its subcommands read.
-pub fn env_names(cmd: &clap::Command) -> BTreeSet<String> {
-    let mut names: BTreeSet<String> = cmd
-        .get_arguments()
-        .filter_map(|a| a.get_env())
-        .map(|e| e.to_string_lossy().into_owned())
-        .collect();
-    for sub in cmd.get_subcommands() {
-        names.extend(env_names(sub));
-    }
-    names
 }
 
 /// What every command works with.
