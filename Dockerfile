@@ -15,6 +15,8 @@ COPY crates/workload/Cargo.toml crates/workload/
 COPY crates/broker/Cargo.toml crates/broker/
 COPY crates/store/Cargo.toml crates/store/
 COPY crates/pipeline/Cargo.toml crates/pipeline/
+COPY crates/launcher/Cargo.toml crates/launcher/
+COPY crates/bench/Cargo.toml crates/bench/
 COPY crates/batchline/Cargo.toml crates/batchline/
 COPY crates/web/Cargo.toml crates/web/
 COPY tests/fault_tolerance/Cargo.toml tests/fault_tolerance/

@@ -1,11 +1,6 @@
 # batchline — the drill and the developer loop. `make help` lists targets.
 SHELL := /bin/bash
 CARGO ?= cargo
-# The service URLs below are this Makefile's defaults unless the caller set
-# them; scripts/stack.sh lets .env replace the ones named here.
-STACK_MAKE_DEFAULTS := $(foreach v,DATABASE_URL RABBITMQ_URL,$(if $(filter undefined,$(origin $(v))),$(v)))
-export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
-export RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
 
 .PHONY: chaos chaos-stack help test fmt lint build release
 .PHONY: bin up up-detached down logs ps check-metadata view-metadata status results demo bench chaos check-compose test-drill
@@ -19,7 +14,7 @@ test: ## formatting, lints, and every test (needs Postgres and RabbitMQ)
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build -p batchline
 	$(CARGO) test --workspace
-	$(MAKE) --no-print-directory test-drill
+	scripts/test-stack.sh
 	$(MAKE) --no-print-directory check-compose
 	$(MAKE) --no-print-directory check-kubernetes
 
@@ -37,8 +32,10 @@ release: ## release build of the binary
 
 # --- the drill: docs/drill.md; scripts/stack.sh does the work -------------
 # Docker Compose where `docker info` answers, local processes otherwise
-# (STACK_MODE=local|compose forces one). worker-1 = executor (EXECUTORS=N of
-# them), worker-2 = aggregator, worker-3 = verifier, runner = the submitter.
+# (STACK_MODE=local|compose forces one; the local mode is `batchline stack`).
+# worker-1 = executor (EXECUTORS=N of them), worker-2 = aggregator,
+# worker-3 = verifier, runner = the submitter. The services' settings and
+# their defaults come from the environment and .env, read by the binary.
 
 # The binary the local mode runs. Setting BATCHLINE_BIN (e.g. to a debug
 # build) skips the release build.
@@ -46,7 +43,7 @@ ifeq ($(strip $(BATCHLINE_BIN)),)
 BATCHLINE_BIN := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/batchline
 STACK_BUILD := 1
 endif
-STACK := BATCHLINE_BIN='$(BATCHLINE_BIN)' STACK_MAKE_DEFAULTS='$(STACK_MAKE_DEFAULTS)' scripts/stack.sh
+STACK := BATCHLINE_BIN='$(BATCHLINE_BIN)' scripts/stack.sh
 
 bin: ## build the release binary for the local mode (not when BATCHLINE_BIN is set or in compose mode)
 ifeq ($(STACK_BUILD),1)
@@ -103,12 +100,13 @@ chaos: ## chaos coordinator: continuous batches, random SIGKILLs of every stage,
 
 chaos-stack: export STACK_MODE := local
 chaos-stack: bin ## the make-up stack + random SIGKILLs while the runner's batches run; fails unless every batch ends SUCCESS (CHAOS_KILLS, CHAOS_SEED, …)
-	@BATCHLINE_BIN='$(BATCHLINE_BIN)' STACK_MAKE_DEFAULTS='$(STACK_MAKE_DEFAULTS)' scripts/chaos.sh
+	@BATCHLINE_BIN='$(BATCHLINE_BIN)' scripts/chaos.sh
 
-test-drill: ## tests of the drill's process manager (scripts/stack.sh) with a fake binary; no services needed
+test-drill: ## tests of the drill: batchline stack with a fake service binary, and scripts/stack.sh's compose mapping with a fake docker; no services needed
+	$(CARGO) test -p batchline --test stack
 	scripts/test-stack.sh
 
-check-compose: ## validate docker-compose.yml, Dockerfile and deploy/ against .env.example and the workspace
+check-compose: ## validate docker-compose.yml, Dockerfile and deploy/ against .env.example and the workspace (.env.example against `batchline --help`: cargo test -p batchline --test env_docs)
 	python3 scripts/check-compose.py
 
 check-kubernetes: ## validate deploy/kubernetes/ against the binary's --help, the served probe paths and the bench's RSS (needs a debug build)

@@ -9,7 +9,7 @@
 #   CHAOS_DOWNTIME_S=2    seconds a killed worker stays down
 #   CHAOS_TIMEOUT_S=900   give up waiting for the verdicts after this long
 #   CHAOS_SEED            seed of the victim choice (random by default)
-# plus everything scripts/stack.sh reads (NUM_BATCHES, EXECUTORS, …).
+# plus the drill's settings (NUM_BATCHES, EXECUTORS, …: batchline stack --help).
 # Local mode only: it reads the services' logs from WORKER_DATA_DIR.
 set -euo pipefail
 

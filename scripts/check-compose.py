@@ -2,13 +2,14 @@
 """Checks the Docker side of the drill without a Docker engine.
 
 Parses docker-compose.yml, Dockerfile, .dockerignore and deploy/ and checks
-that they agree with each other, with .env.example, with the workspace and
-with the local mode (scripts/stack.sh):
+that they agree with each other, with .env.example and with the workspace.
+(.env.example itself is checked against `batchline <command> --help` by
+crates/batchline/tests/env_docs.rs, so these files are tied to the options
+the binary really has; no list of them is kept here.)
 
 - every variable the compose file interpolates or sets for a batchline
-  service, and every env var the CLI reads, is listed in .env.example;
-- the drill defaults are the same in .env.example, docker-compose.yml and
-  scripts/stack.sh;
+  service is listed in .env.example, with the same default, and so are the
+  defaults scripts/stack.sh uses in compose mode;
 - every path it names exists; depends_on targets exist and have what their
   condition needs (a healthcheck, a one-shot command);
 - Prometheus scrapes every worker's METRICS_ADDR port and RabbitMQ's
@@ -358,24 +359,14 @@ def check_dockerfile() -> None:
                 error(f".dockerignore excludes {top}, which the Dockerfile copies")
 
 
-def check_env(env: dict[str, str | None]) -> None:
-    cli = ROOT / "crates/batchline/src/cli.rs"
-    if cli.exists():
-        for var in sorted(set(re.findall(r'env\s*=\s*"([A-Z0-9_]+)"', cli.read_text()))):
-            if var not in env:
-                error(f".env.example does not list {var}, which crates/batchline/src/cli.rs reads")
-    # stack.sh's drill defaults must be the documented ones
+def check_stack_script(env: dict[str, str | None]) -> None:
+    """The defaults scripts/stack.sh uses in compose mode (`setting NAME DEFAULT`)."""
     stack = (ROOT / "scripts/stack.sh").read_text()
-    for var, default in re.findall(r"export ([A-Z_]+)=\$\{\1:-([^}]*)\}", stack):
-        if var in env and env[var] and env[var] != default:
-            error(f"scripts/stack.sh defaults {var} to {default!r}, .env.example to {env[var]!r}")
+    for var, default in re.findall(r"setting ([A-Z_]+) ([^)\s]+)\)", stack):
         if var not in env:
-            error(f"scripts/stack.sh uses {var}, which .env.example does not list")
-    # The binary must treat an empty variable as unset (env_file passes
-    # empty values to the containers): crates/batchline/src/cli.rs does so
-    # in ignore_empty_env.
-    if cli.exists() and "ignore_empty_env" not in cli.read_text():
-        warn("crates/batchline/src/cli.rs no longer ignores empty env vars: an empty number in .env breaks Compose")
+            error(f"scripts/stack.sh reads {var}, which .env.example does not list")
+        elif env[var] and env[var] != default:
+            error(f"scripts/stack.sh defaults {var} to {default!r}, .env.example to {env[var]!r}")
 
 
 def interpolate(text: str, env: dict[str, str | None]) -> str:
@@ -419,7 +410,7 @@ def main() -> int:
         if args.schema:
             check_schema(env, args.schema)
     check_dockerfile()
-    check_env(env)
+    check_stack_script(env)
 
     for w in warnings:
         print(f"warning: {w}")

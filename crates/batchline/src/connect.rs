@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use broker::{RabbitBroker, RabbitConfig};
+use clap::Args;
 use store::{PgStore, Store};
 
 use crate::cli::Global;
@@ -23,6 +24,14 @@ pub async fn store(global: &Global) -> anyhow::Result<PgStore> {
 
 /// Connects to RabbitMQ and declares the topology.
 pub async fn broker(global: &Global) -> anyhow::Result<RabbitBroker> {
+    RabbitBroker::connect(rabbit_config(global)?).await.context(
+        "cannot connect to RabbitMQ (RABBITMQ_URL[_FILE] or RABBITMQ_HOST/PORT/USER/PASS[_FILE])",
+    )
+}
+
+/// Where RabbitMQ is, with which TLS material, and the queue arguments,
+/// from the options (the URL from its parts when `RABBITMQ_URL` is unset).
+fn rabbit_config(global: &Global) -> anyhow::Result<RabbitConfig> {
     let mut config = RabbitConfig::from_env();
     if let Some(url) = &global.rabbitmq_url {
         config.url = url.clone();
@@ -31,7 +40,16 @@ pub async fn broker(global: &Global) -> anyhow::Result<RabbitBroker> {
     config.retry_delay = Duration::from_millis(global.retry_delay_ms);
     config.delivery_limit = global.delivery_limit;
     config.tls = tls::rabbit_tls(&global.tls)?;
-    RabbitBroker::connect(config).await.context(
-        "cannot connect to RabbitMQ (RABBITMQ_URL[_FILE] or RABBITMQ_HOST/PORT/USER/PASS[_FILE])",
-    )
+    Ok(config)
+}
+
+/// The shared services, for commands that build isolated stacks on them;
+/// their processes get the TLS options this process has.
+pub fn services(global: &Global) -> anyhow::Result<launcher::Services> {
+    let tls_vars = launcher::env_names(&tls::TlsArgs::augment_args(clap::Command::new("tls")));
+    Ok(launcher::Services {
+        database_url: global.database_url.clone(),
+        rabbit: rabbit_config(global)?,
+        env: launcher::Env::passthrough(&tls_vars.into_iter().collect::<Vec<_>>()),
+    })
 }

@@ -2,7 +2,6 @@
 //! metrics, connects the broker and store, and calls one library function
 //! per subcommand. It holds no pipeline logic.
 
-mod bench;
 mod cli;
 mod connect;
 mod inspect;
@@ -18,6 +17,7 @@ mod web_cmd;
 
 use std::process::ExitCode;
 
+use clap::CommandFactory;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
@@ -60,7 +60,12 @@ async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => inspect::status(g, args).await,
         Command::Results(args) => inspect::results(g, args).await,
         Command::Metadata(args) => inspect::metadata(g, args),
-        Command::Bench(args) => bench::run(g, args).await,
+        Command::Bench(args) => Ok(bench::run(connect::services(g)?, &g.worker_data_dir, args)
+            .await
+            .map(|()| ExitCode::SUCCESS)?),
+        Command::Stack(args) => Ok(tokio::task::block_in_place(|| {
+            launcher::drill::run(args, &Cli::command(), &g.worker_data_dir, g.metrics_addr)
+        })),
         Command::Web(args) => web_cmd::run(g, args).await,
     }
 }

@@ -3,12 +3,17 @@
 //! processes with SIGKILL, and judge the outcome by the verifier's stdout
 //! lines and the rows in Postgres — never by log text.
 //!
+//! It is a test layer over the `launcher` crate, which owns the isolation
+//! (schema, queue prefix, directory) and the processes; what is here is
+//! what tests need on top: panics that say what was expected, waiting for
+//! verdicts, message injection, SQL for assertions, a failure report.
+//!
 //! # Layout
-//! - [`binary`]: where the binary is, and one-shot runs of it with a time limit.
-//! - [`process`]: one long-running child: its log file, its stdout lines, SIGKILL.
-//! - [`stack`]: [`Stack`], an isolated pipeline (own Postgres schema, own
-//!   queue prefix, own worker-data dir) with named processes, injection of
-//!   raw messages, SQL for assertions, and cleanup on drop.
+//! - [`binary`]: where the binary is, the drills' base environment, and
+//!   one-shot runs of it with a time limit.
+//! - [`stack`]: [`Stack`], an isolated pipeline (a `launcher::Isolation`
+//!   and a `launcher::Fleet`) with named processes, injection of raw
+//!   messages, SQL for assertions, and cleanup on drop.
 //! - [`verdict`]: the verifier's line format, parsed.
 //! - [`expect`]: aggregates computed in-process, to compare with Postgres.
 //! - [`slots`]: at most [`slots::MAX_STACKS`] stacks at once per test binary.
@@ -46,7 +51,6 @@
 pub mod binary;
 pub mod expect;
 pub mod http;
-pub mod process;
 pub mod services;
 pub mod slots;
 pub mod stack;

@@ -1,25 +1,23 @@
 //! [`Stack`]: one isolated pipeline for one test. Its own Postgres schema,
-//! queue prefix and worker-data dir; named processes of the real binary;
-//! the verifier's stdout lines collected; raw message injection and SQL for
-//! assertions; everything killed and removed on drop. When the test failed,
-//! drop prints each process's log tail and keeps the temp dir.
+//! queue prefix and directory (a `launcher::Isolation`); named processes
+//! of the real binary (a `launcher::Fleet`); the verifier's stdout lines
+//! collected; raw message injection and SQL for assertions; everything
+//! killed and removed on drop. When the test failed, drop prints each
+//! process's log tail and keeps the directory.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use broker::{Broker, Consumer, Delivery, Message, Queue, RabbitBroker, RabbitConfig};
+use launcher::{Env, Fleet, Isolation, Keep, Naming, Services, procinfo, report};
+use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
-use tempfile::TempDir;
 use uuid::Uuid;
 use workload::Summary;
 
-use crate::binary::{CliOutput, batchline_bin, run_cli};
-use crate::process::{Lines, Proc, tail};
+use crate::binary::{CliOutput, base_env, batchline_bin, run_cli};
 use crate::slots::{self, Slot};
 use crate::verdict::VerdictLine;
 use crate::{database_url, rabbitmq_url};
@@ -47,15 +45,12 @@ pub struct ChunkState {
 pub struct Stack {
     pub schema: String,
     pub prefix: String,
-    env: Vec<(String, String)>,
-    bin: PathBuf,
-    dir: Option<TempDir>,
-    procs: BTreeMap<String, Proc>,
-    lines: Lines,
-    lines_file: PathBuf,
+    /// What this stack adds to the base env of its processes.
+    env: Env,
+    fleet: Fleet,
+    isolation: Option<Isolation>,
     rt: tokio::runtime::Runtime,
     pool: Option<PgPool>,
-    broker: Option<RabbitBroker>,
     _slot: Slot,
 }
 
@@ -64,7 +59,7 @@ impl std::fmt::Debug for Stack {
         f.debug_struct("Stack")
             .field("schema", &self.schema)
             .field("prefix", &self.prefix)
-            .field("dir", &self.dir)
+            .field("dir", &self.isolation.as_ref().map(Isolation::dir))
             .finish_non_exhaustive()
     }
 }
@@ -77,84 +72,61 @@ impl Stack {
 
     /// A stack whose processes all get `env` on top of the defaults
     /// (`RETRY_DELAY_MS` and `DELIVERY_LIMIT` are fixed: see the consts).
-    /// Waits for a free slot, checks that Postgres and RabbitMQ answer
-    /// (panicking with the URL if not), and applies the migrations.
+    /// Waits for a free slot, creates the isolation (panicking, naming the
+    /// service, when Postgres or RabbitMQ do not answer), and runs
+    /// `batchline migrate` with the stack's env.
     pub fn with_env(env: &[(&str, &str)]) -> Stack {
         let slot = slots::acquire();
         let bin = batchline_bin();
-        let id = Uuid::new_v4().simple().to_string();
-        let schema = format!("ft_{}", &id[..16]);
-        let prefix = format!("ft-{}", &id[..16]);
-        let dir = tempfile::Builder::new()
-            .prefix("ft-stack-")
-            .tempdir()
-            .expect("create a temp dir");
-        std::fs::create_dir_all(dir.path().join("logs")).expect("create the log dir");
-        let lines_file = dir.path().join("logs").join("verdict-lines.txt");
-
-        let mut all: Vec<(String, String)> = vec![
-            ("DATABASE_URL".into(), database_url()),
-            ("RABBITMQ_URL".into(), rabbitmq_url()),
-            ("DB_SCHEMA".into(), schema.clone()),
-            ("QUEUE_PREFIX".into(), prefix.clone()),
-            (
-                "WORKER_DATA_DIR".into(),
-                dir.path().join("worker-data").display().to_string(),
-            ),
-            ("RETRY_DELAY_MS".into(), RETRY_DELAY_MS.to_string()),
-            ("DELIVERY_LIMIT".into(), DELIVERY_LIMIT.to_string()),
-            ("SWEEP_INTERVAL_S".into(), "1".into()),
-            ("RUST_BACKTRACE".into(), "0".into()),
-        ];
-        for (k, v) in env {
-            assert!(
-                *k != "RETRY_DELAY_MS" && *k != "DELIVERY_LIMIT",
-                "{k} is fixed per stack"
-            );
-            set(&mut all, k, v);
-        }
-
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("a tokio runtime");
-        let pool = rt.block_on(connect_pg(&schema));
-        let broker = rt.block_on(async {
-            let config = RabbitConfig {
-                prefix: prefix.clone(),
+        let services = Services {
+            database_url: database_url(),
+            rabbit: RabbitConfig {
                 retry_delay: Duration::from_millis(RETRY_DELAY_MS),
                 delivery_limit: DELIVERY_LIMIT,
                 ..RabbitConfig::new(rabbitmq_url())
-            };
-            let redacted = config.redacted_url();
-            match tokio::time::timeout(Duration::from_secs(20), RabbitBroker::connect(config))
-                .await
-            {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => panic!(
-                    "the fault drills need RabbitMQ at {redacted} (set RABBITMQ_URL): {e}"
-                ),
-                Err(_) => panic!(
-                    "the fault drills need RabbitMQ at {redacted} (set RABBITMQ_URL): no answer in 20 s"
-                ),
-            }
-        });
+            },
+            env: Env::new(),
+        };
+        let naming = Naming {
+            stem: "ft".into(),
+            dir_prefix: "ft-stack-".into(),
+            parent: None,
+        };
+        let isolation = rt
+            .block_on(Isolation::create(&services, &naming))
+            .unwrap_or_else(|e| panic!("the fault drills need {}", report(&e)));
 
+        let mut all = isolation.env();
+        all.set("SWEEP_INTERVAL_S", "1").set("RUST_BACKTRACE", "0");
+        for (k, v) in env {
+            assert!(
+                *k != "RETRY_DELAY_MS" && *k != "DELIVERY_LIMIT",
+                "{k} is fixed per stack"
+            );
+            all.set(k, *v);
+        }
+        let fleet = Fleet::new(&bin, &isolation.dir().join("logs"), base_env().with(&all))
+            .unwrap_or_else(|e| panic!("{}", report(&e)))
+            .in_dir(isolation.dir());
+        let pool = rt.block_on(connect_pg(isolation.schema()));
         let stack = Stack {
-            schema,
-            prefix,
+            schema: isolation.schema().to_owned(),
+            prefix: isolation.prefix().to_owned(),
             env: all,
-            bin,
-            dir: Some(dir),
-            procs: BTreeMap::new(),
-            lines: Arc::new(Mutex::new(Vec::new())),
-            lines_file,
+            fleet,
+            isolation: Some(isolation),
             rt,
             pool: Some(pool),
-            broker: Some(broker),
             _slot: slot,
         };
+        // The isolation is migrated already; `batchline migrate` with the
+        // stack's env also proves the binary reaches the services the way
+        // its processes will (a test may route them through a proxy).
         let out = stack.cli(&["migrate"], Duration::from_secs(60));
         assert!(out.success(), "batchline migrate failed: {}", out.stderr);
         stack
@@ -162,25 +134,21 @@ impl Stack {
 
     // ----- processes -------------------------------------------------------
 
-    /// The environment every process of this stack gets.
+    /// The environment every process of this stack gets (on the base env).
     pub fn env(&self) -> &[(String, String)] {
-        &self.env
+        self.env.as_slice()
     }
 
     /// The stack's env with `extra` on top.
     pub fn env_with(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut env = self.env.clone();
-        for (k, v) in extra {
-            set(&mut env, k, v);
-        }
-        env
+        self.env.with(&Env::from_pairs(extra)).as_slice().to_vec()
     }
 
     /// Starts `batchline ROLE` under `name` with `extra` env on top of the
     /// stack's. Panics if a process of that name runs.
     pub fn spawn(&mut self, name: &str, role: &str, extra: &[(&str, &str)]) {
-        let env = self.env_with(extra);
-        self.start(name, role, env, None);
+        let done = self.fleet.spawn(name, &[role], &Env::from_pairs(extra));
+        done.unwrap_or_else(|e| panic!("{}", report(&e)));
     }
 
     /// As [`Stack::spawn`], and SIGKILLs the process the moment its `n`th
@@ -192,67 +160,35 @@ impl Stack {
         extra: &[(&str, &str)],
         n: usize,
     ) {
-        let env = self.env_with(extra);
-        self.start(name, role, env, Some(n));
+        let done = self
+            .fleet
+            .spawn_killed_after_lines(name, &[role], &Env::from_pairs(extra), n);
+        done.unwrap_or_else(|e| panic!("{}", report(&e)));
     }
 
-    fn start(
-        &mut self,
-        name: &str,
-        role: &str,
-        env: Vec<(String, String)>,
-        kill_after_lines: Option<usize>,
-    ) {
-        let starts = match self.procs.get_mut(name) {
-            Some(p) => {
-                assert!(!p.is_alive(), "{name} is already running");
-                p.starts + 1
-            }
-            None => 1,
-        };
-        let dir = self.dir().to_path_buf();
-        let proc = Proc::start(
-            &self.bin,
-            name,
-            role,
-            env,
-            starts,
-            &dir,
-            &dir.join("logs"),
-            self.lines.clone(),
-            self.lines_file.clone(),
-            kill_after_lines,
-        );
-        self.procs.insert(name.to_string(), proc);
-    }
-
-    fn proc(&mut self, name: &str) -> &mut Proc {
-        self.procs
+    fn proc(&mut self, name: &str) -> &mut launcher::Proc {
+        self.fleet
             .get_mut(name)
-            .unwrap_or_else(|| panic!("no process named {name}"))
+            .unwrap_or_else(|e| panic!("{}", report(&e)))
     }
 
     /// SIGKILL and reap.
     pub fn kill(&mut self, name: &str) {
-        self.proc(name).kill();
+        let done = self.proc(name).kill();
+        done.unwrap_or_else(|e| panic!("{}", report(&e)));
     }
 
     /// Kills (if running) and starts again with the same env.
     pub fn restart(&mut self, name: &str) {
-        let p = self.proc(name);
-        p.kill();
-        let (role, env) = (p.role.clone(), p.env.clone());
-        self.start(name, &role, env, None);
+        let done = self.fleet.restart(name);
+        done.unwrap_or_else(|e| panic!("{}", report(&e)));
     }
 
     /// Kills (if running) and starts again with the stack's env plus `extra`
     /// (the previous extra env is dropped, e.g. to remove CRASH_POINTS).
     pub fn restart_with(&mut self, name: &str, extra: &[(&str, &str)]) {
-        let p = self.proc(name);
-        p.kill();
-        let role = p.role.clone();
-        let env = self.env_with(extra);
-        self.start(name, &role, env, None);
+        let done = self.fleet.restart_with(name, &Env::from_pairs(extra));
+        done.unwrap_or_else(|e| panic!("{}", report(&e)));
     }
 
     pub fn is_alive(&mut self, name: &str) -> bool {
@@ -261,7 +197,7 @@ impl Stack {
 
     /// How many times `name` was started.
     pub fn starts(&mut self, name: &str) -> u32 {
-        self.proc(name).starts
+        self.proc(name).starts()
     }
 
     pub fn pid(&mut self, name: &str) -> u32 {
@@ -272,25 +208,21 @@ impl Stack {
     /// after `timeout`.
     pub fn wait_exit(&mut self, name: &str, timeout: Duration) -> ExitStatus {
         match self.proc(name).wait_exit(timeout) {
-            Some(status) => status,
-            None => panic!("{name} was expected to exit but still runs after {timeout:?}"),
+            Ok(Some(status)) => status,
+            Ok(None) => panic!("{name} was expected to exit but still runs after {timeout:?}"),
+            Err(e) => panic!("{}", report(&e)),
         }
     }
 
     /// Names of the processes that are not running.
     pub fn dead(&mut self) -> Vec<String> {
-        self.procs
-            .iter_mut()
-            .filter_map(|(n, p)| (!p.is_alive()).then(|| n.clone()))
-            .collect()
+        self.fleet.dead()
     }
 
     /// Panics naming every process that exited.
     pub fn assert_all_alive(&mut self) {
-        let dead: Vec<String> = self
-            .procs
-            .iter_mut()
-            .filter_map(|(n, p)| p.exit_status().map(|s| format!("{n} ({s})")))
+        let dead: Vec<String> = (self.fleet.exited().iter())
+            .map(|(n, s)| format!("{n} ({s})"))
             .collect();
         assert!(dead.is_empty(), "processes exited: {dead:?}");
     }
@@ -309,7 +241,7 @@ impl Stack {
 
     /// `batchline ARGS` with the stack's env.
     pub fn cli(&self, args: &[&str], timeout: Duration) -> CliOutput {
-        run_cli(args, &self.env, timeout)
+        run_cli(args, self.env.as_slice(), timeout)
     }
 
     /// `batchline submit ARGS` (`args` split on whitespace); returns the
@@ -345,7 +277,7 @@ impl Stack {
 
     /// Every line every verifier of this stack printed, in order.
     pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.fleet.lines()
     }
 
     /// The lines printed for `batch`.
@@ -425,12 +357,16 @@ impl Stack {
     // ----- files -------------------------------------------------------------
 
     pub fn dir(&self) -> &Path {
-        self.dir.as_ref().expect("the stack's temp dir").path()
+        self.isolation().dir()
     }
 
     /// `WORKER_DATA_DIR/aggregator`: the aggregator's state files.
     pub fn aggregator_dir(&self) -> PathBuf {
-        self.dir().join("worker-data").join("aggregator")
+        self.isolation().worker_data_dir().join("aggregator")
+    }
+
+    fn isolation(&self) -> &Isolation {
+        self.isolation.as_ref().expect("the stack's isolation")
     }
 
     /// The aggregator's CSV of `batch`.
@@ -452,7 +388,7 @@ impl Stack {
 
     /// A broker on the stack's queues (same arguments as the processes).
     pub fn broker(&self) -> &RabbitBroker {
-        self.broker.as_ref().expect("the stack's broker")
+        self.isolation().broker()
     }
 
     /// Publishes one raw message (confirmed).
@@ -608,68 +544,58 @@ impl Stack {
         );
     }
 
-    fn cleanup(&mut self) {
-        for p in self.procs.values_mut() {
-            p.kill();
+    /// Kills the processes, then drops the schema and queues and removes
+    /// the directory, keeping what `FT_KEEP` or a failure asks to keep.
+    fn cleanup(&mut self, failed: bool) {
+        self.fleet.kill_all();
+        let keep = if std::env::var_os("FT_KEEP").is_some() {
+            Keep::Everything
+        } else if failed {
+            Keep::Dir
+        } else {
+            Keep::Nothing
+        };
+        if let Some(pool) = self.pool.take() {
+            self.rt.block_on(pool.close());
         }
-        if std::env::var_os("FT_KEEP").is_some() {
-            if let Some(d) = self.dir.take() {
-                eprintln!(
-                    "FT_KEEP: kept {} (schema {}, prefix {})",
-                    d.keep().display(),
-                    self.schema,
-                    self.prefix
-                );
-            }
+        let Some(isolation) = self.isolation.take() else {
             return;
+        };
+        match self.rt.block_on(isolation.teardown(keep)) {
+            Ok(Some(dir)) if keep == Keep::Everything => eprintln!(
+                "FT_KEEP: kept {} (schema {}, prefix {})",
+                dir.display(),
+                self.schema,
+                self.prefix
+            ),
+            Ok(Some(dir)) => eprintln!("----- kept the stack's files in {} -----", dir.display()),
+            Ok(None) => {}
+            Err(e) => eprintln!("fault_tolerance: teardown of {self:?}: {}", report(&e)),
         }
-        let schema = self.schema.clone();
-        let pool = self.pool.take();
-        let broker = self.broker.take();
-        self.rt.block_on(async {
-            if let Some(pool) = pool {
-                let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(20),
-                    sqlx::query(AssertSqlSafe(sql)).execute(&pool),
-                )
-                .await;
-                pool.close().await;
-            }
-            if let Some(broker) = broker {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(20), broker.delete_topology()).await;
-                drop(broker);
-            }
-        });
     }
 
     fn report_failure(&mut self) {
-        let dir = self.dir().to_path_buf();
         eprintln!("\n===== fault_tolerance: test failed; stack {self:?} =====");
-        for (name, p) in self.procs.iter_mut() {
+        for (name, p) in self.fleet.iter_mut() {
             let state = match p.exit_status() {
-                None => "running".to_string(),
-                Some(s) => format!("exited: {s}"),
+                Ok(None) => "running".to_string(),
+                Ok(Some(s)) => format!("exited: {s}"),
+                Err(e) => format!("unknown: {e}"),
             };
             eprintln!(
                 "----- {name} ({}; {} starts; {state}): last lines of {} -----\n{}",
-                p.role,
-                p.starts,
-                p.log.display(),
-                tail(&p.log, 40)
+                p.role(),
+                p.starts(),
+                p.log().display(),
+                procinfo::tail(p.log(), 40)
             );
         }
+        let lines = self.fleet.lines_file();
         eprintln!(
             "----- verifier lines ({}) -----\n{}",
-            self.lines_file.display(),
-            tail(&self.lines_file, 40)
+            lines.display(),
+            procinfo::tail(lines, 40)
         );
-        if let Some(d) = self.dir.take() {
-            let kept = d.keep();
-            eprintln!("----- kept the stack's files in {} -----", kept.display());
-        }
-        let _ = dir;
     }
 }
 
@@ -681,16 +607,12 @@ impl Default for Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        let failed = std::thread::panicking();
+        if failed {
             self.report_failure();
         }
-        self.cleanup();
+        self.cleanup(failed);
     }
-}
-
-fn set(env: &mut Vec<(String, String)>, key: &str, value: &str) {
-    env.retain(|(k, _)| k != key);
-    env.push((key.to_string(), value.to_string()));
 }
 
 /// A short description of a delivery for failure messages.
@@ -703,36 +625,16 @@ pub fn describe(d: &Delivery) -> String {
     )
 }
 
+/// A pool whose `search_path` is the stack's schema, for the assertions.
 async fn connect_pg(schema: &str) -> PgPool {
     let url = database_url();
     let opts: PgConnectOptions = url
         .parse()
         .unwrap_or_else(|e| panic!("DATABASE_URL {url:?} is not a Postgres URL: {e}"));
-    let target = format!("{}:{}", opts.get_host(), opts.get_port());
-    let need = |e: String| -> ! {
-        panic!("the fault drills need Postgres at {target} (set DATABASE_URL): {e}")
-    };
-    let mut conn = match tokio::time::timeout(
-        Duration::from_secs(10),
-        PgConnection::connect_with(&opts),
-    )
-    .await
-    {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => need(e.to_string()),
-        Err(_) => need("no answer in 10 s".into()),
-    };
-    sqlx::query(AssertSqlSafe(format!(
-        "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap_or_else(|e| need(e.to_string()));
-    let _ = conn.close().await;
     PgPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(30))
         .connect_with(opts.options([("search_path", schema)]))
         .await
-        .unwrap_or_else(|e| need(e.to_string()))
+        .unwrap_or_else(|e| panic!("the fault drills need Postgres (set DATABASE_URL): {e}"))
 }

@@ -32,6 +32,16 @@ pub struct RabbitConfig {
 /// Queue prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "batchline";
 
+/// The environment variables [`RabbitConfig::from_env`] reads (launchers
+/// pass these on to the processes they start).
+pub const ENV_VARS: [&str; 5] = [
+    "RABBITMQ_URL",
+    "RABBITMQ_HOST",
+    "RABBITMQ_PORT",
+    "RABBITMQ_USER",
+    "RABBITMQ_PASS",
+];
+
 impl RabbitConfig {
     /// A configuration for `url` with the default prefix, retry delay and
     /// delivery limit.

@@ -26,7 +26,7 @@ mod topology;
 use std::fmt;
 use std::sync::Arc;
 
-pub use config::{DEFAULT_PREFIX, RabbitConfig};
+pub use config::{DEFAULT_PREFIX, ENV_VARS, RabbitConfig};
 pub use consumer::RabbitConsumer;
 pub use session::CONNECT_TIMEOUT;
 pub use tls::RabbitTls;

@@ -5,9 +5,10 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use serde::Serialize;
 use workload::{Summary, Workload, WorkloadSpec};
+
+use crate::error::{Error, Result};
 
 /// One in-process measurement.
 #[derive(Clone, Debug, Serialize)]
@@ -40,8 +41,8 @@ pub fn measure(
     runs: i64,
     chunk_size: i32,
     threads: usize,
-) -> anyhow::Result<LimitResult> {
-    let workload = Workload::new(spec).context("cannot compile the workload")?;
+) -> Result<LimitResult> {
+    let workload = Workload::new(spec)?;
     let threads = threads.max(1);
     let chunk = i64::from(chunk_size.max(1));
     let next = AtomicI64::new(0);
@@ -73,13 +74,13 @@ pub fn measure(
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
     let wall_s = start.elapsed().as_secs_f64();
-    anyhow::ensure!(parts.len() == threads, "a simulation thread panicked");
+    if parts.len() != threads {
+        return Err(Error::Panicked("a simulation thread"));
+    }
     let mut summary = workload.empty_summary();
     let mut cpu_ns = Some(0u64);
     for (part, cpu) in &parts {
-        summary
-            .merge(part)
-            .map_err(|e| anyhow::anyhow!("cannot merge the threads' summaries: {e}"))?;
+        summary.merge(part)?;
         cpu_ns = cpu_ns.zip(*cpu).map(|(a, b)| a + b);
     }
     let cpu_s = cpu_ns.map(|ns| ns as f64 / 1e9).filter(|&s| s > 0.0);

@@ -5,16 +5,16 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use broker::{Broker, Message, Queue};
+use broker::{Broker, Message, Queue, RabbitBroker};
 use pipeline::messages::{ResultMsg, VERSION};
 use serde::Serialize;
-use store::{NewBatch, Store, Uuid};
+use store::{NewBatch, PgStore, Store, Uuid};
 use workload::{Workload, WorkloadSpec};
 
-use super::cpu::{self, CpuUse};
-use super::e2e::{PhaseLine, Quiet, phase_lines, round1};
-use super::stack::{Bench, Scenario};
+use crate::cpu::{self, CpuUse};
+use crate::e2e::{PhaseLine, Quiet, phase_lines, round1};
+use crate::error::{Error, Result};
+use crate::scenario::{Bench, Scenario};
 
 /// Results per publish call (all confirmed together).
 const PUBLISH_SLICE: usize = 5_000;
@@ -43,20 +43,22 @@ pub struct DrainResult {
     pub warnings: Vec<String>,
 }
 
-pub async fn run(
-    bench: &Bench,
-    results: i32,
-    prefetch: u16,
-    seed: i64,
-    timeout: Duration,
-    quiet: Quiet,
-) -> anyhow::Result<DrainResult> {
-    let mut scenario = bench.scenario("aggregator-drain").await?;
-    let outcome = measure(&mut scenario, results, prefetch, seed, timeout, quiet).await;
-    let stages = scenario.stop_all().await;
-    let teardown = scenario.teardown().await;
-    let mut result = outcome.context("scenario aggregator-drain")?;
-    teardown?;
+/// What to drain.
+#[derive(Clone, Copy, Debug)]
+pub struct DrainSpec {
+    /// Chunk results pre-filled (one 1-run chunk each).
+    pub results: i32,
+    /// The aggregator's prefetch: its group-commit window.
+    pub prefetch: u16,
+    pub seed: i64,
+    pub timeout: Duration,
+    pub quiet: Quiet,
+}
+
+pub async fn run(bench: &Bench, spec: &DrainSpec) -> Result<DrainResult> {
+    let measured = bench.in_scenario("aggregator-drain", async |s| measure(s, spec).await);
+    let (mut result, stages) = measured.await?;
+    let results = spec.results;
     if let Some(agg) = stages.first() {
         result.phases = phase_lines(&agg.metrics, result.drain_s);
         result.events = agg.metrics.events.clone();
@@ -68,30 +70,21 @@ pub async fn run(
     Ok(result)
 }
 
-async fn measure(
-    scenario: &mut Scenario,
-    results: i32,
-    prefetch: u16,
-    seed: i64,
-    timeout: Duration,
-    quiet: Quiet,
-) -> anyhow::Result<DrainResult> {
-    let spec = WorkloadSpec::Sum;
-    let workload = Workload::new(&spec)?;
+/// Creates one `sum` batch of 1-run chunks and publishes the result of
+/// each chunk, as executors would have; its id and the publishing time.
+async fn prefill(store: &PgStore, broker: &RabbitBroker, spec: &DrainSpec) -> Result<(Uuid, f64)> {
+    let (results, seed) = (spec.results, spec.seed);
+    let workload_spec = WorkloadSpec::Sum;
+    let workload = Workload::new(&workload_spec)?;
     let batch = NewBatch {
         id: Uuid::new_v4(),
         name: "bench-aggregator-drain".into(),
-        workload: serde_json::to_string(&spec)?,
+        workload: serde_json::to_string(&workload_spec)?,
         seed,
         runs: i64::from(results),
         chunk_size: 1,
     };
-    scenario
-        .store
-        .create_batches(std::slice::from_ref(&batch))
-        .await?;
-
-    // What executors would have published for each 1-run chunk.
+    store.create_batches(std::slice::from_ref(&batch)).await?;
     let mut scratch = workload.scratch();
     let mut values = Vec::new();
     let messages: Vec<Message> = (0..results)
@@ -121,41 +114,51 @@ async fn measure(
         .collect::<Result<Vec<_>, _>>()?;
     let start = Instant::now();
     for slice in messages.chunks(PUBLISH_SLICE) {
-        scenario
-            .broker
-            .publish(slice.to_vec())
-            .await
-            .context("cannot pre-fill the results queue")?;
+        broker.publish(slice.to_vec()).await?;
     }
     let fill_s = start.elapsed().as_secs_f64();
-    let depth = scenario.broker.queue_depth(Queue::Results).await?;
-    anyhow::ensure!(
-        depth >= results as u64,
-        "results queue holds {depth} messages, expected {results}"
-    );
+    let depth = broker.queue_depth(Queue::Results).await?;
+    if depth < results as u64 {
+        return Err(Error::Measure(format!(
+            "results queue holds {depth} messages, expected {results}"
+        )));
+    }
+    Ok((batch.id, fill_s))
+}
+
+async fn measure(scenario: &mut Scenario, spec: &DrainSpec) -> Result<DrainResult> {
+    let DrainSpec {
+        results,
+        prefetch,
+        timeout,
+        quiet,
+        ..
+    } = *spec;
+    let (store, broker) = (scenario.store()?.clone(), scenario.broker()?.clone());
+    let (batch, fill_s) = prefill(&store, &broker, spec).await?;
 
     let busy_before = quiet.wait().await;
-    scenario
-        .spawn(
-            "aggregator",
-            &[
-                "aggregator".into(),
-                "--commit-window".into(),
-                prefetch.to_string(),
-            ],
-            "aggregator consuming",
-        )
-        .await?;
-    scenario.wait_ready(Duration::from_secs(60)).await?;
+    scenario.spawn(
+        "aggregator",
+        &[
+            "aggregator".into(),
+            "--commit-window".into(),
+            prefetch.to_string(),
+        ],
+        "aggregator consuming",
+    )?;
+    scenario.wait_ready(Duration::from_secs(60))?;
     let cpu_before = cpu::snapshot(&scenario.pids());
     let start = Instant::now();
     loop {
-        if scenario.store.batch_result(batch.id).await?.is_some() {
+        if store.batch_result(batch).await?.is_some() {
             break;
         }
         if start.elapsed() > timeout {
-            let left = scenario.broker.queue_depth(Queue::Results).await?;
-            anyhow::bail!("aggregate not saved after {timeout:?}; {left} results still queued");
+            let left = broker.queue_depth(Queue::Results).await?;
+            return Err(Error::Measure(format!(
+                "aggregate not saved after {timeout:?}; {left} results still queued"
+            )));
         }
         scenario.check_alive()?;
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::drain::DrainResult;
-use super::e2e::{E2eResult, PhaseLine};
-use super::limit::LimitResult;
+use crate::drain::DrainResult;
+use crate::e2e::{E2eResult, PhaseLine};
+use crate::limit::LimitResult;
 
 /// Everything one `batchline bench` measured. The headline keys are `None`
 /// when their section was not run (`--only`).
@@ -93,6 +93,16 @@ fn num(x: Option<f64>, digits: usize) -> String {
 impl BenchResults {
     /// The human-readable table.
     pub fn table(&self) -> String {
+        let mut t = self.scenario_rows();
+        t.push('\n');
+        t.push_str(&self.goals());
+        t.push_str(&self.rss_and_cpu());
+        t.push_str(&self.phase_lines());
+        t
+    }
+
+    /// One row per measurement: size, time, rate, CPU, busy share, warnings.
+    fn scenario_rows(&self) -> String {
         let mut t = String::new();
         let _ = writeln!(
             t,
@@ -160,7 +170,12 @@ impl BenchResults {
                 d.warnings.len()
             );
         }
-        let _ = writeln!(t);
+        t
+    }
+
+    /// The headline figures against their goals.
+    fn goals(&self) -> String {
+        let mut t = String::new();
         let goal = |name: &str, v: Option<f64>, goal: &str, ok: Option<bool>| {
             format!(
                 "{name:<24} {:>12}   goal {goal:<12} {}\n",
@@ -213,6 +228,12 @@ impl BenchResults {
             "<= 1.10",
             worst_growth.map(|g| g <= 1.10),
         ));
+        t
+    }
+
+    /// Peak RSS per size and process; CPU seconds per scenario and process.
+    fn rss_and_cpu(&self) -> String {
+        let mut t = String::new();
         if !self.peak_rss_mb.is_empty() {
             let _ = writeln!(t, "\npeak RSS (MiB)");
             for (size, procs) in &self.peak_rss_mb {
@@ -221,7 +242,7 @@ impl BenchResults {
                 let _ = writeln!(t, "  {size:>9} runs: {}", list.join(", "));
             }
         }
-        let mut cpu_rows: Vec<(&str, &super::cpu::CpuUse)> = self
+        let mut cpu_rows: Vec<(&str, &crate::cpu::CpuUse)> = self
             .e2e
             .iter()
             .map(|e| (e.label.as_str(), &e.cpu))
@@ -250,6 +271,12 @@ impl BenchResults {
                 list.join(", ")
             );
         }
+        t
+    }
+
+    /// Mean time per call and share of the wall time of each phase.
+    fn phase_lines(&self) -> String {
+        let mut t = String::new();
         for (scenario, kinds) in &self.phases {
             let _ = writeln!(t, "\nphases of {scenario} (mean ms per call, % of wall)");
             for (kind, phases) in kinds {

@@ -4,15 +4,15 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use pipeline::submit::{SubmitRequest, submit};
 use serde::Serialize;
 use store::Store;
 use workload::WorkloadSpec;
 
-use super::cpu::{self, CpuUse};
-use super::metrics::StageMetrics;
-use super::stack::{Bench, Scenario, StageReport};
+use crate::cpu::{self, CpuUse};
+use crate::error::{Error, Result};
+use crate::metrics::StageMetrics;
+use crate::scenario::{Bench, Scenario, StageReport};
 
 /// How often Postgres is asked whether the batch is done: fine enough for
 /// runs of seconds, rare enough not to load the database being measured.
@@ -106,13 +106,9 @@ pub struct E2eResult {
 }
 
 /// Runs one configuration in its own scenario, then tears it down.
-pub async fn run(bench: &Bench, spec: &E2eSpec) -> anyhow::Result<E2eResult> {
-    let mut scenario = bench.scenario(&spec.label).await?;
-    let outcome = measure(&mut scenario, spec).await;
-    let stages = scenario.stop_all().await;
-    let teardown = scenario.teardown().await;
-    let mut result = outcome.with_context(|| format!("scenario {}", spec.label))?;
-    teardown?;
+pub async fn run(bench: &Bench, spec: &E2eSpec) -> Result<E2eResult> {
+    let measured = bench.in_scenario(&spec.label, async |s| measure(s, spec).await);
+    let (mut result, stages) = measured.await?;
     let dirty: Vec<&str> = stages
         .iter()
         .filter(|s| !s.clean_exit)
@@ -126,38 +122,8 @@ pub async fn run(bench: &Bench, spec: &E2eSpec) -> anyhow::Result<E2eResult> {
     Ok(result)
 }
 
-async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> anyhow::Result<E2eResult> {
-    scenario
-        .spawn(
-            "aggregator",
-            &[
-                "aggregator".into(),
-                "--commit-window".into(),
-                spec.aggregator_prefetch.to_string(),
-            ],
-            "aggregator consuming",
-        )
-        .await?;
-    scenario
-        .spawn("verifier", &["verifier".into()], "verifier consuming")
-        .await?;
-    for i in 1..=spec.executors {
-        let mut args = vec![
-            "executor".to_string(),
-            "--concurrency".into(),
-            spec.concurrency.to_string(),
-            "--worker-id".into(),
-            format!("bench-executor-{i}"),
-        ];
-        if let Some(p) = spec.executor_prefetch {
-            args.extend(["--chunks-in-flight".into(), p.to_string()]);
-        }
-        scenario
-            .spawn(&format!("executor-{i}"), &args, "executor consuming")
-            .await?;
-    }
-    scenario.wait_ready(Duration::from_secs(60)).await?;
-
+async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> Result<E2eResult> {
+    start_stages(scenario, spec)?;
     let req = SubmitRequest {
         name: Some(spec.label.clone()),
         runs: spec.runs,
@@ -169,57 +135,30 @@ async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> anyhow::Result<E2eR
     let busy_before = spec.quiet.wait().await;
     let cpu_before = cpu::snapshot(&scenario.pids());
     let start = Instant::now();
-    let submitted = submit(&scenario.broker, &scenario.store, &req)
-        .await
-        .context("submit failed")?;
+    let (store, broker) = (scenario.store()?.clone(), scenario.broker()?.clone());
+    let submitted = submit(&broker, &store, &req).await?;
     let submit_s = start.elapsed().as_secs_f64();
     let batch = submitted
         .batches
         .first()
-        .context("submit created no batch")?
+        .ok_or_else(|| Error::Measure("submit created no batch".into()))?
         .clone();
-    anyhow::ensure!(submitted.published, "submit could not publish every chunk");
-
-    let (mut executed_s, mut aggregated_s) = (None, None);
-    let verified_s = loop {
-        let progress = scenario.store.progress(Some(batch.id), 1).await?;
-        let p = progress
-            .first()
-            .context("the submitted batch is not in the store")?;
-        let t = start.elapsed().as_secs_f64();
-        if p.completed == p.chunks && executed_s.is_none() {
-            executed_s = Some(t);
-        }
-        if p.aggregated && aggregated_s.is_none() {
-            aggregated_s = Some(t);
-        }
-        if p.verdict.is_some() {
-            break t;
-        }
-        if start.elapsed() > spec.timeout {
-            anyhow::bail!(
-                "no verdict after {:?}: {}/{} chunks completed, aggregated={}",
-                spec.timeout,
-                p.completed,
-                p.chunks,
-                p.aggregated
-            );
-        }
-        scenario.check_alive()?;
-        tokio::time::sleep(POLL).await;
-    };
+    if !submitted.published {
+        return Err(Error::Measure(
+            "submit could not publish every chunk".into(),
+        ));
+    }
+    let times = poll_until_verdict(scenario, &store, batch.id, start, spec.timeout).await?;
     let cpu = cpu_before.until(&cpu::snapshot(&scenario.pids()));
-    let verdict = scenario
-        .store
-        .verdict(batch.id)
-        .await?
-        .context("verdict vanished")?;
-    anyhow::ensure!(verdict.success, "the batch failed: {}", verdict.line);
-    let aggregate = scenario
-        .store
-        .batch_result(batch.id)
-        .await?
-        .map(|(json, _)| json);
+    let verdict = (store.verdict(batch.id).await?)
+        .ok_or_else(|| Error::Measure("verdict vanished".into()))?;
+    if !verdict.success {
+        return Err(Error::Measure(format!(
+            "the batch failed: {}",
+            verdict.line
+        )));
+    }
+    let aggregate = store.batch_result(batch.id).await?.map(|(json, _)| json);
 
     Ok(E2eResult {
         label: spec.label.clone(),
@@ -230,10 +169,10 @@ async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> anyhow::Result<E2eR
         executors: spec.executors,
         concurrency: spec.concurrency,
         submit_s,
-        executed_s: executed_s.unwrap_or(verified_s),
-        aggregated_s: aggregated_s.unwrap_or(verified_s),
-        verified_s,
-        runs_per_s: spec.runs as f64 / verified_s.max(1e-9),
+        executed_s: times.executed_s,
+        aggregated_s: times.aggregated_s,
+        verified_s: times.verified_s,
+        runs_per_s: spec.runs as f64 / times.verified_s.max(1e-9),
         cpu_us_per_run: round3(cpu.own_s * 1e6 / spec.runs.max(1) as f64),
         busy_before,
         verdict: verdict.line,
@@ -245,6 +184,81 @@ async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> anyhow::Result<E2eR
         aggregate,
         stages: Vec::new(),
     })
+}
+
+/// The aggregator, the verifier and the executors, until each is consuming.
+fn start_stages(scenario: &mut Scenario, spec: &E2eSpec) -> Result<()> {
+    scenario.spawn(
+        "aggregator",
+        &[
+            "aggregator".into(),
+            "--commit-window".into(),
+            spec.aggregator_prefetch.to_string(),
+        ],
+        "aggregator consuming",
+    )?;
+    scenario.spawn("verifier", &["verifier".into()], "verifier consuming")?;
+    for i in 1..=spec.executors {
+        let mut args = vec![
+            "executor".to_string(),
+            "--concurrency".into(),
+            spec.concurrency.to_string(),
+            "--worker-id".into(),
+            format!("bench-executor-{i}"),
+        ];
+        if let Some(p) = spec.executor_prefetch {
+            args.extend(["--chunks-in-flight".into(), p.to_string()]);
+        }
+        scenario.spawn(&format!("executor-{i}"), &args, "executor consuming")?;
+    }
+    scenario.wait_ready(Duration::from_secs(60))
+}
+
+/// When the batch was executed, aggregated and verified, in seconds since `start`.
+struct Times {
+    executed_s: f64,
+    aggregated_s: f64,
+    verified_s: f64,
+}
+
+/// Polls Postgres until `batch` has a verdict; fails after `timeout` or
+/// when a stage dies.
+async fn poll_until_verdict(
+    scenario: &mut Scenario,
+    store: &store::PgStore,
+    batch: store::Uuid,
+    start: Instant,
+    timeout: Duration,
+) -> Result<Times> {
+    let (mut executed_s, mut aggregated_s) = (None, None);
+    loop {
+        let progress = store.progress(Some(batch), 1).await?;
+        let p = progress
+            .first()
+            .ok_or_else(|| Error::Measure("the submitted batch is not in the store".into()))?;
+        let t = start.elapsed().as_secs_f64();
+        if p.completed == p.chunks && executed_s.is_none() {
+            executed_s = Some(t);
+        }
+        if p.aggregated && aggregated_s.is_none() {
+            aggregated_s = Some(t);
+        }
+        if p.verdict.is_some() {
+            return Ok(Times {
+                executed_s: executed_s.unwrap_or(t),
+                aggregated_s: aggregated_s.unwrap_or(t),
+                verified_s: t,
+            });
+        }
+        if start.elapsed() > timeout {
+            return Err(Error::Measure(format!(
+                "no verdict after {timeout:?}: {}/{} chunks completed, aggregated={}",
+                p.completed, p.chunks, p.aggregated
+            )));
+        }
+        scenario.check_alive()?;
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 impl E2eResult {
@@ -298,7 +312,7 @@ pub fn round3(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::metrics::PhaseTotal;
+    use crate::metrics::PhaseTotal;
 
     #[test]
     fn stage_kinds() {

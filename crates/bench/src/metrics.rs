@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::error::{Error, Result};
 
 /// Total time spent in one phase over a stage's life.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -44,32 +45,54 @@ impl StageMetrics {
 }
 
 /// Fetches and parses `http://addr/metrics`.
-pub async fn scrape(addr: SocketAddr) -> anyhow::Result<StageMetrics> {
+pub async fn scrape(addr: SocketAddr) -> Result<StageMetrics> {
     let body = tokio::time::timeout(Duration::from_secs(10), fetch(addr))
         .await
-        .with_context(|| format!("no answer from the metrics endpoint {addr}"))??;
+        .map_err(|_| Error::Metrics {
+            addr,
+            what: "no answer within 10 s".into(),
+            source: None,
+        })??;
     Ok(parse(&body))
 }
 
-async fn fetch(addr: SocketAddr) -> anyhow::Result<String> {
+async fn fetch(addr: SocketAddr) -> Result<String> {
+    let failed = |what: &str| {
+        let what = what.to_owned();
+        move |source| Error::Metrics {
+            addr,
+            what,
+            source: Some(source),
+        }
+    };
     let mut stream = TcpStream::connect(addr)
         .await
-        .with_context(|| format!("cannot connect to the metrics endpoint {addr}"))?;
+        .map_err(failed("cannot connect"))?;
     // HTTP/1.0: the server closes after the body and never chunks it.
     stream
         .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await?;
+        .await
+        .map_err(failed("cannot send the request"))?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
+    stream
+        .read_to_end(&mut raw)
+        .await
+        .map_err(failed("cannot read the answer"))?;
     let text = String::from_utf8_lossy(&raw);
+    let bad = |what: String| Error::Metrics {
+        addr,
+        what,
+        source: None,
+    };
     let (head, body) = text
         .split_once("\r\n\r\n")
-        .context("metrics endpoint answered without an HTTP header")?;
-    anyhow::ensure!(
-        head.starts_with("HTTP/1.") && head.split_whitespace().nth(1) == Some("200"),
-        "metrics endpoint answered {}",
-        head.lines().next().unwrap_or("")
-    );
+        .ok_or_else(|| bad("answered without an HTTP header".into()))?;
+    if !(head.starts_with("HTTP/1.") && head.split_whitespace().nth(1) == Some("200")) {
+        return Err(bad(format!(
+            "answered {}",
+            head.lines().next().unwrap_or("")
+        )));
+    }
     Ok(body.to_owned())
 }
 
