@@ -26,6 +26,9 @@
 //!   [`DEATH_REASON_HEADER`] / [`DEATH_COUNT_HEADER`].
 //! - Redelivered messages carry [`DELIVERY_COUNT_HEADER`] (returns so far).
 //! - Headers are a string map: keys are unique and come back sorted.
+//! - [`Queue::Results`] queues have a single active consumer: of all the
+//!   consumers of one, only the oldest still subscribed gets deliveries; the
+//!   others take over, in turn, when it goes away or cancels.
 //! - Acks and nacks of a tag from an older generation (a lost connection) are
 //!   ignored. Acking a tag twice is a caller bug: [`MemoryBroker`] returns
 //!   [`Error::Invalid`]; RabbitMQ closes the channel, and [`RabbitConsumer`]
@@ -61,12 +64,14 @@ pub const DEFAULT_DELIVERY_LIMIT: u32 = 20;
 
 /// The logical queues of the pipeline. Implementations map them to concrete
 /// names under a prefix so tests (and several pipelines) can share a broker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Queue {
     /// Chunks to execute.
     Work,
-    /// Chunk results for the aggregator.
-    Results,
+    /// Chunk results for the aggregator, one queue per partition: each has
+    /// a single active consumer (one aggregator replica at a time; the
+    /// others wait as hot standbys).
+    Results(u16),
     /// Aggregates and terminal failures for the verifier.
     Verify,
     /// Delayed retry: messages sit here for the configured delay, then go
@@ -74,25 +79,50 @@ pub enum Queue {
     Retry,
     /// Poison messages, each with an `x-reason` header.
     DeadLetter,
+    /// The single results queue of versions before partitions. Never
+    /// declared: consumed, where it still exists, only to move what it
+    /// holds to the partitions' queues.
+    LegacyResults,
 }
 
 impl Queue {
-    pub const ALL: [Queue; 5] = [
-        Queue::Work,
-        Queue::Results,
-        Queue::Verify,
-        Queue::Retry,
-        Queue::DeadLetter,
-    ];
+    /// Every queue of a topology with `partitions` result partitions
+    /// (dead-letter targets first).
+    pub fn all(partitions: u16) -> Vec<Queue> {
+        let mut all = vec![Queue::DeadLetter, Queue::Work];
+        all.extend((0..partitions.max(1)).map(Queue::Results));
+        all.extend([Queue::Verify, Queue::Retry]);
+        all
+    }
 
-    /// Short name used as the suffix of the concrete queue name.
-    pub fn suffix(self) -> &'static str {
+    /// Short name, the suffix of the concrete queue name: `work`,
+    /// `results.p03`, `verify`, `retry`, `dlq`, `results` (legacy).
+    pub fn name(self) -> String {
         match self {
-            Queue::Work => "work",
-            Queue::Results => "results",
-            Queue::Verify => "verify",
-            Queue::Retry => "retry",
-            Queue::DeadLetter => "dlq",
+            Queue::Work => "work".into(),
+            Queue::Results(p) => format!("results.p{p:02}"),
+            Queue::Verify => "verify".into(),
+            Queue::Retry => "retry".into(),
+            Queue::DeadLetter => "dlq".into(),
+            Queue::LegacyResults => "results".into(),
+        }
+    }
+
+    /// Consumed queues dead-letter a message returned too often.
+    pub fn has_delivery_limit(self) -> bool {
+        matches!(
+            self,
+            Queue::Work | Queue::Results(_) | Queue::Verify | Queue::LegacyResults
+        )
+    }
+
+    /// Where a message that dies here goes: retry expires back to work, the
+    /// dead-letter queue drops it, everything else to the dead-letter queue.
+    pub fn dead_letter_target(self) -> Option<Queue> {
+        match self {
+            Queue::DeadLetter => None,
+            Queue::Retry => Some(Queue::Work),
+            _ => Some(Queue::DeadLetter),
         }
     }
 }
@@ -214,6 +244,10 @@ pub trait Broker: Clone + Send + Sync + 'static {
 
     /// Messages ready in `queue` (not counting unacked ones).
     fn queue_depth(&self, queue: Queue) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Whether `queue` exists (for [`Queue::LegacyResults`], which nothing
+    /// declares any more).
+    fn queue_exists(&self, queue: Queue) -> impl Future<Output = Result<bool>> + Send;
 }
 
 /// One consumer of one queue.
@@ -229,4 +263,11 @@ pub trait Consumer: Send + 'static {
     /// Rejects `tag`; with `requeue` it goes back to the queue, otherwise it
     /// is dead-lettered by the broker's queue policy.
     fn nack(&mut self, tag: DeliveryTag, requeue: bool) -> impl Future<Output = Result<()>> + Send;
+
+    /// Stops new deliveries (on a single-active-consumer queue the next
+    /// consumer becomes active). Deliveries already on their way still come
+    /// out of [`Consumer::next`], which then fails with [`Error::Closed`];
+    /// acks keep working until the consumer is dropped. So a consumer can
+    /// let go of a queue without returning anything to it.
+    fn cancel(&mut self) -> impl Future<Output = Result<()>> + Send;
 }

@@ -92,6 +92,8 @@ struct ConsumerState {
     /// Tags pushed but not yet returned by `next()`, in order.
     pending: VecDeque<u64>,
     notify: Arc<Notify>,
+    /// Cancelled: no new deliveries; `next()` ends once `pending` is empty.
+    cancelled: bool,
 }
 
 /// Reasons written to [`DEATH_REASON_HEADER`], as RabbitMQ names them.
@@ -186,8 +188,10 @@ impl State {
         let Some(q) = queues.get_mut(&queue) else {
             return;
         };
+        // A single-active-consumer queue delivers to its oldest consumer only.
+        let single = matches!(queue, Queue::Results(_));
         while !q.ready.is_empty() && !q.consumers.is_empty() {
-            let n = q.consumers.len();
+            let n = if single { 1 } else { q.consumers.len() };
             let chosen = (0..n).map(|i| (q.cursor + i) % n).find(|&index| {
                 consumers
                     .get(&q.consumers[index])
@@ -213,7 +217,7 @@ impl State {
     fn return_to_queue(&mut self, config: &MemoryConfig, queue: Queue, mut message: Stored) {
         message.returns += 1;
         message.redelivered = true;
-        if has_delivery_limit(queue) && message.returns > config.delivery_limit {
+        if queue.has_delivery_limit() && message.returns > config.delivery_limit {
             self.dead_letter(queue, message, DELIVERY_LIMIT);
             return;
         }
@@ -232,10 +236,8 @@ impl State {
     /// the RabbitMQ topology declares: retry expires to work, the
     /// dead-letter queue drops, everything else goes to the dead-letter queue.
     fn dead_letter(&mut self, from: Queue, mut message: Stored, reason: &'static str) {
-        let target = match from {
-            Queue::DeadLetter => return,
-            Queue::Retry => Queue::Work,
-            Queue::Work | Queue::Results | Queue::Verify => Queue::DeadLetter,
+        let Some(target) = from.dead_letter_target() else {
+            return;
         };
         let count = match message
             .deaths
@@ -290,10 +292,6 @@ impl State {
             self.return_to_queue(config, queue, message);
         }
     }
-}
-
-fn has_delivery_limit(queue: Queue) -> bool {
-    matches!(queue, Queue::Work | Queue::Results | Queue::Verify)
 }
 
 impl Broker for MemoryBroker {
@@ -372,6 +370,7 @@ impl Broker for MemoryBroker {
                     unacked: BTreeMap::new(),
                     pending: VecDeque::new(),
                     notify: notify.clone(),
+                    cancelled: false,
                 },
             );
             state.queues.entry(queue).or_default().consumers.push(id);
@@ -389,6 +388,12 @@ impl Broker for MemoryBroker {
     async fn queue_depth(&self, queue: Queue) -> Result<u64> {
         let state = self.shared.lock();
         Ok(state.queues.get(&queue).map_or(0, |q| q.ready.len() as u64))
+    }
+
+    /// Every queue exists on demand, but for the legacy results queue of
+    /// earlier versions: nothing in memory outlives a process.
+    async fn queue_exists(&self, queue: Queue) -> Result<bool> {
+        Ok(queue != Queue::LegacyResults)
     }
 }
 
@@ -462,6 +467,9 @@ impl Consumer for MemoryConsumer {
                 let Some(consumer) = state.consumers.get_mut(&self.id) else {
                     return Err(Error::Closed);
                 };
+                if consumer.cancelled && consumer.pending.is_empty() {
+                    return Err(Error::Closed);
+                }
                 while let Some(tag) = consumer.pending.pop_front() {
                     let Some(message) = consumer.unacked.get(&tag) else {
                         continue;
@@ -523,6 +531,20 @@ impl Consumer for MemoryConsumer {
         state.dispatch(self.queue);
         Ok(())
     }
+
+    async fn cancel(&mut self) -> Result<()> {
+        let mut state = self.shared.lock();
+        if let Some(consumer) = state.consumers.get_mut(&self.id) {
+            consumer.cancelled = true;
+        }
+        if let Some(q) = state.queues.get_mut(&self.queue) {
+            q.consumers.retain(|&id| id != self.id);
+            q.cursor = 0;
+        }
+        state.dispatch(self.queue);
+        self.notify.notify_one();
+        Ok(())
+    }
 }
 
 impl Drop for MemoryConsumer {
@@ -567,11 +589,11 @@ mod tests {
     #[tokio::test]
     async fn consumers_of_one_queue_share_round_robin() {
         let broker = broker(5);
-        let mut one = broker.consume(Queue::Results, 10).await.unwrap();
-        let mut two = broker.consume(Queue::Results, 10).await.unwrap();
+        let mut one = broker.consume(Queue::Verify, 10).await.unwrap();
+        let mut two = broker.consume(Queue::Verify, 10).await.unwrap();
         let messages = ["a", "b", "c", "d"]
             .iter()
-            .map(|id| msg(Queue::Results, id))
+            .map(|id| msg(Queue::Verify, id))
             .collect();
         broker.publish(messages).await.unwrap();
         let got_one = [

@@ -18,8 +18,8 @@ use crate::Queue;
 pub struct RabbitConfig {
     /// `amqp://user:pass@host:port/vhost` (`%2f` is the default vhost `/`).
     pub url: String,
-    /// Queue names are `{prefix}.work`, `{prefix}.results`, `{prefix}.verify`,
-    /// `{prefix}.retry`, `{prefix}.dlq`.
+    /// Queue names are `{prefix}.work`, `{prefix}.results.p00` …,
+    /// `{prefix}.verify`, `{prefix}.retry`, `{prefix}.dlq`.
     pub prefix: String,
     /// Time a message waits in the retry queue before it returns to work.
     pub retry_delay: Duration,
@@ -27,6 +27,9 @@ pub struct RabbitConfig {
     pub delivery_limit: u32,
     /// CA and client certificate for `amqps://` URLs.
     pub tls: RabbitTls,
+    /// Result partitions: one results queue each (the count is fixed with
+    /// the database, and every process of a pipeline reads it from there).
+    pub partitions: u16,
 }
 
 /// Queue prefix used when none is configured.
@@ -52,6 +55,7 @@ impl RabbitConfig {
             retry_delay: Duration::from_millis(crate::DEFAULT_RETRY_DELAY_MS),
             delivery_limit: crate::DEFAULT_DELIVERY_LIMIT,
             tls: RabbitTls::default(),
+            partitions: 1,
         }
     }
 
@@ -88,7 +92,13 @@ impl RabbitConfig {
 
     /// The concrete queue name of a logical queue.
     pub fn queue_name(&self, queue: Queue) -> String {
-        format!("{}.{}", self.prefix, queue.suffix())
+        format!("{}.{}", self.prefix, queue.name())
+    }
+
+    /// The direct exchange results are published to (routing key: the
+    /// partition's name, `p03`).
+    pub fn results_exchange(&self) -> String {
+        format!("{}.results", self.prefix)
     }
 }
 

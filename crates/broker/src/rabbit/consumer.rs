@@ -11,10 +11,12 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -29,6 +31,8 @@ pub struct RabbitConsumer {
     queue: Queue,
     deliveries: mpsc::Receiver<Result<Delivery>>,
     current: Arc<Mutex<Current>>,
+    /// Tells the pump to cancel the subscription (see [`Consumer::cancel`]).
+    cancel: Arc<Notify>,
     task: JoinHandle<()>,
 }
 
@@ -52,6 +56,7 @@ struct Pump {
     prefetch: u16,
     deliveries: mpsc::Sender<Result<Delivery>>,
     current: Arc<Mutex<Current>>,
+    cancel: Arc<Notify>,
 }
 
 impl RabbitConsumer {
@@ -65,19 +70,23 @@ impl RabbitConsumer {
         }));
         // The broker never sends more than `prefetch` unacked deliveries, so
         // this buffer never holds up the lapin consumer.
-        let (sender, deliveries) = mpsc::channel(usize::from(prefetch).max(1));
+        // One more slot than the prefetch, for the end-of-cancel marker.
+        let (sender, deliveries) = mpsc::channel(usize::from(prefetch).max(1) + 1);
+        let cancel = Arc::new(Notify::new());
         let pump = Pump {
             config,
             queue,
             prefetch,
             deliveries: sender,
             current: current.clone(),
+            cancel: cancel.clone(),
         };
         let task = tokio::spawn(pump.run(session));
         Ok(Self {
             queue,
             deliveries,
             current,
+            cancel,
             task,
         })
     }
@@ -153,6 +162,11 @@ impl Consumer for RabbitConsumer {
         Ok(())
     }
 
+    async fn cancel(&mut self) -> Result<()> {
+        self.cancel.notify_one();
+        Ok(())
+    }
+
     async fn nack(&mut self, tag: DeliveryTag, requeue: bool) -> Result<()> {
         let Some(channel) = self.channel_for(tag) else {
             return Ok(());
@@ -170,7 +184,7 @@ impl Consumer for RabbitConsumer {
 
 impl Session {
     async fn open(config: &RabbitConfig, queue: Queue, prefetch: u16) -> Result<Self> {
-        let role = format!("consumer {}", queue.suffix());
+        let role = format!("consumer {}", queue.name());
         let connection = session::connect(config, &role).await?;
         let channel = connection
             .create_channel()
@@ -207,6 +221,10 @@ impl Pump {
                 reason = self.forward(&mut session, generation) => reason,
                 // Nobody reads any more: the consumer was dropped.
                 () = self.deliveries.closed() => return,
+                () = self.cancel.notified() => {
+                    self.cancel_and_drain(&mut session, generation).await;
+                    return;
+                }
             };
             let Some(reason) = reason else { return };
             warn!(
@@ -227,6 +245,31 @@ impl Pump {
                 channel: Some(session.channel.clone()),
             };
             info!(queue = ?self.queue, generation, "RabbitMQ consumer reconnected");
+        }
+    }
+
+    /// Cancels the subscription, forwards what was already on its way, says
+    /// `Closed`, and keeps the connection (acks still go through) until the
+    /// consumer is dropped. Never reconnects: a lost connection returns the
+    /// unacked deliveries anyway.
+    async fn cancel_and_drain(&self, session: &mut Session, generation: u64) {
+        let tag = session.consumer.tag();
+        match session
+            .channel
+            .basic_cancel(tag, BasicCancelOptions::default())
+            .await
+        {
+            Ok(()) => {
+                // The stream ends once RabbitMQ confirmed the cancel.
+                let _ = self.forward(session, generation).await;
+                info!(queue = ?self.queue, "RabbitMQ consumer cancelled");
+            }
+            Err(e) => {
+                warn!(queue = ?self.queue, error = %e, "cancel failed; the connection will close")
+            }
+        }
+        if self.deliveries.send(Err(Error::Closed)).await.is_ok() {
+            self.deliveries.closed().await;
         }
     }
 

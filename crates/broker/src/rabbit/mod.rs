@@ -121,4 +121,9 @@ impl Broker for RabbitBroker {
     async fn queue_depth(&self, queue: Queue) -> Result<u64> {
         Ok(self.queue_stats(queue).await?.ready)
     }
+
+    async fn queue_exists(&self, queue: Queue) -> Result<bool> {
+        let channel = self.publisher.side_channel().await?;
+        topology::exists(&channel, self.config(), queue).await
+    }
 }

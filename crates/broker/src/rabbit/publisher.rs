@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::session::{self, map_error};
 use super::{RabbitConfig, headers, topology};
-use crate::{Error, Message, Result};
+use crate::{Error, Message, Queue, Result};
 
 /// How long a publish keeps reconnecting and re-publishing before it gives
 /// up with a retryable error: long enough to ride out a broker restart.
@@ -146,7 +146,7 @@ impl Publisher {
                     }
                     if nacked > 0 {
                         return Err(Error::NotConfirmed(format!(
-                            "RabbitMQ nacked {nacked} of {} messages",
+                            "RabbitMQ refused {nacked} of {} messages (nacked, or no queue routes them)",
                             todo.len()
                         )));
                     }
@@ -183,6 +183,16 @@ impl Publisher {
         }
     }
 
+    /// Where a message to `queue` is published: results through the
+    /// results exchange under their partition's key, everything else to
+    /// its queue through the default exchange.
+    fn route(&self, queue: Queue) -> (String, String) {
+        match queue {
+            Queue::Results(p) => (self.config.results_exchange(), topology::routing_key(p)),
+            other => (String::new(), self.config.queue_name(other)),
+        }
+    }
+
     /// Issues every message on `channel`, then awaits every confirm.
     async fn publish_once(&self, channel: &Channel, messages: &[&Message]) -> Vec<Outcome> {
         let mut confirms = Vec::with_capacity(messages.len());
@@ -193,13 +203,24 @@ impl Publisher {
                     .with_delivery_mode(PERSISTENT)
                     .with_message_id(message.msg_id.as_str().into())
                     .with_headers(headers::to_table(&message.headers));
-                channel.basic_publish(
-                    "".into(),
-                    self.config.queue_name(message.queue).as_str().into(),
-                    BasicPublishOptions::default(),
-                    &message.payload,
-                    properties,
-                )
+                let (exchange, routing_key) = self.route(message.queue);
+                // Mandatory: a message no queue takes comes back instead of
+                // being confirmed and dropped.
+                let options = BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                };
+                async move {
+                    channel
+                        .basic_publish(
+                            exchange.as_str().into(),
+                            routing_key.as_str().into(),
+                            options,
+                            &message.payload,
+                            properties,
+                        )
+                        .await
+                }
             }))
             .await;
             confirms.extend(issued);
@@ -210,7 +231,10 @@ impl Publisher {
                 Err(e) => return Outcome::Lost(map_error("publish failed", &e)),
             };
             match confirm.await {
-                Ok(Confirmation::Ack(_)) => Outcome::Confirmed,
+                Ok(Confirmation::Ack(None)) => Outcome::Confirmed,
+                // Unroutable: nothing would ever deliver it. Not retried:
+                // the topology is wrong, a reconnect does not fix it.
+                Ok(Confirmation::Ack(Some(_))) => Outcome::Nacked,
                 Ok(Confirmation::Nack(_)) => Outcome::Nacked,
                 // Confirm mode is on for every publish channel, so this
                 // means the channel lost its state: publish again.

@@ -2,16 +2,21 @@
 //! (re)connect, and deleted by tests and benchmarks that used a private
 //! prefix.
 //!
-//! - work, results, verify: durable quorum queues with `x-delivery-limit`,
-//!   dead-lettering at-least-once to the dlq (which needs
-//!   `x-overflow=reject-publish`).
+//! - work, verify, and one results queue per partition: durable quorum
+//!   queues with `x-delivery-limit`, dead-lettering at-least-once to the dlq
+//!   (which needs `x-overflow=reject-publish`). The results queues have
+//!   `x-single-active-consumer` and are bound to the direct exchange
+//!   `{prefix}.results` under their partition's name (`p03`).
 //! - retry: a durable quorum queue whose messages expire after
 //!   `retry_delay` and are dead-lettered, at-least-once, back to work.
 //! - dlq: a durable quorum queue without dead-lettering.
 
-use lapin::Channel;
-use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, ExchangeKind};
 
 use super::session::map_error;
 use super::{QueueStats, RabbitConfig};
@@ -25,22 +30,18 @@ fn arguments(config: &RabbitConfig, queue: Queue) -> FieldTable {
     };
     let text = |s: &str| AMQPValue::LongString(LongString::from(s));
     set("x-queue-type", text("quorum"));
-    let dead_letter_to = match queue {
-        Queue::Work | Queue::Results | Queue::Verify => {
-            set(
-                "x-delivery-limit",
-                AMQPValue::LongLongInt(i64::from(config.delivery_limit)),
-            );
-            Some(Queue::DeadLetter)
-        }
-        Queue::Retry => {
-            let ttl = i64::try_from(config.retry_delay.as_millis()).unwrap_or(i64::MAX);
-            set("x-message-ttl", AMQPValue::LongLongInt(ttl));
-            Some(Queue::Work)
-        }
-        Queue::DeadLetter => None,
-    };
-    if let Some(target) = dead_letter_to {
+    if queue.has_delivery_limit() {
+        let limit = i64::from(config.delivery_limit);
+        set("x-delivery-limit", AMQPValue::LongLongInt(limit));
+    }
+    if let Queue::Results(_) = queue {
+        set("x-single-active-consumer", AMQPValue::Boolean(true));
+    }
+    if queue == Queue::Retry {
+        let ttl = i64::try_from(config.retry_delay.as_millis()).unwrap_or(i64::MAX);
+        set("x-message-ttl", AMQPValue::LongLongInt(ttl));
+    }
+    if let Some(target) = queue.dead_letter_target() {
         set("x-dead-letter-exchange", text(""));
         set(
             "x-dead-letter-routing-key",
@@ -52,17 +53,25 @@ fn arguments(config: &RabbitConfig, queue: Queue) -> FieldTable {
     args
 }
 
-/// Declares all five queues. Re-declaring with the same arguments is a
-/// no-op; different arguments are refused by RabbitMQ (a config error).
+/// Declares the results exchange and every queue, and binds each results
+/// queue. Re-declaring with the same arguments is a no-op; different
+/// arguments are refused by RabbitMQ (a config error).
 pub(crate) async fn declare(channel: &Channel, config: &RabbitConfig) -> Result<()> {
+    let exchange = config.results_exchange();
+    channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| map_error(&format!("cannot declare exchange {exchange}"), &e))?;
     // Targets first, so nothing is ever dead-lettered into a missing queue.
-    for queue in [
-        Queue::DeadLetter,
-        Queue::Work,
-        Queue::Results,
-        Queue::Verify,
-        Queue::Retry,
-    ] {
+    for queue in Queue::all(config.partitions) {
         let name = config.queue_name(queue);
         channel
             .queue_declare(
@@ -72,8 +81,25 @@ pub(crate) async fn declare(channel: &Channel, config: &RabbitConfig) -> Result<
             )
             .await
             .map_err(|e| map_error(&format!("cannot declare queue {name}"), &e))?;
+        if let Queue::Results(p) = queue {
+            channel
+                .queue_bind(
+                    name.as_str().into(),
+                    exchange.as_str().into(),
+                    routing_key(p).as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| map_error(&format!("cannot bind queue {name}"), &e))?;
+        }
     }
     Ok(())
+}
+
+/// The routing key of partition `p`'s results on the results exchange.
+pub(crate) fn routing_key(p: u16) -> String {
+    format!("p{p:02}")
 }
 
 /// Ready messages and consumers of `queue`, through a passive declare.
@@ -97,6 +123,33 @@ pub(crate) async fn stats(
     })
 }
 
+/// Whether `queue` exists (a passive declare; RabbitMQ answers NOT_FOUND,
+/// closing the channel, when it does not).
+pub(crate) async fn exists(channel: &Channel, config: &RabbitConfig, queue: Queue) -> Result<bool> {
+    let name = config.queue_name(queue);
+    match channel
+        .queue_declare(
+            name.as_str().into(),
+            QueueDeclareOptions::durable().passive(),
+            FieldTable::default(),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(map_error(&format!("cannot inspect queue {name}"), &e)),
+    }
+}
+
+fn is_not_found(error: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::ProtocolError(amqp)
+            if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
+    )
+}
+
 /// Removes every ready message of `queue`; returns how many.
 pub(crate) async fn purge(channel: &Channel, config: &RabbitConfig, queue: Queue) -> Result<u64> {
     let name = config.queue_name(queue);
@@ -107,15 +160,23 @@ pub(crate) async fn purge(channel: &Channel, config: &RabbitConfig, queue: Queue
     Ok(u64::from(purged))
 }
 
-/// Deletes all five queues (with their messages).
+/// Deletes every queue (with its messages), the legacy results queue if
+/// any, and the results exchange.
 pub(crate) async fn delete(channel: &Channel, config: &RabbitConfig) -> Result<()> {
-    for queue in Queue::ALL {
+    let mut queues = Queue::all(config.partitions);
+    queues.push(Queue::LegacyResults);
+    for queue in queues {
         let name = config.queue_name(queue);
         channel
             .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
             .await
             .map_err(|e| map_error(&format!("cannot delete queue {name}"), &e))?;
     }
+    let exchange = config.results_exchange();
+    channel
+        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+        .await
+        .map_err(|e| map_error(&format!("cannot delete exchange {exchange}"), &e))?;
     Ok(())
 }
 
@@ -139,7 +200,7 @@ mod tests {
 
     #[test]
     fn consumed_queues_limit_deliveries_and_dead_letter_at_least_once() {
-        for queue in [Queue::Work, Queue::Results, Queue::Verify] {
+        for queue in [Queue::Work, Queue::Results(3), Queue::Verify] {
             let args = arguments(&config(), queue);
             assert_eq!(
                 get(&args, "x-delivery-limit"),
@@ -158,6 +219,24 @@ mod tests {
                 Some(&AMQPValue::LongString("reject-publish".into()))
             );
         }
+    }
+
+    #[test]
+    fn results_queues_have_a_single_active_consumer() {
+        let args = arguments(&config(), Queue::Results(3));
+        assert_eq!(
+            get(&args, "x-single-active-consumer"),
+            Some(&AMQPValue::Boolean(true))
+        );
+        assert!(
+            get(
+                &arguments(&config(), Queue::Work),
+                "x-single-active-consumer"
+            )
+            .is_none()
+        );
+        assert_eq!(routing_key(3), "p03");
+        assert_eq!(config().queue_name(Queue::Results(3)), "p.results.p03");
     }
 
     #[test]

@@ -55,6 +55,8 @@ macro_rules! conformance_tests {
             a_dropped_next_loses_nothing,
             messages_rabbitmq_cannot_carry_are_refused,
             headers_round_trip_including_the_reason,
+            one_consumer_of_a_results_queue_is_active_at_a_time,
+            a_cancelled_consumer_lets_go_without_returning_anything,
         );
     };
     ($backend:expr => $($case:ident),* $(,)?) => {
@@ -146,13 +148,13 @@ pub async fn unacked_deliveries_return_when_the_consumer_goes_away<K: Backend>(k
     let broker = k.broker(5).await;
     broker
         .publish(vec![
-            msg(Queue::Results, "a"),
-            msg(Queue::Results, "b"),
-            msg(Queue::Results, "c"),
+            msg(Queue::Results(0), "a"),
+            msg(Queue::Results(0), "b"),
+            msg(Queue::Results(0), "c"),
         ])
         .await
         .unwrap();
-    let mut first = broker.consume(Queue::Results, 2).await.unwrap();
+    let mut first = broker.consume(Queue::Results(0), 2).await.unwrap();
     let a = next(&mut first).await;
     first.ack(a.tag, false).await.unwrap();
     let _b = next(&mut first).await;
@@ -160,7 +162,7 @@ pub async fn unacked_deliveries_return_when_the_consumer_goes_away<K: Backend>(k
     // it comes back too.
     drop(first);
 
-    let mut second = broker.consume(Queue::Results, 10).await.unwrap();
+    let mut second = broker.consume(Queue::Results(0), 10).await.unwrap();
     // Returned messages may come back in any order.
     let mut back = [next(&mut second).await, next(&mut second).await];
     back.sort_by(|x, y| id(x).cmp(id(y)));
@@ -254,11 +256,11 @@ pub async fn exceeding_the_delivery_limit_dead_letters<K: Backend>(k: K) {
     // consumer just dropped may still be registered for a moment, and would
     // take a message published to its queue.)
     broker
-        .publish(vec![msg(Queue::Results, "crasher")])
+        .publish(vec![msg(Queue::Results(0), "crasher")])
         .await
         .unwrap();
     for _ in 0..3 {
-        let mut consumer = broker.consume(Queue::Results, 1).await.unwrap();
+        let mut consumer = broker.consume(Queue::Results(0), 1).await.unwrap();
         assert_eq!(id(&next(&mut consumer).await), "crasher");
     }
     let mut dlq = broker.consume(Queue::DeadLetter, 10).await.unwrap();
@@ -269,7 +271,7 @@ pub async fn exceeding_the_delivery_limit_dead_letters<K: Backend>(k: K) {
     assert_eq!(id(&crasher), "crasher");
     assert_eq!(crasher.header(REASON_HEADER), Some("delivery_limit"));
     dlq.ack(crasher.tag, true).await.unwrap();
-    wait_depth(&broker, Queue::Results, 0).await;
+    wait_depth(&broker, Queue::Results(0), 0).await;
 }
 
 pub async fn retry_holds_messages_for_the_delay_then_moves_them_to_work<K: Backend>(k: K) {
@@ -365,7 +367,7 @@ pub async fn concurrent_publishers_all_get_confirmed<K: Backend>(k: K) {
             let broker = broker.clone();
             tokio::spawn(async move {
                 let messages = (0..250)
-                    .map(|i| msg(Queue::Results, &format!("t{task}-{i}")))
+                    .map(|i| msg(Queue::Results(0), &format!("t{task}-{i}")))
                     .collect();
                 broker.publish(messages).await
             })
@@ -374,7 +376,7 @@ pub async fn concurrent_publishers_all_get_confirmed<K: Backend>(k: K) {
     for task in tasks {
         task.await.unwrap().unwrap();
     }
-    assert_eq!(broker.queue_depth(Queue::Results).await.unwrap(), 2_000);
+    assert_eq!(broker.queue_depth(Queue::Results(0)).await.unwrap(), 2_000);
 }
 
 pub async fn a_dropped_next_loses_nothing<K: Backend>(k: K) {
@@ -430,4 +432,69 @@ pub async fn headers_round_trip_including_the_reason<K: Backend>(k: K) {
         ]
     );
     dlq.ack(dead.tag, false).await.unwrap();
+}
+
+pub async fn one_consumer_of_a_results_queue_is_active_at_a_time<K: Backend>(k: K) {
+    let broker = k.broker(5).await;
+    let mut first = broker.consume(Queue::Results(0), 10).await.unwrap();
+    let mut second = broker.consume(Queue::Results(0), 10).await.unwrap();
+    let messages = (0..4)
+        .map(|i| msg(Queue::Results(0), &format!("m{i}")))
+        .collect();
+    broker.publish(messages).await.unwrap();
+    let a = next(&mut first).await;
+    let b = next(&mut first).await;
+    assert_eq!((id(&a), id(&b)), ("m0", "m1"));
+    first.ack(b.tag, true).await.unwrap();
+    // The standby gets nothing while the active consumer lives.
+    assert_quiet(&mut second).await;
+    drop(first);
+    // Then it takes over, the unacked ones (returned) included.
+    let mut got = [next(&mut second).await, next(&mut second).await];
+    got.sort_by(|x, y| id(x).cmp(id(y)));
+    assert_eq!((id(&got[0]), id(&got[1])), ("m2", "m3"));
+    second.ack(got[0].tag, false).await.unwrap();
+    second.ack(got[1].tag, false).await.unwrap();
+    assert_quiet(&mut second).await;
+}
+
+pub async fn a_cancelled_consumer_lets_go_without_returning_anything<K: Backend>(k: K) {
+    let broker = k.broker(5).await;
+    let mut active = broker.consume(Queue::Results(0), 3).await.unwrap();
+    let mut standby = broker.consume(Queue::Results(0), 10).await.unwrap();
+    let messages = (0..6)
+        .map(|i| msg(Queue::Results(0), &format!("m{i}")))
+        .collect();
+    broker.publish(messages).await.unwrap();
+    let first = next(&mut active).await;
+    active.cancel().await.unwrap();
+    // What was already on its way still comes, then the end.
+    let mut drained = vec![first];
+    loop {
+        match tokio::time::timeout(PATIENCE, active.next()).await {
+            Ok(Ok(d)) => drained.push(d),
+            Ok(Err(Error::Closed)) => break,
+            Ok(Err(e)) => panic!("draining a cancelled consumer: {e}"),
+            Err(_) => panic!("a cancelled consumer never said it was done"),
+        }
+    }
+    assert!(
+        (1..=3).contains(&drained.len()),
+        "{} drained",
+        drained.len()
+    );
+    for d in &drained {
+        assert!(!d.redelivered);
+        active.ack(d.tag, false).await.unwrap();
+    }
+    // The standby takes the rest; nothing was returned on the way.
+    let rest = 6 - drained.len();
+    for _ in 0..rest {
+        let d = next(&mut standby).await;
+        assert!(!d.redelivered, "{:?} came back", d.msg_id);
+        assert_eq!(d.header(DELIVERY_COUNT_HEADER), None);
+        standby.ack(d.tag, false).await.unwrap();
+    }
+    drop(active);
+    assert_quiet(&mut standby).await;
 }

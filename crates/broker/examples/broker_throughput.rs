@@ -2,7 +2,7 @@
 //! throughput on a private queue prefix (deleted afterwards).
 //!
 //! ```text
-//! cargo run --release -p broker --example throughput [-- MESSAGES [BATCH]]
+//! cargo run --release -p broker --example broker_throughput [-- MESSAGES [BATCH]]
 //! ```
 //! MESSAGES defaults to 100000; BATCH (messages per `publish` call)
 //! defaults to all of them. Consumption uses prefetch 1000 and acks with
