@@ -29,7 +29,7 @@
 //! whose meaning belongs to the workload.
 //!
 //! Both implementations pass one conformance suite (`tests/common/mod.rs`,
-//! run by `tests/postgres.rs` and `tests/sqlite.rs`); `examples/throughput.rs`
+//! run by `tests/postgres.rs` and `tests/sqlite.rs`); `examples/store_throughput.rs`
 //! measures claims/s, `complete_chunk` rows/s and `scan_runs` rows/s.
 //!
 //! Migrations are embedded and run by [`Store::migrate`]; once released, a
@@ -453,10 +453,14 @@ pub trait Store: Clone + Send + Sync + 'static {
         partition: u16,
     ) -> impl Future<Output = Result<Vec<(Uuid, i32, String)>>> + Send;
 
-    /// Batches of the partition with an aggregate but no verdict.
+    /// Sweeper: takes batches aggregated longer than `older_than` ago that
+    /// still have no verdict (their verify message may have been lost: the
+    /// aggregator died between saving the aggregate and publishing it), and
+    /// stamps them so that each is taken at most once per `older_than`.
     fn aggregated_without_verdict(
         &self,
-        partition: u16,
+        older_than: Duration,
+        limit: i64,
     ) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
 
     /// Records that aggregator `replica` is alive.

@@ -43,9 +43,28 @@ pub fn name(partition: u16) -> String {
     format!("p{partition:02}")
 }
 
+/// The partition a [`name`] stands for (`p07` → 7).
+pub fn from_name(name: &str) -> Option<u16> {
+    let digits = name.strip_prefix('p')?;
+    if digits.len() != 2 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_read_back() {
+        for p in [0, 7, 15, 99] {
+            assert_eq!(from_name(&name(p)), Some(p));
+        }
+        for bad in ["p7", "p100", "q07", "p0a", "LOCK"] {
+            assert_eq!(from_name(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn the_hash_never_changes() {

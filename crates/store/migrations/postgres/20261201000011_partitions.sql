@@ -32,3 +32,7 @@ CREATE TABLE aggregator_replicas (
 -- the binary fills them in when it migrates (the hash lives in Rust).
 ALTER TABLE batches ADD COLUMN partition int2;
 CREATE INDEX batches_partition ON batches (partition);
+
+-- When the sweeper last sent an aggregated batch to the verifier again
+-- (its first verify message was lost): at most once per deadline.
+ALTER TABLE batch_results ADD COLUMN reannounced_at timestamptz;

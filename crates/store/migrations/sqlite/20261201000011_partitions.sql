@@ -18,3 +18,5 @@ CREATE TABLE aggregator_replicas (
 
 ALTER TABLE batches ADD COLUMN partition INTEGER;
 CREATE INDEX batches_partition ON batches (partition);
+
+ALTER TABLE batch_results ADD COLUMN reannounced_at REAL;

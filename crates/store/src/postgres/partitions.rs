@@ -164,14 +164,23 @@ impl PgStore {
         .map_err(from_pg)
     }
 
-    pub(super) async fn unverified(&self, partition: u16) -> Result<Vec<Uuid>> {
+    pub(super) async fn unverified(&self, older_than: Duration, limit: i64) -> Result<Vec<Uuid>> {
         sqlx::query_scalar(
-            "SELECT b.id FROM batches AS b JOIN batch_results AS r ON r.batch_id = b.id
-             WHERE b.partition = $1
-               AND NOT EXISTS (SELECT 1 FROM verdicts AS v WHERE v.batch_id = b.id)
-             ORDER BY b.created_at",
+            "WITH due AS (
+                 SELECT r.batch_id FROM batch_results AS r
+                 WHERE r.created_at < now() - make_interval(secs => $1)
+                   AND (r.reannounced_at IS NULL
+                        OR r.reannounced_at < now() - make_interval(secs => $1))
+                   AND NOT EXISTS (SELECT 1 FROM verdicts AS v WHERE v.batch_id = r.batch_id)
+                 ORDER BY r.created_at LIMIT $2
+                 FOR UPDATE OF r SKIP LOCKED
+             )
+             UPDATE batch_results AS r SET reannounced_at = now()
+             FROM due WHERE r.batch_id = due.batch_id
+             RETURNING r.batch_id",
         )
-        .bind(column(partition))
+        .bind(secs(older_than))
+        .bind(limit)
         .fetch_all(&self.pool)
         .await
         .map_err(from_pg)

@@ -474,8 +474,12 @@ impl Store for SqliteStore {
         self.changelog(partition).await
     }
 
-    async fn aggregated_without_verdict(&self, partition: u16) -> Result<Vec<Uuid>> {
-        self.unverified(partition).await
+    async fn aggregated_without_verdict(
+        &self,
+        older_than: Duration,
+        limit: i64,
+    ) -> Result<Vec<Uuid>> {
+        self.unverified(older_than, limit).await
     }
 
     async fn replica_heartbeat(&self, replica: &str) -> Result<()> {

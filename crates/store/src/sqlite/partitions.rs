@@ -167,14 +167,21 @@ impl SqliteStore {
         .map_err(from_sqlite)
     }
 
-    pub(super) async fn unverified(&self, partition: u16) -> Result<Vec<Uuid>> {
+    pub(super) async fn unverified(&self, older_than: Duration, limit: i64) -> Result<Vec<Uuid>> {
+        let now = now();
         sqlx::query_scalar(
-            "SELECT b.id FROM batches AS b JOIN batch_results AS r ON r.batch_id = b.id
-             WHERE b.partition = ?
-               AND NOT EXISTS (SELECT 1 FROM verdicts AS v WHERE v.batch_id = b.id)
-             ORDER BY b.created_at",
+            "UPDATE batch_results SET reannounced_at = ?1
+             WHERE batch_id IN (
+                 SELECT r.batch_id FROM batch_results AS r
+                 WHERE r.created_at < ?1 - ?2
+                   AND (r.reannounced_at IS NULL OR r.reannounced_at < ?1 - ?2)
+                   AND NOT EXISTS (SELECT 1 FROM verdicts AS v WHERE v.batch_id = r.batch_id)
+                 ORDER BY r.created_at LIMIT ?3)
+             RETURNING batch_id",
         )
-        .bind(i32::from(partition))
+        .bind(now)
+        .bind(older_than.as_secs_f64())
+        .bind(limit)
         .fetch_all(&self.pool)
         .await
         .map_err(from_sqlite)

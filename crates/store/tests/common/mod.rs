@@ -865,10 +865,25 @@ pub async fn the_changelog_holds_the_open_batches_results<S: Store>(s: S) {
         .unwrap();
     let log = s.partition_changelog(target).await.unwrap();
     assert!(log.iter().all(|(id, _, _)| *id == ours[1].id), "{log:?}");
+    assert!(
+        s.aggregated_without_verdict(LONG, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::sleep(PAST_LEASE).await;
     assert_eq!(
-        s.aggregated_without_verdict(target).await.unwrap(),
+        s.aggregated_without_verdict(LEASE, 10).await.unwrap(),
         vec![ours[0].id]
     );
+    // Taken once per deadline.
+    assert!(
+        s.aggregated_without_verdict(LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::sleep(PAST_LEASE).await;
     let verdict = Verdict {
         success: true,
         reason: String::new(),
@@ -876,7 +891,7 @@ pub async fn the_changelog_holds_the_open_batches_results<S: Store>(s: S) {
     };
     s.record_verdict(ours[0].id, &verdict).await.unwrap();
     assert!(
-        s.aggregated_without_verdict(target)
+        s.aggregated_without_verdict(LEASE, 10)
             .await
             .unwrap()
             .is_empty()

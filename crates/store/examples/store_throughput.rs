@@ -2,7 +2,7 @@
 //! `complete_chunk` rows per second (COPY inside the completing transaction)
 //! and `scan_runs` rows per second (what the verifier reads).
 //!
-//! `cargo run --release -p store --example throughput [pg|sqlite] [RUNS] [WIDTH]`
+//! `cargo run --release -p store --example store_throughput [pg|sqlite] [RUNS] [WIDTH]`
 //! (default: pg, 500,000 runs of width 7, in chunks of 1,000 and 10,000).
 //! Postgres: `DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) in a scratch schema that is
