@@ -80,6 +80,10 @@ pub struct Global {
         default_value = "worker-data"
     )]
     pub worker_data_dir: PathBuf,
+    /// Aggregator partitions of a new database (16 unless set); fixed once
+    /// batches exist (see docs/operations.md).
+    #[arg(long, global = true, env = "PARTITIONS")]
+    pub partitions: Option<u16>,
     /// Log format on stderr.
     #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -125,6 +129,8 @@ pub enum Command {
     Results(ResultsArgs),
     /// Inspect the aggregator's CSV state: rows, CRC check, duplicates.
     Metadata(MetadataArgs),
+    /// Show the aggregator's partitions: owner, epoch, open batches, queue depth, last hand-over.
+    Partitions(PartitionsArgs),
     /// Measure the pipeline against the real services: simulation limit, end to end, scaling, overhead, aggregator drain, peak RSS.
     Bench(bench::BenchArgs),
     /// The drill's services as local processes (the local mode of `make up`): up, up-detached, down, kill, restart, ps, logs, cli.
@@ -171,6 +177,13 @@ pub struct StatusArgs {
     /// How many batches to list.
     #[arg(long, default_value_t = 20)]
     pub limit: i64,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PartitionsArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,

@@ -10,7 +10,8 @@ use store::{PgStore, Store};
 use crate::cli::Global;
 use crate::tls;
 
-/// Connects to Postgres (in the configured schema) and applies migrations.
+/// Connects to Postgres (in the configured schema), applies migrations and
+/// fixes the partition count (`PARTITIONS`) on a new database.
 pub async fn store(global: &Global) -> anyhow::Result<PgStore> {
     tls::check_postgres_files(&global.database_url)?;
     let store = match &global.db_schema {
@@ -19,12 +20,24 @@ pub async fn store(global: &Global) -> anyhow::Result<PgStore> {
     }
     .context("cannot connect to Postgres (DATABASE_URL or DATABASE_URL_FILE)")?;
     store.migrate().await.context("cannot apply migrations")?;
+    if let Some(n) = global.partitions {
+        store
+            .init_partitions(Some(n))
+            .await
+            .context("cannot set the partition count (PARTITIONS)")?;
+    }
     Ok(store)
 }
 
-/// Connects to RabbitMQ and declares the topology.
-pub async fn broker(global: &Global) -> anyhow::Result<RabbitBroker> {
-    RabbitBroker::connect(rabbit_config(global)?).await.context(
+/// Connects to RabbitMQ and declares the topology, with one results queue
+/// per partition of the database `store` is connected to.
+pub async fn broker(global: &Global, store: &PgStore) -> anyhow::Result<RabbitBroker> {
+    let mut config = rabbit_config(global)?;
+    config.partitions = store
+        .partitions()
+        .await
+        .context("cannot read the partition count")?;
+    RabbitBroker::connect(config).await.context(
         "cannot connect to RabbitMQ (RABBITMQ_URL[_FILE] or RABBITMQ_HOST/PORT/USER/PASS[_FILE])",
     )
 }

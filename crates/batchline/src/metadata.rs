@@ -1,7 +1,8 @@
-//! `batchline metadata`: the aggregator's CSV state as it is on disk, read
-//! without taking the directory lock (safe while the aggregator runs).
+//! `batchline metadata`: the aggregator's CSV state as it is on disk — one
+//! directory per partition (`p00` … under the aggregator's directory) —
+//! read without taking any lock (safe while aggregators run).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -16,27 +17,55 @@ pub fn print(dir: &Path, batch: Option<&str>) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    let dirs = state_dirs(dir)?;
     match batch {
-        None => list(dir),
-        Some(key) => rows(dir, key),
+        None => list(dir, &dirs),
+        Some(key) => rows(&dirs, key),
     }
 }
 
-fn list(dir: &Path) -> anyhow::Result<ExitCode> {
-    let files = inspect(dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
-    let tombstones = inspect_tombstones(dir).unwrap_or_default();
-    println!("aggregator state in {}", dir.display());
+/// The partitions' directories, by name; and the root itself while it
+/// still holds state from before partitions (an aggregator moves it at its
+/// next start).
+fn state_dirs(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let entries =
+        std::fs::read_dir(root).with_context(|| format!("cannot list {}", root.display()))?;
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", root.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if store::partition::from_name(&name).is_some() && entry.path().is_dir() {
+            dirs.push((name, entry.path()));
+        }
+    }
+    dirs.sort();
+    if !inspect(root).unwrap_or_default().is_empty() {
+        dirs.push(("(root)".into(), root.to_path_buf()));
+    }
+    Ok(dirs)
+}
+
+fn list(root: &Path, dirs: &[(String, PathBuf)]) -> anyhow::Result<ExitCode> {
+    println!("aggregator state in {}", root.display());
+    let mut files = Vec::new();
+    let mut tombstones = 0;
+    for (name, dir) in dirs {
+        let found = inspect(dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
+        files.extend(found.into_iter().map(|f| (name.as_str(), f)));
+        tombstones += inspect_tombstones(dir).unwrap_or_default().len();
+    }
     if files.is_empty() {
         println!("no batch has state right now");
     } else {
         println!(
-            "{:<36} {:>6} {:>6} {:>8} {:>5} {:>5} {:>11} {:>9}",
-            "BATCH", "ROWS", "VALID", "CRC-FAIL", "TORN", "DUPS", "QUARANTINED", "BYTES"
+            "{:<36} {:>4} {:>6} {:>6} {:>8} {:>5} {:>5} {:>11} {:>9}",
+            "BATCH", "PART", "ROWS", "VALID", "CRC-FAIL", "TORN", "DUPS", "QUARANTINED", "BYTES"
         );
-        for f in &files {
+        for (part, f) in &files {
             println!(
-                "{:<36} {:>6} {:>6} {:>8} {:>5} {:>5} {:>11} {:>9}{}",
+                "{:<36} {:>4} {:>6} {:>6} {:>8} {:>5} {:>5} {:>11} {:>9}{}",
                 f.key,
+                part,
                 f.rows,
                 f.valid_rows,
                 f.crc_failures,
@@ -52,18 +81,28 @@ fn list(dir: &Path) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    println!("{} batches completed (tombstones)", tombstones.len());
+    println!(
+        "{tombstones} batches completed (tombstones) in {} partition directories",
+        dirs.len()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-fn rows(dir: &Path, key: &str) -> anyhow::Result<ExitCode> {
-    let rows =
-        inspect_key(dir, key).with_context(|| format!("cannot read the state of batch {key}"))?;
-    if rows.is_empty() {
-        let done = inspect_tombstones(dir)
+fn rows(dirs: &[(String, PathBuf)], key: &str) -> anyhow::Result<ExitCode> {
+    let mut rows = Vec::new();
+    let mut done = false;
+    for (_, dir) in dirs {
+        rows = inspect_key(dir, key)
+            .with_context(|| format!("cannot read the state of batch {key}"))?;
+        if !rows.is_empty() {
+            break;
+        }
+        done |= inspect_tombstones(dir)
             .unwrap_or_default()
             .iter()
             .any(|k| k == key);
+    }
+    if rows.is_empty() {
         println!(
             "batch {key}: {}",
             if done {

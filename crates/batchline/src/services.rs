@@ -34,7 +34,7 @@ async fn start(g: &Global) -> anyhow::Result<Started> {
     observe::init_metrics(g.metrics_addr, &health).await?;
     let token = shutdown::on_signals();
     let store = connect::store(g).await?;
-    let broker = connect::broker(g).await?;
+    let broker = connect::broker(g, &store).await?;
     health.set_ready("connected", true);
     Ok(Started {
         health,

@@ -36,7 +36,7 @@ pub async fn run(g: &Global, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--runs, --chunk-size and --count must be positive");
     }
     let store = connect::store(g).await?;
-    let broker = connect::broker(g).await?;
+    let broker = connect::broker(g, &store).await?;
     let submitted = submit(&broker, &store, &req).await?;
     for b in &submitted.batches {
         println!("{}", b.id);

@@ -20,7 +20,7 @@ pub async fn run(g: &Global, args: &WebArgs) -> anyhow::Result<ExitCode> {
     observe::init_metrics(g.metrics_addr, &health).await?;
     let token = shutdown::on_signals();
     let store = connect::store(g).await?;
-    let broker = connect::broker(g).await?;
+    let broker = connect::broker(g, &store).await?;
     // It holds no state: connected is ready.
     health.set_ready("connected", true);
     web::serve(&config, listener, broker, store, token.cancelled_owned())

@@ -102,14 +102,26 @@ fn quick_bench_writes_every_key() {
             .unwrap_or(0);
         assert!(fsyncs > 0, "{scenario}: aggregator fsync phase missing");
     }
-    assert!(
-        phases["aggregator-drain"]["aggregator"]["fsync"]["count"]
-            .as_u64()
-            .unwrap_or(0)
-            > 0
-    );
-    let drain = &json["aggregator"];
-    assert_eq!(drain["results"], 2_000);
+    for replicas in ["1x", "2x"] {
+        assert!(
+            phases[format!("aggregator-drain-{replicas}")]["aggregator"]["fsync"]["count"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0,
+            "aggregator-drain-{replicas}: fsync phase missing"
+        );
+    }
+    let drains = json["aggregator"]
+        .as_array()
+        .expect("one drain per replica count");
+    let replicas: Vec<u64> = drains
+        .iter()
+        .filter_map(|d| d["replicas"].as_u64())
+        .collect();
+    assert_eq!(replicas, [1, 2]);
+    for drain in drains {
+        assert_eq!(drain["results"], 2_000, "{drain}");
+    }
 
     // Every scenario cleaned up its state directory; only the logs stay.
     let left: Vec<_> = std::fs::read_dir(dir.join("bench"))

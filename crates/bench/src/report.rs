@@ -43,8 +43,11 @@ pub struct BenchResults {
     pub sum_runs_per_s: Option<f64>,
     /// The sum batch's pipeline CPU per run (stages, Postgres, RabbitMQ), in µs.
     pub sum_cpu_us_per_run: Option<f64>,
-    /// Pre-filled results drained by the aggregator, fsync before ack.
+    /// Pre-filled results over every partition drained by one aggregator
+    /// replica, fsync before ack.
     pub aggregator_msgs_per_s: Option<f64>,
+    /// The same drained by two replicas sharing the partitions.
+    pub aggregator_2_replicas_msgs_per_s: Option<f64>,
     /// Per batch size (runs), per process: `VmHWM` in MiB.
     pub peak_rss_mb: BTreeMap<String, BTreeMap<String, f64>>,
     /// Per process: peak RSS at the large size over the small one.
@@ -55,7 +58,8 @@ pub struct BenchResults {
     pub same_aggregate_as_limit: Option<bool>,
     pub limit: Vec<LimitResult>,
     pub e2e: Vec<E2eResult>,
-    pub aggregator: Option<DrainResult>,
+    /// The drains, by replica count.
+    pub aggregator: Vec<DrainResult>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -156,11 +160,14 @@ impl BenchResults {
                 e.warnings.len()
             );
         }
-        if let Some(d) = &self.aggregator {
+        for d in &self.aggregator {
             let _ = writeln!(
                 t,
                 "{:<34} {:>9} {:>7} {:>8.2} {:>12} {:>11} {:>6} {:>5}",
-                format!("aggregator drain, prefetch {}", d.prefetch),
+                format!(
+                    "aggregator drain, P {} x{}, window {}",
+                    d.partitions, d.replicas, d.prefetch
+                ),
                 "-",
                 d.results,
                 d.drain_s,
@@ -217,6 +224,12 @@ impl BenchResults {
             ">= 20000",
             self.aggregator_msgs_per_s.map(|v| v >= 20_000.0),
         ));
+        t.push_str(&goal(
+            "aggregator_2_replicas",
+            self.aggregator_2_replicas_msgs_per_s,
+            ">= 20000",
+            self.aggregator_2_replicas_msgs_per_s.map(|v| v >= 20_000.0),
+        ));
         let worst_growth = self
             .peak_rss_growth
             .values()
@@ -247,9 +260,12 @@ impl BenchResults {
             .iter()
             .map(|e| (e.label.as_str(), &e.cpu))
             .collect();
-        if let Some(d) = &self.aggregator {
-            cpu_rows.push(("aggregator-drain", &d.cpu));
-        }
+        let drains: Vec<(String, &crate::cpu::CpuUse)> = self
+            .aggregator
+            .iter()
+            .map(|d| (format!("aggregator-drain-{}x", d.replicas), &d.cpu))
+            .collect();
+        cpu_rows.extend(drains.iter().map(|(l, c)| (l.as_str(), *c)));
         if !cpu_rows.is_empty() {
             let _ = writeln!(
                 t,
@@ -327,6 +343,7 @@ mod tests {
             "scaling_1_to_2",
             "sum_runs_per_s",
             "aggregator_msgs_per_s",
+            "aggregator_2_replicas_msgs_per_s",
             "peak_rss_mb",
             "phases",
         ] {

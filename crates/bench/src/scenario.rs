@@ -70,6 +70,7 @@ impl Bench {
             stem: "bench".into(),
             dir_prefix: format!("{label}-"),
             parent: Some(self.root.clone()),
+            partitions: None,
         };
         let isolation = Isolation::create(&self.services, &naming).await?;
         let env = Env::clean_base()

@@ -129,27 +129,37 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The drain with one replica, then with two sharing the partitions.
     async fn aggregator(&self, r: &mut BenchResults) -> Result<()> {
         let results = self.plan.drain_results;
-        tracing::info!(results, "bench: aggregator drain");
-        let spec = drain::DrainSpec {
-            results,
-            prefetch: self.args.aggregator_commit_window,
-            seed: self.args.seed,
-            timeout: self.timeout,
-            quiet: self.quiet,
-        };
-        let d = drain::run(self.bench, &spec).await?;
-        tracing::info!(
-            msgs_per_s = d.msgs_per_s as u64,
-            "bench: aggregator drain done"
-        );
-        r.aggregator_msgs_per_s = Some(d.msgs_per_s.round());
-        r.phases.insert(
-            "aggregator-drain".into(),
-            BTreeMap::from([("aggregator".to_string(), d.phases.clone())]),
-        );
-        r.aggregator = Some(d);
+        for replicas in [1, 2] {
+            tracing::info!(results, replicas, "bench: aggregator drain");
+            let spec = drain::DrainSpec {
+                results,
+                replicas,
+                prefetch: self.args.aggregator_commit_window,
+                seed: self.args.seed,
+                timeout: self.timeout,
+                quiet: self.quiet,
+            };
+            let d = drain::run(self.bench, &spec).await?;
+            tracing::info!(
+                msgs_per_s = d.msgs_per_s as u64,
+                replicas,
+                "bench: aggregator drain done"
+            );
+            let rate = Some(d.msgs_per_s.round());
+            if replicas == 1 {
+                r.aggregator_msgs_per_s = rate;
+            } else {
+                r.aggregator_2_replicas_msgs_per_s = rate;
+            }
+            r.phases.insert(
+                format!("aggregator-drain-{replicas}x"),
+                BTreeMap::from([("aggregator".to_string(), d.phases.clone())]),
+            );
+            r.aggregator.push(d);
+        }
         Ok(())
     }
 

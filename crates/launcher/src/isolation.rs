@@ -47,6 +47,9 @@ pub struct Naming {
     pub dir_prefix: String,
     /// Parent of the directory; the system's temp dir when `None`.
     pub parent: Option<PathBuf>,
+    /// The aggregator partitions of the private schema (fixed with it);
+    /// the default count when `None`.
+    pub partitions: Option<u16>,
 }
 
 /// What a teardown leaves behind.
@@ -92,9 +95,20 @@ impl Isolation {
             naming.parent.clone().unwrap_or_else(std::env::temp_dir),
         ))?;
 
-        let store = connect_store(&services.database_url, &schema).await?;
+        let store = connect_store(&services.database_url, &schema, naming.partitions).await?;
+        let partitions = match store.partitions().await {
+            Ok(n) => n,
+            Err(source) => {
+                let _ = store.drop_schema().await;
+                return Err(Error::Postgres {
+                    target: pg_target(&services.database_url),
+                    source,
+                });
+            }
+        };
         let rabbit = RabbitConfig {
             prefix: prefix.clone(),
+            partitions,
             ..services.rabbit.clone()
         };
         let broker = match connect_broker(rabbit.clone()).await {
@@ -204,7 +218,7 @@ impl Isolation {
     }
 }
 
-async fn connect_store(url: &str, schema: &str) -> Result<PgStore> {
+async fn connect_store(url: &str, schema: &str, partitions: Option<u16>) -> Result<PgStore> {
     let target = pg_target(url);
     let store = PgStore::connect_with_schema(url, schema)
         .await
@@ -212,7 +226,11 @@ async fn connect_store(url: &str, schema: &str) -> Result<PgStore> {
             target: target.clone(),
             source,
         })?;
-    match store.migrate().await {
+    let migrated = match store.migrate().await {
+        Ok(()) => store.init_partitions(partitions).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match migrated {
         Ok(()) => Ok(store),
         Err(source) => {
             let _ = store.drop_schema().await;

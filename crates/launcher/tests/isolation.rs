@@ -34,6 +34,7 @@ fn naming(parent: &std::path::Path) -> Naming {
         stem: "launchertest".into(),
         dir_prefix: "iso-".into(),
         parent: Some(parent.to_owned()),
+        partitions: None,
     }
 }
 

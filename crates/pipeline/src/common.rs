@@ -19,14 +19,14 @@ pub async fn dead_letter<B: Broker>(
     delivery: &Delivery,
     reason: &str,
 ) -> Result<()> {
-    tracing::warn!(queue = from.suffix(), msg_id = ?delivery.msg_id, reason, "dead-lettering message");
+    tracing::warn!(queue = from.name(), msg_id = ?delivery.msg_id, reason, "dead-lettering message");
     let mut msg = Message::new(
         Queue::DeadLetter,
         delivery.msg_id.clone().unwrap_or_default(),
         delivery.payload.clone(),
     )
     .with_header(REASON_HEADER, reason)
-    .with_header("x-original-queue", from.suffix());
+    .with_header("x-original-queue", from.name());
     msg.headers.extend(
         delivery
             .headers

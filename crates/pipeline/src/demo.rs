@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use broker::{Broker, MemoryBroker, MemoryConfig, Message, Queue};
+use broker::{Broker, MemoryBroker, MemoryConfig};
 use store::{SqliteStore, Store};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +23,7 @@ use workload::WorkloadSpec;
 use crate::aggregator::{self, AggregatorSettings};
 use crate::executor::{self, ExecutorSettings};
 use crate::health::Health;
-use crate::messages::result_msg_id;
+use crate::messages::stored_result;
 use crate::submit::{SubmitRequest, submit};
 use crate::sweeper::SweeperSettings;
 use crate::telemetry::StageStats;
@@ -279,8 +279,8 @@ impl Pipeline {
                 if duplicates.len() >= n {
                     break;
                 }
-                let msg_id = result_msg_id(*id, chunk);
-                duplicates.push(Message::new(Queue::Results, msg_id, json.into_bytes()));
+                let partitions = self.store.partitions().await?;
+                duplicates.push(stored_result(*id, chunk, json, partitions));
             }
         }
         let injected = duplicates.len();

@@ -15,6 +15,8 @@
 //! - [`verifier`]: checks aggregates against the per-run rows and
 //!   re-simulated runs; one verdict and one line per batch.
 //! - [`status`]: a batch's progress as `status` and the web console show it.
+//! - [`partitions`]: the aggregator's partitions and replicas as
+//!   `partitions` and `status` show them.
 //! - [`demo`]: the embedded mode's wiring (in-process broker, SQLite) and
 //!   its crash-and-rebuild scenario.
 //! - [`telemetry`] (counters, phase timings, the 10-s throughput line),
@@ -41,6 +43,7 @@ pub mod executor;
 pub mod faults;
 pub mod health;
 pub mod messages;
+pub mod partitions;
 mod retry;
 pub mod secret;
 pub mod stage;

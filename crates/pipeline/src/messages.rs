@@ -16,6 +16,9 @@ use crate::{Error, Result};
 /// The contract version this build speaks.
 pub const VERSION: u32 = 1;
 
+/// The msg_id prefix of a [`nudge`].
+const NUDGE_PREFIX: &str = "nudge:";
+
 /// Namespace for deterministic msg_ids (UUID v5).
 const MSG_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b1f_3a52_9c7e_4d0b_8a21_5f3c_e0d4_b917);
 
@@ -63,9 +66,14 @@ impl ResultMsg {
         result_msg_id(self.batch_id, self.chunk)
     }
 
-    /// This result's message for the aggregator.
-    pub fn to_message(&self) -> Result<Message> {
-        message(Queue::Results, self.msg_id(), self)
+    /// This result's message for the aggregator: to its batch's partition
+    /// of `partitions`.
+    pub fn to_message(&self, partitions: u16) -> Result<Message> {
+        message(
+            results_queue(self.batch_id, partitions),
+            self.msg_id(),
+            self,
+        )
     }
 
     /// The message's JSON, as published and as stored with the chunk.
@@ -75,6 +83,46 @@ impl ResultMsg {
             source,
         })
     }
+}
+
+/// Where a batch's chunk results go: its partition's results queue (the one
+/// place every publisher of results asks).
+pub fn results_queue(batch_id: Uuid, partitions: u16) -> Queue {
+    Queue::Results(store::partition::of(batch_id, partitions))
+}
+
+/// A chunk's result as stored with its chunk, to publish again (after a
+/// crash before the first publish, or to refill a stalled aggregator).
+pub fn stored_result(batch_id: Uuid, chunk: i32, json: String, partitions: u16) -> Message {
+    Message::new(
+        results_queue(batch_id, partitions),
+        result_msg_id(batch_id, chunk),
+        json.into_bytes(),
+    )
+}
+
+/// A nudge to a partition's results queue: it carries no work, and makes
+/// the queue's active consumer (which RabbitMQ chose, and does not
+/// announce) take the partition now rather than at its next result. Sent
+/// by a replica that let the partition go, and for partitions without a
+/// live owner.
+pub fn nudge(partition: u16, from: &str) -> Result<Message> {
+    #[derive(Serialize)]
+    struct Nudge<'a> {
+        v: u32,
+        nudge: &'a str,
+    }
+    let body = Nudge {
+        v: VERSION,
+        nudge: from,
+    };
+    let id = format!("{NUDGE_PREFIX}{}", Uuid::new_v4());
+    message(Queue::Results(partition), id, &body)
+}
+
+/// Whether a results-queue delivery is a [`nudge`] (by its msg_id).
+pub fn is_nudge(msg_id: &str) -> bool {
+    msg_id.starts_with(NUDGE_PREFIX)
 }
 
 /// The deterministic msg_id of a chunk's result.

@@ -23,9 +23,11 @@
 //!   requeues the window's messages after [`Shape::requeue_delay`], so one
 //!   that keeps failing reaches the delivery limit and the dead-letter
 //!   queue instead of blocking its queue;
-//! - draining on shutdown: no new deliveries, windows in flight get
-//!   [`Shape::drain_timeout`] to finish, the rest stay unacked (the broker
-//!   redelivers them);
+//! - letting go on shutdown: the subscription is cancelled (on a
+//!   single-active-consumer queue the next consumer takes over), what was
+//!   already on its way is handled and acked, within
+//!   [`Shape::drain_timeout`]; only what is left then stays unacked (the
+//!   broker returns it, counting a delivery);
 //! - the throughput line every 10 s and the metrics ([`StageStats`]), and
 //!   liveness and readiness ([`Health`]).
 
@@ -62,7 +64,7 @@ pub trait Stage: Send + Sync + 'static {
     type Done: Send + 'static;
 
     /// The queue it consumes.
-    const QUEUE: Queue;
+    fn queue(&self) -> Queue;
 
     /// Handles a window of messages and says what to do with each, in
     /// order. Every [`Outcome::Ack`] must be durable when this returns.
@@ -70,6 +72,19 @@ pub trait Stage: Send + Sync + 'static {
         &self,
         window: Vec<Inbound<Self::Msg>>,
     ) -> impl Future<Output = Result<Handled<Self::Done>>> + Send;
+
+    /// Called once the queue is subscribed (the loop is then a consumer,
+    /// active or, on a single-active-consumer queue, waiting).
+    fn subscribed(&self) {}
+
+    /// Whether a delivery (by its msg_id) is a control message: it carries
+    /// no work, is not decoded, and is acked with its window; a window of
+    /// control messages alone is still handed to [`Stage::handle`] (empty),
+    /// which is how it takes effect (the aggregator's nudge).
+    fn is_control(&self, msg_id: &str) -> bool {
+        let _ = msg_id;
+        false
+    }
 
     /// Runs once the window's outcomes are settled (its acks sent): work
     /// that must not hold the acks back. An error here stops the stage (its
@@ -126,6 +141,10 @@ pub struct Shape {
     pub drain_timeout: Duration,
     /// Wait before a failed window's messages are requeued.
     pub requeue_delay: Duration,
+    /// The loop marks the process consuming (`/readyz`) while it runs; a
+    /// stage with several loops (the aggregator's partitions) marks it
+    /// itself.
+    pub marks_ready: bool,
 }
 
 impl Shape {
@@ -137,6 +156,7 @@ impl Shape {
             in_flight: 1,
             drain_timeout: Duration::from_secs(30),
             requeue_delay: Duration::from_secs(1),
+            marks_ready: true,
         }
     }
 }
@@ -149,46 +169,89 @@ struct Finished<D> {
     result: Result<Handled<Option<D>>>,
 }
 
-/// Consumes `S::QUEUE` until `shutdown`, handing windows to `stage`.
-/// Returns `Ok` after a shutdown, `Err` when a fatal error stopped it.
+/// How a stage stops. `stop` asks it to let go of its queue (cancel the
+/// subscription, handle what is on its way); `abort` ends everything still
+/// waiting — every retry of the stage's steps uses it — once the drain time
+/// is up (or the stage ended). A stage's steps retry on `abort`, not on
+/// `stop`: a window being drained must still be able to finish.
+#[derive(Clone, Debug)]
+pub struct Stopping {
+    pub stop: CancellationToken,
+    pub abort: CancellationToken,
+}
+
+impl Stopping {
+    /// Stops when `stop` fires; aborts only when the runtime says so.
+    pub fn on(stop: CancellationToken) -> Self {
+        Self {
+            stop,
+            abort: CancellationToken::new(),
+        }
+    }
+}
+
+/// Consumes the stage's queue until `stopping.stop`, handing windows to
+/// `stage`; then lets go of the queue without returning anything to it
+/// (the subscription is cancelled and what was already on its way is
+/// handled, within the drain time). Returns `Ok` after a shutdown, `Err`
+/// when a fatal error stopped it.
 pub async fn run<B: Broker, S: Stage>(
     broker: B,
     stage: Arc<S>,
     shape: Shape,
     stats: StageStats,
     health: Health,
-    shutdown: CancellationToken,
+    stopping: Stopping,
 ) -> Result<()> {
-    let mut consumer = retrying("consume", &shutdown, || async {
-        Ok(broker.consume(S::QUEUE, shape.prefetch.max(1)).await?)
+    let queue = stage.queue();
+    let subscribed = retrying("consume", &stopping.stop, || async {
+        Ok(broker.consume(queue, shape.prefetch.max(1)).await?)
     })
-    .await?;
-    let reporter = tokio::spawn(stats.clone().report_every(REPORT_EVERY, shutdown.clone()));
+    .await;
+    let mut consumer = match subscribed {
+        Ok(consumer) => consumer,
+        Err(e) => {
+            stopping.abort.cancel();
+            return Err(e);
+        }
+    };
+    stage.subscribed();
+    let reporter = tokio::spawn(
+        stats
+            .clone()
+            .report_every(REPORT_EVERY, stopping.stop.clone()),
+    );
     let mut runtime = Runtime {
         broker,
         stage,
         shape,
         stats,
         health,
-        shutdown,
+        stopping,
         tasks: JoinSet::new(),
+        closed: false,
     };
     // "<stage> consuming" is what launchers wait for in the log.
     tracing::info!(
-        queue = S::QUEUE.suffix(),
+        queue = queue.name(),
         prefetch = shape.prefetch,
         window = shape.window,
         in_flight = shape.in_flight,
         "{} consuming",
         runtime.stats.stage()
     );
-    runtime.health.set_ready(CONSUMING, true);
+    if shape.marks_ready {
+        runtime.health.set_ready(CONSUMING, true);
+    }
     let outcome = runtime.consume(&mut consumer).await;
-    runtime.health.set_ready(CONSUMING, false);
+    if shape.marks_ready {
+        runtime.health.set_ready(CONSUMING, false);
+    }
     let outcome = match outcome {
         Ok(()) => runtime.drain(&mut consumer).await,
         Err(e) => Err(e),
     };
+    runtime.stopping.abort.cancel();
     reporter.abort();
     outcome
 }
@@ -199,8 +262,10 @@ struct Runtime<B, S: Stage> {
     shape: Shape,
     stats: StageStats,
     health: Health,
-    shutdown: CancellationToken,
+    stopping: Stopping,
     tasks: JoinSet<Finished<S::Done>>,
+    /// The consumer said it has nothing more (after a cancel).
+    closed: bool,
 }
 
 impl<B: Broker, S: Stage> Runtime<B, S> {
@@ -212,13 +277,12 @@ impl<B: Broker, S: Stage> Runtime<B, S> {
             let room = self.tasks.len() < self.shape.in_flight.max(1);
             tokio::select! {
                 biased;
-                _ = self.shutdown.cancelled() => return Ok(()),
+                _ = self.stopping.stop.cancelled() => return Ok(()),
                 Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     self.settle(consumer, joined).await?;
                 }
                 delivery = consumer.next(), if room => {
-                    let first = delivery?;
-                    let window = self.fill(consumer, first);
+                    let window = self.fill(consumer, delivery?);
                     self.start(window);
                 }
                 _ = beat.tick() => {}
@@ -227,11 +291,15 @@ impl<B: Broker, S: Stage> Runtime<B, S> {
     }
 
     /// The first delivery and whatever else already arrived, up to the window.
-    fn fill(&self, consumer: &mut B::Consumer, first: Delivery) -> Vec<Delivery> {
+    fn fill(&mut self, consumer: &mut B::Consumer, first: Delivery) -> Vec<Delivery> {
         let mut window = vec![first];
         while window.len() < self.shape.window.max(1) {
             match consumer.next().now_or_never() {
                 Some(Ok(d)) => window.push(d),
+                Some(Err(broker::Error::Closed)) => {
+                    self.closed = true;
+                    break;
+                }
                 Some(Err(e)) => {
                     tracing::warn!(
                         error = &e as &dyn std::error::Error,
@@ -249,20 +317,30 @@ impl<B: Broker, S: Stage> Runtime<B, S> {
     /// Decodes the window and hands what decodes to the stage, on a task.
     fn start(&mut self, deliveries: Vec<Delivery>) {
         let mut inbound = Vec::with_capacity(deliveries.len());
-        let mut undecodable = Vec::new();
+        let mut settled = BTreeMap::new();
         for (i, d) in deliveries.iter().enumerate() {
+            if d.msg_id
+                .as_deref()
+                .is_some_and(|id| self.stage.is_control(id))
+            {
+                settled.insert(i, Outcome::Ack);
+                continue;
+            }
             match decode::<S::Msg>(&d.payload) {
                 Ok(msg) => inbound.push(Inbound {
                     msg,
                     msg_id: d.msg_id.clone().unwrap_or_default(),
                     redelivered: d.redelivered,
                 }),
-                Err(e) => undecodable.push((i, e.to_string())),
+                Err(e) => {
+                    settled.insert(i, Outcome::DeadLetter(e.to_string()));
+                }
             }
         }
+        let controls_only = inbound.is_empty() && settled.values().any(|o| *o == Outcome::Ack);
         let (stage, requeue_delay) = (self.stage.clone(), self.shape.requeue_delay);
         self.tasks.spawn(async move {
-            let handled = if inbound.is_empty() {
+            let handled = if inbound.is_empty() && !controls_only {
                 Ok(Handled {
                     outcomes: Vec::new(),
                     done: None,
@@ -274,7 +352,7 @@ impl<B: Broker, S: Stage> Runtime<B, S> {
                 })
             };
             let result = match handled {
-                Ok(h) => Ok(merge(h, undecodable, deliveries.len())),
+                Ok(h) => Ok(merge(h, settled, deliveries.len())),
                 Err(e) => {
                     if !matches!(e, Error::Shutdown) && !e.is_fatal() {
                         tokio::time::sleep(requeue_delay).await;
@@ -340,8 +418,9 @@ impl<B: Broker, S: Stage> Runtime<B, S> {
     ) -> Result<()> {
         for (d, outcome) in deliveries.iter().zip(outcomes) {
             if let Outcome::DeadLetter(reason) = outcome {
-                retrying("dead-letter", &self.shutdown, || async {
-                    dead_letter(&self.broker, S::QUEUE, d, reason).await
+                let from = self.stage.queue();
+                retrying("dead-letter", &self.stopping.abort, || async {
+                    dead_letter(&self.broker, from, d, reason).await
                 })
                 .await?;
                 self.stats.count("dead_lettered", 1);
@@ -382,27 +461,38 @@ impl<B: Broker, S: Stage> Runtime<B, S> {
         Ok(())
     }
 
-    /// After a shutdown: windows in flight get the drain time, then the
-    /// rest stays unacked.
+    /// After a shutdown: cancels the subscription, then handles what was
+    /// already on its way and settles every window, within the drain time;
+    /// what is left then stays unacked (the broker returns it).
     async fn drain(&mut self, consumer: &mut B::Consumer) -> Result<()> {
-        if !self.tasks.is_empty() {
-            tracing::info!(
-                stage = self.stats.stage(),
-                in_flight = self.tasks.len(),
-                "stopping: draining windows in flight"
-            );
+        if let Err(e) = consumer.cancel().await {
+            tracing::warn!(error = &e as &dyn std::error::Error, "cancel failed");
+            self.closed = true;
         }
         let deadline = tokio::time::sleep(self.shape.drain_timeout);
         tokio::pin!(deadline);
-        while !self.tasks.is_empty() {
+        while !(self.closed && self.tasks.is_empty()) {
+            let room = !self.closed && self.tasks.len() < self.shape.in_flight.max(1);
             tokio::select! {
-                Some(joined) = self.tasks.join_next() => {
+                biased;
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     if let Err(e) = self.settle(consumer, joined).await {
                         tracing::warn!(error = &e as &dyn std::error::Error, "settling while draining failed");
                     }
                 }
+                delivery = consumer.next(), if room => match delivery {
+                    Ok(d) => {
+                        let window = self.fill(consumer, d);
+                        self.start(window);
+                    }
+                    Err(_) => self.closed = true,
+                },
                 _ = &mut deadline => {
-                    tracing::warn!(left = self.tasks.len(), "drain timeout: leaving messages unacked (they will be redelivered)");
+                    tracing::warn!(
+                        left = self.tasks.len(),
+                        "drain timeout: leaving messages unacked (they will be redelivered)"
+                    );
+                    self.stopping.abort.cancel();
                     self.tasks.abort_all();
                     break;
                 }
@@ -413,18 +503,18 @@ impl<B: Broker, S: Stage> Runtime<B, S> {
     }
 }
 
-/// Puts the outcomes of the undecodable messages (dead-letter, with the
-/// reason) among the stage's, in delivery order.
+/// Puts the outcomes settled before the stage saw the window (undecodable:
+/// dead-letter with the reason; control messages: ack) among the stage's,
+/// in delivery order.
 fn merge<D>(
     handled: Handled<Option<D>>,
-    undecodable: Vec<(usize, String)>,
+    mut settled: BTreeMap<usize, Outcome>,
     total: usize,
 ) -> Handled<Option<D>> {
-    let mut bad: BTreeMap<usize, String> = undecodable.into_iter().collect();
     let mut theirs = handled.outcomes.into_iter();
     let outcomes = (0..total)
-        .map(|i| match bad.remove(&i) {
-            Some(reason) => Outcome::DeadLetter(reason),
+        .map(|i| match settled.remove(&i) {
+            Some(outcome) => outcome,
             // A stage that returned too few outcomes leaves the rest unacked.
             None => theirs.next().unwrap_or(Outcome::Leave),
         })
@@ -471,18 +561,23 @@ mod tests {
     }
 
     #[test]
-    fn undecodable_messages_keep_their_place() {
+    fn settled_messages_keep_their_place() {
         let handled = Handled {
             outcomes: vec![Outcome::Ack, Outcome::Requeue],
             done: Some(()),
         };
-        let merged = merge(handled, vec![(1, "not JSON".into())], 4);
+        let settled = BTreeMap::from([
+            (1, Outcome::DeadLetter("not JSON".into())),
+            (3, Outcome::Ack),
+        ]);
+        let merged = merge(handled, settled, 5);
         assert_eq!(
             merged.outcomes,
             vec![
                 Outcome::Ack,
                 Outcome::DeadLetter("not JSON".into()),
                 Outcome::Requeue,
+                Outcome::Ack,
                 Outcome::Leave
             ]
         );

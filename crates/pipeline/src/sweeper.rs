@@ -17,12 +17,12 @@
 
 use std::time::Duration;
 
-use broker::{Broker, Message, Queue};
+use broker::{Broker, Queue};
 use store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::Result;
-use crate::messages::{VerifyMsg, result_msg_id, work_messages};
+use crate::messages::{VerifyMsg, stored_result, work_messages};
 use crate::telemetry::StageStats;
 
 pub const DEFAULT_SWEEP_INTERVAL_S: u64 = 5;
@@ -124,9 +124,14 @@ pub async fn sweep_once<B: Broker, S: Store>(
         stats.count("swept_chunks", chunks.len() as u64);
     }
 
-    // Only judge stalled batches when the aggregator has nothing queued: a
+    // Only judge stalled batches when the aggregators have nothing queued: a
     // busy or stopped aggregator is not a lost chunk.
-    if broker.queue_depth(Queue::Results).await? == 0 {
+    let partitions = store.partitions().await?;
+    let mut queued = 0;
+    for p in 0..partitions {
+        queued += broker.queue_depth(Queue::Results(p)).await?;
+    }
+    if queued == 0 {
         for (batch_id, round) in store.take_stalled_batches(cfg.stall_deadline, 100).await? {
             if round > cfg.max_rounds {
                 let reason = format!(
@@ -142,17 +147,24 @@ pub async fn sweep_once<B: Broker, S: Store>(
             tracing::warn!(batch = %batch_id, round, chunks = results.len(), "batch not aggregated past its deadline: re-publishing its chunk results");
             let msgs = results
                 .into_iter()
-                .map(|(chunk, json)| {
-                    Message::new(
-                        Queue::Results,
-                        result_msg_id(batch_id, chunk),
-                        json.into_bytes(),
-                    )
-                })
+                .map(|(chunk, json)| stored_result(batch_id, chunk, json, partitions))
                 .collect();
             broker.publish(msgs).await?;
             stats.count("stalled_batches_republished", 1);
         }
+    }
+
+    // An aggregate saved but never announced (the aggregator died in between):
+    // announce it again; the verifier records one verdict whatever it gets.
+    for batch_id in store
+        .aggregated_without_verdict(cfg.stall_deadline, 100)
+        .await?
+    {
+        tracing::warn!(batch = %batch_id, "batch aggregated but not verified past its deadline: sending it to the verifier again");
+        broker
+            .publish(vec![VerifyMsg::aggregated(batch_id).to_message()?])
+            .await?;
+        stats.count("unverified_batches_republished", 1);
     }
 
     for (batch_id, reason) in store.failed_batches_without_verdict(100).await? {

@@ -25,6 +25,9 @@ struct Totals {
 pub struct StageStats {
     stage: &'static str,
     totals: Arc<Mutex<Totals>>,
+    /// A reporter runs: a stage with several loops logs one line, not one
+    /// per loop.
+    reporting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for StageStats {
@@ -40,6 +43,7 @@ impl StageStats {
         Self {
             stage,
             totals: Arc::new(Mutex::new(Totals::default())),
+            reporting: Arc::default(),
         }
     }
 
@@ -94,8 +98,18 @@ impl StageStats {
         self.totals.lock().map(|t| t.clone()).unwrap_or_default()
     }
 
-    /// Logs throughput and time per phase every `every` until cancelled.
+    /// Logs throughput and time per phase every `every` until cancelled;
+    /// returns at once when another reporter of these stats runs.
     pub async fn report_every(self, every: Duration, shutdown: CancellationToken) {
+        use std::sync::atomic::Ordering;
+        if self.reporting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.report_loop(every, shutdown).await;
+        self.reporting.store(false, Ordering::Release);
+    }
+
+    async fn report_loop(&self, every: Duration, shutdown: CancellationToken) {
         let mut last = self.snapshot();
         let mut last_at = Instant::now();
         let mut ticker = tokio::time::interval(every);

@@ -59,20 +59,27 @@ async fn demo_crashes_the_aggregator_rebuilds_and_every_batch_succeeds() {
     );
     assert_eq!(report.duplicates_injected, 6);
     assert!(report.duplicates_dropped >= 6, "{report}");
-    // State files of finished batches are gone; tombstones remain.
+    // State files of finished batches are gone; tombstones remain, each in
+    // its batch's partition directory.
     let agg = tmp.path().join("demo/aggregator");
-    let csvs = std::fs::read_dir(&agg)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "csv")
-        })
-        .count();
+    let (mut csvs, mut tombstones) = (0, 0);
+    for dir in std::fs::read_dir(&agg).unwrap() {
+        let dir = dir.unwrap().path();
+        assert!(dir.is_dir(), "only partition directories: {dir:?}");
+        csvs += std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "csv")
+            })
+            .count();
+        tombstones += stateful_worker::inspect_tombstones(&dir).unwrap().len();
+    }
     assert_eq!(csvs, 0, "every batch was finalized and its CSV deleted");
-    assert_eq!(stateful_worker::inspect_tombstones(&agg).unwrap().len(), 3);
+    assert_eq!(tombstones, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@ use broker::{Broker, Consumer, Delivery, Message, Queue, RabbitBroker, RabbitCon
 use launcher::{Env, Fleet, Isolation, Keep, Naming, Services, procinfo, report};
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use store::Store;
 use uuid::Uuid;
 use workload::Summary;
 
@@ -25,6 +26,8 @@ use crate::{database_url, rabbitmq_url};
 /// Retry-queue delay of every stack: short, so retries take no time.
 /// (It is a queue argument: the harness and the processes must agree.)
 pub const RETRY_DELAY_MS: u64 = 300;
+/// Aggregator partitions of a stack unless its env sets `PARTITIONS`.
+pub const PARTITIONS: u16 = 4;
 /// Delivery limit of every stack (a queue argument too).
 pub const DELIVERY_LIMIT: u32 = 20;
 
@@ -92,10 +95,17 @@ impl Stack {
             },
             env: Env::new(),
         };
+        // Fewer partitions than production's 16 unless a test asks: each
+        // is a quorum queue, and the drills create many stacks.
+        let partitions = env
+            .iter()
+            .find(|(k, _)| *k == "PARTITIONS")
+            .map_or(Some(PARTITIONS), |(_, v)| v.parse().ok());
         let naming = Naming {
             stem: "ft".into(),
             dir_prefix: "ft-stack-".into(),
             parent: None,
+            partitions,
         };
         let isolation = rt
             .block_on(Isolation::create(&services, &naming))
@@ -369,9 +379,29 @@ impl Stack {
         self.isolation.as_ref().expect("the stack's isolation")
     }
 
+    /// The state directory of `batch`'s partition (`aggregator/pNN`).
+    pub fn partition_dir(&self, batch: Uuid) -> PathBuf {
+        let p = store::partition::of(batch, self.partitions());
+        self.aggregator_dir().join(store::partition::name(p))
+    }
+
     /// The aggregator's CSV of `batch`.
     pub fn batch_csv(&self, batch: Uuid) -> PathBuf {
-        self.aggregator_dir().join(format!("{batch}.csv"))
+        self.partition_dir(batch).join(format!("{batch}.csv"))
+    }
+
+    /// The CSV files left in every partition directory.
+    pub fn leftover_csvs(&self) -> Vec<String> {
+        let Ok(dirs) = std::fs::read_dir(self.aggregator_dir()) else {
+            return Vec::new();
+        };
+        dirs.filter_map(|d| d.ok())
+            .filter_map(|d| std::fs::read_dir(d.path()).ok())
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".csv"))
+            .collect()
     }
 
     // ----- Postgres and RabbitMQ ---------------------------------------------
@@ -389,6 +419,34 @@ impl Stack {
     /// A broker on the stack's queues (same arguments as the processes).
     pub fn broker(&self) -> &RabbitBroker {
         self.isolation().broker()
+    }
+
+    /// The stack's aggregator partitions.
+    pub fn partitions(&self) -> u16 {
+        self.block_on(self.isolation().store().partitions())
+            .expect("the partition count")
+    }
+
+    /// Every partition's owner, epoch and last hand-over.
+    pub fn partition_status(&self) -> Vec<store::PartitionInfo> {
+        self.block_on(self.isolation().store().partition_status())
+            .expect("the partitions' status")
+    }
+
+    /// The owners of the partitions, each with how many it holds.
+    pub fn partition_owners(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut owners = std::collections::BTreeMap::new();
+        for p in self.partition_status() {
+            if let Some(owner) = p.owner {
+                *owners.entry(owner).or_default() += 1;
+            }
+        }
+        owners
+    }
+
+    /// The results queue of `batch`'s partition.
+    pub fn results_queue(&self, batch: Uuid) -> Queue {
+        pipeline::messages::results_queue(batch, self.partitions())
     }
 
     /// Publishes one raw message (confirmed).

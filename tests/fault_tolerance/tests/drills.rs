@@ -97,9 +97,9 @@ fn aggregator_killed_at_random_moments() {
         "the aggregator died at least at its first fsync"
     );
     assert!(
-        leftover_csvs(&s).is_empty(),
+        s.leftover_csvs().is_empty(),
         "state files left: {:?}",
-        leftover_csvs(&s)
+        s.leftover_csvs()
     );
     let dups: i64 = verdicts.iter().filter_map(|v| v.duplicates_dropped).sum();
     eprintln!("aggregator: {starts} starts ({kills} SIGKILLs); duplicates_dropped total {dups}");
@@ -123,15 +123,13 @@ fn duplicates_dropped_survives_aggregator_restarts() {
     wait_consumers(&mut s, Queue::Work, 1);
     let ids = s.submit("--runs 2000 --chunk-size 250 --name dupcount --workload sum");
     s.wait_exit("aggregator", PATIENCE);
-    assert_eq!(
-        lines_in(&s.batch_csv(ids[0])),
-        1,
-        "one row fsynced, not acked"
-    );
+    let csv = s.batch_csv(ids[0]);
+    assert!(lines_in(&csv) >= 1, "rows fsynced, not acked");
+    assert_eq!(duplicate_records(&csv), 0);
     s.restart_with("aggregator", &[]);
-    // The redelivered row comes first; a second row means it was handled.
-    s.wait_until("a second state row", PATIENCE, |s| {
-        lines_in(&s.batch_csv(ids[0])) >= 2
+    // The redelivered window is dropped, and each drop recorded.
+    s.wait_until("a duplicate record", PATIENCE, |s| {
+        duplicate_records(&s.batch_csv(ids[0])) >= 1
     });
     s.kill("aggregator");
     s.restart("aggregator");
@@ -144,15 +142,14 @@ fn duplicates_dropped_survives_aggregator_restarts() {
     );
 }
 
-fn leftover_csvs(s: &Stack) -> Vec<String> {
-    std::fs::read_dir(s.aggregator_dir())
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".csv"))
-                .collect()
-        })
+/// The records of dropped duplicate deliveries in a state file
+/// (`docs/architecture.md`, "State on disk").
+fn duplicate_records(csv: &std::path::Path) -> usize {
+    std::fs::read_to_string(csv)
         .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("dup-"))
+        .count()
 }
 
 /// Drill 2, each row of the crash table for the aggregator once: it aborts
@@ -174,7 +171,7 @@ fn aggregator_crash_points_each_once() {
     ] {
         let crash = format!("{point}:1");
         s.spawn("aggregator", "aggregator", &[("CRASH_POINTS", &crash)]);
-        wait_consumers(&mut s, Queue::Results, 1);
+        wait_consumers(&mut s, Queue::Results(0), 1);
         let batch = s.submit(&format!(
             "--runs 2000 --chunk-size 250 --name {point} --workload sum"
         ));
@@ -200,11 +197,12 @@ fn aggregator_crash_points_each_once() {
     ids.extend(sentinel);
     assert_all_exact_sum(&s, &ids);
     assert_eq!(s.lines().len(), ids.len(), "{:?}", s.lines());
-    assert!(
-        leftover_csvs(&s).is_empty(),
-        "state files left: {:?}",
-        leftover_csvs(&s)
-    );
+    // A batch whose tombstone the kill interrupted is tombstoned when its
+    // partition is next taken: by the sentinel, or by the live replica's
+    // nudge once the killed one's heartbeat has gone silent.
+    s.wait_until("no state files left", PATIENCE, |s| {
+        s.leftover_csvs().is_empty()
+    });
 }
 
 /// Drill 3: executors die right after a claim, right after a commit and
@@ -329,7 +327,9 @@ fn verifier_killed_prints_each_verdict_once() {
 /// Drill 5: while the aggregator is down, its newest CSV gets a torn half
 /// row and another file a flipped byte in a middle row. On restart the torn
 /// tail is cut, the corrupt row is quarantined (`.corrupt`) and reported,
-/// and the lost chunk comes back through the sweeper → every batch SUCCESS.
+/// and the lost chunk comes back from the store's changelog of the
+/// partition (or, failing that, the sweeper's re-publish) → every batch
+/// SUCCESS.
 #[test]
 fn damaged_state_files_are_repaired_and_refilled() {
     let mut s = Stack::with_env(&[("LEASE_S", "3"), ("STALL_DEADLINE_S", "3")]);
@@ -430,9 +430,17 @@ fn damaged_state_files_are_repaired_and_refilled() {
         .lines()
         .find(|l| l.starts_with(&flip_id.to_string()))
         .unwrap_or_else(|| panic!("metadata lists {flip_id}: {}", meta.stdout));
+    let header: Vec<&str> = meta
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("BATCH"))
+        .unwrap_or_else(|| panic!("a header line: {}", meta.stdout))
+        .split_whitespace()
+        .collect();
+    let column = header.iter().position(|c| *c == "QUARANTINED");
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(
-        cols.get(6),
+        column.and_then(|c| cols.get(c)),
         Some(&"1"),
         "metadata reports the quarantined row: {row}"
     );
@@ -441,14 +449,6 @@ fn damaged_state_files_are_repaired_and_refilled() {
     s.restart("executor-2");
     let v = s.wait_for_verdicts(&ids, PATIENCE);
     assert!(v.iter().all(|v| v.success), "{v:?}");
-    let rounds = s.scalar(
-        "SELECT republish_round::bigint FROM batches WHERE id = $1",
-        flip_id,
-    );
-    assert!(
-        rounds >= 1,
-        "the lost chunk came back through the sweeper's re-publish"
-    );
     assert_all_exact_sum(&s, &ids);
     s.assert_all_alive();
 }
@@ -460,34 +460,39 @@ fn lines_in(path: &std::path::Path) -> usize {
         .unwrap_or(0)
 }
 
-/// Drill 8: a second aggregator on the same worker-data dir refuses to
-/// start with an error naming the lock file; the first keeps working.
+/// Drill 8: two aggregators on the same worker-data dir (one host, or a
+/// shared volume) share it partition by partition: each partition's
+/// directory is locked by the process that owns it in the store, and the
+/// batches succeed.
 #[test]
-fn second_aggregator_on_one_directory_is_refused() {
+fn two_aggregators_on_one_directory_share_it_by_partition() {
     let mut s = Stack::new();
     start_pipeline(&mut s, 1, &[]);
-    let out = s.cli(&["aggregator"], Duration::from_secs(60));
-    assert!(!out.success(), "the second aggregator must fail: {out:?}");
-    let lock = s.aggregator_dir().join("LOCK");
-    let err = out
-        .stderr_lines()
-        .into_iter()
-        .find(|l| l.starts_with("error:"))
-        .unwrap_or_else(|| panic!("an error line on stderr: {}", out.stderr))
-        .to_string();
-    assert!(
-        err.contains(&lock.display().to_string()),
-        "the error names the lock file {}: {err}",
-        lock.display()
-    );
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-    assert!(
-        s.is_alive("aggregator"),
-        "the first aggregator keeps running"
-    );
-    let ids = s.submit("--runs 1000 --chunk-size 250 --name locked --workload sum");
+    s.spawn("aggregator-2", "aggregator", &[]);
+    let partitions = usize::from(s.partitions());
+    s.wait_until("both replicas own partitions", PATIENCE, |s| {
+        let owners = s.partition_owners();
+        owners.len() == 2 && owners.values().sum::<usize>() == partitions
+    });
+    let pids = [s.pid("aggregator"), s.pid("aggregator-2")];
+    for p in s.partition_status() {
+        let owner = p.owner.expect("every partition owned");
+        let dir = s.aggregator_dir().join(store::partition::name(p.partition));
+        let lock = std::fs::read_to_string(dir.join("LOCK")).expect("the partition's LOCK");
+        let pid: u32 = lock.trim().parse().expect("a pid in LOCK");
+        assert!(
+            pids.contains(&pid),
+            "{dir:?} locked by {pid}, not a replica"
+        );
+        assert!(
+            owner.ends_with(&format!("-{pid}")),
+            "partition {} owned by {owner} in the store, locked by {pid}",
+            p.partition
+        );
+    }
+    let ids = s.submit("--runs 4000 --chunk-size 250 --name shared --count 4 --workload sum");
     let v = s.wait_for_verdicts(&ids, PATIENCE);
-    assert!(v[0].success, "{}", v[0].line);
+    assert!(v.iter().all(|v| v.success), "{v:?}");
     s.assert_all_alive();
 }
 

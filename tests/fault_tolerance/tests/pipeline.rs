@@ -102,7 +102,8 @@ fn claim_race_between_two_executors_claims_each_chunk_once() {
 /// was finalized are dropped without a second verdict or a new state file.
 #[test]
 fn duplicate_results_in_flight_and_late_are_dropped() {
-    let mut s = Stack::new();
+    // One partition: the sentinel behind the late results is in their queue.
+    let mut s = Stack::with_env(&[("PARTITIONS", "1")]);
     s.spawn("executor-1", "executor", &[("CONCURRENCY", "1")]);
     s.spawn("executor-2", "executor", &[("CONCURRENCY", "1")]);
     s.spawn("verifier", "verifier", &[]);
@@ -110,11 +111,11 @@ fn duplicate_results_in_flight_and_late_are_dropped() {
     let batch = ids[0];
     s.wait_until("all 8 chunks completed and published", PATIENCE, |s| {
         s.chunks(batch).iter().all(|c| c.status == "completed")
-            && s.queue_depth(Queue::Results) == 8
+            && s.queue_depth(Queue::Results(0)) == 8
     });
     // Re-order the results: chunks 0..6 twice each, then chunk 7 once. The
     // batch completes only with chunk 7, so all 7 copies arrive in flight.
-    let originals = s.take(Queue::Results, 8, PATIENCE);
+    let originals = s.take(Queue::Results(0), 8, PATIENCE);
     let stored: BTreeMap<i32, String> = s
         .chunks(batch)
         .into_iter()
@@ -128,10 +129,10 @@ fn duplicate_results_in_flight_and_late_are_dropped() {
     assert_eq!(originals.len(), 8);
     let mut msgs = Vec::new();
     for (chunk, json) in stored.iter().filter(|(c, _)| **c != 7) {
-        msgs.push(result_msg(batch, *chunk, json));
-        msgs.push(result_msg(batch, *chunk, json));
+        msgs.push(result_msg(&s, batch, *chunk, json));
+        msgs.push(result_msg(&s, batch, *chunk, json));
     }
-    msgs.push(result_msg(batch, 7, &stored[&7]));
+    msgs.push(result_msg(&s, batch, 7, &stored[&7]));
     s.publish_all(msgs);
     s.spawn("aggregator", "aggregator", &[]);
     let v = s.wait_for_verdicts(&ids, PATIENCE);
@@ -145,7 +146,7 @@ fn duplicate_results_in_flight_and_late_are_dropped() {
     // the results queue (FIFO): when it is verified, they were processed.
     let late: Vec<_> = stored
         .iter()
-        .map(|(chunk, json)| result_msg(batch, *chunk, json))
+        .map(|(chunk, json)| result_msg(&s, batch, *chunk, json))
         .collect();
     s.publish_all(late);
     let sentinel = s.submit("--runs 500 --chunk-size 250 --name sentinel --workload sum");
@@ -209,7 +210,8 @@ fn terminal_failure_after_five_attempts_fails_only_its_batch() {
 /// around the poison succeed.
 #[test]
 fn poison_messages_on_every_queue_are_dead_lettered_with_a_reason() {
-    let mut s = Stack::new();
+    // One partition: the batches after the poison follow it in its queue.
+    let mut s = Stack::with_env(&[("PARTITIONS", "1")]);
     start_pipeline(&mut s, 2, &[]);
     let before = s.submit("--runs 2000 --chunk-size 250 --name before --workload sum");
 
@@ -223,14 +225,18 @@ fn poison_messages_on_every_queue_are_dead_lettered_with_a_reason() {
             format!(r#"{{"v":99,"batch_id":"{ghost}","chunk":0}}"#).into_bytes(),
         ),
         (Queue::Work, "unknown", work_msg(ghost, 0).payload),
-        (Queue::Results, "garbage", b"\xff\x00garbage".to_vec()),
-        (Queue::Results, "shape", br#"{"v":1,"batch_id":7}"#.to_vec()),
+        (Queue::Results(0), "garbage", b"\xff\x00garbage".to_vec()),
         (
-            Queue::Results,
+            Queue::Results(0),
+            "shape",
+            br#"{"v":1,"batch_id":7}"#.to_vec(),
+        ),
+        (
+            Queue::Results(0),
             "version",
             format!(r#"{{"v":99,"batch_id":"{ghost}","chunk":0,"shiny":true}}"#).into_bytes(),
         ),
-        (Queue::Results, "unknown", result_for_unknown_batch()),
+        (Queue::Results(0), "unknown", result_for_unknown_batch()),
         (Queue::Verify, "garbage", b"not json at all".to_vec()),
         (
             Queue::Verify,
@@ -245,12 +251,12 @@ fn poison_messages_on_every_queue_are_dead_lettered_with_a_reason() {
         (Queue::Verify, "unknown", verify_msg(ghost).payload),
         // Well-formed, for a real batch, but inconsistent with it.
         (Queue::Work, "range", work_msg(before[0], 99).payload),
-        (Queue::Results, "mismatch", mismatched_result(before[0])),
+        (Queue::Results(0), "mismatch", mismatched_result(before[0])),
     ];
     for (queue, kind, payload) in &poison {
         s.publish(
             *queue,
-            &format!("poison-{}-{kind}", queue.suffix()),
+            &format!("poison-{}-{kind}", queue.name()),
             payload.clone(),
         );
     }
@@ -268,7 +274,7 @@ fn poison_messages_on_every_queue_are_dead_lettered_with_a_reason() {
         by_id.insert(d.msg_id.clone().unwrap_or_default(), reason);
     }
     for (queue, kind, _) in &poison {
-        let id = format!("poison-{}-{kind}", queue.suffix());
+        let id = format!("poison-{}-{kind}", queue.name());
         let reason = by_id
             .get(&id)
             .unwrap_or_else(|| panic!("{id} not dead-lettered; got {by_id:#?}"));
@@ -301,7 +307,8 @@ fn poison_messages_on_every_queue_are_dead_lettered_with_a_reason() {
 /// (attempts stay 1), no second verdict line, no new state file.
 #[test]
 fn duplicates_on_every_queue_change_nothing() {
-    let mut s = Stack::new();
+    // One partition: the sentinels follow the duplicates in their queue.
+    let mut s = Stack::with_env(&[("PARTITIONS", "1")]);
     start_pipeline(&mut s, 2, &[]);
     let ids = s.submit("--runs 2000 --chunk-size 250 --name once --workload sum");
     let batch = ids[0];
@@ -312,6 +319,7 @@ fn duplicates_on_every_queue_change_nothing() {
     let stored = s.chunks(batch);
     s.publish_all(vec![work_msg(batch, 0), work_msg(batch, 5)]);
     s.publish_all(vec![result_msg(
+        &s,
         batch,
         1,
         stored[1].result.as_deref().expect("result"),

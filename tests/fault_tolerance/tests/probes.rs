@@ -78,7 +78,7 @@ fn every_stage_is_alive_at_once_and_ready_once_connected_and_consuming() {
         assert_eq!(get(addr, "/healthz"), Some((200, "ok\n".into())));
     }
     wait_consumers(&mut stack, Queue::Work, 1);
-    wait_consumers(&mut stack, Queue::Results, 1);
+    wait_consumers(&mut stack, Queue::Results(0), 1);
 
     let ids = stack.submit("--runs 2000 --chunk-size 1000 --workload sum");
     let verdicts = stack.wait_for_verdicts(&ids, PATIENCE);

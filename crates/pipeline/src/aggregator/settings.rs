@@ -15,6 +15,10 @@ pub struct AggregatorSettings {
     /// Deprecated name of --commit-window (read for one more release).
     #[arg(long = "prefetch", env = "PREFETCH", hide = true)]
     pub deprecated_prefetch: Option<u16>,
+    /// This replica's name as owner of partitions (default:
+    /// aggregator-HOST-PID; unique among the running replicas).
+    #[arg(long, env = "REPLICA_ID")]
+    pub replica_id: Option<String>,
     #[command(flatten)]
     pub faults: FaultSettings,
 }
@@ -27,6 +31,14 @@ fn commit_window_help() -> String {
 }
 
 impl AggregatorSettings {
+    /// This replica's name.
+    pub fn replica_id(&self) -> String {
+        self.replica_id.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+            format!("aggregator-{host}-{}", std::process::id())
+        })
+    }
+
     /// The commit window, from the deprecated `PREFETCH` when only it is set.
     pub fn commit_window(&self) -> u16 {
         let window = match (self.commit_window, self.deprecated_prefetch) {

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use stateful_worker::KeyedState;
 use workload::Summary;
 
+use crate::messages::ResultMsg;
+
 /// One row of a batch's state file: a chunk result, or the record that a
 /// duplicate delivery of chunk `chunk` was dropped. Duplicates are recorded
 /// (and fsynced with the window) so `duplicates_dropped` survives restarts.
@@ -25,6 +27,35 @@ pub struct ChunkRow {
     /// decoded, or when the row is read back at a rebuild.
     #[serde(with = "json_column")]
     pub summary: Option<Summary>,
+}
+
+impl From<ResultMsg> for ChunkRow {
+    fn from(msg: ResultMsg) -> Self {
+        ChunkRow {
+            duplicate: false,
+            chunk: msg.chunk,
+            chunks: msg.chunks,
+            runs_total: msg.runs_total,
+            runs: msg.runs,
+            name: msg.name,
+            summary: Some(msg.summary),
+        }
+    }
+}
+
+impl ChunkRow {
+    /// The record that a duplicate delivery of `msg` was dropped.
+    pub fn duplicate_of(msg: &ResultMsg) -> Self {
+        ChunkRow {
+            duplicate: true,
+            chunk: msg.chunk,
+            chunks: msg.chunks,
+            runs_total: msg.runs_total,
+            runs: 0,
+            name: msg.name.clone(),
+            summary: None,
+        }
+    }
 }
 
 /// The per-batch state: which chunks are in and their merged summary.

@@ -45,9 +45,9 @@ pub use simulate::simulate;
 use crate::common::{BatchCache, LoadedBatch, Lookup};
 use crate::faults::CrashPoint;
 use crate::health::Health;
-use crate::messages::{ResultMsg, VERSION, VerifyMsg, WorkMsg, result_msg_id};
+use crate::messages::{ResultMsg, VERSION, VerifyMsg, WorkMsg, stored_result};
 use crate::retry::retrying;
-use crate::stage::{self, Handled, Inbound, Outcome, Shape, Stage};
+use crate::stage::{self, Handled, Inbound, Outcome, Shape, Stage, Stopping};
 use crate::sweeper;
 use crate::telemetry::StageStats;
 use crate::{Error, Result};
@@ -71,6 +71,10 @@ pub async fn run<B: Broker, S: Store>(
         Ok(store.hold_claims().await?)
     })
     .await?;
+    let partitions = retrying("read the partition count", &shutdown, || async {
+        Ok(store.partitions().await?)
+    })
+    .await?;
     let sweeper = (!settings.no_sweeper).then(|| {
         let sweep = settings.sweeper.resolve(cfg.lease);
         tokio::spawn(sweeper::run(
@@ -88,16 +92,18 @@ pub async fn run<B: Broker, S: Store>(
         drain_timeout: cfg.drain_timeout,
         ..Shape::sequential(1)
     };
+    let stopping = Stopping::on(shutdown);
     let executor = Arc::new(Executor {
         simulating: Arc::new(Semaphore::new(cfg.concurrency)),
         broker: broker.clone(),
         store,
         cfg,
+        partitions,
         cache: BatchCache::default(),
         stats: stats.clone(),
-        shutdown: shutdown.clone(),
+        shutdown: stopping.abort.clone(),
     });
-    let outcome = stage::run(broker, executor, shape, stats, health, shutdown).await;
+    let outcome = stage::run(broker, executor, shape, stats, health, stopping).await;
     if let Some(sweeper) = sweeper {
         sweeper.abort();
     }
@@ -116,8 +122,11 @@ struct Executor<B, S> {
     broker: B,
     store: S,
     cfg: Resolved,
+    /// Result partitions: where a chunk's result goes.
+    partitions: u16,
     cache: BatchCache,
     stats: StageStats,
+    /// Ends the steps' retries (the runtime's abort: the drain time is up).
     shutdown: CancellationToken,
     /// Simulation slots (`concurrency`), held only while a chunk simulates.
     simulating: Arc<Semaphore>,
@@ -126,7 +135,10 @@ struct Executor<B, S> {
 impl<B: Broker, S: Store> Stage for Executor<B, S> {
     type Msg = WorkMsg;
     type Done = ();
-    const QUEUE: Queue = Queue::Work;
+
+    fn queue(&self) -> Queue {
+        Queue::Work
+    }
 
     async fn handle(&self, window: Vec<Inbound<WorkMsg>>) -> Result<Handled<()>> {
         let mut outcomes = Vec::with_capacity(window.len());
@@ -181,8 +193,7 @@ impl<B: Broker, S: Store> Executor<B, S> {
                 // Committed earlier (crash before publish or ack): publish the
                 // stored result again; the aggregator drops it if it has it.
                 self.stats.count("republished_completed", 1);
-                let id = result_msg_id(msg.batch_id, msg.chunk);
-                let stored = Message::new(Queue::Results, id, result.into_bytes());
+                let stored = stored_result(msg.batch_id, msg.chunk, result, self.partitions);
                 self.publish(vec![stored]).await?;
                 Ok(Outcome::Ack)
             }
@@ -314,7 +325,7 @@ impl<B: Broker, S: Store> Executor<B, S> {
                 self.stats.count("chunks", 1);
                 self.stats.count("runs", result.runs as u64);
                 self.cfg.faults.maybe_crash(CrashPoint::AfterCommit);
-                let published = Message::new(Queue::Results, result.msg_id(), json.into_bytes());
+                let published = stored_result(batch_id, chunk, json, self.partitions);
                 self.publish(vec![published]).await?;
                 self.cfg.faults.maybe_crash(CrashPoint::AfterPublish);
             }

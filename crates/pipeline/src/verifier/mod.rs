@@ -26,7 +26,7 @@ use crate::faults::{CrashPoint, FaultSettings, Faults};
 use crate::health::Health;
 use crate::messages::VerifyMsg;
 use crate::retry::retrying;
-use crate::stage::{self, Handled, Inbound, Outcome, Shape, Stage};
+use crate::stage::{self, Handled, Inbound, Outcome, Shape, Stage, Stopping};
 use crate::telemetry::StageStats;
 use crate::{Check, Error, Result};
 
@@ -75,6 +75,7 @@ pub async fn run<B: Broker, S: Store>(
     health: Health,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let stopping = Stopping::on(shutdown);
     let verifier = Arc::new(Verifier {
         store,
         spot_checks: settings.spot_checks,
@@ -83,10 +84,10 @@ pub async fn run<B: Broker, S: Store>(
         sink,
         cache: BatchCache::default(),
         stats: stats.clone(),
-        shutdown: shutdown.clone(),
+        shutdown: stopping.abort.clone(),
     });
     let shape = Shape::sequential(PREFETCH);
-    stage::run(broker, verifier, shape, stats, health, shutdown).await
+    stage::run(broker, verifier, shape, stats, health, stopping).await
 }
 
 /// The verifier's domain steps; the loop around them is [`stage::run`].
@@ -104,7 +105,10 @@ struct Verifier<S> {
 impl<S: Store> Stage for Verifier<S> {
     type Msg = VerifyMsg;
     type Done = ();
-    const QUEUE: Queue = Queue::Verify;
+
+    fn queue(&self) -> Queue {
+        Queue::Verify
+    }
 
     async fn handle(&self, window: Vec<Inbound<VerifyMsg>>) -> Result<Handled<()>> {
         let mut outcomes = Vec::with_capacity(window.len());

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use broker::Queue;
 use fault_tolerance::Stack;
-use pipeline::messages::{ResultMsg, VERSION, VerifyMsg, WorkMsg, encode, result_msg_id};
+use pipeline::messages::{ResultMsg, VERSION, VerifyMsg, WorkMsg, encode, stored_result};
 use uuid::Uuid;
 use workload::{Workload, WorkloadSpec};
 
@@ -23,7 +23,9 @@ pub fn start_pipeline(stack: &mut Stack, executors: usize, extra: &[(&str, &str)
     stack.spawn("aggregator", "aggregator", extra);
     stack.spawn("verifier", "verifier", extra);
     wait_consumers(stack, Queue::Work, executors as u64);
-    wait_consumers(stack, Queue::Results, 1);
+    for p in 0..stack.partitions() {
+        wait_consumers(stack, Queue::Results(p), 1);
+    }
     wait_consumers(stack, Queue::Verify, 1);
 }
 
@@ -42,12 +44,8 @@ pub fn work_msg(batch: Uuid, chunk: i32) -> broker::Message {
 }
 
 /// The stored result of a completed chunk, as the executor published it.
-pub fn result_msg(batch: Uuid, chunk: i32, stored_json: &str) -> broker::Message {
-    broker::Message::new(
-        Queue::Results,
-        result_msg_id(batch, chunk),
-        stored_json.as_bytes().to_vec(),
-    )
+pub fn result_msg(s: &Stack, batch: Uuid, chunk: i32, stored_json: &str) -> broker::Message {
+    stored_result(batch, chunk, stored_json.to_owned(), s.partitions())
 }
 
 pub fn verify_msg(batch: Uuid) -> broker::Message {

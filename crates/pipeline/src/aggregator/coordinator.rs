@@ -1,0 +1,170 @@
+//! The replica's view of the others, without a coordinator of its own
+//! making: every few seconds it announces itself in the store, reads how
+//! many replicas are alive and which partitions it owns, and when it owns
+//! more than its fair share (`ceil(partitions / replicas)`) it hands one
+//! partition over — gracefully: its queue is cancelled, what is on its way
+//! is folded and acked, the epoch released with the cause `rebalance` —
+//! then waits until another replica took it before handing over the next.
+//! RabbitMQ makes the next waiting consumer active, so the partitions flow
+//! to the replicas that have fewer.
+//!
+//! RabbitMQ does not tell a consumer it became a queue's active one, and a
+//! replica takes a partition at its first delivery; so the first live
+//! replica (by name) nudges every partition that has no live owner — none
+//! yet, or one gone silent — and the active consumer takes it at once.
+//!
+//! It also marks the replica ready once every partition's queue is
+//! subscribed (the replica is then a hot standby for all of them), and
+//! publishes each owned partition's queue depth as a gauge.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use broker::{Broker, Queue};
+use store::Store;
+use tokio_util::sync::CancellationToken;
+
+use super::Replica;
+use super::partition::LoopControl;
+use crate::health::{CONSUMING, Health};
+use crate::messages::nudge;
+
+/// How often a replica announces itself and looks at the others.
+pub(super) const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// A replica silent for this long counts as gone.
+pub const SILENCE: Duration = Duration::from_secs(6);
+
+/// How long a hand-over may take before the next one is tried anyway.
+const HANDOVER_PATIENCE: Duration = Duration::from_secs(30);
+
+/// How often the same partition is nudged while it has no live owner.
+const NUDGE_EVERY: Duration = SILENCE;
+
+/// How often owned partitions' queue depths are published.
+const DEPTH_EVERY: Duration = Duration::from_secs(10);
+
+pub(super) struct Coordinator<B, S> {
+    replica: Arc<Replica<B, S>>,
+    controls: Vec<Arc<LoopControl>>,
+    health: Health,
+    /// The partition being handed over, and since when.
+    handing_over: Option<(u16, Instant)>,
+    /// When each partition was last nudged by this replica.
+    nudged: Vec<Option<Instant>>,
+    last_depths: Instant,
+}
+
+impl<B: Broker, S: Store> Coordinator<B, S> {
+    pub(super) fn new(
+        replica: Arc<Replica<B, S>>,
+        controls: Vec<Arc<LoopControl>>,
+        health: Health,
+    ) -> Self {
+        let nudged = vec![None; usize::from(replica.partitions)];
+        Self {
+            replica,
+            controls,
+            health,
+            handing_over: None,
+            nudged,
+            last_depths: Instant::now(),
+        }
+    }
+
+    /// Runs until `shutdown`.
+    pub(super) async fn run(mut self, shutdown: CancellationToken) {
+        self.health.set_ready(CONSUMING, false);
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            self.health.beat("aggregator coordinator");
+            if self.controls.iter().all(|c| c.subscribed()) {
+                self.health.set_ready(CONSUMING, true);
+            }
+            if let Err(e) = self.turn().await {
+                // The store is away: try again at the next beat.
+                tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "aggregator coordination failed"
+                );
+            }
+        }
+    }
+
+    async fn turn(&mut self) -> crate::Result<()> {
+        let store = &self.replica.store;
+        store.replica_heartbeat(&self.replica.id).await?;
+        let live = store.live_replicas(SILENCE).await?;
+        let owned: Vec<u16> = live
+            .iter()
+            .find(|r| r.replica == self.replica.id)
+            .map(|r| r.partitions.clone())
+            .unwrap_or_default();
+        if live.iter().map(|r| &r.replica).min() == Some(&self.replica.id) {
+            self.nudge_orphans(&live).await?;
+        }
+        let replicas = live.len().max(1);
+        let fair = usize::from(self.replica.partitions).div_ceil(replicas);
+        if let Some((p, since)) = self.handing_over {
+            let done = !owned.contains(&p) || since.elapsed() > HANDOVER_PATIENCE;
+            if !done {
+                return Ok(());
+            }
+            self.handing_over = None;
+        }
+        if owned.len() > fair
+            && let Some(&p) = owned.last()
+        {
+            tracing::info!(
+                partition = p,
+                owned = owned.len(),
+                fair,
+                replicas,
+                "handing a partition over to even the spread"
+            );
+            self.controls[usize::from(p)].let_go("rebalance");
+            self.handing_over = Some((p, Instant::now()));
+        }
+        if self.last_depths.elapsed() >= DEPTH_EVERY {
+            self.last_depths = Instant::now();
+            self.publish_depths(&owned).await;
+        }
+        Ok(())
+    }
+
+    /// Nudges the partitions without a live owner (none since the start or a
+    /// hand-over, or one gone silent), each at most every [`NUDGE_EVERY`].
+    async fn nudge_orphans(&mut self, live: &[store::ReplicaInfo]) -> crate::Result<()> {
+        let owned: Vec<u16> = live
+            .iter()
+            .flat_map(|r| r.partitions.iter().copied())
+            .collect();
+        for p in 0..self.replica.partitions {
+            let last = &mut self.nudged[usize::from(p)];
+            if owned.contains(&p) || last.is_some_and(|t| t.elapsed() < NUDGE_EVERY) {
+                continue;
+            }
+            *last = Some(Instant::now());
+            tracing::debug!(partition = p, "nudging a partition without a live owner");
+            self.replica
+                .broker
+                .publish(vec![nudge(p, &self.replica.id)?])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The lag of each partition this replica owns, as a gauge.
+    async fn publish_depths(&self, owned: &[u16]) {
+        for &p in owned {
+            if let Ok(depth) = self.replica.broker.queue_depth(Queue::Results(p)).await {
+                metrics::gauge!("batchline_partition_depth", "partition" => store::partition::name(p))
+                    .set(depth as f64);
+            }
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! One partition of the aggregator, as a [`Stage`]: the windows of its
+//! results queue are folded into the partition's state, which exists only
+//! while this replica owns the partition (`takeover`). Every effect outside
+//! the replica's disk — an aggregate saved — is made under the owner's
+//! epoch; a replica that finds itself fenced drops the state and lets go of
+//! the queue.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex as SyncMutex};
+use std::time::Instant;
+
+use broker::{Broker, Queue};
+use stateful_worker::{KeyedState, Processed};
+use store::{Fence, Saved, Store};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::state::ChunkRow;
+use super::takeover::TakeOver;
+use super::{Manager, Replica};
+use crate::faults::CrashPoint;
+use crate::messages::{ResultMsg, VerifyMsg, is_nudge};
+use crate::retry::retrying;
+use crate::stage::{Handled, Inbound, Outcome, Stage};
+use crate::{Check, Error, Result};
+
+/// How the coordinator and the partition itself stop a partition's
+/// current loop, and why (the cause is recorded with the hand-over).
+#[derive(Debug, Default)]
+pub(super) struct LoopControl {
+    stop: SyncMutex<Option<CancellationToken>>,
+    cause: SyncMutex<Option<&'static str>>,
+    /// The partition's queue was subscribed at least once.
+    subscribed: std::sync::atomic::AtomicBool,
+}
+
+impl LoopControl {
+    /// A new loop runs until `stop` fires.
+    pub(super) fn started(&self, stop: CancellationToken) {
+        *lock(&self.stop) = Some(stop);
+        *lock(&self.cause) = None;
+    }
+
+    /// Asks the current loop to let go, for `cause`.
+    pub(super) fn let_go(&self, cause: &'static str) {
+        lock(&self.cause).get_or_insert(cause);
+        if let Some(stop) = lock(&self.stop).as_ref() {
+            stop.cancel();
+        }
+    }
+
+    pub(super) fn take_cause(&self) -> Option<&'static str> {
+        lock(&self.cause).take()
+    }
+
+    pub(super) fn subscribed(&self) -> bool {
+        self.subscribed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+fn lock<T>(m: &SyncMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain data: a panic elsewhere cannot leave it half-written.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The partition while this replica owns it.
+pub(super) struct Owned {
+    pub fence: Fence,
+    pub mgr: Manager,
+}
+
+/// One partition's domain steps; the loop around them is `stage::run`.
+pub(super) struct Partition<B, S> {
+    pub(super) replica: Arc<Replica<B, S>>,
+    pub(super) p: u16,
+    control: Arc<LoopControl>,
+    /// Ends the steps' retries (the runtime's abort).
+    pub(super) abort: CancellationToken,
+    /// `None` until this replica takes the partition, and after it was
+    /// fenced or let go.
+    pub(super) owned: Mutex<Option<Owned>>,
+    /// Fenced during this loop: take nothing again until the next one.
+    fenced: std::sync::atomic::AtomicBool,
+}
+
+impl<B: Broker, S: Store> Partition<B, S> {
+    pub(super) fn new(
+        replica: Arc<Replica<B, S>>,
+        p: u16,
+        control: Arc<LoopControl>,
+        abort: CancellationToken,
+    ) -> Self {
+        Self {
+            replica,
+            p,
+            control,
+            abort,
+            owned: Mutex::new(None),
+            fenced: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The partition's state directory, `root/p{NN}`.
+    pub(super) fn dir(&self) -> PathBuf {
+        self.replica.root.join(store::partition::name(self.p))
+    }
+
+    fn is_fenced(&self) -> bool {
+        self.fenced.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Another replica owns the partition now: drop the state, let go.
+    pub(super) fn fenced(&self, owned: &mut Option<Owned>) {
+        tracing::warn!(
+            partition = self.p,
+            "fenced: another replica owns the partition now; letting go"
+        );
+        self.replica.stats.count("fenced", 1);
+        *owned = None;
+        self.fenced
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.control.let_go("fenced");
+    }
+}
+
+impl<B: Broker, S: Store> Stage for Partition<B, S> {
+    type Msg = ResultMsg;
+    /// The batches the window touched (to finalize those now complete).
+    type Done = BTreeSet<String>;
+
+    fn queue(&self) -> Queue {
+        Queue::Results(self.p)
+    }
+
+    fn subscribed(&self) {
+        let flag = &self.control.subscribed;
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_control(&self, msg_id: &str) -> bool {
+        is_nudge(msg_id)
+    }
+
+    async fn handle(&self, window: Vec<Inbound<ResultMsg>>) -> Result<Handled<Self::Done>> {
+        if self.is_fenced() {
+            // Left unacked: they go back to the queue's active consumer.
+            let outcomes = vec![Outcome::Leave; window.len()];
+            return Ok(Handled {
+                outcomes,
+                done: BTreeSet::new(),
+            });
+        }
+        // Everything that needs the store first, so that a failure there
+        // (requeue) leaves nothing appended.
+        let mut checks = Vec::with_capacity(window.len());
+        for inbound in &window {
+            checks.push(self.validate(&inbound.msg).await?);
+        }
+        let mut guard = self.owned.lock().await;
+        if guard.is_none() {
+            match self.take_over().await? {
+                TakeOver::Taken(owned) => *guard = Some(*owned),
+                TakeOver::Fenced | TakeOver::Locked => {
+                    self.fenced(&mut guard);
+                    return Ok(Handled {
+                        outcomes: vec![Outcome::Leave; window.len()],
+                        done: BTreeSet::new(),
+                    });
+                }
+            }
+        }
+        let Some(owned) = guard.as_mut() else {
+            return Err(Error::Invalid("partition not owned".into()));
+        };
+        if window.is_empty() {
+            // A nudge: taking the partition was the point.
+            return Ok(Handled {
+                outcomes: Vec::new(),
+                done: BTreeSet::new(),
+            });
+        }
+        let start = Instant::now();
+        let mut touched = BTreeSet::new();
+        let mut outcomes = Vec::with_capacity(window.len());
+        for (inbound, check) in window.into_iter().zip(checks) {
+            let outcome = match check {
+                Check::Pass => {
+                    let key = inbound.msg.batch_id.to_string();
+                    if self.append(&mut owned.mgr, &key, inbound.msg).await? {
+                        touched.insert(key);
+                    }
+                    Outcome::Ack
+                }
+                Check::Fail(reason) => Outcome::DeadLetter(reason),
+            };
+            outcomes.push(outcome);
+        }
+        self.replica.stats.phase("apply", start.elapsed());
+        self.commit(owned).await?;
+        if !self.holds(owned.fence).await? {
+            // Acked all the same: whatever the window held is in the store's
+            // changelog, which the new owner rebuilt from.
+            self.fenced(&mut guard);
+        }
+        Ok(Handled {
+            outcomes,
+            done: touched,
+        })
+    }
+
+    async fn after_ack(&self, touched: BTreeSet<String>) -> Result<()> {
+        for key in touched {
+            self.finalize_if_ready(&key).await?;
+        }
+        Ok(())
+    }
+}
+
+impl<B: Broker, S: Store> Partition<B, S> {
+    /// Makes the window durable: one fsync per touched file.
+    async fn commit(&self, owned: &mut Owned) -> Result<()> {
+        let faults = &self.replica.faults;
+        faults.maybe_crash(CrashPoint::BeforeFsync);
+        let start = Instant::now();
+        // Durable before acked: one fsync per touched file for the whole window.
+        tokio::task::block_in_place(|| owned.mgr.commit())?;
+        self.replica.stats.phase("fsync", start.elapsed());
+        faults.maybe_crash(CrashPoint::AfterFsync);
+        Ok(())
+    }
+
+    async fn holds(&self, fence: Fence) -> Result<bool> {
+        let store = &self.replica.store;
+        retrying("check the partition's epoch", &self.abort, || async {
+            Ok(store.holds_partition(fence).await?)
+        })
+        .await
+    }
+
+    /// Appends one valid result under `key` (or the record of a dropped
+    /// duplicate); `true` when it was applied, so its batch may be complete.
+    async fn append(&self, mgr: &mut Manager, key: &str, msg: ResultMsg) -> Result<bool> {
+        if mgr.state(key).is_none()
+            && !mgr.is_completed(key)
+            && self.aggregated(msg.batch_id).await?
+        {
+            // Finalized elsewhere (by an earlier owner): a late duplicate.
+            tokio::task::block_in_place(|| mgr.complete(key))?;
+        }
+        let stats = &self.replica.stats;
+        let msg_id = msg.msg_id();
+        let (batch, chunk) = (msg.batch_id, msg.chunk);
+        let record = ChunkRow::duplicate_of(&msg);
+        match mgr.process(key, &msg_id, ChunkRow::from(msg))? {
+            Processed::Applied => {
+                stats.count("applied", 1);
+                Ok(true)
+            }
+            Processed::Duplicate => {
+                tracing::debug!(%batch, chunk, "duplicate chunk result dropped");
+                stats.count("duplicates_dropped", 1);
+                // Each dropped delivery gets its own record id: a duplicate
+                // redelivered after a crash was dropped twice.
+                mgr.process(key, &format!("dup-{}", Uuid::new_v4().simple()), record)?;
+                Ok(false)
+            }
+            Processed::AlreadyCompleted => {
+                tracing::debug!(%batch, chunk, "late duplicate for a finalized batch dropped");
+                stats.count("late_duplicates_dropped", 1);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Whether the batch has an aggregate in the store.
+    async fn aggregated(&self, batch: Uuid) -> Result<bool> {
+        let store = &self.replica.store;
+        let stored = retrying("read aggregate", &self.abort, || async {
+            Ok(store.batch_result(batch).await?)
+        })
+        .await?;
+        Ok(stored.is_some())
+    }
+
+    /// Finalizes `key` if its batch is complete and the partition is still
+    /// this replica's.
+    pub(super) async fn finalize_if_ready(&self, key: &str) -> Result<()> {
+        let mut guard = self.owned.lock().await;
+        let Some(owned) = guard.as_mut() else {
+            return Ok(());
+        };
+        if !owned.mgr.state(key).is_some_and(|s| s.is_ready()) {
+            return Ok(());
+        }
+        if !self.finalize(owned, key).await? {
+            self.fenced(&mut guard);
+        }
+        Ok(())
+    }
+
+    /// Saves the batch's aggregate under the epoch, sends it to the
+    /// verifier, tombstones it. `false` when the epoch is no longer ours.
+    pub(super) async fn finalize(&self, owned: &mut Owned, key: &str) -> Result<bool> {
+        let batch_id: Uuid = key
+            .parse()
+            .map_err(|_| Error::Invalid(format!("state key {key} is not a batch id")))?;
+        let Some(state) = owned.mgr.state(key) else {
+            return Ok(true);
+        };
+        let result = serde_json::to_string(&state.summary).map_err(|source| Error::Encode {
+            what: "aggregate",
+            source,
+        })?;
+        let (duplicates, name) = (state.duplicates_dropped, state.name.clone());
+        let span =
+            tracing::info_span!("finalize", batch = %batch_id, name = %name, partition = self.p);
+        let start = Instant::now();
+        let saved = self
+            .publish_aggregate(owned, batch_id, &result, duplicates)
+            .instrument(span)
+            .await?;
+        if saved {
+            self.replica.stats.phase("finalize", start.elapsed());
+            self.replica.stats.count("batches_finalized", 1);
+        }
+        Ok(saved)
+    }
+
+    async fn publish_aggregate(
+        &self,
+        owned: &mut Owned,
+        batch_id: Uuid,
+        result: &str,
+        duplicates: u64,
+    ) -> Result<bool> {
+        let (store, broker, faults) = (
+            &self.replica.store,
+            &self.replica.broker,
+            &self.replica.faults,
+        );
+        let fence = Some(owned.fence);
+        let saved = retrying("save aggregate", &self.abort, || async {
+            Ok(store
+                .save_batch_result(batch_id, result, duplicates as i64, fence)
+                .await?)
+        })
+        .await?;
+        if saved == Saved::Fenced {
+            return Ok(false);
+        }
+        faults.maybe_crash(CrashPoint::BeforeVerifyPublish);
+        let verify = VerifyMsg::aggregated(batch_id).to_message()?;
+        retrying("publish verify", &self.abort, || async {
+            Ok(broker.publish(vec![verify.clone()]).await?)
+        })
+        .await?;
+        faults.maybe_crash(CrashPoint::BeforeTombstone);
+        tokio::task::block_in_place(|| owned.mgr.complete(&batch_id.to_string()))?;
+        tracing::info!(duplicates, "batch aggregated");
+        Ok(true)
+    }
+}
