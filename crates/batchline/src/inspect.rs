@@ -1,13 +1,14 @@
-//! Read-only commands: `status`, `results` and `metadata`.
+//! Read-only commands: `status`, `results`, `metadata` and `partitions`.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
+use pipeline::partitions::{PartitionsView, ago};
 use pipeline::status::{BatchStatus, ellipsis, now_s};
 use store::Store;
 use workload::Summary;
 
-use crate::cli::{Global, MetadataArgs, ResultsArgs, StatusArgs};
+use crate::cli::{Global, MetadataArgs, PartitionsArgs, ResultsArgs, StatusArgs};
 use crate::connect;
 
 pub async fn status(g: &Global, args: &StatusArgs) -> anyhow::Result<ExitCode> {
@@ -43,6 +44,84 @@ pub async fn status(g: &Global, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         if let Some(reason) = &p.reason {
             println!("    reason: {reason}");
         }
+    }
+    if args.batch.is_none() {
+        let view = PartitionsView::read::<broker::RabbitBroker, _>(&store, None).await?;
+        println!();
+        println!("{}", partitions_summary(&view));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The partitions in one line, for `status` (`partitions` has the table).
+fn partitions_summary(view: &PartitionsView) -> String {
+    let replicas = match view.replicas.len() {
+        0 => "no aggregator replica running".to_string(),
+        n => format!("{n} replica(s) ({})", shares(view)),
+    };
+    let orphans: Vec<&str> = view.orphans().map(|p| p.name.as_str()).collect();
+    let orphans = match orphans.len() {
+        0 => "every one owned".to_string(),
+        n if n == view.partitions.len() => "none owned".to_string(),
+        _ => format!("without a live owner: {}", orphans.join(" ")),
+    };
+    format!(
+        "PARTITIONS  {}, {replicas}; {orphans} (batchline partitions for more)",
+        view.partitions.len()
+    )
+}
+
+/// Each live replica with how many partitions it owns.
+fn shares(view: &PartitionsView) -> String {
+    let shares: Vec<String> = view
+        .replicas
+        .iter()
+        .map(|r| format!("{} {}", r.replica, r.partitions.len()))
+        .collect();
+    shares.join(", ")
+}
+
+pub async fn partitions(g: &Global, args: &PartitionsArgs) -> anyhow::Result<ExitCode> {
+    let store = connect::store(g).await?;
+    let broker = connect::broker(g, &store).await?;
+    let view = PartitionsView::read(&store, Some(&broker)).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<5} {:>6}  {:<32} {:>8} {:>6} {:>7}  {:>9}  {:<10}",
+        "PART", "EPOCH", "OWNER", "OWNED", "OPEN", "QUEUED", "HANDOVERS", "LAST"
+    );
+    for p in &view.partitions {
+        let owner = match (&p.owner, p.owner_alive) {
+            (Some(o), true) => ellipsis(o, 32),
+            (Some(o), false) => ellipsis(&format!("{o} (silent)"), 32),
+            (None, _) => "-".to_string(),
+        };
+        let last = match (&p.last_handover_cause, p.last_handover_ago_s) {
+            (Some(cause), Some(s)) => format!("{cause} {} ago", ago(s)),
+            _ => "-".to_string(),
+        };
+        println!(
+            "{:<5} {:>6}  {:<32} {:>8} {:>6} {:>7}  {:>9}  {last}",
+            p.name,
+            p.epoch,
+            owner,
+            p.owned_for_s.map_or("-".into(), ago),
+            p.open_batches,
+            p.queue_depth.map_or("-".into(), |d| d.to_string()),
+            p.handovers,
+        );
+    }
+    println!();
+    match view.fair_share {
+        Some(share) => println!(
+            "{} replica(s), fair share {share}: {}",
+            view.replicas.len(),
+            shares(&view)
+        ),
+        None => println!("no aggregator replica running"),
     }
     Ok(ExitCode::SUCCESS)
 }

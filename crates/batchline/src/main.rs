@@ -60,6 +60,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => inspect::status(g, args).await,
         Command::Results(args) => inspect::results(g, args).await,
         Command::Metadata(args) => inspect::metadata(g, args),
+        Command::Partitions(args) => inspect::partitions(g, args).await,
         Command::Bench(args) => Ok(bench::run(connect::services(g)?, &g.worker_data_dir, args)
             .await
             .map(|()| ExitCode::SUCCESS)?),
