@@ -42,6 +42,27 @@ pub async fn broker(global: &Global, store: &PgStore) -> anyhow::Result<RabbitBr
     )
 }
 
+/// Warns when RabbitMQ is older than the partitions' single active
+/// consumer needs (docs/operations.md); says so when it cannot tell.
+pub async fn warn_if_rabbitmq_too_old(broker: &RabbitBroker) {
+    let (major, minor, patch) = broker::rabbit::MIN_VERSION;
+    match broker::rabbit::server_version(&broker.config().url).await {
+        Ok(Some(v)) if broker::rabbit::older_than_required(&v) => tracing::warn!(
+            rabbitmq = %v,
+            "RabbitMQ {v} is older than {major}.{minor}.{patch}: its single active consumer has known bugs \
+             (#5927, #6447) that can stall a partition's hand-over; upgrade RabbitMQ (docs/operations.md)"
+        ),
+        Ok(Some(v)) => tracing::info!(rabbitmq = %v, "RabbitMQ version"),
+        Ok(None) => tracing::info!(
+            "RabbitMQ version not checked (TLS connection): {major}.{minor}.{patch} or newer is required"
+        ),
+        Err(e) => tracing::info!(
+            error = &e as &dyn std::error::Error,
+            "could not read the RabbitMQ version: {major}.{minor}.{patch} or newer is required"
+        ),
+    }
+}
+
 /// Where RabbitMQ is, with which TLS material, and the queue arguments,
 /// from the options (the URL from its parts when `RABBITMQ_URL` is unset).
 fn rabbit_config(global: &Global) -> anyhow::Result<RabbitConfig> {

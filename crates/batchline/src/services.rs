@@ -62,6 +62,7 @@ pub async fn executor(g: &Global, settings: &ExecutorSettings) -> anyhow::Result
 
 pub async fn aggregator(g: &Global, settings: &AggregatorSettings) -> anyhow::Result<ExitCode> {
     let s = start(g).await?;
+    connect::warn_if_rabbitmq_too_old(&s.broker).await;
     let dir = g.worker_data_dir.join("aggregator");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let stats = StageStats::new("aggregator");

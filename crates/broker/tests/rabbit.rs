@@ -305,3 +305,22 @@ async fn wrong_credentials_are_a_config_error() {
     let text = format!("{:#}", anyhow::Error::from(error));
     assert!(!text.contains("definitely-not"), "{text}");
 }
+
+/// The probe reads the version RabbitMQ announces in `connection.start`;
+/// `rabbitmqctl` (when this machine runs the broker) names the same one.
+#[tokio::test]
+async fn the_probe_reads_the_brokers_version() {
+    let version = broker::rabbit::server_version(&url())
+        .await
+        .expect("the probe connects")
+        .expect("RabbitMQ announces its version");
+    assert!(
+        version.split('.').take(2).all(|p| p.parse::<u32>().is_ok()),
+        "a version number: {version}"
+    );
+    if let Ok(out) = Command::new("rabbitmqctl").args(["-q", "version"]).output()
+        && out.status.success()
+    {
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), version);
+    }
+}

@@ -10,6 +10,8 @@
 //!   connection.
 //! - `consumer`: [`RabbitConsumer`], which owns its reconnect loop.
 //! - `headers`: string headers to AMQP tables and back.
+//! - `version`: the broker's version, read by a probe connection, against
+//!   the oldest one the partitions can rely on.
 //!
 //! The publisher and every consumer have their own connection: RabbitMQ
 //! throttles publishing connections under memory pressure, and consumers
@@ -22,6 +24,7 @@ mod publisher;
 mod session;
 mod tls;
 mod topology;
+mod version;
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,6 +33,7 @@ pub use config::{DEFAULT_PREFIX, ENV_VARS, RabbitConfig};
 pub use consumer::RabbitConsumer;
 pub use session::CONNECT_TIMEOUT;
 pub use tls::RabbitTls;
+pub use version::{MIN_VERSION, older_than_required, server_version};
 
 use crate::{Broker, Error, Message, Queue, Result};
 use publisher::Publisher;
