@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 .PHONY: chaos chaos-stack help test fmt lint build release
-.PHONY: bin up up-detached down logs ps check-metadata view-metadata status results demo bench chaos check-compose test-drill
+.PHONY: bin up up-detached down logs ps check-metadata view-metadata status partitions results demo bench chaos check-compose test-drill
 .PHONY: check-kubernetes
 
 help: ## list the targets
@@ -33,7 +33,7 @@ release: ## release build of the binary
 # --- the drill: docs/drill.md; scripts/stack.sh does the work -------------
 # Docker Compose where `docker info` answers, local processes otherwise
 # (STACK_MODE=local|compose forces one; the local mode is `batchline stack`).
-# worker-1 = executor (EXECUTORS=N of them), worker-2 = aggregator,
+# worker-1 = executor (EXECUTORS=N of them), worker-2 = aggregator (AGGREGATORS=N),
 # worker-3 = verifier, runner = the submitter. The services' settings and
 # their defaults come from the environment and .env, read by the binary.
 
@@ -62,10 +62,10 @@ down: ## stop everything `up` started (SIGTERM, SIGKILL after STOP_TIMEOUT s)
 logs: ## follow the logs of every worker (TAIL=100 lines first; FOLLOW=0 to print and exit)
 	@$(STACK) logs
 
-logs-worker-%: ## follow the log of worker-N (N = 1, 2, 3, 1-K for one of EXECUTORS, runner)
+logs-worker-%: ## follow the log of worker-N (N = 1, 2, 3, 1-K / 2-K for one of EXECUTORS / AGGREGATORS, runner)
 	@$(STACK) logs $*
 
-kill-worker-%: ## SIGKILL worker-N (kill-worker-1 kills every executor, kill-worker-1-K one of them)
+kill-worker-%: ## SIGKILL worker-N (kill-worker-1 kills every executor, kill-worker-1-K one of them; 2-K likewise)
 	@$(STACK) kill $*
 
 restart-worker-%: bin ## start worker-N again (stopping it first if it runs), same env, log appended
@@ -83,6 +83,9 @@ view-metadata: bin ## the state rows of one batch and their CRC status: make vie
 
 status: bin ## batches with progress, attempts, verdict and runs/s (batchline status)
 	@$(STACK) cli status
+
+partitions: bin ## the aggregator's partitions: owner, epoch, open batches, queue depth, last hand-over
+	@$(STACK) cli partitions
 
 results: bin ## a batch's aggregate: make results BATCH=<id>
 	@if [ -z "$(BATCH)" ]; then echo "usage: make results BATCH=<batch id>  (make status lists them)" >&2; exit 2; fi

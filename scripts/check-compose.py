@@ -173,8 +173,10 @@ def check_compose(compose: dict, env: dict[str, str | None]) -> dict:
     w2 = services.get("worker-2") or {}
     if not any(str(v).startswith("./worker-data:") for v in w2.get("volumes") or []):
         error("docker-compose.yml: worker-2 does not bind-mount ./worker-data")
-    if "replicas" not in ((services.get("worker-1") or {}).get("deploy") or {}):
-        error("docker-compose.yml: worker-1 has no deploy.replicas (EXECUTORS)")
+    for name, var in (("worker-1", "EXECUTORS"), ("worker-2", "AGGREGATORS")):
+        replicas = str(((services.get(name) or {}).get("deploy") or {}).get("replicas", ""))
+        if var not in replicas:
+            error(f"docker-compose.yml: {name} has no deploy.replicas from {var}")
     return services
 
 

@@ -22,7 +22,7 @@ usage: scripts/stack.sh COMMAND [ARGS]
   up-detached        start the services in the background
   down               stop everything the stack started (SIGTERM, then SIGKILL after STOP_TIMEOUT s)
   logs [N]           follow the logs of all services, or of worker-N (TAIL lines first; FOLLOW=0 to not follow)
-  kill N [SIGNAL]    send SIGKILL (or SIGNAL) to worker-N: N is 1, 2, 3, 1-K (one executor) or runner
+  kill N [SIGNAL]    send SIGKILL (or SIGNAL) to worker-N: N is 1, 2, 3, 1-K (one executor), 2-K (one aggregator) or runner
   restart N          stop worker-N if it runs, then start it again with the env it was started with
   status             which services run, their pids and logs
   cli ARGS...        run `batchline ARGS` with the stack's environment (metadata, status, results, …)
@@ -115,7 +115,7 @@ compose_init() {
   mkdir -p worker-data/aggregator
 }
 
-# Compose names replica K of worker-1 PROJECT-worker-1-K.
+# Compose names replica K of worker-N PROJECT-worker-N-K.
 compose_container_of() {
   local service=$1 index=$2 name
   name=$("${COMPOSE[@]}" ps --all --format '{{.Name}}' "$service" | grep -E -- "-${index}\$" | head -n1 || true)
@@ -129,8 +129,8 @@ compose_target() {
   case $1 in
   runner) TARGET=(runner) ;;
   [123]) TARGET=("worker-$1") ;;
-  1-[1-9]*) TARGET=(worker-1 "${1#1-}") ;;
-  *) die "unknown worker '$1': use 1, 2, 3, 1-K or runner" ;;
+  [12]-[1-9]*) TARGET=("worker-${1%%-*}" "${1#*-}") ;;
+  *) die "unknown worker '$1': use 1, 2, 3, 1-K, 2-K or runner" ;;
   esac
 }
 
@@ -156,7 +156,7 @@ compose_cmd() {
     exec "${COMPOSE[@]}" logs "${follow[@]}" --tail "$tail" "${TARGET[@]}"
     ;;
   kill)
-    [[ $# -ge 1 ]] || die "kill needs a worker: 1, 2, 3, 1-K or runner"
+    [[ $# -ge 1 ]] || die "kill needs a worker: 1, 2, 3, 1-K, 2-K or runner"
     local sig=${2:-SIGKILL} container
     compose_target "$1"
     if [[ ${#TARGET[@]} -eq 2 ]]; then
@@ -166,7 +166,7 @@ compose_cmd() {
     exec "${COMPOSE[@]}" kill --signal "$sig" "${TARGET[0]}"
     ;;
   restart)
-    [[ $# -ge 1 ]] || die "restart needs a worker: 1, 2, 3, 1-K or runner"
+    [[ $# -ge 1 ]] || die "restart needs a worker: 1, 2, 3, 1-K, 2-K or runner"
     local container
     compose_target "$1"
     if [[ ${#TARGET[@]} -eq 2 ]]; then

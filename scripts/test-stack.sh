@@ -39,7 +39,7 @@ cat >"$TMP/bin/docker" <<'EOF'
 # fake docker: an engine that answers; records each call with HOST_UID
 echo "docker $* [uid=${HOST_UID-unset}]" >>"$FAKE_DOCKER_LOG"
 case "$1 ${2-}" in
-"compose ps") printf 'batchline-worker-1-1\nbatchline-worker-1-2\n' ;;
+"compose ps") printf 'batchline-worker-1-1\nbatchline-worker-1-2\nbatchline-worker-2-1\nbatchline-worker-2-2\n' | grep -- "-${*: -1}-" ;;
 esac
 exit 0
 EOF
@@ -61,6 +61,7 @@ RUNNER=0 check "compose: RUNNER=0 scales the runner to 0" compose_call "docker c
 check "compose: kill 2" compose_call "docker compose kill --signal SIGKILL worker-2" kill 2
 check "compose: kill 1 kills every replica" compose_call "docker compose kill --signal SIGKILL worker-1" kill 1
 check "compose: kill 1-2 kills one replica" compose_call "docker kill --signal SIGKILL batchline-worker-1-2" kill 1-2
+check "compose: kill 2-2 kills one aggregator" compose_call "docker kill --signal SIGKILL batchline-worker-2-2" kill 2-2
 check "compose: restart 2" compose_call "docker compose restart worker-2" restart 2
 check "compose: restart 1-1" compose_call "docker restart batchline-worker-1-1" restart 1-1
 FOLLOW=0 check "compose: logs 3" compose_call "docker compose logs --tail 100 worker-3" logs 3

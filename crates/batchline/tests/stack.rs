@@ -272,6 +272,34 @@ fn executors_are_replicas_with_their_own_metrics_ports() {
 }
 
 #[test]
+fn aggregators_are_replicas_killed_and_restarted_one_by_one() {
+    let d = Drill::new();
+    let env = [
+        ("AGGREGATORS", "2"),
+        ("METRICS_ADDR", "127.0.0.1:9600"),
+        ("RUNNER", "0"),
+    ];
+    d.ok(&["up-detached"], &env);
+    assert_eq!(
+        d.pid("worker-2"),
+        None,
+        "no plain worker-2 with AGGREGATORS=2"
+    );
+    for (name, port) in [("worker-2-1", 9601), ("worker-2-2", 9619)] {
+        d.wait_log(name, "aggregator up", 1);
+        d.wait_log(name, &format!("metrics=127.0.0.1:{port} "), 1);
+    }
+    let p22 = d.pid("worker-2-2").unwrap();
+    d.ok(&["kill", "2-2"], &env);
+    assert!(gone(p22) && d.alive("worker-2-1") && d.alive("worker-1"));
+    d.ok(&["restart", "2-2"], &env);
+    assert!(d.alive("worker-2-2"), "worker-2-2 runs again");
+    let out = d.run(&["kill", "2-3"], &env);
+    assert!(!out.success(), "no worker-2-3 with AGGREGATORS=2: {out:?}");
+    d.ok(&["down"], &env);
+}
+
+#[test]
 fn down_sends_sigkill_after_stop_timeout() {
     let d = Drill::new();
     d.knobs("FAKE_DRAIN=30\n");

@@ -61,7 +61,7 @@ impl Drill<'_> {
             }
         }
         Err(Error::Invalid(format!(
-            "unknown worker '{user}': use 1, 2, 3, 1-K (K up to EXECUTORS) or runner"
+            "unknown worker '{user}': use 1, 2, 3, 1-K (K up to EXECUTORS), 2-K (K up to AGGREGATORS) or runner"
         )))
     }
 
@@ -76,7 +76,7 @@ impl Drill<'_> {
             self.dir.log_dir().display()
         ));
         let planned = self.planned();
-        // Forget services of an earlier plan (another EXECUTORS) that no longer run.
+        // Forget services of an earlier plan (another EXECUTORS or AGGREGATORS) that no longer run.
         for name in self.known() {
             if !planned.contains(&name) && self.dir.running(&name).is_none() {
                 self.dir.forget(&name);

@@ -43,6 +43,10 @@ pub struct DrillSettings {
     /// Executor processes: worker-1, or worker-1-1 … worker-1-N.
     #[arg(long, env = "EXECUTORS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub executors: u16,
+    /// Aggregator replicas: worker-2, or worker-2-1 … worker-2-N. On one
+    /// host they share the data directory, partition by partition.
+    #[arg(long, env = "AGGREGATORS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub aggregators: u16,
     /// 0 starts the workers only; 1 also the runner.
     #[arg(long, env = "RUNNER", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
     pub runner: u8,
@@ -193,6 +197,7 @@ impl<'a> Drill<'a> {
     fn counts(&self) -> plan::Counts {
         plan::Counts {
             executors: usize::from(self.settings.executors),
+            aggregators: usize::from(self.settings.aggregators),
             runner: self.settings.runner == 1,
         }
     }
@@ -213,6 +218,7 @@ impl<'a> Drill<'a> {
         let s = self.settings;
         env.set("WORKER_DATA_DIR", self.dir.data().display().to_string())
             .set("EXECUTORS", s.executors.to_string())
+            .set("AGGREGATORS", s.aggregators.to_string())
             .set("NUM_BATCHES", s.num_batches.to_string())
             .set("RUNS_PER_BATCH", s.runs_per_batch.to_string())
             .set("CHUNK_SIZE", s.chunk_size.to_string())

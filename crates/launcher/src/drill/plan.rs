@@ -1,8 +1,9 @@
 //! The drill's services as users name them (`worker-1` … `runner`), what
 //! each runs, how many processes each has, and their metrics ports. One
 //! table: a service with replicas (`EXECUTORS=N` gives `worker-1-1` …
-//! `worker-1-N`, the names Docker Compose gives the replicas) is a row
-//! with a count, so another scaled service is another count.
+//! `worker-1-N`, the names Docker Compose gives the replicas;
+//! `AGGREGATORS=N` gives `worker-2-1` … `worker-2-N`) is a row with a
+//! count.
 
 use std::net::SocketAddr;
 
@@ -29,7 +30,8 @@ impl Role {
 
 /// A service: its name, role, and metrics port offset from `METRICS_ADDR`'s
 /// (replica K ≥ 2 gets `offset + 8 * (index + 1) + K`, i.e. worker-1-K
-/// gets 8 + K, clear of the other services' ports).
+/// gets 8 + K and worker-2-K 17 + K, clear of the other services' ports
+/// up to 9 executors).
 #[derive(Clone, Copy, Debug)]
 struct Service {
     name: &'static str,
@@ -64,6 +66,7 @@ const SERVICES: [Service; 4] = [
 #[derive(Clone, Copy, Debug)]
 pub struct Counts {
     pub executors: usize,
+    pub aggregators: usize,
     pub runner: bool,
 }
 
@@ -71,7 +74,8 @@ impl Counts {
     fn of(&self, role: Role) -> usize {
         match role {
             Role::Executor => self.executors,
-            Role::Aggregator | Role::Verifier => 1,
+            Role::Aggregator => self.aggregators,
+            Role::Verifier => 1,
             Role::Runner => usize::from(self.runner),
         }
     }
@@ -150,7 +154,11 @@ mod tests {
     use super::*;
 
     fn counts(executors: usize, runner: bool) -> Counts {
-        Counts { executors, runner }
+        Counts {
+            executors,
+            aggregators: 1,
+            runner,
+        }
     }
 
     #[test]
@@ -173,6 +181,33 @@ mod tests {
         assert_eq!(role_of("runner"), Some(Role::Runner));
         assert_eq!(role_of("worker-9"), None);
         assert_eq!(role_of("worker-1-x"), None);
+    }
+
+    #[test]
+    fn aggregator_replicas_are_worker_2_k() {
+        let names = plan(Counts {
+            executors: 1,
+            aggregators: 3,
+            runner: false,
+        });
+        assert_eq!(
+            names,
+            [
+                "worker-1",
+                "worker-2-1",
+                "worker-2-2",
+                "worker-2-3",
+                "worker-3"
+            ]
+        );
+        assert_eq!(role_of("worker-2-3"), Some(Role::Aggregator));
+        assert_eq!(resolve("2", &names).len(), 3);
+        assert_eq!(resolve("2-2", &names), ["worker-2-2"]);
+        let base: SocketAddr = "127.0.0.1:9100".parse().unwrap();
+        let port = |n: &str| metrics_addr(n, Some(base)).map(|a| a.port());
+        assert_eq!(port("worker-2-1"), Some(9101));
+        assert_eq!(port("worker-2-2"), Some(9119));
+        assert_eq!(port("worker-2-3"), Some(9120));
     }
 
     #[test]
