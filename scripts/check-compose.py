@@ -281,7 +281,7 @@ def check_grafana(services: dict) -> None:
             error(f"docker-compose.yml: grafana's home dashboard {home} is not mounted")
     events, phases = source_events()
     known = {"batchline_events_total", "batchline_phase_seconds_sum", "batchline_phase_seconds_count",
-             "batchline_phase_seconds_bucket", "batchline_phase_seconds"}
+             "batchline_phase_seconds_bucket", "batchline_phase_seconds", "batchline_partition_depth"}
     for f in dashboards:
         rel = f.relative_to(ROOT)
         try:
@@ -296,7 +296,7 @@ def check_grafana(services: dict) -> None:
                 error(f"{rel}: panel {panel.get('title')!r} uses datasource uid {uid}, not a provisioned one")
             exprs += [t.get("expr", "") for t in panel.get("targets") or []]
         titles = " ".join(p.get("title", "").lower() for p in dash.get("panels") or [])
-        for topic in ("throughput", "duplicates", "retries", "dead letters", "queue depth"):
+        for topic in ("throughput", "duplicates", "retries", "dead letters", "queue depth", "partition"):
             if topic not in titles:
                 error(f"{rel}: no panel about {topic}")
         for expr in exprs:

@@ -158,13 +158,21 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
         Ok(())
     }
 
-    /// The lag of each partition this replica owns, as a gauge.
+    /// The lag of each partition this replica owns, as a gauge; 0 for the
+    /// others, so a partition that moved away does not keep its last
+    /// depth here (the dashboard sums the replicas by partition).
     async fn publish_depths(&self, owned: &[u16]) {
-        for &p in owned {
-            if let Ok(depth) = self.replica.broker.queue_depth(Queue::Results(p)).await {
-                metrics::gauge!("batchline_partition_depth", "partition" => store::partition::name(p))
-                    .set(depth as f64);
-            }
+        for p in 0..self.replica.partitions {
+            let depth = if owned.contains(&p) {
+                match self.replica.broker.queue_depth(Queue::Results(p)).await {
+                    Ok(depth) => depth as f64,
+                    Err(_) => continue,
+                }
+            } else {
+                0.0
+            };
+            metrics::gauge!("batchline_partition_depth", "partition" => store::partition::name(p))
+                .set(depth);
         }
     }
 }

@@ -71,6 +71,7 @@ impl<B: Broker, S: Store> Partition<B, S> {
         stats.count("corrupt_rows_quarantined", report.corrupt);
         stats.count("torn_tails_truncated", report.truncated);
         stats.count("partitions_taken", 1);
+        stats.count("changelog_results_merged", merged);
         tracing::info!(
             partition = p,
             epoch = fence.epoch,
