@@ -60,6 +60,10 @@ fn quick_bench_writes_every_key() {
         "scaling_1_to_2",
         "sum_runs_per_s",
         "aggregator_msgs_per_s",
+        "aggregator_2_replicas_msgs_per_s",
+        "e2e_3_aggregators_runs_per_s",
+        "efficiency_3_aggregators",
+        "aggregators_3_vs_1",
     ] {
         positive(&json, key);
     }
@@ -87,6 +91,7 @@ fn quick_bench_writes_every_key() {
     let phases = &json["phases"];
     for scenario in [
         "e2e-bingo-all-cores",
+        "e2e-bingo-all-cores-3-aggregators",
         "e2e-bingo-1x1",
         "e2e-bingo-2x1",
         "e2e-sum-all-cores",

@@ -28,6 +28,8 @@ pub struct E2eSpec {
     pub seed: i64,
     pub executors: usize,
     pub concurrency: usize,
+    /// Aggregator replicas sharing the partitions.
+    pub aggregators: usize,
     pub executor_prefetch: Option<u16>,
     pub aggregator_prefetch: u16,
     pub timeout: Duration,
@@ -74,6 +76,7 @@ pub struct E2eResult {
     pub chunks: i32,
     pub executors: usize,
     pub concurrency: usize,
+    pub aggregators: usize,
     /// Submit call (batch and chunk rows, work messages confirmed).
     pub submit_s: f64,
     /// Until the last chunk was committed, as far as the 25 ms poll saw.
@@ -168,6 +171,7 @@ async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> Result<E2eResult> {
         chunks: batch.chunks(),
         executors: spec.executors,
         concurrency: spec.concurrency,
+        aggregators: spec.aggregators.max(1),
         submit_s,
         executed_s: times.executed_s,
         aggregated_s: times.aggregated_s,
@@ -188,15 +192,18 @@ async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> Result<E2eResult> {
 
 /// The aggregator, the verifier and the executors, until each is consuming.
 fn start_stages(scenario: &mut Scenario, spec: &E2eSpec) -> Result<()> {
-    scenario.spawn(
-        "aggregator",
-        &[
+    for i in 1..=spec.aggregators.max(1) {
+        let name = match i {
+            1 => "aggregator".to_string(),
+            i => format!("aggregator-{i}"),
+        };
+        let args = [
             "aggregator".into(),
             "--commit-window".into(),
             spec.aggregator_prefetch.to_string(),
-        ],
-        "aggregator consuming",
-    )?;
+        ];
+        scenario.spawn(&name, &args, "aggregator consuming")?;
+    }
     scenario.spawn("verifier", &["verifier".into()], "verifier consuming")?;
     for i in 1..=spec.executors {
         let mut args = vec![

@@ -6,7 +6,15 @@ use crate::args::BenchArgs;
 use crate::error::{Error, Result};
 
 /// Every section, in the order they run.
-pub const SECTIONS: [&str; 6] = ["limit", "e2e", "scaling", "sum", "aggregator", "rss"];
+pub const SECTIONS: [&str; 7] = [
+    "limit",
+    "e2e",
+    "replicas",
+    "scaling",
+    "sum",
+    "aggregator",
+    "rss",
+];
 
 /// The sizes of one bench run, after `--quick`.
 #[derive(Clone, Debug)]

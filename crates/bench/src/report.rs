@@ -43,6 +43,13 @@ pub struct BenchResults {
     pub sum_runs_per_s: Option<f64>,
     /// The sum batch's pipeline CPU per run (stages, Postgres, RabbitMQ), in µs.
     pub sum_cpu_us_per_run: Option<f64>,
+    /// The `e2e` run with three aggregator replicas sharing the partitions.
+    pub e2e_3_aggregators_runs_per_s: Option<f64>,
+    /// `e2e_3_aggregators_runs_per_s / limit_runs_per_s`.
+    pub efficiency_3_aggregators: Option<f64>,
+    /// `e2e_3_aggregators_runs_per_s / e2e_runs_per_s`: what running
+    /// standbys costs (goal: within noise of 1).
+    pub aggregators_3_vs_1: Option<f64>,
     /// Pre-filled results over every partition drained by one aggregator
     /// replica, fsync before ack.
     pub aggregator_msgs_per_s: Option<f64>,
@@ -207,6 +214,12 @@ impl BenchResults {
             None,
         ));
         t.push_str(&goal(
+            "efficiency_3_aggregators",
+            self.efficiency_3_aggregators,
+            "~ efficiency",
+            None,
+        ));
+        t.push_str(&goal(
             "scaling_1_to_2",
             self.scaling_1_to_2,
             ">= 1.7",
@@ -344,6 +357,9 @@ mod tests {
             "sum_runs_per_s",
             "aggregator_msgs_per_s",
             "aggregator_2_replicas_msgs_per_s",
+            "e2e_3_aggregators_runs_per_s",
+            "efficiency_3_aggregators",
+            "aggregators_3_vs_1",
             "peak_rss_mb",
             "phases",
         ] {

@@ -19,6 +19,8 @@ use crate::scenario::Bench;
 
 /// The label of the end-to-end run the headline figures come from.
 const E2E: &str = "e2e-bingo-all-cores";
+/// The same with three aggregator replicas sharing the partitions.
+const E2E_3_AGGREGATORS: &str = "e2e-bingo-all-cores-3-aggregators";
 /// The same configuration at the larger size, for peak RSS.
 const E2E_RSS: &str = "e2e-bingo-all-cores-rss";
 
@@ -40,6 +42,9 @@ impl Run<'_> {
         }
         if self.plan.on("e2e") {
             self.e2e(r).await?;
+        }
+        if self.plan.on("replicas") {
+            self.replicas(r).await?;
         }
         let all_cores: Vec<f64> = (r.limit.iter())
             .filter(|l| l.threads == self.cores)
@@ -110,6 +115,23 @@ impl Run<'_> {
             again.after_e2e = true;
             r.limit.push(again);
         }
+        Ok(())
+    }
+
+    /// The end-to-end run again with three aggregator replicas (one active
+    /// per partition, the others hot standbys), next to the one-replica run.
+    async fn replicas(&self, r: &mut BenchResults) -> Result<()> {
+        let e = self
+            .e2e_step(
+                E2E_3_AGGREGATORS,
+                WorkloadSpec::bingo_default(),
+                self.plan.runs,
+                1,
+                self.cores,
+            )
+            .await?;
+        r.e2e_3_aggregators_runs_per_s = Some(e.runs_per_s.round());
+        r.e2e.push(e);
         Ok(())
     }
 
@@ -209,6 +231,7 @@ impl Run<'_> {
             seed: self.args.seed,
             executors,
             concurrency,
+            aggregators: if label == E2E_3_AGGREGATORS { 3 } else { 1 },
             executor_prefetch: self.args.executor_chunks_in_flight,
             aggregator_prefetch: self.args.aggregator_commit_window,
             timeout: self.timeout,
@@ -225,6 +248,10 @@ impl Run<'_> {
 fn derived(r: &mut BenchResults) {
     if let (Some(e2e), Some(limit)) = (r.e2e_runs_per_s, r.limit_runs_per_s) {
         r.efficiency = Some(round3(e2e / limit.max(1e-9)));
+        if let Some(three) = r.e2e_3_aggregators_runs_per_s {
+            r.efficiency_3_aggregators = Some(round3(three / limit.max(1e-9)));
+            r.aggregators_3_vs_1 = Some(round3(three / e2e.max(1e-9)));
+        }
     }
     let limit_cpu = r.limit.first().and_then(|l| l.cpu_us_per_run);
     let e2e_cpu = r
