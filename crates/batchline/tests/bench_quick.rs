@@ -64,9 +64,14 @@ fn quick_bench_writes_every_key() {
         "e2e_3_aggregators_runs_per_s",
         "efficiency_3_aggregators",
         "aggregators_3_vs_1",
+        "rebuild_from_store_s",
     ] {
         positive(&json, key);
     }
+    assert_eq!(
+        json["rebuild"]["merged"], 1_000,
+        "the changelog merged whole"
+    );
     assert_eq!(json["quick"], Value::Bool(true));
     assert_eq!(json["sizes"]["runs"], 10_000);
     assert_eq!(

@@ -14,6 +14,8 @@
 //!   of this binary), and what the stages leave when stopped;
 //! - `e2e`: one batch from submit to the verifier's verdict;
 //! - `drain`: the aggregator emptying a pre-filled results queue;
+//! - `rebuild`: a partition taken over from a replica whose disk is gone,
+//!   rebuilt from the changelog in Postgres;
 //! - `metrics`: the stages' phase totals read from their `/metrics`;
 //! - `cpu`: CPU seconds per stage, Postgres, RabbitMQ and machine;
 //! - `report`: the results JSON and the table;
@@ -27,6 +29,7 @@ mod error;
 mod limit;
 mod metrics;
 mod plan;
+mod rebuild;
 mod report;
 mod scenario;
 mod sections;

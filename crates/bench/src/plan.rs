@@ -6,13 +6,14 @@ use crate::args::BenchArgs;
 use crate::error::{Error, Result};
 
 /// Every section, in the order they run.
-pub const SECTIONS: [&str; 7] = [
+pub const SECTIONS: [&str; 8] = [
     "limit",
     "e2e",
     "replicas",
     "scaling",
     "sum",
     "aggregator",
+    "rebuild",
     "rss",
 ];
 

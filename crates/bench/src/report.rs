@@ -55,6 +55,11 @@ pub struct BenchResults {
     pub aggregator_msgs_per_s: Option<f64>,
     /// The same drained by two replicas sharing the partitions.
     pub aggregator_2_replicas_msgs_per_s: Option<f64>,
+    /// A partition with 1,000 open chunk results taken over by a replica
+    /// without its files: the changelog read from Postgres and made
+    /// durable, in seconds.
+    pub rebuild_from_store_s: Option<f64>,
+    pub rebuild: Option<crate::rebuild::RebuildResult>,
     /// Per batch size (runs), per process: `VmHWM` in MiB.
     pub peak_rss_mb: BTreeMap<String, BTreeMap<String, f64>>,
     /// Per process: peak RSS at the large size over the small one.
@@ -243,6 +248,12 @@ impl BenchResults {
             ">= 20000",
             self.aggregator_2_replicas_msgs_per_s.map(|v| v >= 20_000.0),
         ));
+        t.push_str(&goal(
+            "rebuild 1,000 (s)",
+            self.rebuild_from_store_s,
+            "(figure)",
+            None,
+        ));
         let worst_growth = self
             .peak_rss_growth
             .values()
@@ -360,6 +371,7 @@ mod tests {
             "e2e_3_aggregators_runs_per_s",
             "efficiency_3_aggregators",
             "aggregators_3_vs_1",
+            "rebuild_from_store_s",
             "peak_rss_mb",
             "phases",
         ] {

@@ -153,6 +153,16 @@ impl Scenario {
         Ok(())
     }
 
+    /// What stage `name`'s `/metrics` says now.
+    pub async fn scrape(&self, name: &str) -> Result<StageMetrics> {
+        let stage = self
+            .stages
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| Error::Measure(format!("no stage {name}")))?;
+        metrics::scrape(stage.metrics_addr).await
+    }
+
     /// Waits until every stage logged its ready marker (so start-up is not
     /// timed).
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {

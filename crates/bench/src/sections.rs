@@ -14,8 +14,13 @@ use crate::e2e::{self, E2eResult, E2eSpec, Quiet, round3};
 use crate::error::{Error, Result};
 use crate::limit::{self, LimitResult};
 use crate::plan::Plan;
+use crate::rebuild;
 use crate::report::BenchResults;
 use crate::scenario::Bench;
+
+/// Open chunk results in the changelog of the rebuilt partition (the
+/// figure issue 12 asks for).
+const REBUILD_RESULTS: i32 = 1_000;
 
 /// The label of the end-to-end run the headline figures come from.
 const E2E: &str = "e2e-bingo-all-cores";
@@ -73,6 +78,20 @@ impl Run<'_> {
         }
         if self.plan.on("aggregator") {
             self.aggregator(r).await?;
+        }
+        if self.plan.on("rebuild") {
+            tracing::info!(
+                results = REBUILD_RESULTS,
+                "bench: partition rebuilt from Postgres"
+            );
+            let b = rebuild::run(self.bench, REBUILD_RESULTS, self.timeout).await?;
+            tracing::info!(
+                secs = b.changelog_s,
+                merged = b.merged,
+                "bench: rebuild done"
+            );
+            r.rebuild_from_store_s = Some(b.changelog_s);
+            r.rebuild = Some(b);
         }
         if self.plan.on("rss") {
             self.rss(r).await?;

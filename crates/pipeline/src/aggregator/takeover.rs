@@ -55,7 +55,10 @@ impl<B: Broker, S: Store> Partition<B, S> {
         // before the first epoch every result is still queued: the
         // changelog is for what an earlier owner acked.
         let merged = if fence.epoch > 1 {
-            self.merge_changelog(&mut owned.mgr).await?
+            let merging = Instant::now();
+            let merged = self.merge_changelog(&mut owned.mgr).await?;
+            self.replica.stats.phase("changelog", merging.elapsed());
+            merged
         } else {
             0
         };
