@@ -72,6 +72,13 @@ fn quick_bench_writes_every_key() {
         json["rebuild"]["merged"], 1_000,
         "the changelog merged whole"
     );
+    positive(&json["recovery"], "no_kill_s");
+    positive(&json["recovery"], "two_kills_s");
+    assert_eq!(
+        json["recovery"]["kills_at_s"].as_array().map(Vec::len),
+        Some(2),
+        "both kills fell before the verdict"
+    );
     assert_eq!(json["quick"], Value::Bool(true));
     assert_eq!(json["sizes"]["runs"], 10_000);
     assert_eq!(

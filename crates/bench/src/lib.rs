@@ -14,6 +14,8 @@
 //!   of this binary), and what the stages leave when stopped;
 //! - `e2e`: one batch from submit to the verifier's verdict;
 //! - `drain`: the aggregator emptying a pre-filled results queue;
+//! - `recovery`: one batch with and without two SIGKILLs of its only
+//!   executor: what the kills cost;
 //! - `rebuild`: a partition taken over from a replica whose disk is gone,
 //!   rebuilt from the changelog in Postgres;
 //! - `metrics`: the stages' phase totals read from their `/metrics`;
@@ -30,6 +32,7 @@ mod limit;
 mod metrics;
 mod plan;
 mod rebuild;
+mod recovery;
 mod report;
 mod scenario;
 mod sections;

@@ -6,7 +6,7 @@ use crate::args::BenchArgs;
 use crate::error::{Error, Result};
 
 /// Every section, in the order they run.
-pub const SECTIONS: [&str; 8] = [
+pub const SECTIONS: [&str; 9] = [
     "limit",
     "e2e",
     "replicas",
@@ -14,6 +14,7 @@ pub const SECTIONS: [&str; 8] = [
     "sum",
     "aggregator",
     "rebuild",
+    "recovery",
     "rss",
 ];
 

@@ -60,6 +60,10 @@ pub struct BenchResults {
     /// durable, in seconds.
     pub rebuild_from_store_s: Option<f64>,
     pub rebuild: Option<crate::rebuild::RebuildResult>,
+    /// Extra wall time two SIGKILLs (and immediate restarts) of the only
+    /// executor cost one `sum` batch, against the same batch untouched.
+    pub recovery_kill_cost_s: Option<f64>,
+    pub recovery: Option<crate::recovery::RecoveryResult>,
     /// Per batch size (runs), per process: `VmHWM` in MiB.
     pub peak_rss_mb: BTreeMap<String, BTreeMap<String, f64>>,
     /// Per process: peak RSS at the large size over the small one.
@@ -249,6 +253,12 @@ impl BenchResults {
             self.aggregator_2_replicas_msgs_per_s.map(|v| v >= 20_000.0),
         ));
         t.push_str(&goal(
+            "two kills cost (s)",
+            self.recovery_kill_cost_s,
+            "< 5",
+            self.recovery_kill_cost_s.map(|v| v < 5.0),
+        ));
+        t.push_str(&goal(
             "rebuild 1,000 (s)",
             self.rebuild_from_store_s,
             "(figure)",
@@ -372,6 +382,7 @@ mod tests {
             "efficiency_3_aggregators",
             "aggregators_3_vs_1",
             "rebuild_from_store_s",
+            "recovery_kill_cost_s",
             "peak_rss_mb",
             "phases",
         ] {

@@ -153,6 +153,11 @@ impl Scenario {
         Ok(())
     }
 
+    /// SIGKILLs stage `name` and starts it again at once, as it was.
+    pub fn kill_and_restart(&mut self, name: &str) -> Result<()> {
+        Ok(self.fleet.restart(name)?)
+    }
+
     /// What stage `name`'s `/metrics` says now.
     pub async fn scrape(&self, name: &str) -> Result<StageMetrics> {
         let stage = self

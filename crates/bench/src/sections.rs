@@ -14,9 +14,9 @@ use crate::e2e::{self, E2eResult, E2eSpec, Quiet, round3};
 use crate::error::{Error, Result};
 use crate::limit::{self, LimitResult};
 use crate::plan::Plan;
-use crate::rebuild;
 use crate::report::BenchResults;
 use crate::scenario::Bench;
+use crate::{rebuild, recovery};
 
 /// Open chunk results in the changelog of the rebuilt partition (the
 /// figure issue 12 asks for).
@@ -92,6 +92,18 @@ impl Run<'_> {
             );
             r.rebuild_from_store_s = Some(b.changelog_s);
             r.rebuild = Some(b);
+        }
+        if self.plan.on("recovery") {
+            tracing::info!("bench: recovery (one batch, then the same with two executor kills)");
+            let divisor = if self.args.quick { 10 } else { 1 };
+            let k = recovery::run(self.bench, divisor, self.timeout).await?;
+            tracing::info!(
+                no_kill_s = k.no_kill_s,
+                two_kills_s = k.two_kills_s,
+                "bench: recovery done"
+            );
+            r.recovery_kill_cost_s = Some(k.kill_cost_s);
+            r.recovery = Some(k);
         }
         if self.plan.on("rss") {
             self.rss(r).await?;
