@@ -93,33 +93,7 @@ async fn one_batch(
     kills: &[f64],
     timeout: Duration,
 ) -> Result<Run> {
-    s.spawn("aggregator", &["aggregator".into()], "aggregator consuming")?;
-    s.spawn("verifier", &["verifier".into()], "verifier consuming")?;
-    let executor = [
-        "executor".to_string(),
-        "--concurrency".into(),
-        CONCURRENCY.to_string(),
-        "--simulation-delay-ms".into(),
-        SIMULATION_DELAY_MS.to_string(),
-    ];
-    s.spawn("executor-1", &executor, "executor consuming")?;
-    s.wait_ready(Duration::from_secs(60))?;
-    let (store, broker) = (s.store()?.clone(), s.broker()?.clone());
-    let req = SubmitRequest {
-        name: Some("recovery".into()),
-        runs,
-        chunk_size,
-        seed: Some(1),
-        workload: WorkloadSpec::Sum,
-        count: 1,
-    };
-    let start = Instant::now();
-    let submitted = submit(&broker, &store, &req).await?;
-    let batch = submitted
-        .batches
-        .first()
-        .map(|b| b.id)
-        .ok_or_else(|| Error::Measure("submit created no batch".into()))?;
+    let (store, batch, start) = start(s, runs, chunk_size).await?;
     let mut run = Run {
         wall_s: 0.0,
         kills_at_s: Vec::new(),
@@ -168,6 +142,39 @@ async fn one_batch(
     }
     run.wall_s = start.elapsed().as_secs_f64();
     Ok(run)
+}
+
+/// Starts the stages, then submits the batch: the store, the batch and
+/// when it was submitted.
+async fn start(s: &mut Scenario, runs: i64, chunk_size: i32) -> Result<(PgStore, Uuid, Instant)> {
+    s.spawn("aggregator", &["aggregator".into()], "aggregator consuming")?;
+    s.spawn("verifier", &["verifier".into()], "verifier consuming")?;
+    let executor = [
+        "executor".to_string(),
+        "--concurrency".into(),
+        CONCURRENCY.to_string(),
+        "--simulation-delay-ms".into(),
+        SIMULATION_DELAY_MS.to_string(),
+    ];
+    s.spawn("executor-1", &executor, "executor consuming")?;
+    s.wait_ready(Duration::from_secs(60))?;
+    let (store, broker) = (s.store()?.clone(), s.broker()?.clone());
+    let req = SubmitRequest {
+        name: Some("recovery".into()),
+        runs,
+        chunk_size,
+        seed: Some(1),
+        workload: WorkloadSpec::Sum,
+        count: 1,
+    };
+    let start = Instant::now();
+    let submitted = submit(&broker, &store, &req).await?;
+    let batch = submitted
+        .batches
+        .first()
+        .map(|b| b.id)
+        .ok_or_else(|| Error::Measure("submit created no batch".into()))?;
+    Ok((store, batch, start))
 }
 
 async fn progress(store: &PgStore, batch: Uuid) -> Result<BatchProgress> {

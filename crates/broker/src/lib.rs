@@ -85,6 +85,13 @@ pub enum Queue {
     LegacyResults,
 }
 
+/// How partition `p` is named in queue names and routing keys: `p03`.
+/// The same as the aggregator's state directories (`store::partition::name`,
+/// which this crate cannot call; `pipeline`'s tests hold the two equal).
+pub fn partition_label(p: u16) -> String {
+    format!("p{p:02}")
+}
+
 impl Queue {
     /// Every queue of a topology with `partitions` result partitions
     /// (dead-letter targets first).
@@ -100,7 +107,7 @@ impl Queue {
     pub fn name(self) -> String {
         match self {
             Queue::Work => "work".into(),
-            Queue::Results(p) => format!("results.p{p:02}"),
+            Queue::Results(p) => format!("results.{}", partition_label(p)),
             Queue::Verify => "verify".into(),
             Queue::Retry => "retry".into(),
             Queue::DeadLetter => "dlq".into(),

@@ -168,6 +168,18 @@ mod tests {
     }
 
     #[test]
+    fn queues_and_directories_name_partitions_alike() {
+        for p in [0, 7, 15, 99] {
+            assert_eq!(broker::partition_label(p), store::partition::name(p));
+            assert!(
+                Queue::Results(p)
+                    .name()
+                    .ends_with(&store::partition::name(p))
+            );
+        }
+    }
+
+    #[test]
     fn no_replicas_no_fair_share() {
         let view = PartitionsView::new(&[info(0, None)], &[], &[None], 100.0);
         assert_eq!(view.fair_share, None);

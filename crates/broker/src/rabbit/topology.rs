@@ -99,7 +99,7 @@ pub(crate) async fn declare(channel: &Channel, config: &RabbitConfig) -> Result<
 
 /// The routing key of partition `p`'s results on the results exchange.
 pub(crate) fn routing_key(p: u16) -> String {
-    format!("p{p:02}")
+    crate::partition_label(p)
 }
 
 /// Ready messages and consumers of `queue`, through a passive declare.
