@@ -1,6 +1,19 @@
 //! batchline: the binary. It parses the command line, sets up logging and
 //! metrics, connects the broker and store, and calls one library function
 //! per subcommand. It holds no pipeline logic.
+//!
+//! Layout:
+//! - `cli`: the commands and the global options (each also an
+//!   environment variable; `.env.example` lists them all);
+//! - `connect`: the store and broker from the options (migrations, the
+//!   partition count, RabbitMQ's version check); `tls`, `secrets`: TLS
+//!   material and `*_FILE` secrets checked before connecting;
+//! - `services`: the long-running stages and the demo; `shutdown`:
+//!   SIGTERM / Ctrl-C; `observe`, `probes`: logs, `/metrics`, `/healthz`,
+//!   `/readyz`;
+//! - `submit_cmd`, `inspect` (`status`, `results`, `partitions`),
+//!   `metadata` (the aggregator's CSV state), `web_cmd`: the other
+//!   subcommands.
 
 mod cli;
 mod connect;
