@@ -19,13 +19,10 @@ pub async fn store(global: &Global) -> anyhow::Result<PgStore> {
         None => PgStore::connect(&global.database_url).await,
     }
     .context("cannot connect to Postgres (DATABASE_URL or DATABASE_URL_FILE)")?;
-    store.migrate().await.context("cannot apply migrations")?;
-    if let Some(n) = global.partitions {
-        store
-            .init_partitions(Some(n))
-            .await
-            .context("cannot set the partition count (PARTITIONS)")?;
-    }
+    store
+        .migrate_with_partitions(global.partitions)
+        .await
+        .context("cannot apply migrations or set the partition count (PARTITIONS)")?;
     Ok(store)
 }
 

@@ -490,3 +490,48 @@ async fn wait_claimed(s: &PgStore, batch: Uuid, chunk: i32) -> Claim {
 async fn a_dead_holders_chunks_are_taken_at_once_and_a_live_ones_are_not() {
     with_pg(claim_holders).await;
 }
+
+/// docs/operations.md, "Changing the partition count": with every batch
+/// finished, deleting the partitions and the batches' partition lets a
+/// migration with the new count repartition them all; before that, or
+/// without it, a different count is refused.
+#[tokio::test]
+async fn the_partition_count_changes_only_by_the_documented_migration() {
+    with_pg(|s| async move {
+        let batches: Vec<_> = (0..20)
+            .map(|i| common::new_batch(&format!("b{i}"), 10, 10))
+            .collect();
+        s.create_batches(&batches).await.unwrap();
+        assert_eq!(
+            s.partitions().await.unwrap(),
+            store::partition::DEFAULT_PARTITIONS
+        );
+        let refused = s.migrate_with_partitions(Some(4)).await;
+        assert!(
+            matches!(refused, Err(store::Error::Config { .. })),
+            "{refused:?}"
+        );
+
+        let mut conn = raw_connection(&s).await;
+        sqlx::raw_sql(
+            "BEGIN; DELETE FROM partitions; UPDATE batches SET partition = NULL; COMMIT;",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(s.migrate_with_partitions(Some(4)).await.unwrap(), 4);
+        assert_eq!(s.partitions().await.unwrap(), 4);
+        let rows: Vec<(Uuid, Option<i16>)> = sqlx::query_as("SELECT id, partition FROM batches")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), batches.len());
+        for (id, partition) in rows {
+            let want = i16::try_from(store::partition::of(id, 4)).unwrap();
+            assert_eq!(partition, Some(want), "batch {id}");
+        }
+        // Fixed again: the default does not undo it.
+        assert_eq!(s.migrate_with_partitions(None).await.unwrap(), 4);
+    })
+    .await;
+}

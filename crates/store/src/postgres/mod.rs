@@ -70,6 +70,18 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// Applies the migrations, then fixes the partition count: `wanted` on
+    /// a database without partitions (or without batches yet), the
+    /// default when `None`; the count. [`Store::migrate`] with a count, so
+    /// that `PARTITIONS` applies before a default could.
+    pub async fn migrate_with_partitions(&self, wanted: Option<u16>) -> Result<u16> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| from_migrate(e, from_pg))?;
+        self.init_partition_rows(wanted).await
+    }
+
     /// Connects with the default options (pool of 8, 5 s connect timeout).
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, PgOptions::default()).await
@@ -252,11 +264,7 @@ fn raw(row: &PgRow, i: usize) -> Result<&[u8]> {
 
 impl Store for PgStore {
     async fn migrate(&self) -> Result<()> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| from_migrate(e, from_pg))?;
-        self.init_partition_rows(None).await.map(|_| ())
+        self.migrate_with_partitions(None).await.map(|_| ())
     }
 
     async fn hold_claims(&self) -> Result<()> {
