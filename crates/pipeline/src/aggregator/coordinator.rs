@@ -1,8 +1,8 @@
 //! The replica's view of the others, without a coordinator of its own
 //! making: every few seconds it announces itself in the store, reads how
 //! many replicas are alive and which partitions it owns, and when it owns
-//! more than its fair share (`ceil(partitions / replicas)`) it hands one
-//! partition over — gracefully: its queue is cancelled, what is on its way
+//! more than its fair share (`ceil(partitions / replicas)`), or two more
+//! than the least loaded replica, it hands one partition over — gracefully: its queue is cancelled, what is on its way
 //! is folded and acked, the epoch released with the cause `rebalance` —
 //! then waits until another replica took it before handing over the next.
 //! RabbitMQ makes the next waiting consumer active, so the partitions flow
@@ -116,13 +116,18 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
             }
             self.handing_over = None;
         }
-        if owned.len() > fair
+        // Over the fair share, or two more than the least loaded replica:
+        // with 4 partitions over 3 replicas the share is 2, and 2/2/0 would
+        // stay.
+        let least = live.iter().map(|r| r.partitions.len()).min().unwrap_or(0);
+        if (owned.len() > fair || owned.len() >= least + 2)
             && let Some(&p) = owned.last()
         {
             tracing::info!(
                 partition = p,
                 owned = owned.len(),
                 fair,
+                least,
                 replicas,
                 "handing a partition over to even the spread"
             );
