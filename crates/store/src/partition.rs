@@ -11,6 +11,8 @@
 
 use uuid::Uuid;
 
+use crate::{Error, Result};
+
 /// Partitions of a new database.
 pub const DEFAULT_PARTITIONS: u16 = 16;
 
@@ -38,6 +40,42 @@ pub fn of(batch: Uuid, count: u16) -> u16 {
     (hash % u64::from(count.max(1))) as u16
 }
 
+/// The partition count a database is to have, from the partition rows it
+/// `has`, the count `wanted` (`PARTITIONS`) and whether it holds batches:
+/// the one decision behind both stores' `init_partitions`, which then
+/// only (re)create the rows when the count differs from `has`.
+pub(crate) fn settle_count(has: u16, wanted: Option<u16>, has_batches: bool) -> Result<u16> {
+    if let Some(n) = wanted
+        && !(1..=MAX_PARTITIONS).contains(&n)
+    {
+        return Err(Error::config(format!(
+            "partitions must be 1 to {MAX_PARTITIONS}, got {n}"
+        )));
+    }
+    match (has, wanted) {
+        (0, wanted) => Ok(wanted.unwrap_or(DEFAULT_PARTITIONS)),
+        (has, None) => Ok(has),
+        (has, Some(n)) if n == has => Ok(has),
+        // A fresh database may still be repartitioned.
+        (_, Some(n)) if !has_batches => Ok(n),
+        (has, Some(n)) => Err(Error::config(format!(
+            "the database has {has} partitions, fixed when it was first migrated; \
+             {n} asked for (see \"Changing the partition count\" in docs/operations.md)"
+        ))),
+    }
+}
+
+/// The count of `rows` partition rows, as read by a store; an error before
+/// the database has any.
+pub(crate) fn count_of_rows(rows: i64) -> Result<u16> {
+    if rows == 0 {
+        return Err(Error::config(
+            "the database has no partitions yet: run `batchline migrate`",
+        ));
+    }
+    Ok(u16::try_from(rows).unwrap_or(MAX_PARTITIONS))
+}
+
 /// A partition's name in queue and directory names: `p07`.
 pub fn name(partition: u16) -> String {
     format!("p{partition:02}")
@@ -55,6 +93,25 @@ pub fn from_name(name: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_count_is_fixed_once_batches_exist() {
+        assert_eq!(settle_count(0, None, false).unwrap(), DEFAULT_PARTITIONS);
+        assert_eq!(settle_count(0, Some(4), true).unwrap(), 4);
+        assert_eq!(settle_count(8, None, true).unwrap(), 8);
+        assert_eq!(settle_count(8, Some(8), true).unwrap(), 8);
+        assert_eq!(settle_count(16, Some(4), false).unwrap(), 4);
+        let refused = settle_count(16, Some(4), true).unwrap_err().to_string();
+        assert!(
+            refused.contains("16 partitions") && refused.contains("4 asked for"),
+            "{refused}"
+        );
+        for bad in [0, MAX_PARTITIONS + 1] {
+            assert!(settle_count(0, Some(bad), false).is_err(), "{bad}");
+        }
+        assert!(count_of_rows(0).is_err());
+        assert_eq!(count_of_rows(12).unwrap(), 12);
+    }
 
     #[test]
     fn names_read_back() {

@@ -10,7 +10,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::{PgStore, secs};
 use crate::error::from_pg;
-use crate::partition::{self, DEFAULT_PARTITIONS, Fence, MAX_PARTITIONS};
+use crate::partition::{self, Fence, MAX_PARTITIONS};
 use crate::{Error, PartitionInfo, ReplicaInfo, Result, Saved, Uuid};
 
 /// `partition` as the `int2` column holds it.
@@ -29,45 +29,43 @@ impl PgStore {
         if known > 0 {
             return Ok(known);
         }
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM partitions")
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM partitions")
             .fetch_one(&self.pool)
             .await
             .map_err(from_pg)?;
-        if n == 0 {
-            return Err(Error::config(
-                "the database has no partitions yet: run `batchline migrate`",
-            ));
-        }
-        let n = u16::try_from(n).unwrap_or(MAX_PARTITIONS);
+        let n = partition::count_of_rows(rows)?;
         self.partitions.store(n, Ordering::Relaxed);
         Ok(n)
     }
 
     pub(super) async fn init_partition_rows(&self, wanted: Option<u16>) -> Result<u16> {
-        if let Some(n) = wanted
-            && !(1..=MAX_PARTITIONS).contains(&n)
-        {
-            return Err(Error::config(format!(
-                "partitions must be 1 to {MAX_PARTITIONS}, got {n}"
-            )));
-        }
         let mut tx = self.pool.begin().await.map_err(from_pg)?;
         // One initializer at a time (several processes start at once).
         sqlx::query("LOCK TABLE partitions IN EXCLUSIVE MODE")
             .execute(&mut *tx)
             .await
             .map_err(from_pg)?;
-        let have: i64 = sqlx::query_scalar("SELECT count(*) FROM partitions")
-            .fetch_one(&mut *tx)
+        let (has, has_batches): (i64, bool) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM partitions), EXISTS (SELECT 1 FROM batches)",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(from_pg)?;
+        let has = u16::try_from(has).unwrap_or(MAX_PARTITIONS);
+        let count = partition::settle_count(has, wanted, has_batches)?;
+        if count != has {
+            sqlx::query("DELETE FROM partitions")
+                .execute(&mut *tx)
+                .await
+                .map_err(from_pg)?;
+            sqlx::query(
+                "INSERT INTO partitions (partition) SELECT g FROM generate_series(0, $1 - 1) AS g",
+            )
+            .bind(i32::from(count))
+            .execute(&mut *tx)
             .await
             .map_err(from_pg)?;
-        let have = u16::try_from(have).unwrap_or(MAX_PARTITIONS);
-        let count = match (have, wanted) {
-            (0, wanted) => create_rows(&mut tx, wanted.unwrap_or(DEFAULT_PARTITIONS)).await?,
-            (have, None) => have,
-            (have, Some(n)) if n == have => have,
-            (have, Some(n)) => repartition_if_unused(&mut tx, have, n).await?,
-        };
+        }
         backfill(&mut tx, count).await?;
         tx.commit().await.map_err(from_pg)?;
         self.partitions.store(count, Ordering::Relaxed);
@@ -259,39 +257,6 @@ impl PgStore {
             })
             .collect())
     }
-}
-
-async fn create_rows(tx: &mut Transaction<'static, Postgres>, count: u16) -> Result<u16> {
-    sqlx::query("INSERT INTO partitions (partition) SELECT g FROM generate_series(0, $1 - 1) AS g")
-        .bind(i32::from(count))
-        .execute(&mut **tx)
-        .await
-        .map_err(from_pg)?;
-    Ok(count)
-}
-
-/// A different count is a repartitioning: allowed only while no batch
-/// exists (a fresh database); otherwise a migration of its own.
-async fn repartition_if_unused(
-    tx: &mut Transaction<'static, Postgres>,
-    have: u16,
-    wanted: u16,
-) -> Result<u16> {
-    let batches: i64 = sqlx::query_scalar("SELECT count(*) FROM batches")
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(from_pg)?;
-    if batches > 0 {
-        return Err(Error::config(format!(
-            "the database has {have} partitions, fixed when it was first migrated; \
-             {wanted} asked for (see \"Changing the partition count\" in docs/operations.md)"
-        )));
-    }
-    sqlx::query("DELETE FROM partitions")
-        .execute(&mut **tx)
-        .await
-        .map_err(from_pg)?;
-    create_rows(tx, wanted).await
 }
 
 /// Batches created before partitions existed get theirs.

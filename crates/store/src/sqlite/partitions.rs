@@ -9,7 +9,7 @@ use sqlx::{Sqlite, Transaction};
 
 use super::{SqliteStore, now};
 use crate::error::from_sqlite;
-use crate::partition::{self, DEFAULT_PARTITIONS, Fence, MAX_PARTITIONS};
+use crate::partition::{self, Fence, MAX_PARTITIONS};
 use crate::{Error, PartitionInfo, ReplicaInfo, Result, Saved, Uuid};
 
 impl SqliteStore {
@@ -18,50 +18,26 @@ impl SqliteStore {
         if known > 0 {
             return Ok(known);
         }
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM partitions")
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM partitions")
             .fetch_one(&self.pool)
             .await
             .map_err(from_sqlite)?;
-        if n == 0 {
-            return Err(Error::config(
-                "the database has no partitions yet: migrate it",
-            ));
-        }
-        let n = u16::try_from(n).unwrap_or(MAX_PARTITIONS);
+        let n = partition::count_of_rows(rows)?;
         self.partitions.store(n, Ordering::Relaxed);
         Ok(n)
     }
 
     pub(super) async fn init_partition_rows(&self, wanted: Option<u16>) -> Result<u16> {
-        if let Some(n) = wanted
-            && !(1..=MAX_PARTITIONS).contains(&n)
-        {
-            return Err(Error::config(format!(
-                "partitions must be 1 to {MAX_PARTITIONS}, got {n}"
-            )));
-        }
         let mut tx = self.begin_immediate().await?;
-        let have: i64 = sqlx::query_scalar("SELECT count(*) FROM partitions")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        let have = u16::try_from(have).unwrap_or(MAX_PARTITIONS);
-        let batches: i64 = sqlx::query_scalar("SELECT count(*) FROM batches")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        let count = match (have, wanted) {
-            (0, wanted) => wanted.unwrap_or(DEFAULT_PARTITIONS),
-            (have, None) => have,
-            (have, Some(n)) if n == have => have,
-            (_, Some(n)) if batches == 0 => n,
-            (have, Some(n)) => {
-                return Err(Error::config(format!(
-                    "the database has {have} partitions, fixed when it was first migrated; {n} asked for"
-                )));
-            }
-        };
-        if count != have {
+        let (has, has_batches): (i64, bool) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM partitions), EXISTS (SELECT 1 FROM batches)",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(from_sqlite)?;
+        let has = u16::try_from(has).unwrap_or(MAX_PARTITIONS);
+        let count = partition::settle_count(has, wanted, has_batches)?;
+        if count != has {
             sqlx::query("DELETE FROM partitions")
                 .execute(&mut *tx)
                 .await
