@@ -9,13 +9,13 @@
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{PgStore, get};
+use super::{PgStore, get, progress_of};
 use crate::catalog::{
     BatchFilter, BatchListing, BatchPage, Catalog, ChunkDetail, ChunkFilter, ChunkPage,
     EventDeletion, EventInfo, EventPage, EventSave, NewEvent, StoredEvent,
 };
 use crate::error::from_pg;
-use crate::{BatchProgress, Error, Result, Uuid};
+use crate::{Error, Result, Uuid};
 
 /// The batches a [`BatchFilter`] selects, as `b` joined with its verdict
 /// `v`; `$1` name, `$2` verdict word, `$3` event id. A macro so both
@@ -56,22 +56,7 @@ const INTEGRITY: &str = "23000";
 
 fn listing(r: &PgRow) -> Result<BatchListing> {
     Ok(BatchListing {
-        progress: BatchProgress {
-            id: get(r, 0)?,
-            name: get(r, 1)?,
-            runs: get(r, 2)?,
-            chunks: get(r, 3)?,
-            created_at: get(r, 4)?,
-            pending: get(r, 5)?,
-            running: get(r, 6)?,
-            completed: get(r, 7)?,
-            failed: get(r, 8)?,
-            attempts: get(r, 9)?,
-            aggregated: get(r, 10)?,
-            verdict: get(r, 11)?,
-            reason: get(r, 12)?,
-            finished_at: get(r, 13)?,
-        },
+        progress: progress_of(r)?,
         kind: get::<Option<String>>(r, 14)?.unwrap_or_default(),
         event_name: get(r, 15)?,
     })

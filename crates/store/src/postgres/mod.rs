@@ -239,6 +239,27 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// A batch's progress from the first 14 columns of a row, in the order
+/// `progress` and the catalog's listing select them.
+fn progress_of(r: &PgRow) -> Result<BatchProgress> {
+    Ok(BatchProgress {
+        id: get(r, 0)?,
+        name: get(r, 1)?,
+        runs: get(r, 2)?,
+        chunks: get(r, 3)?,
+        created_at: get(r, 4)?,
+        pending: get(r, 5)?,
+        running: get(r, 6)?,
+        completed: get(r, 7)?,
+        failed: get(r, 8)?,
+        attempts: get(r, 9)?,
+        aggregated: get(r, 10)?,
+        verdict: get(r, 11)?,
+        reason: get(r, 12)?,
+        finished_at: get(r, 13)?,
+    })
+}
+
 fn get<'r, T>(row: &'r PgRow, i: usize) -> Result<T>
 where
     T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
@@ -710,26 +731,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(from_pg)?;
-        rows.iter()
-            .map(|r| {
-                Ok(BatchProgress {
-                    id: get(r, 0)?,
-                    name: get(r, 1)?,
-                    runs: get(r, 2)?,
-                    chunks: get(r, 3)?,
-                    created_at: get(r, 4)?,
-                    pending: get(r, 5)?,
-                    running: get(r, 6)?,
-                    completed: get(r, 7)?,
-                    failed: get(r, 8)?,
-                    attempts: get(r, 9)?,
-                    aggregated: get(r, 10)?,
-                    verdict: get(r, 11)?,
-                    reason: get(r, 12)?,
-                    finished_at: get(r, 13)?,
-                })
-            })
-            .collect()
+        rows.iter().map(progress_of).collect()
     }
 }
 
