@@ -107,6 +107,7 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
         if live.iter().map(|r| &r.replica).min() == Some(&self.replica.id) {
             self.nudge_orphans(&live).await?;
         }
+        self.drop_stale_ownership().await?;
         let replicas = live.len().max(1);
         let fair = usize::from(self.replica.partitions).div_ceil(replicas);
         if let Some((p, since)) = self.handing_over {
@@ -137,6 +138,40 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
         if self.last_depths.elapsed() >= DEPTH_EVERY {
             self.last_depths = Instant::now();
             self.publish_depths(&owned).await;
+        }
+        Ok(())
+    }
+
+    /// Lets go of the partitions another replica has taken since this one
+    /// took them. A replica that froze, or lost its connection, keeps its
+    /// partitions' state while RabbitMQ hands their queues to a standby
+    /// (its own consumer reconnects at the back of the line), and would
+    /// find out only at its next save; meanwhile it would hold the state
+    /// directory's lock that a next owner on the same volume needs.
+    async fn drop_stale_ownership(&self) -> crate::Result<()> {
+        let held: Vec<(u16, i64)> = (0..self.replica.partitions)
+            .filter_map(|p| Some((p, self.controls[usize::from(p)].epoch()?)))
+            .collect();
+        if held.is_empty() {
+            return Ok(());
+        }
+        let status = self.replica.store.partition_status().await?;
+        for (p, mine) in held {
+            // Epochs only grow: a newer one is another take-over, while an
+            // older one was read before this replica's own.
+            if let Some(now) = status.iter().find(|s| s.partition == p)
+                && now.epoch > mine
+            {
+                tracing::warn!(
+                    partition = p,
+                    epoch = mine,
+                    current = now.epoch,
+                    owner = now.owner.as_deref().unwrap_or("-"),
+                    "another replica took this partition: dropping its state"
+                );
+                self.replica.stats.count("stale_ownership_dropped", 1);
+                self.controls[usize::from(p)].let_go("fenced");
+            }
         }
         Ok(())
     }

@@ -35,6 +35,9 @@ pub(super) struct LoopControl {
     cause: SyncMutex<Option<&'static str>>,
     /// The partition's queue was subscribed at least once.
     subscribed: std::sync::atomic::AtomicBool,
+    /// The epoch this replica holds the partition under; 0 when it does
+    /// not hold it.
+    epoch: std::sync::atomic::AtomicI64,
 }
 
 impl LoopControl {
@@ -54,6 +57,17 @@ impl LoopControl {
 
     pub(super) fn take_cause(&self) -> Option<&'static str> {
         lock(&self.cause).take()
+    }
+
+    /// Records the epoch the partition is held under (0: not held).
+    pub(super) fn set_epoch(&self, epoch: i64) {
+        self.epoch.store(epoch, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The epoch the partition is held under, if it is.
+    pub(super) fn epoch(&self) -> Option<i64> {
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::Relaxed);
+        (epoch > 0).then_some(epoch)
     }
 
     pub(super) fn subscribed(&self) -> bool {
@@ -76,7 +90,7 @@ pub(super) struct Owned {
 pub(super) struct Partition<B, S> {
     pub(super) replica: Arc<Replica<B, S>>,
     pub(super) p: u16,
-    control: Arc<LoopControl>,
+    pub(super) control: Arc<LoopControl>,
     /// Ends the steps' retries (the runtime's abort).
     pub(super) abort: CancellationToken,
     /// `None` until this replica takes the partition, and after it was
@@ -120,6 +134,7 @@ impl<B: Broker, S: Store> Partition<B, S> {
         );
         self.replica.stats.count("fenced", 1);
         *owned = None;
+        self.control.set_epoch(0);
         self.fenced
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.control.let_go("fenced");
@@ -162,7 +177,10 @@ impl<B: Broker, S: Store> Stage for Partition<B, S> {
         let mut guard = self.owned.lock().await;
         if guard.is_none() {
             match self.take_over().await? {
-                TakeOver::Taken(owned) => *guard = Some(*owned),
+                TakeOver::Taken(owned) => {
+                    self.control.set_epoch(owned.fence.epoch);
+                    *guard = Some(*owned);
+                }
                 TakeOver::Fenced | TakeOver::Locked => {
                     self.fenced(&mut guard);
                     return Ok(Handled {

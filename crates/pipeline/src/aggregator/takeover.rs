@@ -148,6 +148,7 @@ impl<B: Broker, S: Store> Partition<B, S> {
         let Some(owned) = self.owned.lock().await.take() else {
             return;
         };
+        self.control.set_epoch(0);
         let fence = owned.fence;
         // Closing the manager closes its files and its directory lock, for
         // a next owner on the same volume.
