@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use broker::Queue;
 use common::*;
-use fault_tolerance::http::free_addr;
+use std::net::SocketAddr;
+
+use fault_tolerance::http::{free_addr, get};
 use fault_tolerance::{Stack, expected_summary};
 use uuid::Uuid;
 use workload::WorkloadSpec;
@@ -72,12 +74,25 @@ fn wait_balanced(s: &mut Stack, names: &[&str]) {
     );
 }
 
-/// Every partition queue has `n` consumers (each replica subscribed to
-/// each: the owner active, the others standing by).
-fn wait_replicas_subscribed(s: &mut Stack, n: u64) {
-    for p in 0..s.partitions() {
-        wait_consumers(s, Queue::Results(p), n);
-    }
+/// Starts aggregator replica `name` with its probe server on a free port
+/// (kept across restarts: the env is); returns the port's address.
+fn spawn_replica(s: &mut Stack, name: &str, extra: &[(&str, &str)]) -> SocketAddr {
+    let addr = free_addr();
+    let metrics = addr.to_string();
+    let mut env = vec![("METRICS_ADDR", metrics.as_str())];
+    env.extend_from_slice(extra);
+    s.spawn(name, "aggregator", &env);
+    addr
+}
+
+/// Waits until the replica on `addr` is ready: subscribed to every
+/// partition's queue, so a hot standby for those it does not own.
+/// (RabbitMQ counts only the active consumer of a single-active-consumer
+/// queue, so the queues cannot tell.)
+fn wait_ready(s: &mut Stack, addr: SocketAddr) {
+    s.wait_until(&format!("the replica on {addr} ready"), PATIENCE, |_| {
+        get(addr, "/readyz").is_some_and(|(status, _)| status == 200)
+    });
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
@@ -113,13 +128,16 @@ fn owner_killed_standby_takes_over() {
     let replicas = ["aggregator-a", "aggregator-b"];
     s.spawn("executor-1", "executor", &SLOW);
     s.spawn("executor-2", "executor", &SLOW);
-    for r in replicas {
-        s.spawn(r, "aggregator", &[]);
-    }
+    let addrs: Vec<SocketAddr> = replicas
+        .iter()
+        .map(|r| spawn_replica(&mut s, r, &[]))
+        .collect();
     s.spawn("verifier", "verifier", &[]);
     wait_consumers(&mut s, Queue::Work, 2);
     wait_consumers(&mut s, Queue::Verify, 1);
-    wait_replicas_subscribed(&mut s, 2);
+    for addr in &addrs {
+        wait_ready(&mut s, *addr);
+    }
 
     let mut ids = Vec::new();
     let (mut takeovers, mut aggregated) = (Vec::new(), Vec::new());
@@ -170,7 +188,11 @@ fn owner_killed_standby_takes_over() {
         takeovers.push(took);
         aggregated.push(done);
         s.restart(victim);
-        wait_replicas_subscribed(&mut s, 2);
+        let i = replicas
+            .iter()
+            .position(|r| *r == victim)
+            .expect("a replica");
+        wait_ready(&mut s, addrs[i]);
     }
     let v = s.wait_for_verdicts(&ids, PATIENCE);
     assert!(v.iter().all(|v| v.success), "{v:?}");
@@ -199,35 +221,25 @@ fn owner_killed_standby_takes_over() {
 fn frozen_owner_is_fenced() {
     let mut s = Stack::with_env(&[NO_REFILL]);
     let url = rabbitmq_url_with_heartbeat(2);
-    let (addr_a, addr_b) = (free_addr(), free_addr());
     let other_disk = s.dir().join("machine-b");
     std::fs::create_dir_all(&other_disk).expect("machine-b's data dir");
-    let (a_metrics, b_metrics) = (addr_a.to_string(), addr_b.to_string());
-    s.spawn(
-        "aggregator-a",
-        "aggregator",
-        &[("RABBITMQ_URL", &url), ("METRICS_ADDR", &a_metrics)],
-    );
+    let addr_a = spawn_replica(&mut s, "aggregator-a", &[("RABBITMQ_URL", &url)]);
     s.spawn("executor-1", "executor", &SLOW);
     s.spawn("executor-2", "executor", &SLOW);
     s.spawn("verifier", "verifier", &[]);
-    wait_replicas_subscribed(&mut s, 1);
+    wait_ready(&mut s, addr_a);
     // a takes every partition first (nudged), b then stands by.
     s.wait_until("a owns every partition", PATIENCE, |s| {
         s.partition_owners().values().sum::<usize>() == usize::from(s.partitions())
     });
     let b_dir = other_disk.display().to_string();
-    s.spawn(
+    let addr_b = spawn_replica(
+        &mut s,
         "aggregator-b",
-        "aggregator",
-        &[
-            ("RABBITMQ_URL", &url),
-            ("METRICS_ADDR", &b_metrics),
-            ("WORKER_DATA_DIR", &b_dir),
-        ],
+        &[("RABBITMQ_URL", &url), ("WORKER_DATA_DIR", &b_dir)],
     );
     let replicas = ["aggregator-a", "aggregator-b"];
-    wait_replicas_subscribed(&mut s, 2);
+    wait_ready(&mut s, addr_b);
     wait_balanced(&mut s, &replicas);
 
     // A batch in a partition a owns.
@@ -357,10 +369,11 @@ fn two_replicas_on_two_machines() {
     let replicas = ["aggregator-a", "aggregator-b"];
     s.spawn("executor-1", "executor", &[("CONCURRENCY", "1")]);
     s.spawn("executor-2", "executor", &[("CONCURRENCY", "1")]);
-    s.spawn("aggregator-a", "aggregator", &[]);
-    s.spawn("aggregator-b", "aggregator", &[("WORKER_DATA_DIR", &b_dir)]);
+    let a = spawn_replica(&mut s, "aggregator-a", &[]);
+    let b = spawn_replica(&mut s, "aggregator-b", &[("WORKER_DATA_DIR", &b_dir)]);
     s.spawn("verifier", "verifier", &[]);
-    wait_replicas_subscribed(&mut s, 2);
+    wait_ready(&mut s, a);
+    wait_ready(&mut s, b);
     wait_balanced(&mut s, &replicas);
 
     let first = s.submit("--runs 2000 --chunk-size 250 --name machines --count 8 --workload sum");
@@ -408,18 +421,22 @@ fn two_replicas_on_two_machines() {
 }
 
 /// Drill P5: batches keep coming while the replicas go 1 → 3 → 1: two
-/// replicas join (each gets a fair share of the partitions), then both
+/// replicas join (each gets its fair share of six partitions), then both
 /// are stopped with SIGTERM (they hand their partitions over and exit
 /// cleanly). Every batch SUCCESS, exact, one line; nothing dead-lettered;
 /// at the end every partition is owned by the one replica left.
 #[test]
 fn scale_one_three_one_while_batches_stream() {
-    let mut s = Stack::new();
+    // Six partitions, so that three replicas' fair shares (2 each) leave
+    // none of them idle: with four, the replicas settle at 2/2/0 (the
+    // partitions handed over go to the queue's next waiting consumer,
+    // which may be the replica that took the previous one).
+    let mut s = Stack::with_env(&[("PARTITIONS", "6")]);
     s.spawn("executor-1", "executor", &SLOW);
     s.spawn("executor-2", "executor", &SLOW);
-    s.spawn("aggregator-1", "aggregator", &[]);
+    let first = spawn_replica(&mut s, "aggregator-1", &[]);
     s.spawn("verifier", "verifier", &[]);
-    wait_replicas_subscribed(&mut s, 1);
+    wait_ready(&mut s, first);
     wait_balanced(&mut s, &["aggregator-1"]);
 
     let mut ids = Vec::new();
@@ -433,11 +450,16 @@ fn scale_one_three_one_while_batches_stream() {
         submit(&mut s);
     }
     let t0 = Instant::now();
-    s.spawn("aggregator-2", "aggregator", &[]);
-    s.spawn("aggregator-3", "aggregator", &[]);
+    let joined = [
+        spawn_replica(&mut s, "aggregator-2", &[]),
+        spawn_replica(&mut s, "aggregator-3", &[]),
+    ];
     submit(&mut s);
     let three = ["aggregator-1", "aggregator-2", "aggregator-3"];
     wait_balanced(&mut s, &three);
+    for addr in joined {
+        wait_ready(&mut s, addr);
+    }
     eprintln!(
         "1 → 3 replicas: balanced {} ms after the start of the two",
         t0.elapsed().as_millis()
