@@ -505,7 +505,9 @@ impl Replicas {
                     busiest.partition, busiest.open_batches
                 );
                 *self.events.entry("owner_failure").or_default() += 1;
-                // Restarted by the supervisor step, as a crashed pod would be.
+                // Back at once, as a crashed pod would be (and not counted
+                // as a process that exited by itself).
+                stack.restart(victim);
             }
         }
     }
