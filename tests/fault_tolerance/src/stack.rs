@@ -655,6 +655,22 @@ impl Stack {
             procinfo::tail(lines, 40)
         );
     }
+
+    // ----- signals (added for the partition drills) -------------------------
+
+    /// Sends `sig` to `name` while it runs (e.g. SIGSTOP / SIGCONT to
+    /// freeze and thaw a process, SIGTERM to ask it to stop).
+    pub fn signal(&mut self, name: &str, sig: launcher::Signal) {
+        let done = self.proc(name).signal(sig);
+        done.unwrap_or_else(|e| panic!("{}", report(&e)));
+    }
+
+    /// Graceful stop: SIGTERM, then waits until `name` exits by itself
+    /// (panics after `timeout`); returns how it exited.
+    pub fn stop(&mut self, name: &str, timeout: Duration) -> ExitStatus {
+        self.signal(name, launcher::Signal::SIGTERM);
+        self.wait_exit(name, timeout)
+    }
 }
 
 impl Default for Stack {

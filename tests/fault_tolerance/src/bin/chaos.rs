@@ -6,12 +6,22 @@
 //! (no gaps, no duplicate rows), aggregates covering all runs, and one
 //! verdict line per batch. It prints a report and exits 0 only when all of
 //! that holds. A run is replayed with the same `--seed`.
+//!
+//! The aggregator runs as replicas sharing the partitions: next to the
+//! kills, a share of the events (`--aggregator-events`) are `scale_up`
+//! (another replica, up to `--max-replicas`), `scale_down` (SIGTERM one,
+//! keeping at least one) and `owner_failure` (SIGKILL the owner of the
+//! partition with the most open batches). The report adds the partitions'
+//! hand-overs, the replicas' fenced effects (read from their `/metrics`
+//! before they go and at the end) and each owner failure's time to a new
+//! epoch.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use fault_tolerance::Stack;
+use fault_tolerance::http::{free_addr, get};
 use fault_tolerance::services::restart_rabbitmq_app;
 use uuid::Uuid;
 use workload::Summary;
@@ -50,6 +60,13 @@ struct Args {
     /// Sleep per run in the executors (ms), so kills land mid-batch.
     #[arg(long, env = "CHAOS_SIMULATION_DELAY_MS", default_value_t = 1)]
     simulation_delay_ms: u64,
+    /// Share of the events that are aggregator events (scale_up,
+    /// scale_down, owner_failure) rather than a random stage's SIGKILL.
+    #[arg(long, env = "CHAOS_AGGREGATOR_EVENTS", default_value_t = 0.5)]
+    aggregator_events: f64,
+    /// Most aggregator replicas at once.
+    #[arg(long, env = "CHAOS_MAX_REPLICAS", default_value_t = 3)]
+    max_replicas: usize,
     /// Give up draining after this many seconds.
     #[arg(long, env = "CHAOS_DRAIN_TIMEOUT_S", default_value_t = 600)]
     drain_timeout_s: u64,
@@ -96,10 +113,10 @@ fn main() {
     for name in &executors {
         stack.spawn(name, "executor", &[]);
     }
-    stack.spawn("aggregator", "aggregator", &[]);
+    let mut replicas = Replicas::default();
+    replicas.start(&mut stack, "aggregator".into());
     stack.spawn("verifier", "verifier", &[]);
     let mut stages: Vec<String> = executors.clone();
-    stages.push("aggregator".into());
     stages.push("verifier".into());
 
     let start = Instant::now();
@@ -149,8 +166,17 @@ fn main() {
             }
             next_submit = now + Duration::from_secs(args.submit_interval_s.max(1));
         }
-        if now >= next_kill {
-            let victim = stages[rng.below(stages.len())].clone();
+        replicas.watch_failovers(&stack);
+        if now >= next_kill && rng.unit() < args.aggregator_events {
+            let event = rng.below(3);
+            replicas.event(&mut stack, &mut rng, event, args.max_replicas, now);
+            next_kill = start.elapsed()
+                + Duration::from_secs_f64(args.kill_interval_s * (0.5 + rng.unit()));
+        } else if now >= next_kill {
+            let mut all = stages.clone();
+            all.extend(replicas.names.iter().cloned());
+            let victim = all[rng.below(all.len())].clone();
+            replicas.before_death(&victim);
             stack.kill(&victim);
             *kills.entry(victim.clone()).or_default() += 1;
             let down = Duration::from_secs_f64(args.downtime_s * rng.unit());
@@ -174,7 +200,7 @@ fn main() {
             next_broker = start.elapsed() + Duration::from_secs(args.broker_restart_s);
         }
         // Stages that died on their own (they should not) are restarted and counted.
-        for name in stack.restart_dead() {
+        for name in restart_dead(&mut stack, &stages, &replicas.names) {
             println!("chaos: {name} had exited on its own; restarted");
             *kills
                 .entry(format!("{name} (exited by itself)"))
@@ -187,9 +213,13 @@ fn main() {
         "chaos: {} batches submitted; draining (no more kills)",
         ids.len()
     );
+    let names = replicas.names.clone();
     stack.wait_for_verdicts_while(&ids, Duration::from_secs(args.drain_timeout_s), |s| {
-        s.restart_dead();
+        restart_dead(s, &stages, &names);
     });
+    replicas.watch_failovers(&stack);
+    let fenced = replicas.fenced_total();
+    let handovers: i64 = stack.partition_status().iter().map(|p| p.handovers).sum();
 
     let report = check(&stack, &ids, args.runs);
     println!();
@@ -216,6 +246,32 @@ fn main() {
     );
     for (stage, k) in &kills {
         println!("kills {stage:<18} {k}");
+    }
+    for (event, k) in &replicas.events {
+        println!("aggregator {event:<13} {k}");
+    }
+    println!(
+        "replicas at the end      {} ({})",
+        replicas.names.len(),
+        replicas.names.join(", ")
+    );
+    println!("partitions moved         {handovers} (hand-overs, the first takes included)");
+    println!("fenced effects           {fenced} (counted by the replicas that could be read)");
+    let mut times: Vec<u128> = replicas.failover_ms.clone();
+    times.sort_unstable();
+    match (times.get(times.len().saturating_sub(1) / 2), times.last()) {
+        (Some(p50), Some(max)) => println!(
+            "owner failure → new epoch {} samples: p50 {p50} ms, max {max} ms {:?}",
+            times.len(),
+            replicas.failover_ms
+        ),
+        _ => println!("owner failure → new epoch (no sample)"),
+    }
+    if !replicas.pending.is_empty() {
+        println!(
+            "owner failures not yet taken over at the end: {}",
+            replicas.pending.len()
+        );
     }
     println!("seed                     {seed}");
     let ok = report.failure == 0
@@ -309,4 +365,150 @@ fn check(stack: &Stack, ids: &[Uuid], runs: i64) -> Report {
         }
     }
     r
+}
+
+/// Restarts the named processes that are not running (a supervisor's
+/// step); replicas scaled down are not in `replicas` any more and stay
+/// down. Returns their names.
+fn restart_dead(stack: &mut Stack, stages: &[String], replicas: &[String]) -> Vec<String> {
+    let mut restarted = Vec::new();
+    for name in stages.iter().chain(replicas) {
+        if !stack.is_alive(name) {
+            stack.restart(name);
+            restarted.push(name.clone());
+        }
+    }
+    restarted
+}
+
+/// The aggregator replicas of the run and their events.
+#[derive(Default)]
+struct Replicas {
+    /// The replicas that should be running.
+    names: Vec<String>,
+    /// Each replica's probe server (its `/metrics`).
+    addrs: BTreeMap<String, std::net::SocketAddr>,
+    /// Replicas started so far (for new names).
+    started: usize,
+    events: BTreeMap<&'static str, u32>,
+    /// Fenced effects counted by replicas before they went.
+    fenced_gone: u64,
+    /// Owner failures waiting for their partition's new epoch:
+    /// (partition, epoch at the kill, when).
+    pending: Vec<(usize, i64, Instant)>,
+    failover_ms: Vec<u128>,
+}
+
+impl Replicas {
+    fn start(&mut self, stack: &mut Stack, name: String) {
+        let addr = free_addr();
+        let metrics = addr.to_string();
+        stack.spawn(&name, "aggregator", &[("METRICS_ADDR", metrics.as_str())]);
+        self.addrs.insert(name.clone(), addr);
+        self.names.push(name);
+        self.started += 1;
+    }
+
+    /// `fenced` on `name`'s /metrics (0 when it does not answer).
+    fn fenced(&self, name: &str) -> u64 {
+        let Some(addr) = self.addrs.get(name) else {
+            return 0;
+        };
+        let Some((200, body)) = get(*addr, "/metrics") else {
+            return 0;
+        };
+        body.lines()
+            .filter(|l| l.starts_with("batchline_events_total{"))
+            .filter(|l| l.contains("stage=\"aggregator\"") && l.contains("event=\"fenced\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// Keeps what a replica counted before it dies (a kill loses it).
+    fn before_death(&mut self, name: &str) {
+        if self.names.iter().any(|n| n == name) {
+            self.fenced_gone += self.fenced(name);
+        }
+    }
+
+    fn fenced_total(&self) -> u64 {
+        self.fenced_gone + self.names.iter().map(|n| self.fenced(n)).sum::<u64>()
+    }
+
+    /// Records the owner failures whose partition has a new epoch now.
+    fn watch_failovers(&mut self, stack: &Stack) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let status = stack.partition_status();
+        let mut done = Vec::new();
+        self.pending.retain(|&(p, epoch, at)| {
+            let moved = status.get(p).is_some_and(|s| s.epoch > epoch);
+            if moved {
+                done.push(at.elapsed().as_millis());
+            }
+            !moved
+        });
+        self.failover_ms.extend(done);
+    }
+
+    /// One aggregator event: 0 scale_up, 1 scale_down, 2 owner_failure
+    /// (falling back to what the replica count allows).
+    fn event(&mut self, stack: &mut Stack, rng: &mut Rng, event: usize, max: usize, now: Duration) {
+        let at = now.as_secs_f64();
+        let event = match event {
+            0 if self.names.len() >= max.max(1) => 1,
+            1 if self.names.len() <= 1 => 0,
+            e => e,
+        };
+        match event {
+            0 => {
+                let name = format!("aggregator-{}", self.started + 1);
+                println!("chaos: {at:>6.1}s scale_up: {name}");
+                self.start(stack, name);
+                *self.events.entry("scale_up").or_default() += 1;
+            }
+            1 => {
+                let name = self.names.remove(rng.below(self.names.len()));
+                self.fenced_gone += self.fenced(&name);
+                let status = stack.stop(&name, Duration::from_secs(60));
+                println!("chaos: {at:>6.1}s scale_down: SIGTERM {name}, exited {status}");
+                *self.events.entry("scale_down").or_default() += 1;
+            }
+            _ => {
+                let status = stack.partition_status();
+                let Some(busiest) = status
+                    .iter()
+                    .filter(|p| p.owner.is_some())
+                    .max_by_key(|p| p.open_batches)
+                else {
+                    return;
+                };
+                let owner = busiest.owner.clone().unwrap_or_default();
+                let pid: Option<u32> = owner.rsplit('-').next().and_then(|p| p.parse().ok());
+                let names = self.names.clone();
+                let Some(victim) = names
+                    .iter()
+                    .find(|n| stack.is_alive(n) && Some(stack.pid(n)) == pid)
+                else {
+                    return;
+                };
+                self.fenced_gone += self.fenced(victim);
+                stack.kill(victim);
+                self.pending.push((
+                    usize::from(busiest.partition),
+                    busiest.epoch,
+                    Instant::now(),
+                ));
+                println!(
+                    "chaos: {at:>6.1}s owner_failure: SIGKILL {victim}, owner of p{:02} ({} open batches)",
+                    busiest.partition, busiest.open_batches
+                );
+                *self.events.entry("owner_failure").or_default() += 1;
+                // Back at once, as a crashed pod would be (and not counted
+                // as a process that exited by itself).
+                stack.restart(victim);
+            }
+        }
+    }
 }

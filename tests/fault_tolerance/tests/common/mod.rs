@@ -161,3 +161,101 @@ pub fn assert_one_line_error(out: &fault_tolerance::CliOutput, mentions: &[&str]
         out.stdout
     );
 }
+
+// ----- aggregator partitions (the partition drills) -------------------------
+
+/// The partition of `batch` in `s`.
+pub fn partition_of(s: &Stack, batch: Uuid) -> u16 {
+    store::partition::of(batch, s.partitions())
+}
+
+/// The pid at the end of a default replica id (`aggregator-HOST-PID`).
+pub fn owner_pid(owner: &str) -> Option<u32> {
+    owner.rsplit('-').next()?.parse().ok()
+}
+
+/// Which of the named processes `owner` (a default replica id) is.
+pub fn replica_named<'a>(s: &mut Stack, owner: &str, names: &[&'a str]) -> Option<&'a str> {
+    let pid = owner_pid(owner)?;
+    names
+        .iter()
+        .copied()
+        .find(|n| s.is_alive(n) && s.pid(n) == pid)
+}
+
+/// The replica id the named aggregator process goes by (default ids).
+pub fn replica_id_of(s: &mut Stack, name: &str) -> String {
+    let pid = s.pid(name);
+    s.partition_owners()
+        .into_keys()
+        .find(|o| owner_pid(o) == Some(pid))
+        .unwrap_or_else(|| panic!("{name} (pid {pid}) owns no partition"))
+}
+
+/// Chunks of `batch` completed by an executor.
+pub fn completed_chunks(s: &Stack, batch: Uuid) -> i64 {
+    s.scalar(
+        "SELECT count(*) FROM chunks WHERE batch_id = $1 AND status = 'completed'",
+        batch,
+    )
+}
+
+/// `batchline_events_total{stage=STAGE,event=EVENT}` on the probe server at
+/// `addr` (0 when not counted yet); `None` while nothing answers.
+pub fn events_total(addr: std::net::SocketAddr, stage: &str, event: &str) -> Option<u64> {
+    let (status, body) = fault_tolerance::http::get(addr, "/metrics")?;
+    if status != 200 {
+        return None;
+    }
+    let (stage, event) = (format!("stage=\"{stage}\""), format!("event=\"{event}\""));
+    let total = body
+        .lines()
+        .filter(|l| l.starts_with("batchline_events_total{"))
+        .filter(|l| l.contains(&stage) && l.contains(&event))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    Some(total as u64)
+}
+
+/// The tests' RabbitMQ URL with a short AMQP heartbeat, so that RabbitMQ
+/// drops the connection of a frozen (SIGSTOPped) process within about two
+/// heartbeats instead of the server's default (60 s).
+pub fn rabbitmq_url_with_heartbeat(secs: u32) -> String {
+    let url = fault_tolerance::rabbitmq_url();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}heartbeat={secs}")
+}
+
+/// Declares the single results queue of the versions before partitions
+/// (`PREFIX.results`), as they declared it: a durable quorum queue with the
+/// delivery limit, dead-lettering to the dlq. batchline never declares it
+/// (it only drains it where it exists) and the drills' broker client does
+/// not declare arbitrary queues, so this goes through `rabbitmqctl eval`.
+/// The stack's teardown deletes it with the other queues.
+pub fn declare_legacy_results_queue(s: &Stack) {
+    let name = format!("{}.results", s.prefix);
+    let dlq = format!("{}.dlq", s.prefix);
+    let expr = format!(
+        "rabbit_amqqueue:declare(rabbit_misc:r(<<\"/\">>, queue, <<\"{name}\">>), true, false, \
+         [{{<<\"x-queue-type\">>, longstr, <<\"quorum\">>}}, \
+          {{<<\"x-delivery-limit\">>, long, {limit}}}, \
+          {{<<\"x-dead-letter-exchange\">>, longstr, <<\"\">>}}, \
+          {{<<\"x-dead-letter-routing-key\">>, longstr, <<\"{dlq}\">>}}, \
+          {{<<\"x-dead-letter-strategy\">>, longstr, <<\"at-least-once\">>}}, \
+          {{<<\"x-overflow\">>, longstr, <<\"reject-publish\">>}}], none, <<\"guest\">>).",
+        limit = fault_tolerance::stack::DELIVERY_LIMIT,
+    );
+    let out = fault_tolerance::services::run("rabbitmqctl", &["-q", "eval", &expr]);
+    assert!(
+        out.contains("{new,") || out.contains("{existing,"),
+        "declaring {name} through rabbitmqctl eval: {out}"
+    );
+    assert!(
+        s.block_on(broker::Broker::queue_exists(
+            s.broker(),
+            Queue::LegacyResults
+        ))
+        .expect("ask RabbitMQ whether the legacy queue exists"),
+        "{name} declared"
+    );
+}
