@@ -463,6 +463,12 @@ pub trait Store: Clone + Send + Sync + 'static {
         limit: i64,
     ) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
 
+    /// Whether the database holds batches created before its partitions
+    /// were (a deployment upgraded from the single results queue, whose
+    /// old queue may still hold results or receive them from executors of
+    /// the old version).
+    fn predates_partitions(&self) -> impl Future<Output = Result<bool>> + Send;
+
     /// Records that aggregator `replica` is alive.
     fn replica_heartbeat(&self, replica: &str) -> impl Future<Output = Result<()>> + Send;
 

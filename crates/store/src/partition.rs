@@ -16,6 +16,9 @@ use crate::{Error, Result};
 /// Partitions of a new database.
 pub const DEFAULT_PARTITIONS: u16 = 16;
 
+/// The migration that brought partitions (its version in `_sqlx_migrations`).
+pub(crate) const MIGRATION: i64 = 20261201000011;
+
 /// Most partitions a database may have (queue and directory names carry
 /// two digits: `p00` … `p99`).
 pub const MAX_PARTITIONS: u16 = 100;

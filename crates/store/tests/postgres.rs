@@ -535,3 +535,31 @@ async fn the_partition_count_changes_only_by_the_documented_migration() {
     })
     .await;
 }
+
+/// A deployment upgraded from the single results queue has batches older
+/// than its partitions migration; a new one does not (the aggregator
+/// looks for the old queue only in the first case).
+#[tokio::test]
+async fn batches_older_than_the_partitions_mark_an_upgraded_database() {
+    with_pg(|s| async move {
+        assert!(!s.predates_partitions().await.unwrap(), "empty database");
+        let batch = common::new_batch("new", 10, 10);
+        s.create_batches(std::slice::from_ref(&batch))
+            .await
+            .unwrap();
+        assert!(
+            !s.predates_partitions().await.unwrap(),
+            "a batch made since"
+        );
+        let mut conn = raw_connection(&s).await;
+        sqlx::raw_sql("UPDATE batches SET created_at = created_at - interval '1 year'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            s.predates_partitions().await.unwrap(),
+            "a batch from before"
+        );
+    })
+    .await;
+}

@@ -102,7 +102,14 @@ pub async fn run<B: Broker, S: Store>(
         Ok(store.partitions().await?)
     })
     .await?;
-    upgrade::move_legacy_state(&dir, partitions).await?;
+    let moved = upgrade::move_legacy_state(&dir, partitions).await?;
+    let upgraded = moved
+        || retrying(
+            "read whether batches predate partitions",
+            &shutdown,
+            || async { Ok(store.predates_partitions().await?) },
+        )
+        .await?;
     let replica = Arc::new(Replica {
         id: settings.replica_id(),
         broker: broker.clone(),
@@ -129,12 +136,14 @@ pub async fn run<B: Broker, S: Store>(
         let (replica, health, shutdown) = (replica.clone(), health.clone(), shutdown.clone());
         loops.spawn(run_partition(replica, p, shape, control, health, shutdown));
     }
-    let legacy = tokio::spawn(upgrade::drain_legacy_queue(
-        broker,
-        partitions,
-        StageStats::new("upgrade"),
-        shutdown.clone(),
-    ));
+    let legacy = upgraded.then(|| {
+        tokio::spawn(upgrade::drain_legacy_queue(
+            broker,
+            partitions,
+            StageStats::new("upgrade"),
+            shutdown.clone(),
+        ))
+    });
     let coordinator = Coordinator::new(replica.clone(), controls, health);
     let outcome = tokio::select! {
         () = coordinator.run(shutdown.clone()) => Ok(()),
@@ -150,7 +159,9 @@ pub async fn run<B: Broker, S: Store>(
             );
         }
     }
-    legacy.abort();
+    if let Some(legacy) = legacy {
+        legacy.abort();
+    }
     tracing::info!(replica = %replica.id, "aggregator replica stopped");
     outcome
 }

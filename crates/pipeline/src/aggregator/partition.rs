@@ -61,7 +61,8 @@ impl LoopControl {
 
     /// Records the epoch the partition is held under (0: not held).
     pub(super) fn set_epoch(&self, epoch: i64) {
-        self.epoch.store(epoch, std::sync::atomic::Ordering::Relaxed);
+        self.epoch
+            .store(epoch, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The epoch the partition is held under, if it is.

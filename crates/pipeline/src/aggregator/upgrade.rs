@@ -7,7 +7,9 @@
 //!   (an aggregator of the old version still running there is a clear
 //!   error). The old tombstones are kept aside, renamed: a finalized batch
 //!   is now recognised by its aggregate in the store.
-//! - The old results queue, where it still exists, is drained for as long
+//! - The old results queue, where it still exists (looked for only where
+//!   there was old state or there are batches older than the partitions),
+//!   is drained for as long
 //!   as the replica runs: each result is published again to its
 //!   partition's queue (confirmed) and only then acked, so results that
 //!   were in flight, or that executors of the old version still publish
@@ -31,10 +33,11 @@ use crate::{Error, Result};
 const OLD_TOMBSTONES: &str = "tombstones.log.before-partitions";
 
 /// Moves the state files of the single-directory layout into their
-/// partitions' directories; nothing to do when there are none.
-pub(super) async fn move_legacy_state(dir: &Path, partitions: u16) -> Result<()> {
+/// partitions' directories; nothing to do when there are none. Whether
+/// there were.
+pub(super) async fn move_legacy_state(dir: &Path, partitions: u16) -> Result<bool> {
     if !has_legacy_files(dir)? {
-        return Ok(());
+        return Ok(false);
     }
     tracing::warn!(dir = %dir.display(), "state of a version before partitions: moving it into partition directories");
     let (mgr, report) = tokio::task::block_in_place(|| Manager::open(dir))?;
@@ -86,7 +89,7 @@ pub(super) async fn move_legacy_state(dir: &Path, partitions: u16) -> Result<()>
         rows = report.rows,
         "old state moved into partition directories"
     );
-    Ok(())
+    Ok(true)
 }
 
 /// The single-directory layout has state files (or a tombstone log) at the
@@ -115,7 +118,10 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Drains the old results queue into the partitions' queues, where it
-/// exists, until `shutdown`.
+/// exists, until `shutdown`. Asked only of deployments that have been
+/// upgraded (old state files, or batches older than the partitions): the
+/// existence check is a passive declare, which lapin logs as an error
+/// when the queue is not there.
 pub(super) async fn drain_legacy_queue<B: Broker>(
     broker: B,
     partitions: u16,

@@ -693,6 +693,17 @@ impl Store for PgStore {
         self.unverified(older_than, limit).await
     }
 
+    async fn predates_partitions(&self) -> Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM batches WHERE created_at <
+                 (SELECT installed_on FROM _sqlx_migrations WHERE version = $1))",
+        )
+        .bind(crate::partition::MIGRATION)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(from_pg)
+    }
+
     async fn replica_heartbeat(&self, replica: &str) -> Result<()> {
         self.heartbeat(replica).await
     }
