@@ -549,9 +549,20 @@ fn stalled_executor_commit_is_fenced() {
     let ids = s.submit("--runs 1000 --chunk-size 250 --name fenced --workload sum");
     let batch = ids[0];
     let a_pid = s.pid("executor-a");
-    s.wait_until("executor A claimed a chunk", PATIENCE, |s| {
-        s.chunks(batch).iter().any(|c| c.status == "running")
-    });
+    // A claims each message it holds as it arrives (two: its prefetch).
+    // Frozen before claiming the second, it would keep that message
+    // unclaimed until RabbitMQ's heartbeat gives up on it (minutes).
+    s.wait_until(
+        "executor A claimed the two chunks it holds",
+        PATIENCE,
+        |s| {
+            s.chunks(batch)
+                .iter()
+                .filter(|c| c.status == "running")
+                .count()
+                == 2
+        },
+    );
     signal(a_pid, "STOP");
     let stalled = s
         .chunks(batch)

@@ -169,7 +169,8 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
                     owner = now.owner.as_deref().unwrap_or("-"),
                     "another replica took this partition: dropping its state"
                 );
-                self.replica.stats.count("stale_ownership_dropped", 1);
+                // Fenced by the epoch, as a refused save would have been.
+                self.replica.stats.count("fenced", 1);
                 self.controls[usize::from(p)].let_go("fenced");
             }
         }
