@@ -16,15 +16,24 @@ use crate::{Error, Result};
 /// command pointed at an unreachable broker fails quickly instead of hanging.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The largest AMQP frame asked for (RabbitMQ's minimum is 4 KiB, its
+/// default 128 KiB); longer messages are split into several frames.
+const FRAME_MAX: u32 = 16 * 1024;
+
 /// Opens one connection named `batchline {prefix} {role}`; over TLS with
 /// the config's CA and client certificate when the URL is `amqps://`.
 pub(crate) async fn connect(config: &RabbitConfig, role: &str) -> Result<Connection> {
-    let uri: AMQPUri = config.url.parse().map_err(|e| {
+    let mut uri: AMQPUri = config.url.parse().map_err(|e| {
         Error::config(format!(
             "invalid RabbitMQ URL {}: {e}",
             config.redacted_url()
         ))
     })?;
+    // lapin keeps two buffers of 32 frames per connection: at RabbitMQ's
+    // 128 KiB frame that is 8 MiB, times one connection per partition's
+    // consumer. batchline's messages are well under a kilobyte; a URL's
+    // own `frame_max` still wins.
+    uri.query.frame_max.get_or_insert(FRAME_MAX);
     // TLS material with a plain URL would silently send credentials in
     // clear text, which is what the material was meant to prevent.
     if uri.scheme == AMQPScheme::AMQP && config.tls.is_configured() {
