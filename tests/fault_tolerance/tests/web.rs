@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use fantoccini::error::{CmdError, ErrorStatus};
 use fantoccini::{Client, ClientBuilder, Locator};
 use fault_tolerance::services::wait_port;
 use fault_tolerance::{Stack, run_cli};
@@ -141,22 +142,33 @@ async fn click(c: &Client, css: &str) {
 }
 
 async fn text_of(c: &Client, css: &str) -> String {
-    // Waits: after a click the next page may still be loading.
-    let found = c
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css(css))
-        .await;
-    let Ok(element) = found else {
-        let url = c
-            .current_url()
-            .await
-            .map(|u| u.to_string())
-            .unwrap_or_default();
-        let page = c.source().await.unwrap_or_default();
-        panic!("no {css} on {url}:\n{page}");
-    };
-    element.text().await.expect("element text")
+    // Live updates replace parts of the page: an element found a moment
+    // ago may be gone when its text is read; find it again.
+    for _ in 0..20 {
+        // Waits: after a click the next page may still be loading.
+        let found = c
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css(css))
+            .await;
+        let Ok(element) = found else {
+            let url = c
+                .current_url()
+                .await
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            let page = c.source().await.unwrap_or_default();
+            panic!("no {css} on {url}:\n{page}");
+        };
+        match element.text().await {
+            Ok(text) => return text,
+            Err(CmdError::Standard(e)) if e.error == ErrorStatus::StaleElementReference => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("text of {css}: {e}"),
+        }
+    }
+    panic!("{css} kept being replaced while its text was read");
 }
 
 /// A whole-page screenshot at `width`: the window grows to the page.
