@@ -19,17 +19,17 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{DemoArgs, Global, WorkloadKind};
 use crate::{connect, observe, shutdown};
 
-/// What every stage starts with: the probes and metrics on `METRICS_ADDR`,
-/// the signal handler, and its connections (the process is then
-/// `connected`; the stage runtime marks it `consuming`).
-struct Started {
-    health: Health,
-    token: CancellationToken,
-    store: PgStore,
-    broker: RabbitBroker,
+/// What every stage and the web console start with: the probes and
+/// metrics on `METRICS_ADDR`, the signal handler, and the connections (the
+/// process is then `connected`; a stage's runtime marks it `consuming`).
+pub(crate) struct Started {
+    pub(crate) health: Health,
+    pub(crate) token: CancellationToken,
+    pub(crate) store: PgStore,
+    pub(crate) broker: RabbitBroker,
 }
 
-async fn start(g: &Global) -> anyhow::Result<Started> {
+pub(crate) async fn start(g: &Global) -> anyhow::Result<Started> {
     let health = Health::new();
     observe::init_metrics(g.metrics_addr, &health).await?;
     let token = shutdown::on_signals();

@@ -4,11 +4,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use pipeline::health::Health;
 use web::{WebArgs, WebConfig};
 
 use crate::cli::Global;
-use crate::{connect, observe, shutdown};
+use crate::services;
 
 pub async fn run(g: &Global, args: &WebArgs) -> anyhow::Result<ExitCode> {
     // Settings and the address first: a refusal needs no services.
@@ -16,15 +15,16 @@ pub async fn run(g: &Global, args: &WebArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("cannot listen on WEB_ADDR {}", config.addr))?;
-    let health = Health::new();
-    observe::init_metrics(g.metrics_addr, &health).await?;
-    let token = shutdown::on_signals();
-    let store = connect::store(g).await?;
-    let broker = connect::broker(g, &store).await?;
     // It holds no state: connected is ready.
-    health.set_ready("connected", true);
-    web::serve(&config, listener, broker, store, token.cancelled_owned())
-        .await
-        .context("web console stopped")?;
+    let s = services::start(g).await?;
+    web::serve(
+        &config,
+        listener,
+        s.broker,
+        s.store,
+        s.token.cancelled_owned(),
+    )
+    .await
+    .context("web console stopped")?;
     Ok(ExitCode::SUCCESS)
 }

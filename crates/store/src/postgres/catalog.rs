@@ -104,16 +104,9 @@ impl Catalog for PgStore {
                           v.success, v.reason, v.created_at AS verdict_at ",
             batches_matching!(),
             "     ORDER BY b.created_at DESC, b.id
-                  LIMIT $4 OFFSET $5) AS b
-             LEFT JOIN LATERAL (
-                 SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
-                        count(*) FILTER (WHERE status = 'running') AS running,
-                        count(*) FILTER (WHERE status = 'completed') AS completed,
-                        count(*) FILTER (WHERE status = 'failed') AS failed,
-                        sum(attempts) AS attempts
-                 FROM chunks WHERE chunks.batch_id = b.id
-             ) AS c ON true
-             ORDER BY b.created_at DESC, b.id"
+                  LIMIT $4 OFFSET $5) AS b",
+            chunk_counts!(),
+            "ORDER BY b.created_at DESC, b.id"
         ))
         .bind(name)
         .bind(verdict)

@@ -7,6 +7,22 @@
 //! sweepers split the work instead of doing it twice. Per-run rows go in with
 //! one `COPY` per chunk, inside the transaction that completes the chunk.
 
+/// Each batch `b`'s chunk counts by status and its claims, as `c`: what
+/// `progress` and the catalog's listing both show. A macro so the
+/// statements that use it stay `&'static str`.
+macro_rules! chunk_counts {
+    () => {
+        " LEFT JOIN LATERAL (
+              SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+                     count(*) FILTER (WHERE status = 'running') AS running,
+                     count(*) FILTER (WHERE status = 'completed') AS completed,
+                     count(*) FILTER (WHERE status = 'failed') AS failed,
+                     sum(attempts) AS attempts
+              FROM chunks WHERE chunks.batch_id = b.id
+          ) AS c ON true "
+    };
+}
+
 mod catalog;
 mod chunks;
 mod copy_rows;
@@ -717,7 +733,7 @@ impl Store for PgStore {
     }
 
     async fn progress(&self, batch_id: Option<Uuid>, limit: i64) -> Result<Vec<BatchProgress>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "SELECT b.id, b.name, b.runs, b.chunks, extract(epoch FROM b.created_at)::float8,
                     coalesce(c.pending, 0)::int4, coalesce(c.running, 0)::int4,
                     coalesce(c.completed, 0)::int4, coalesce(c.failed, 0)::int4,
@@ -725,18 +741,11 @@ impl Store for PgStore {
                     EXISTS (SELECT 1 FROM batch_results AS r WHERE r.batch_id = b.id),
                     v.success, nullif(v.reason, ''), extract(epoch FROM v.created_at)::float8
              FROM (SELECT * FROM batches WHERE $1::uuid IS NULL OR id = $1
-                   ORDER BY created_at DESC, id LIMIT $2) AS b
-             LEFT JOIN LATERAL (
-                 SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
-                        count(*) FILTER (WHERE status = 'running') AS running,
-                        count(*) FILTER (WHERE status = 'completed') AS completed,
-                        count(*) FILTER (WHERE status = 'failed') AS failed,
-                        sum(attempts) AS attempts
-                 FROM chunks WHERE chunks.batch_id = b.id
-             ) AS c ON true
-             LEFT JOIN verdicts AS v ON v.batch_id = b.id
+                   ORDER BY created_at DESC, id LIMIT $2) AS b",
+            chunk_counts!(),
+            "LEFT JOIN verdicts AS v ON v.batch_id = b.id
              ORDER BY b.created_at DESC, b.id",
-        )
+        ))
         .bind(batch_id)
         .bind(limit)
         .fetch_all(&self.pool)
