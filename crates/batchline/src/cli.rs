@@ -131,6 +131,8 @@ pub enum Command {
     Metadata(MetadataArgs),
     /// Show the aggregator's partitions: owner, epoch, open batches, queue depth, last hand-over.
     Partitions(PartitionsArgs),
+    /// Remove finished batches everywhere: run rows, chunks, aggregate, verdict (docs/operations.md, Retention).
+    Purge(PurgeArgs),
     /// Measure the pipeline against the real services: simulation limit, end to end, scaling, overhead, aggregator drain, peak RSS.
     Bench(bench::BenchArgs),
     /// The drill's services as local processes (the local mode of `make up`): up, up-detached, down, kill, restart, ps, logs, cli.
@@ -180,6 +182,27 @@ pub struct StatusArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["batches", "older_than"])))]
+pub struct PurgeArgs {
+    /// Batches to purge, by id.
+    #[arg(value_name = "BATCH")]
+    pub batches: Vec<uuid::Uuid>,
+    /// Every batch finished longer ago than this: 30d, 12h, 90m, …
+    #[arg(long, value_name = "AGE", value_parser = parse_age, conflicts_with = "batches")]
+    pub older_than: Option<std::time::Duration>,
+    /// Say what would be purged; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Purge batches that have no verdict yet too (their work in flight is dropped).
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?}: {e} (e.g. 30d, 12h, 90m)"))
 }
 
 #[derive(Debug, Args)]

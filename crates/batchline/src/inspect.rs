@@ -17,7 +17,21 @@ pub async fn status(g: &Global, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     if let Some(id) = args.batch
         && rows.is_empty()
     {
-        anyhow::bail!("no batch {id}");
+        let Some(p) = store.purged_batch(id).await? else {
+            anyhow::bail!("no batch {id}");
+        };
+        let verdict = match p.success {
+            Some(true) => "SUCCESS",
+            Some(false) => "FAILURE",
+            None => "no verdict",
+        };
+        println!(
+            "{id} [{}] runs={} {verdict}: purged {} ago",
+            p.name,
+            p.runs,
+            ago(now_s() - p.purged_at)
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     let now = now_s();
     let list: Vec<BatchStatus> = rows.iter().map(|p| BatchStatus::new(p, now)).collect();

@@ -11,7 +11,7 @@
 //! - `services`: the long-running stages and the demo; `shutdown`:
 //!   SIGTERM / Ctrl-C; `observe`, `probes`: logs, `/metrics`, `/healthz`,
 //!   `/readyz`;
-//! - `submit_cmd`, `inspect` (`status`, `results`, `partitions`),
+//! - `submit_cmd`, `purge_cmd`, `inspect` (`status`, `results`, `partitions`),
 //!   `metadata` (the aggregator's CSV state), `web_cmd`: the other
 //!   subcommands.
 
@@ -21,6 +21,7 @@ mod inspect;
 mod metadata;
 mod observe;
 mod probes;
+mod purge_cmd;
 mod secrets;
 mod services;
 mod shutdown;
@@ -74,6 +75,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Results(args) => inspect::results(g, args).await,
         Command::Metadata(args) => inspect::metadata(g, args),
         Command::Partitions(args) => inspect::partitions(g, args).await,
+        Command::Purge(args) => purge_cmd::run(g, args).await,
         Command::Bench(args) => Ok(bench::run(connect::services(g)?, &g.worker_data_dir, args)
             .await
             .map(|()| ExitCode::SUCCESS)?),

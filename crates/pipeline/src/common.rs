@@ -46,7 +46,9 @@ pub struct LoadedBatch {
 }
 
 /// Batches looked up by id, compiled once per process. Batches never change
-/// after submit, so entries never go stale; the map is cleared when large.
+/// after submit; a purged one stays cached, which is harmless: every write
+/// about it fails in the store, and the stages drop the message then.
+/// The map is cleared when large.
 #[derive(Clone, Debug, Default)]
 pub struct BatchCache {
     inner: Arc<Mutex<HashMap<Uuid, Arc<LoadedBatch>>>>,
@@ -58,6 +60,9 @@ pub enum Lookup {
     Found(Arc<LoadedBatch>),
     /// No such batch: the message referencing it is dead-lettered.
     Unknown,
+    /// The batch was purged (docs/operations.md, "Retention"): the message
+    /// is late and is dropped.
+    Purged,
     /// The stored workload does not compile (reason).
     BadWorkload(String),
 }
@@ -70,7 +75,10 @@ impl BatchCache {
             return Ok(Lookup::Found(hit));
         }
         let Some(batch) = store.batch(id).await? else {
-            return Ok(Lookup::Unknown);
+            return Ok(match store.purged_batch(id).await? {
+                Some(_) => Lookup::Purged,
+                None => Lookup::Unknown,
+            });
         };
         let workload = match serde_json::from_str::<WorkloadSpec>(&batch.workload)
             .map_err(|e| e.to_string())

@@ -204,6 +204,7 @@ impl Pipeline {
             sweeper: SweeperSettings {
                 sweep_interval_s: 1,
                 stall_deadline_s: 3,
+                ..SweeperSettings::default()
             },
             ..ExecutorSettings::default()
         };

@@ -9,7 +9,9 @@
 //! - [`submit`]: batches and chunks in one transaction, then confirmed publishes.
 //! - [`executor`]: claim → simulate (blocking pool) → commit rows and
 //!   completion in one transaction → publish result → ack; lease renewal.
-//! - [`sweeper`]: re-publishes lost work and stalled batches' results.
+//! - [`sweeper`]: re-publishes lost work and stalled batches' results;
+//!   runs retention.
+//! - [`retention`]: purging batches (`batchline purge`, `RETENTION_DAYS`).
 //! - [`aggregator`]: the stateful stage on `stateful_worker`; group commit
 //!   before ack; finalization; tombstones.
 //! - [`verifier`]: checks aggregates against the per-run rows and
@@ -44,6 +46,7 @@ pub mod faults;
 pub mod health;
 pub mod messages;
 pub mod partitions;
+pub mod retention;
 mod retry;
 pub mod secret;
 pub mod stage;

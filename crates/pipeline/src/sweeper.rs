@@ -10,7 +10,11 @@
 //!   aggregator drops what it has and refills what it lost; after
 //!   `max_rounds` such rounds the batch gets FAILURE with a reason;
 //! - batches with a failed chunk but no verdict get their FAILURE message
-//!   (again).
+//!   (again);
+//! - retention, once a minute: with `RETENTION_DAYS`, batches finished
+//!   longer ago are purged (never an unfinished one: that takes a person's
+//!   `purge --force`), and purges interrupted after their commit are
+//!   finished.
 //!
 //! Several sweepers may run: the store hands each row to one of them
 //! (`SKIP LOCKED`), and everything re-published is idempotent downstream.
@@ -23,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Result;
 use crate::messages::{VerifyMsg, stored_result, work_messages};
+use crate::retention;
 use crate::telemetry::StageStats;
 
 pub const DEFAULT_SWEEP_INTERVAL_S: u64 = 5;
@@ -43,6 +48,17 @@ pub struct SweeperSettings {
     /// results are re-published.
     #[arg(long, env = "STALL_DEADLINE_S", default_value_t = DEFAULT_STALL_DEADLINE_S)]
     pub stall_deadline_s: u64,
+    /// Purge batches finished more than this many days ago (fractions
+    /// allowed); unset or 0 keeps every batch.
+    #[arg(long, env = "RETENTION_DAYS", value_parser = parse_days)]
+    pub retention_days: Option<f64>,
+}
+
+fn parse_days(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(d) if d.is_finite() && d >= 0.0 => Ok(d),
+        _ => Err(format!("{s:?} is not a number of days (e.g. 30 or 0.5)")),
+    }
 }
 
 impl Default for SweeperSettings {
@@ -50,6 +66,7 @@ impl Default for SweeperSettings {
         Self {
             sweep_interval_s: DEFAULT_SWEEP_INTERVAL_S,
             stall_deadline_s: DEFAULT_STALL_DEADLINE_S,
+            retention_days: None,
         }
     }
 }
@@ -65,6 +82,10 @@ impl SweeperSettings {
             lease_grace: lease / 3 + Duration::from_secs(1),
             stall_deadline: Duration::from_secs(self.stall_deadline_s.max(1)),
             max_rounds: MAX_ROUNDS,
+            retention: self
+                .retention_days
+                .filter(|d| *d > 0.0)
+                .map(|d| Duration::from_secs_f64(d * 86_400.0)),
         }
     }
 }
@@ -81,7 +102,12 @@ pub struct SweeperConfig {
     pub stall_deadline: Duration,
     /// Re-publish rounds before the batch is failed.
     pub max_rounds: i32,
+    /// Batches finished longer ago are purged; `None` keeps them.
+    pub retention: Option<Duration>,
 }
+
+/// How often retention runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
 /// Sweeps every `interval` until `shutdown`.
 pub async fn run<B: Broker, S: Store>(
@@ -92,16 +118,56 @@ pub async fn run<B: Broker, S: Store>(
     shutdown: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(cfg.interval);
+    let mut retention = tokio::time::interval(RETENTION_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        if let Err(e) = sweep_once(&broker, &store, &cfg, &stats).await {
-            // Infrastructure away: the next sweep tries again.
-            tracing::warn!(error = &e as &dyn std::error::Error, "sweep failed");
+            _ = ticker.tick() => {
+                if let Err(e) = sweep_once(&broker, &store, &cfg, &stats).await {
+                    // Infrastructure away: the next sweep tries again.
+                    tracing::warn!(error = &e as &dyn std::error::Error, "sweep failed");
+                }
+            }
+            _ = retention.tick() => {
+                if let Err(e) = retain(&broker, &store, cfg.retention, &stats).await {
+                    tracing::warn!(error = &e as &dyn std::error::Error, "retention failed");
+                }
+            }
         }
     }
+}
+
+/// Purges batches finished longer ago than `keep` (if set), and finishes
+/// interrupted purges.
+pub async fn retain<B: Broker, S: Store>(
+    broker: &B,
+    store: &S,
+    keep: Option<Duration>,
+    stats: &StageStats,
+) -> Result<()> {
+    let finished = store.finish_purges().await?;
+    if finished > 0 {
+        tracing::info!(batches = finished, "interrupted purges finished");
+    }
+    let Some(keep) = keep else {
+        return Ok(());
+    };
+    let target = retention::Target::OlderThan(keep);
+    let done =
+        retention::purge(store, Some(broker), &target, retention::Options::default()).await?;
+    let purged = done
+        .iter()
+        .filter(|p| p.outcome == store::Purge::Purged)
+        .count();
+    if purged > 0 {
+        tracing::info!(
+            batches = purged,
+            keep_days = keep.as_secs_f64() / 86_400.0,
+            "retention purged batches"
+        );
+        stats.count("batches_purged", purged as u64);
+    }
+    Ok(())
 }
 
 /// One pass of the sweeper.

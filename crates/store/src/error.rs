@@ -146,6 +146,13 @@ pub(crate) fn from_migrate(
     }
 }
 
+/// Whether a statement failed because a row it references is gone — for
+/// a batch, that it was purged meanwhile (`crate::purge`).
+pub(crate) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.kind() == sqlx::error::ErrorKind::ForeignKeyViolation)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,8 @@
 //! - `outcome`: the byte layout of a run's outcome, shared by both;
 //! - [`partition`]: a batch's aggregator partition (a stable hash of its
 //!   id), the partition count fixed at migrate, and the epoch [`Fence`];
+//! - [`purge`]: retention — what purging a batch removes and keeps, and
+//!   when it is refused;
 //! - `error`: [`Error`], and the mapping of sqlx errors to it (connection
 //!   loss, timeouts and lock contention are retryable; the driver's error is
 //!   kept as the source).
@@ -47,6 +49,7 @@ mod error;
 mod outcome;
 pub mod partition;
 pub mod postgres;
+pub mod purge;
 pub mod sqlite;
 
 pub use catalog::Catalog;
@@ -54,6 +57,7 @@ pub use chunk::ChunkStatus;
 pub use error::{Error, Result, Source};
 pub use partition::Fence;
 pub use postgres::{PgOptions, PgStore};
+pub use purge::{Purge, PurgedBatch};
 pub use sqlite::SqliteStore;
 
 /// A batch to create, with its chunk rows, in one transaction.
@@ -117,6 +121,8 @@ pub enum Claim {
     Failed { reason: String },
     /// No such batch or chunk.
     NotFound,
+    /// The batch was purged: the message is late and is dropped.
+    Purged,
 }
 
 /// Per-run outcomes of one chunk, flat: run `first_run + i` has the values
@@ -176,6 +182,8 @@ pub enum Saved {
     AlreadySaved,
     /// The fence's epoch is no longer the partition's: nothing changed.
     Fenced,
+    /// The batch was purged (`purge --force` while it ran): nothing changed.
+    Purged,
 }
 
 /// One aggregator partition, for `batchline partitions`.
@@ -225,6 +233,8 @@ pub enum VerdictRecord {
     /// A verdict existed already (the first one wins); `printed` says whether
     /// its line was printed.
     Existing { verdict: Verdict, printed: bool },
+    /// The batch was purged meanwhile: nothing recorded, nothing to print.
+    Purged,
 }
 
 /// A chunk the sweeper must re-publish.
@@ -350,14 +360,34 @@ pub trait Store: Clone + Send + Sync + 'static {
     where
         F: FnMut(i64, &[i32]) + Send;
 
-    /// Brings the index that finds a batch's run rows up to date with the
-    /// rows written since the last call, so that later scans read only
-    /// their own batch's blocks. Best effort — a scan is correct without
-    /// it, only slower — so it gives up rather than wait for a lock:
-    /// `Ok(None)` when it did nothing for that reason, otherwise how many
-    /// block ranges it indexed. Postgres: BRIN summarization; SQLite:
-    /// nothing to do (`Ok(Some(0))`).
-    fn summarize_new_runs(&self) -> impl Future<Output = Result<Option<i64>>> + Send;
+    /// Purges the batch (see [`purge`]): its run rows, chunks, aggregate
+    /// and verdict are removed and a [`PurgedBatch`] record kept. A batch
+    /// without a verdict is refused unless `force`. Idempotent: purging
+    /// again finishes what an interrupted purge left.
+    fn purge_batch(&self, id: Uuid, force: bool) -> impl Future<Output = Result<Purge>> + Send;
+
+    /// The record of a purged batch.
+    fn purged_batch(&self, id: Uuid) -> impl Future<Output = Result<Option<PurgedBatch>>> + Send;
+
+    /// Those of `ids` that were purged.
+    fn purged_among(&self, ids: &[Uuid]) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
+
+    /// Batches finished (verdict recorded) more than `age` ago, and
+    /// unfinished ones created more than `age` ago, oldest first: what
+    /// `purge --older-than` considers.
+    fn batches_older_than(
+        &self,
+        age: Duration,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<BatchProgress>>> + Send;
+
+    /// Finishes purges that were interrupted after their commit (their
+    /// run rows still stored); how many.
+    fn finish_purges(&self) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Bytes the per-run rows take on disk, indexes included (SQLite: the
+    /// whole database file).
+    fn run_rows_bytes(&self) -> impl Future<Output = Result<i64>> + Send;
 
     /// Stores the batch's aggregate. Idempotent: the first write wins and
     /// later ones change nothing. With a `fence`, only while the fence's

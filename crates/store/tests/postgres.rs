@@ -317,7 +317,8 @@ async fn run_outcomes_view_shows_the_stored_values() {
 
 /// A deployment with run rows from before the outcome became bytes keeps
 /// every value: rows written under the first schema (int4[], primary key)
-/// read back the same after `migrate` brings the schema up to date.
+/// read back the same after `migrate` brings the schema up to date (the
+/// bytes, then the partition per batch).
 #[tokio::test]
 async fn upgrading_keeps_rows_written_before_outcomes_became_bytes() {
     let url = database_url();
@@ -349,6 +350,14 @@ async fn upgrading_keeps_rows_written_before_outcomes_became_bytes() {
             .unwrap();
         first.run(&pool).await.unwrap();
         let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO batches (id, name, workload, seed, runs, chunk_size, chunks)
+             VALUES ($1, 'old', '{}', 1, 3, 3, 1)",
+        )
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
         let old: Vec<(i64, Vec<i32>)> = vec![
             (0, vec![1, -1, i32::MIN, i32::MAX]),
             (1, vec![0]),
@@ -387,30 +396,76 @@ async fn upgrading_keeps_rows_written_before_outcomes_became_bytes() {
     .await;
 }
 
-/// Summarizing the run index indexes what was written, and gives up quickly
-/// (`None`) instead of queueing behind a vacuum holding the table.
+/// A batch's run rows are its own partition: purging drops it and gives
+/// the space back, the other batches' partitions untouched; a purge that
+/// died between its commit and the drop is finished later.
 #[tokio::test]
-async fn summarizing_the_run_index_gives_way_to_a_vacuum() {
+async fn purging_drops_the_batch_partition() {
     with_pg(|s| async move {
-        // 60,000 rows of width 8 fill several 128-block ranges.
-        one_completed_chunk(&s, 60_000, 8, None).await;
-        let first = s.summarize_new_runs().await.unwrap();
-        assert!(matches!(first, Some(n) if n >= 1), "{first:?}");
-        assert_eq!(s.summarize_new_runs().await.unwrap(), Some(0));
-
-        // The lock VACUUM and autovacuum take on the table.
-        use sqlx::Connection;
-        let mut vacuum = raw_connection(&s).await;
-        let mut tx = vacuum.begin().await.unwrap();
-        sqlx::query("LOCK TABLE run_results IN SHARE UPDATE EXCLUSIVE MODE")
-            .execute(&mut *tx)
+        let (gone, _) = one_completed_chunk(&s, 20_000, 4, None).await;
+        let (kept, _) = one_completed_chunk(&s, 20_000, 4, None).await;
+        let before = s.run_rows_bytes().await.unwrap();
+        for b in [&gone, &kept] {
+            s.record_verdict(b.id, &verdict_for(b)).await.unwrap();
+        }
+        let partitions = || async {
+            let mut conn = raw_connection(&s).await;
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT inhrelid::regclass::text FROM pg_inherits
+                 WHERE inhparent = 'run_results'::regclass ORDER BY 1",
+            )
+            .fetch_all(&mut conn)
             .await
             .unwrap();
-        assert_eq!(s.summarize_new_runs().await.unwrap(), None);
-        tx.rollback().await.unwrap();
-        assert_eq!(s.summarize_new_runs().await.unwrap(), Some(0));
+            names
+        };
+        assert_eq!(partitions().await.len(), 2);
+
+        assert_eq!(
+            s.purge_batch(gone.id, false).await.unwrap(),
+            store::Purge::Purged
+        );
+        let left = partitions().await;
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(left[0].ends_with(&kept.id.simple().to_string()), "{left:?}");
+        let after = s.run_rows_bytes().await.unwrap();
+        assert!(after * 2 <= before + 8192, "{before} -> {after} bytes");
+        let mut rows = 0;
+        s.scan_runs(kept.id, 0..i64::MAX, |_, _| rows += 1)
+            .await
+            .unwrap();
+        assert_eq!(rows, 20_000);
+
+        // An interrupted purge: committed, partition still there (as if
+        // the process died before the drop).
+        let mut conn = raw_connection(&s).await;
+        sqlx::query("UPDATE purged_batches SET purged_at = now() - interval '2 minutes'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("SELECT run_results_add_partition($1)")
+            .bind(gone.id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE purged_batches SET runs_dropped_at = NULL")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(partitions().await.len(), 2);
+        assert_eq!(s.finish_purges().await.unwrap(), 1);
+        assert_eq!(partitions().await.len(), 1);
+        assert_eq!(s.finish_purges().await.unwrap(), 0);
     })
     .await;
+}
+
+fn verdict_for(b: &store::Batch) -> store::Verdict {
+    store::Verdict {
+        success: true,
+        reason: String::new(),
+        line: format!("SUCCESS [{}]", b.name),
+    }
 }
 
 /// Two processes' stores on one schema: `a` holds claims, `b` claims too.

@@ -1,6 +1,7 @@
 //! What a chunk result must match before it is appended: its batch
 //! exists, and its chunk number, run counts, name and summary agree with
-//! the batch. A result that does not is dead-lettered with the reason.
+//! the batch. A result that does not is dead-lettered with the reason; a
+//! result of a purged batch is dropped.
 
 use broker::Broker;
 use store::Store;
@@ -13,8 +14,8 @@ use crate::{Check, Result};
 
 impl<B: Broker, S: Store> Partition<B, S> {
     /// Checks a decoded result against its batch: what fails goes to the
-    /// dead-letter queue with the reason.
-    pub(super) async fn validate(&self, msg: &ResultMsg) -> Result<Check> {
+    /// dead-letter queue with the reason. `None`: the batch was purged.
+    pub(super) async fn validate(&self, msg: &ResultMsg) -> Result<Option<Check>> {
         let (cache, store) = (&self.replica.cache, &self.replica.store);
         let loaded = match retrying("load batch", &self.abort, || async {
             cache.get(store, msg.batch_id).await
@@ -22,41 +23,48 @@ impl<B: Broker, S: Store> Partition<B, S> {
         .await?
         {
             Lookup::Found(b) => b,
-            Lookup::Unknown => return Ok(Check::Fail(format!("unknown batch {}", msg.batch_id))),
+            Lookup::Purged => return Ok(None),
+            Lookup::Unknown => {
+                return Ok(Some(Check::Fail(format!("unknown batch {}", msg.batch_id))));
+            }
             Lookup::BadWorkload(e) => {
-                return Ok(Check::Fail(format!("batch workload invalid: {e}")));
+                return Ok(Some(Check::Fail(format!("batch workload invalid: {e}"))));
             }
         };
         let b = &loaded.batch;
         let (_, runs) = b.chunk_range(msg.chunk);
-        Ok(Check::that(msg.chunk >= 0 && msg.chunk < b.chunks, || {
-            format!("chunk {} out of range (batch has {})", msg.chunk, b.chunks)
-        })
-        .and_then(|| {
-            let same = msg.chunks == b.chunks
-                && msg.runs_total == b.runs
-                && msg.runs == runs
-                && msg.name == b.name;
-            Check::that(same, || {
-                format!(
-                    "result does not match batch {}: chunks {}/{} runs_total {}/{} runs {}/{}",
-                    msg.batch_id, msg.chunks, b.chunks, msg.runs_total, b.runs, msg.runs, runs
-                )
+        Ok(Some(
+            Check::that(msg.chunk >= 0 && msg.chunk < b.chunks, || {
+                format!("chunk {} out of range (batch has {})", msg.chunk, b.chunks)
             })
-        })
-        .and_then(|| {
-            Check::that(msg.summary.runs() == runs as u64, || {
-                format!(
-                    "summary counts {} runs, chunk has {runs}",
-                    msg.summary.runs()
-                )
+            .and_then(|| {
+                let same = msg.chunks == b.chunks
+                    && msg.runs_total == b.runs
+                    && msg.runs == runs
+                    && msg.name == b.name;
+                Check::that(same, || {
+                    format!(
+                        "result does not match batch {}: chunks {}/{} runs_total {}/{} runs {}/{}",
+                        msg.batch_id, msg.chunks, b.chunks, msg.runs_total, b.runs, msg.runs, runs
+                    )
+                })
             })
-        })
-        .and_then(
-            || match loaded.workload.empty_summary().merge(&msg.summary) {
-                Ok(()) => Check::Pass,
-                Err(e) => Check::Fail(format!("summary does not fit the batch's workload: {e}")),
-            },
+            .and_then(|| {
+                Check::that(msg.summary.runs() == runs as u64, || {
+                    format!(
+                        "summary counts {} runs, chunk has {runs}",
+                        msg.summary.runs()
+                    )
+                })
+            })
+            .and_then(
+                || match loaded.workload.empty_summary().merge(&msg.summary) {
+                    Ok(()) => Check::Pass,
+                    Err(e) => {
+                        Check::Fail(format!("summary does not fit the batch's workload: {e}"))
+                    }
+                },
+            ),
         ))
     }
 }

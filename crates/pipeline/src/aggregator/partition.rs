@@ -99,7 +99,13 @@ pub(super) struct Partition<B, S> {
     pub(super) owned: Mutex<Option<Owned>>,
     /// Fenced during this loop: take nothing again until the next one.
     fenced: std::sync::atomic::AtomicBool,
+    /// When the state was last looked at for purged batches.
+    purge_checked: SyncMutex<Option<Instant>>,
 }
+
+/// How often a busy partition looks for batches purged while it held
+/// their state (an idle one is nudged by the purge).
+const PURGE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl<B: Broker, S: Store> Partition<B, S> {
     pub(super) fn new(
@@ -115,6 +121,7 @@ impl<B: Broker, S: Store> Partition<B, S> {
             abort,
             owned: Mutex::new(None),
             fenced: std::sync::atomic::AtomicBool::new(false),
+            purge_checked: SyncMutex::new(None),
         }
     }
 
@@ -194,8 +201,12 @@ impl<B: Broker, S: Store> Stage for Partition<B, S> {
         let Some(owned) = guard.as_mut() else {
             return Err(Error::Invalid("partition not owned".into()));
         };
+        if window.is_empty() || self.purge_check_due() {
+            // A nudge (taking the partition was the point; a forced purge
+            // nudges too), or time to look again.
+            self.drop_purged(owned).await?;
+        }
         if window.is_empty() {
-            // A nudge: taking the partition was the point.
             return Ok(Handled {
                 outcomes: Vec::new(),
                 done: BTreeSet::new(),
@@ -206,14 +217,20 @@ impl<B: Broker, S: Store> Stage for Partition<B, S> {
         let mut outcomes = Vec::with_capacity(window.len());
         for (inbound, check) in window.into_iter().zip(checks) {
             let outcome = match check {
-                Check::Pass => {
+                None => {
+                    let (batch, chunk) = (inbound.msg.batch_id, inbound.msg.chunk);
+                    tracing::debug!(%batch, chunk, "result of a purged batch dropped");
+                    self.replica.stats.count("purged_dropped", 1);
+                    Outcome::Ack
+                }
+                Some(Check::Pass) => {
                     let key = inbound.msg.batch_id.to_string();
                     if self.append(&mut owned.mgr, &key, inbound.msg).await? {
                         touched.insert(key);
                     }
                     Outcome::Ack
                 }
-                Check::Fail(reason) => Outcome::DeadLetter(reason),
+                Some(Check::Fail(reason)) => Outcome::DeadLetter(reason),
             };
             outcomes.push(outcome);
         }
@@ -264,9 +281,10 @@ impl<B: Broker, S: Store> Partition<B, S> {
     async fn append(&self, mgr: &mut Manager, key: &str, msg: ResultMsg) -> Result<bool> {
         if mgr.state(key).is_none()
             && !mgr.is_completed(key)
-            && self.aggregated(msg.batch_id).await?
+            && self.is_finished(msg.batch_id).await?
         {
-            // Finalized elsewhere (by an earlier owner): a late duplicate.
+            // Finalized elsewhere (by an earlier owner), or purged: a late
+            // duplicate. Tombstoned, so it is recognised from now on.
             tokio::task::block_in_place(|| mgr.complete(key))?;
         }
         let stats = &self.replica.stats;
@@ -294,14 +312,56 @@ impl<B: Broker, S: Store> Partition<B, S> {
         }
     }
 
-    /// Whether the batch has an aggregate in the store.
-    async fn aggregated(&self, batch: Uuid) -> Result<bool> {
+    /// Whether the batch is done with: it has an aggregate in the store,
+    /// or it was purged.
+    pub(super) async fn is_finished(&self, batch: Uuid) -> Result<bool> {
         let store = &self.replica.store;
         let stored = retrying("read aggregate", &self.abort, || async {
             Ok(store.batch_result(batch).await?)
         })
         .await?;
-        Ok(stored.is_some())
+        if stored.is_some() {
+            return Ok(true);
+        }
+        let purged = retrying("read purged batch", &self.abort, || async {
+            Ok(store.purged_batch(batch).await?)
+        })
+        .await?;
+        Ok(purged.is_some())
+    }
+
+    fn purge_check_due(&self) -> bool {
+        let mut last = lock(&self.purge_checked);
+        let due = last.is_none_or(|at| at.elapsed() >= PURGE_CHECK_EVERY);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
+
+    /// Drops the state of batches purged while they ran (`purge --force`):
+    /// tombstoned, so that a late result of theirs is dropped too.
+    pub(super) async fn drop_purged(&self, owned: &mut Owned) -> Result<()> {
+        let open: Vec<Uuid> = owned
+            .mgr
+            .keys()
+            .iter()
+            .filter_map(|k| k.parse().ok())
+            .collect();
+        if open.is_empty() {
+            return Ok(());
+        }
+        let store = &self.replica.store;
+        let purged = retrying("read purged batches", &self.abort, || async {
+            Ok(store.purged_among(&open).await?)
+        })
+        .await?;
+        for batch in purged {
+            tokio::task::block_in_place(|| owned.mgr.complete(&batch.to_string()))?;
+            self.replica.stats.count("purged_state_dropped", 1);
+            tracing::info!(%batch, partition = self.p, "state of a purged batch dropped");
+        }
+        Ok(())
     }
 
     /// Finalizes `key` if its batch is complete and the partition is still
@@ -367,8 +427,16 @@ impl<B: Broker, S: Store> Partition<B, S> {
                 .await?)
         })
         .await?;
-        if saved == Saved::Fenced {
-            return Ok(false);
+        match saved {
+            Saved::Fenced => return Ok(false),
+            Saved::Purged => {
+                // Purged while it ran: nothing to announce.
+                tokio::task::block_in_place(|| owned.mgr.complete(&batch_id.to_string()))?;
+                self.replica.stats.count("purged_state_dropped", 1);
+                tracing::info!("batch purged before its aggregate was saved; state dropped");
+                return Ok(true);
+            }
+            Saved::Saved | Saved::AlreadySaved => {}
         }
         faults.maybe_crash(CrashPoint::BeforeVerifyPublish);
         let verify = VerifyMsg::aggregated(batch_id).to_message()?;

@@ -5,8 +5,8 @@
 //! (its CSVs, if this replica has them, rebuilt), then the store's
 //! changelog merged in — the stored results of the completed chunks of the
 //! partition's open batches — so that what an earlier owner received and
-//! acked is not lost with its disk; batches aggregated meanwhile are
-//! tombstoned, and batches complete now are finalized.
+//! acked is not lost with its disk; batches aggregated or purged meanwhile
+//! are tombstoned, and batches complete now are finalized.
 //!
 //! Letting go: the epoch is released with the cause (if it is still ours),
 //! the queue's next consumer nudged, and the directory closed, so that
@@ -124,22 +124,13 @@ impl<B: Broker, S: Store> Partition<B, S> {
         }
         for key in mgr.keys() {
             if let Ok(batch) = key.parse()
-                && self.is_aggregated(batch).await?
+                && self.is_finished(batch).await?
             {
                 tokio::task::block_in_place(|| mgr.complete(&key))?;
             }
         }
         tokio::task::block_in_place(|| mgr.commit())?;
         Ok(added)
-    }
-
-    async fn is_aggregated(&self, batch: uuid::Uuid) -> Result<bool> {
-        let store = &self.replica.store;
-        let stored = retrying("read aggregate", &self.abort, || async {
-            Ok(store.batch_result(batch).await?)
-        })
-        .await?;
-        Ok(stored.is_some())
     }
 
     /// Releases the partition (if this replica still owns it), saying why,

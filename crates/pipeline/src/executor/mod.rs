@@ -172,6 +172,7 @@ impl<B: Broker, S: Store> Executor<B, S> {
                     msg.batch_id
                 )));
             }
+            Lookup::Purged => return Ok(self.purged(msg)),
             Lookup::BadWorkload(e) => {
                 return Ok(Outcome::DeadLetter(format!("batch workload invalid: {e}")));
             }
@@ -211,7 +212,15 @@ impl<B: Broker, S: Store> Executor<B, S> {
                 "unknown chunk {} of batch {}",
                 msg.chunk, msg.batch_id
             ))),
+            Claim::Purged => Ok(self.purged(msg)),
         }
+    }
+
+    /// Work of a purged batch: late, dropped (acked).
+    fn purged(&self, msg: &WorkMsg) -> Outcome {
+        tracing::info!(batch = %msg.batch_id, chunk = msg.chunk, "work of a purged batch dropped");
+        self.stats.count("purged_dropped", 1);
+        Outcome::Ack
     }
 
     async fn claim(&self, msg: &WorkMsg) -> Result<Claim> {

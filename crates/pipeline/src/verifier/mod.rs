@@ -10,7 +10,6 @@
 mod check;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use broker::{Broker, Queue};
 use store::{Store, Verdict, VerdictRecord};
@@ -117,28 +116,6 @@ impl<S: Store> Stage for Verifier<S> {
         }
         Ok(Handled { outcomes, done: () })
     }
-
-    /// After a verdict: indexes the run rows written meanwhile, so that the
-    /// next batch's check reads only its own blocks (see
-    /// [`Store::summarize_new_runs`]). After the ack, off the verdict's
-    /// path, and never an error: a scan is correct without it, only slower.
-    async fn after_ack(&self, (): ()) -> Result<()> {
-        let start = Instant::now();
-        match self.store.summarize_new_runs().await {
-            Ok(Some(ranges)) => {
-                self.stats.phase("summarize", start.elapsed());
-                tracing::debug!(ranges, "run index summarized");
-            }
-            Ok(None) => {
-                tracing::debug!("run index busy (vacuum?); summarizing after the next verdict")
-            }
-            Err(e) => tracing::warn!(
-                error = &e as &dyn std::error::Error,
-                "could not summarize the run index; checks stay correct, only slower"
-            ),
-        }
-        Ok(())
-    }
 }
 
 impl<S: Store> Verifier<S> {
@@ -151,6 +128,7 @@ impl<S: Store> Verifier<S> {
         {
             Lookup::Found(b) => b,
             Lookup::Unknown => return Ok(Outcome::DeadLetter(format!("unknown batch {batch_id}"))),
+            Lookup::Purged => return Ok(self.purged(batch_id)),
             Lookup::BadWorkload(e) => {
                 return Ok(Outcome::DeadLetter(format!("batch workload invalid: {e}")));
             }
@@ -161,6 +139,8 @@ impl<S: Store> Verifier<S> {
                 VerifyMsg::Failed { reason, .. } => failed(&loaded, reason),
                 VerifyMsg::Aggregated { .. } => match self.judge(&loaded).await? {
                     Some(verdict) => verdict,
+                    // Its aggregate went with it (`purge --force`).
+                    None if self.is_purged(batch_id).await? => return Ok(self.purged(batch_id)),
                     None => {
                         return Ok(Outcome::DeadLetter(format!(
                             "no aggregate stored for batch {batch_id}"
@@ -223,6 +203,10 @@ impl<S: Store> Verifier<S> {
                 printed: false,
             } => verdict.line,
             VerdictRecord::Existing { printed: true, .. } => return Ok(()),
+            VerdictRecord::Purged => {
+                self.purged(batch_id);
+                return Ok(());
+            }
         };
         // Marked before it is written: a kill between the two loses the
         // line from this stdout (the verdict stays in the store, for
@@ -240,6 +224,23 @@ impl<S: Store> Verifier<S> {
         }
         tracing::info!("{line}");
         Ok(())
+    }
+}
+
+impl<S: Store> Verifier<S> {
+    async fn is_purged(&self, batch_id: Uuid) -> Result<bool> {
+        let purged = retrying("read purged batch", &self.shutdown, || async {
+            Ok(self.store.purged_batch(batch_id).await?)
+        })
+        .await?;
+        Ok(purged.is_some())
+    }
+
+    /// A message about a purged batch: late, dropped (acked); no line.
+    fn purged(&self, batch_id: Uuid) -> Outcome {
+        tracing::info!(batch = %batch_id, "verify message of a purged batch dropped");
+        self.stats.count("purged_dropped", 1);
+        Outcome::Ack
     }
 }
 

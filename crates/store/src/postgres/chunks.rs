@@ -34,7 +34,11 @@ impl PgStore {
         let mut tx = self.pool.begin().await.map_err(from_pg)?;
         let holder = self.holder_id();
         let Some(row) = lock_chunk(&mut tx, batch_id, chunk).await? else {
-            return Ok(Claim::NotFound);
+            tx.rollback().await.map_err(from_pg)?;
+            return Ok(match self.purged(batch_id).await? {
+                Some(_) => Claim::Purged,
+                None => Claim::NotFound,
+            });
         };
         let claim = match chunk::claim_step(&row, max_attempts)? {
             ClaimStep::Answer(claim) => return Ok(claim),

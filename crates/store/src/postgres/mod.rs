@@ -28,6 +28,7 @@ mod chunks;
 mod copy_rows;
 mod holder;
 mod partitions;
+mod purge;
 
 use std::sync::atomic::AtomicU16;
 use std::sync::{Arc, Mutex};
@@ -39,7 +40,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 use crate::chunk::failure_reason;
-use crate::error::{from_migrate, from_pg};
+use crate::error::{from_migrate, from_pg, is_foreign_key_violation};
 use crate::{
     AttemptFailure, Batch, BatchProgress, ChunkRef, Claim, Completion, Error, Fence, NewBatch,
     PartitionInfo, ReplicaInfo, Result, RunRows, Saved, Store, Uuid, Verdict, VerdictRecord,
@@ -342,6 +343,12 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(from_pg)?;
+            // Its run rows' partition (migration 20261201000012).
+            sqlx::query("SELECT run_results_add_partition($1)")
+                .bind(b.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(from_pg)?;
         }
         tx.commit().await.map_err(from_pg)
     }
@@ -452,18 +459,13 @@ impl Store for PgStore {
     where
         F: FnMut(i64, &[i32]) + Send,
     {
-        // The rows are found through the BRIN index and come back in heap
-        // order, which is roughly commit order; the caller does not need
-        // run order. Two planner nudges, for this transaction only: a batch
-        // fresh from COPY has no statistics, and on a table holding a few
-        // batches the planner would read all of them in a sequential scan,
-        // where the index skips every block range not holding this one; and
-        // no parallel workers, since the verifier already scans one range
-        // per core and extra processes would only compete with it.
+        // One partition holds the batch's rows (`purge.rs`), read
+        // sequentially: a range filter reads the whole partition, which
+        // is the batch's own rows only. No parallel workers: the verifier
+        // already scans one range per core, and extra processes would only
+        // compete with it.
         let mut tx = self
-            .begin_with(
-                "SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0",
-            )
+            .begin_with("SET LOCAL max_parallel_workers_per_gather = 0")
             .await?;
         {
             // A streamed result: sqlx reads rows off the socket as they are
@@ -490,27 +492,28 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn summarize_new_runs(&self) -> Result<Option<i64>> {
-        // Autovacuum summarizes full ranges too, but only on its own
-        // schedule (a minute or more): until then a batch's scan also reads
-        // every block written since, other batches' included. It takes the
-        // same table lock as this call; rather than queue behind a vacuum
-        // (and, after deadlock_timeout, cancel it), give up quickly.
-        let mut tx = self.begin_with("SET LOCAL lock_timeout = '200ms'").await?;
-        let summarized = sqlx::query_scalar::<_, i32>(
-            "SELECT brin_summarize_new_values('run_results_batch'::regclass)",
-        )
-        .fetch_one(&mut *tx)
-        .await;
-        match summarized {
-            Ok(n) => {
-                tx.commit().await.map_err(from_pg)?;
-                Ok(Some(i64::from(n)))
-            }
-            // lock_not_available: the lock wait timed out.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => Ok(None),
-            Err(e) => Err(from_pg(e)),
-        }
+    async fn purge_batch(&self, id: Uuid, force: bool) -> Result<crate::Purge> {
+        self.purge(id, force).await
+    }
+
+    async fn purged_batch(&self, id: Uuid) -> Result<Option<crate::PurgedBatch>> {
+        self.purged(id).await
+    }
+
+    async fn purged_among(&self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        self.purged_of(ids).await
+    }
+
+    async fn batches_older_than(&self, age: Duration, limit: i64) -> Result<Vec<BatchProgress>> {
+        self.older_than(age, limit).await
+    }
+
+    async fn finish_purges(&self) -> Result<u64> {
+        self.finish_interrupted_purges().await
+    }
+
+    async fn run_rows_bytes(&self) -> Result<i64> {
+        self.runs_bytes().await
     }
 
     async fn save_batch_result(
@@ -542,9 +545,12 @@ impl Store for PgStore {
         .bind(&verdict.reason)
         .bind(&verdict.line)
         .execute(&self.pool)
-        .await
-        .map_err(from_pg)?
-        .rows_affected();
+        .await;
+        let inserted = match inserted {
+            Ok(done) => done.rows_affected(),
+            Err(e) if is_foreign_key_violation(&e) => return Ok(VerdictRecord::Purged),
+            Err(e) => return Err(from_pg(e)),
+        };
         if inserted == 1 {
             return Ok(VerdictRecord::New);
         }

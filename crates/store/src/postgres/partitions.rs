@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::{Postgres, Transaction};
 
 use super::{PgStore, secs};
-use crate::error::from_pg;
+use crate::error::{from_pg, is_foreign_key_violation};
 use crate::partition::{self, Fence, MAX_PARTITIONS};
 use crate::{Error, PartitionInfo, ReplicaInfo, Result, Saved, Uuid};
 
@@ -92,8 +92,12 @@ impl PgStore {
         .bind(fence.map(|f| column(f.partition)))
         .bind(fence.map_or(0, |f| f.epoch))
         .execute(&self.pool)
-        .await
-        .map_err(from_pg)?;
+        .await;
+        let inserted = match inserted {
+            Ok(done) => done,
+            Err(e) if is_foreign_key_violation(&e) => return Ok(Saved::Purged),
+            Err(e) => return Err(from_pg(e)),
+        };
         if inserted.rows_affected() == 1 {
             return Ok(Saved::Saved);
         }

@@ -33,7 +33,11 @@ impl SqliteStore {
         let mut tx = self.begin_immediate().await?;
         let now = now();
         let Some(row) = read_chunk(&mut tx, batch_id, chunk, now).await? else {
-            return Ok(Claim::NotFound);
+            tx.rollback().await.map_err(from_sqlite)?;
+            return Ok(match self.purged(batch_id).await? {
+                Some(_) => Claim::Purged,
+                None => Claim::NotFound,
+            });
         };
         let claim = match chunk::claim_step(&row, max_attempts)? {
             ClaimStep::Answer(claim) => return Ok(claim),

@@ -23,7 +23,7 @@ use sqlx::sqlite::{
 };
 
 use crate::chunk::failure_reason;
-use crate::error::{from_migrate, from_sqlite};
+use crate::error::{from_migrate, from_sqlite, is_foreign_key_violation};
 use crate::{
     AttemptFailure, Batch, BatchProgress, ChunkRef, Claim, Completion, Error, Fence, NewBatch,
     PartitionInfo, ReplicaInfo, Result, RunRows, Saved, Store, Uuid, Verdict, VerdictRecord,
@@ -32,6 +32,7 @@ use crate::{
 
 mod chunks;
 mod partitions;
+mod purge;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -109,6 +110,27 @@ fn now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or_default()
+}
+
+/// A batch's progress from the first 14 columns of a row, in the order
+/// `progress` and `batches_older_than` select them.
+fn progress_of(r: &SqliteRow) -> Result<BatchProgress> {
+    Ok(BatchProgress {
+        id: get(r, 0)?,
+        name: get(r, 1)?,
+        runs: get(r, 2)?,
+        chunks: get(r, 3)?,
+        created_at: get(r, 4)?,
+        pending: get(r, 5)?,
+        running: get(r, 6)?,
+        completed: get(r, 7)?,
+        failed: get(r, 8)?,
+        attempts: get(r, 9)?,
+        aggregated: get(r, 10)?,
+        verdict: get(r, 11)?,
+        reason: get(r, 12)?,
+        finished_at: get(r, 13)?,
+    })
 }
 
 fn get<'r, T>(row: &'r SqliteRow, i: usize) -> Result<T>
@@ -285,9 +307,29 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn summarize_new_runs(&self) -> Result<Option<i64>> {
-        // The primary key finds a batch's rows; there is nothing to catch up.
-        Ok(Some(0))
+    async fn purge_batch(&self, id: Uuid, force: bool) -> Result<crate::Purge> {
+        self.purge(id, force).await
+    }
+
+    async fn purged_batch(&self, id: Uuid) -> Result<Option<crate::PurgedBatch>> {
+        self.purged(id).await
+    }
+
+    async fn purged_among(&self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        self.purged_of(ids).await
+    }
+
+    async fn batches_older_than(&self, age: Duration, limit: i64) -> Result<Vec<BatchProgress>> {
+        self.older_than(age, limit).await
+    }
+
+    async fn finish_purges(&self) -> Result<u64> {
+        // One transaction purges everything: nothing is ever left over.
+        Ok(0)
+    }
+
+    async fn run_rows_bytes(&self) -> Result<i64> {
+        self.runs_bytes().await
     }
 
     async fn save_batch_result(
@@ -320,9 +362,12 @@ impl Store for SqliteStore {
         .bind(&verdict.line)
         .bind(now())
         .execute(&self.pool)
-        .await
-        .map_err(from_sqlite)?
-        .rows_affected();
+        .await;
+        let inserted = match inserted {
+            Ok(done) => done.rows_affected(),
+            Err(e) if is_foreign_key_violation(&e) => return Ok(VerdictRecord::Purged),
+            Err(e) => return Err(from_sqlite(e)),
+        };
         if inserted == 1 {
             return Ok(VerdictRecord::New);
         }
@@ -526,25 +571,6 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(from_sqlite)?;
-        rows.iter()
-            .map(|r| {
-                Ok(BatchProgress {
-                    id: get(r, 0)?,
-                    name: get(r, 1)?,
-                    runs: get(r, 2)?,
-                    chunks: get(r, 3)?,
-                    created_at: get(r, 4)?,
-                    pending: get(r, 5)?,
-                    running: get(r, 6)?,
-                    completed: get(r, 7)?,
-                    failed: get(r, 8)?,
-                    attempts: get(r, 9)?,
-                    aggregated: get(r, 10)?,
-                    verdict: get(r, 11)?,
-                    reason: get(r, 12)?,
-                    finished_at: get(r, 13)?,
-                })
-            })
-            .collect()
+        rows.iter().map(progress_of).collect()
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::{Sqlite, Transaction};
 
 use super::{SqliteStore, now};
-use crate::error::from_sqlite;
+use crate::error::{from_sqlite, is_foreign_key_violation};
 use crate::partition::{self, Fence, MAX_PARTITIONS};
 use crate::{Error, PartitionInfo, ReplicaInfo, Result, Saved, Uuid};
 
@@ -79,8 +79,12 @@ impl SqliteStore {
         .bind(duplicates_dropped)
         .bind(now())
         .execute(&mut *tx)
-        .await
-        .map_err(from_sqlite)?;
+        .await;
+        let inserted = match inserted {
+            Ok(done) => done,
+            Err(e) if is_foreign_key_violation(&e) => return Ok(Saved::Purged),
+            Err(e) => return Err(from_sqlite(e)),
+        };
         tx.commit().await.map_err(from_sqlite)?;
         Ok(if inserted.rows_affected() == 1 {
             Saved::Saved

@@ -12,8 +12,8 @@ use std::ops::Range;
 use std::time::Duration;
 
 use store::{
-    AttemptFailure, Batch, ChunkRef, Claim, Completion, Error, Fence, NewBatch, RunRows, Saved,
-    Store, Uuid, Verdict, VerdictRecord, partition,
+    AttemptFailure, Batch, ChunkRef, Claim, Completion, Error, Fence, NewBatch, Purge, RunRows,
+    Saved, Store, Uuid, Verdict, VerdictRecord, partition,
 };
 
 /// One `#[tokio::test]` per conformance case, each run through `$runner`
@@ -42,6 +42,10 @@ macro_rules! conformance_tests {
             epochs_fence_a_partitions_earlier_owners,
             the_changelog_holds_the_open_batches_results,
             replicas_announce_themselves_with_what_they_own,
+            purge_removes_a_finished_batch_and_keeps_a_record,
+            purge_refuses_a_running_batch_unless_forced,
+            nothing_brings_a_purged_batch_back,
+            batches_older_than_lists_by_finish,
         );
     };
     ($runner:ident: $($case:ident),* $(,)?) => {
@@ -914,4 +918,167 @@ pub async fn replicas_announce_themselves_with_what_they_own<S: Store>(s: S) {
     assert!(live.iter().all(|r| r.silent_s >= 0.0 && r.silent_s < 60.0));
     tokio::time::sleep(PAST_LEASE).await;
     assert!(s.live_replicas(LEASE).await.unwrap().is_empty());
+}
+
+fn a_verdict(b: &Batch, success: bool) -> Verdict {
+    Verdict {
+        success,
+        reason: String::new(),
+        line: format!("SUCCESS [{}] batch={}", b.name, b.id),
+    }
+}
+
+/// A batch of two chunks, both completed, aggregated and judged.
+async fn finished<S: Store>(s: &S, name: &str) -> Batch {
+    let b = create(s, name, 20, 10).await;
+    claim_and_complete(s, &b, 0).await;
+    claim_and_complete(s, &b, 1).await;
+    s.save_batch_result(b.id, "agg", 0, None).await.unwrap();
+    let v = a_verdict(&b, true);
+    assert_eq!(
+        s.record_verdict(b.id, &v).await.unwrap(),
+        VerdictRecord::New
+    );
+    b
+}
+
+pub async fn purge_removes_a_finished_batch_and_keeps_a_record<S: Store>(s: S) {
+    let gone = finished(&s, "gone").await;
+    let kept = finished(&s, "kept").await;
+    assert_eq!(s.purge_batch(gone.id, false).await.unwrap(), Purge::Purged);
+
+    assert_eq!(s.batch(gone.id).await.unwrap(), None);
+    assert!(scan(&s, gone.id).await.is_empty(), "run rows left");
+    assert!(s.chunk_results(gone.id).await.unwrap().is_empty());
+    assert_eq!(s.batch_result(gone.id).await.unwrap(), None);
+    assert_eq!(s.verdict(gone.id).await.unwrap(), None);
+    assert!(s.progress(Some(gone.id), 1).await.unwrap().is_empty());
+    let record = s.purged_batch(gone.id).await.unwrap().expect("record");
+    assert_eq!(
+        (
+            record.name.as_str(),
+            record.runs,
+            record.chunks,
+            record.success
+        ),
+        ("gone", 20, 2, Some(true))
+    );
+    assert!(record.purged_at >= record.created_at);
+    assert_eq!(
+        s.purged_among(&[kept.id, gone.id]).await.unwrap(),
+        vec![gone.id]
+    );
+
+    // The other batch lost nothing.
+    assert_eq!(scan(&s, kept.id).await.len(), 20);
+    assert_eq!(s.chunk_results(kept.id).await.unwrap().len(), 2);
+    assert!(s.verdict(kept.id).await.unwrap().is_some());
+    assert_eq!(s.purged_batch(kept.id).await.unwrap(), None);
+
+    assert_eq!(
+        s.purge_batch(gone.id, false).await.unwrap(),
+        Purge::AlreadyPurged
+    );
+    assert_eq!(
+        s.purge_batch(Uuid::new_v4(), true).await.unwrap(),
+        Purge::Unknown
+    );
+    assert_eq!(s.finish_purges().await.unwrap(), 0);
+}
+
+pub async fn purge_refuses_a_running_batch_unless_forced<S: Store>(s: S) {
+    let b = create(&s, "running", 20, 10).await;
+    claim_and_complete(&s, &b, 0).await;
+    // Aggregated but not judged yet: still running.
+    s.save_batch_result(b.id, "agg", 0, None).await.unwrap();
+    assert_eq!(s.purge_batch(b.id, false).await.unwrap(), Purge::Running);
+    assert_eq!(
+        scan(&s, b.id).await.len(),
+        10,
+        "a refused purge changed something"
+    );
+    assert!(s.batch(b.id).await.unwrap().is_some());
+    assert_eq!(s.purge_batch(b.id, true).await.unwrap(), Purge::Purged);
+    let record = s.purged_batch(b.id).await.unwrap().expect("record");
+    assert_eq!(record.success, None);
+}
+
+pub async fn nothing_brings_a_purged_batch_back<S: Store>(s: S) {
+    let b = create(&s, "late", 20, 10).await;
+    // Chunk 0 is claimed by a worker still computing it when the batch is
+    // purged by force; chunk 1 was never claimed.
+    let Claim::Claimed { attempt } = s.claim_chunk(b.id, 0, "w", LONG, MAX).await.unwrap() else {
+        panic!("claimable");
+    };
+    assert_eq!(s.purge_batch(b.id, true).await.unwrap(), Purge::Purged);
+
+    assert_eq!(
+        s.complete_chunk(b.id, 0, attempt, &rows_for(&b, 0, 2), "late")
+            .await
+            .unwrap(),
+        Completion::Fenced
+    );
+    assert!(!s.renew_lease(b.id, 0, attempt, LONG).await.unwrap());
+    assert_eq!(
+        s.fail_attempt(b.id, 0, attempt, MAX, "late").await.unwrap(),
+        AttemptFailure::Fenced
+    );
+    assert_eq!(
+        s.claim_chunk(b.id, 1, "w", LONG, MAX).await.unwrap(),
+        Claim::Purged
+    );
+    assert_eq!(
+        s.save_batch_result(b.id, "agg", 0, None).await.unwrap(),
+        Saved::Purged
+    );
+    assert_eq!(
+        s.record_verdict(b.id, &a_verdict(&b, true)).await.unwrap(),
+        VerdictRecord::Purged
+    );
+    s.mark_published(&[ChunkRef {
+        batch_id: b.id,
+        chunk: 1,
+    }])
+    .await
+    .unwrap();
+
+    assert_eq!(s.batch(b.id).await.unwrap(), None);
+    assert!(scan(&s, b.id).await.is_empty());
+    assert_eq!(s.batch_result(b.id).await.unwrap(), None);
+    assert_eq!(s.verdict(b.id).await.unwrap(), None);
+    assert!(
+        s.partition_changelog(partition::of(b.id, s.partitions().await.unwrap()))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A claim of a chunk that never existed is still "not found".
+    assert_eq!(
+        s.claim_chunk(Uuid::new_v4(), 0, "w", LONG, MAX)
+            .await
+            .unwrap(),
+        Claim::NotFound
+    );
+}
+
+pub async fn batches_older_than_lists_by_finish<S: Store>(s: S) {
+    let done = finished(&s, "done").await;
+    let open = create(&s, "open", 10, 10).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fresh = finished(&s, "fresh").await;
+    let old: Vec<Uuid> = s
+        .batches_older_than(Duration::from_millis(200), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert!(old.contains(&done.id) && old.contains(&open.id), "{old:?}");
+    assert!(!old.contains(&fresh.id));
+    assert!(
+        s.batches_older_than(Duration::from_secs(3600), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -1,0 +1,129 @@
+//! Retention on SQLite ([`crate::purge`]): one write transaction records
+//! the batch in `purged_batches` and deletes it, its run rows with it
+//! (chunks, aggregate and verdict by `ON DELETE CASCADE`). One process
+//! owns the file, so there is nothing to finish later.
+
+use std::time::Duration;
+
+use super::{SqliteStore, from_sqlite, get, now, progress_of};
+use crate::purge::{Decision, decide};
+use crate::{BatchProgress, Purge, PurgedBatch, Result, Uuid};
+
+impl SqliteStore {
+    pub(super) async fn purge(&self, id: Uuid, force: bool) -> Result<Purge> {
+        let mut tx = self.begin_immediate().await?;
+        let found: Option<(Option<bool>,)> = sqlx::query_as(
+            "SELECT v.success FROM batches AS b LEFT JOIN verdicts AS v ON v.batch_id = b.id
+             WHERE b.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(from_sqlite)?;
+        let success = match decide(found.map(|(success,)| success), force) {
+            Decision::Purge { success } => success,
+            Decision::Refuse => return Ok(Purge::Running),
+            Decision::NotThere => {
+                drop(tx);
+                return Ok(match self.purged(id).await? {
+                    Some(_) => Purge::AlreadyPurged,
+                    None => Purge::Unknown,
+                });
+            }
+        };
+        let now = now();
+        sqlx::query(
+            "INSERT INTO purged_batches
+                 (id, name, runs, chunks, success, created_at, purged_at, runs_dropped_at)
+             SELECT id, name, runs, chunks, ?2, created_at, ?3, ?3 FROM batches WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(success)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlite)?;
+        for sql in [
+            "DELETE FROM run_results WHERE batch_id = ?",
+            "DELETE FROM batches WHERE id = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(from_sqlite)?;
+        }
+        tx.commit().await.map_err(from_sqlite)?;
+        Ok(Purge::Purged)
+    }
+
+    pub(super) async fn purged(&self, id: Uuid) -> Result<Option<PurgedBatch>> {
+        let row = sqlx::query(
+            "SELECT id, name, runs, chunks, success, created_at, purged_at
+             FROM purged_batches WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_sqlite)?;
+        row.map(|r| {
+            Ok(PurgedBatch {
+                id: get(&r, 0)?,
+                name: get(&r, 1)?,
+                runs: get(&r, 2)?,
+                chunks: get(&r, 3)?,
+                success: get(&r, 4)?,
+                created_at: get(&r, 5)?,
+                purged_at: get(&r, 6)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub(super) async fn purged_of(&self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        let mut purged = Vec::new();
+        for &id in ids {
+            if self.purged(id).await?.is_some() {
+                purged.push(id);
+            }
+        }
+        purged.sort_unstable();
+        Ok(purged)
+    }
+
+    pub(super) async fn older_than(&self, age: Duration, limit: i64) -> Result<Vec<BatchProgress>> {
+        let rows = sqlx::query(
+            "SELECT b.id, b.name, b.runs, b.chunks, b.created_at,
+                    coalesce(sum(c.status = 'pending'), 0), coalesce(sum(c.status = 'running'), 0),
+                    coalesce(sum(c.status = 'completed'), 0), coalesce(sum(c.status = 'failed'), 0),
+                    coalesce(sum(c.attempts), 0),
+                    EXISTS (SELECT 1 FROM batch_results AS r WHERE r.batch_id = b.id),
+                    v.success, nullif(v.reason, ''), v.created_at
+             FROM batches AS b
+             LEFT JOIN verdicts AS v ON v.batch_id = b.id
+             LEFT JOIN chunks AS c ON c.batch_id = b.id
+             WHERE coalesce(v.created_at, b.created_at) < ?1
+             GROUP BY b.id
+             ORDER BY coalesce(v.created_at, b.created_at), b.id
+             LIMIT ?2",
+        )
+        .bind(now() - age.as_secs_f64())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlite)?;
+        rows.iter().map(progress_of).collect()
+    }
+
+    pub(super) async fn runs_bytes(&self) -> Result<i64> {
+        // The dbstat table is not always compiled in: pages of the file.
+        let (pages, size): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT page_count FROM pragma_page_count()),
+                    (SELECT page_size FROM pragma_page_size())",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(from_sqlite)?;
+        Ok(pages * size)
+    }
+}
