@@ -11,10 +11,11 @@
 //!   `max_rounds` such rounds the batch gets FAILURE with a reason;
 //! - batches with a failed chunk but no verdict get their FAILURE message
 //!   (again);
-//! - retention, once a minute: with `RETENTION_DAYS`, batches finished
-//!   longer ago are purged (never an unfinished one: that takes a person's
+//! - retention: with `RETENTION_DAYS`, batches finished longer ago are
+//!   purged (never an unfinished one: that takes a person's
 //!   `purge --force`), and purges interrupted after their commit are
-//!   finished.
+//!   finished. Each sweep: both are one indexed query when there is
+//!   nothing to do.
 //!
 //! Several sweepers may run: the store hands each row to one of them
 //! (`SKIP LOCKED`), and everything re-published is idempotent downstream.
@@ -106,9 +107,6 @@ pub struct SweeperConfig {
     pub retention: Option<Duration>,
 }
 
-/// How often retention runs.
-const RETENTION_EVERY: Duration = Duration::from_secs(60);
-
 /// Sweeps every `interval` until `shutdown`.
 pub async fn run<B: Broker, S: Store>(
     broker: B,
@@ -118,21 +116,17 @@ pub async fn run<B: Broker, S: Store>(
     shutdown: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(cfg.interval);
-    let mut retention = tokio::time::interval(RETENTION_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {
-                if let Err(e) = sweep_once(&broker, &store, &cfg, &stats).await {
-                    // Infrastructure away: the next sweep tries again.
-                    tracing::warn!(error = &e as &dyn std::error::Error, "sweep failed");
-                }
-            }
-            _ = retention.tick() => {
-                if let Err(e) = retain(&broker, &store, cfg.retention, &stats).await {
-                    tracing::warn!(error = &e as &dyn std::error::Error, "retention failed");
-                }
-            }
+            _ = ticker.tick() => {}
+        }
+        // Infrastructure away: the next sweep tries again.
+        if let Err(e) = sweep_once(&broker, &store, &cfg, &stats).await {
+            tracing::warn!(error = &e as &dyn std::error::Error, "sweep failed");
+        }
+        if let Err(e) = retain(&broker, &store, cfg.retention, &stats).await {
+            tracing::warn!(error = &e as &dyn std::error::Error, "retention failed");
         }
     }
 }

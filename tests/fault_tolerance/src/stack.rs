@@ -142,6 +142,11 @@ impl Stack {
         stack
     }
 
+    /// The stack's Postgres schema.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
     // ----- processes -------------------------------------------------------
 
     /// The environment every process of this stack gets (on the base env).

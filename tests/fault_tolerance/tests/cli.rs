@@ -38,6 +38,15 @@ fn bad_arguments_are_one_line_errors() {
     assert_clean_error(&out, "frobnicate");
     let out = run_cli(&["status", "not-a-uuid"], &none, LIMIT);
     assert_clean_error(&out, "not-a-uuid");
+    let out = run_cli(&["purge"], &none, LIMIT);
+    assert_clean_error(&out, "required");
+    let out = run_cli(&["purge", "--older-than", "a while"], &none, LIMIT);
+    assert_clean_error(&out, "30d");
+    let out = run_cli(&["purge", "not-a-uuid"], &none, LIMIT);
+    assert_clean_error(&out, "not-a-uuid");
+    let id = Uuid::new_v4().to_string();
+    let out = run_cli(&["purge", &id, "--older-than", "30d"], &none, LIMIT);
+    assert_clean_error(&out, "--older-than");
 }
 
 #[test]
