@@ -18,6 +18,8 @@
 //!   executor: what the kills cost;
 //! - `rebuild`: a partition taken over from a replica whose disk is gone,
 //!   rebuilt from the changelog in Postgres;
+//! - `purge`: one batch purged from a store holding 20: time, and the run
+//!   rows' size before and after;
 //! - `metrics`: the stages' phase totals read from their `/metrics`;
 //! - `cpu`: CPU seconds per stage, Postgres, RabbitMQ and machine;
 //! - `report`: the results JSON and the table;
@@ -31,6 +33,7 @@ mod error;
 mod limit;
 mod metrics;
 mod plan;
+mod purge;
 mod rebuild;
 mod recovery;
 mod report;

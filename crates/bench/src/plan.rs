@@ -6,7 +6,7 @@ use crate::args::BenchArgs;
 use crate::error::{Error, Result};
 
 /// Every section, in the order they run.
-pub const SECTIONS: [&str; 9] = [
+pub const SECTIONS: [&str; 10] = [
     "limit",
     "e2e",
     "replicas",
@@ -15,6 +15,7 @@ pub const SECTIONS: [&str; 9] = [
     "aggregator",
     "rebuild",
     "recovery",
+    "purge",
     "rss",
 ];
 

@@ -64,6 +64,10 @@ pub struct BenchResults {
     /// executor cost one `sum` batch, against the same batch untouched.
     pub recovery_kill_cost_s: Option<f64>,
     pub recovery: Option<crate::recovery::RecoveryResult>,
+    /// Purging one batch of `runs` rows from a store holding 20 such
+    /// batches: its rows, chunks, aggregate, verdict, partition dropped.
+    pub purge_one_batch_s: Option<f64>,
+    pub purge: Option<crate::purge::PurgeResult>,
     /// Per batch size (runs), per process: `VmHWM` in MiB.
     pub peak_rss_mb: BTreeMap<String, BTreeMap<String, f64>>,
     /// Per process: peak RSS at the large size over the small one.
@@ -257,6 +261,12 @@ impl BenchResults {
             self.recovery_kill_cost_s,
             "< 5",
             self.recovery_kill_cost_s.map(|v| v < 5.0),
+        ));
+        t.push_str(&goal(
+            "purge 1 of 20 (s)",
+            self.purge_one_batch_s,
+            "(figure)",
+            None,
         ));
         t.push_str(&goal(
             "rebuild 1,000 (s)",

@@ -16,11 +16,14 @@ use crate::limit::{self, LimitResult};
 use crate::plan::Plan;
 use crate::report::BenchResults;
 use crate::scenario::Bench;
-use crate::{rebuild, recovery};
+use crate::{purge, rebuild, recovery};
 
 /// Open chunk results in the changelog of the rebuilt partition (the
 /// figure issue 12 asks for).
 const REBUILD_RESULTS: i32 = 1_000;
+
+/// Batches in the store when one is purged (the issue's figure).
+const PURGE_AMONG: usize = 20;
 
 /// The label of the end-to-end run the headline figures come from.
 const E2E: &str = "e2e-bingo-all-cores";
@@ -104,6 +107,19 @@ impl Run<'_> {
             );
             r.recovery_kill_cost_s = Some(k.kill_cost_s);
             r.recovery = Some(k);
+        }
+        if self.plan.on("purge") {
+            let runs = self.plan.runs;
+            tracing::info!(batches = PURGE_AMONG, runs, "bench: purge one batch of many");
+            let p = purge::run(self.bench, PURGE_AMONG, runs, self.timeout).await?;
+            tracing::info!(
+                secs = p.purge_s,
+                bytes_before = p.bytes_before,
+                bytes_after = p.bytes_after,
+                "bench: purge done"
+            );
+            r.purge_one_batch_s = Some(p.purge_s);
+            r.purge = Some(p);
         }
         if self.plan.on("rss") {
             self.rss(r).await?;
