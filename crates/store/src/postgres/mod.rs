@@ -461,11 +461,17 @@ impl Store for PgStore {
     {
         // One partition holds the batch's rows (`purge.rs`), read
         // sequentially: a range filter reads the whole partition, which
-        // is the batch's own rows only. No parallel workers: the verifier
-        // already scans one range per core, and extra processes would only
-        // compete with it.
+        // is the batch's own rows only. A custom plan, always: it prunes
+        // to that partition when planned, where a cached generic plan
+        // would lock every batch's partition at each execution (thousands
+        // of locks once many batches are kept). No parallel workers: the
+        // verifier already scans one range per core, and extra processes
+        // would only compete with it.
         let mut tx = self
-            .begin_with("SET LOCAL max_parallel_workers_per_gather = 0")
+            .begin_with(
+                "SET LOCAL plan_cache_mode = force_custom_plan;
+                 SET LOCAL max_parallel_workers_per_gather = 0",
+            )
             .await?;
         {
             // A streamed result: sqlx reads rows off the socket as they are
