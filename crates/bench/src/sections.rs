@@ -110,7 +110,11 @@ impl Run<'_> {
         }
         if self.plan.on("purge") {
             let runs = self.plan.runs;
-            tracing::info!(batches = PURGE_AMONG, runs, "bench: purge one batch of many");
+            tracing::info!(
+                batches = PURGE_AMONG,
+                runs,
+                "bench: purge one batch of many"
+            );
             let p = purge::run(self.bench, PURGE_AMONG, runs, self.timeout).await?;
             tracing::info!(
                 secs = p.purge_s,

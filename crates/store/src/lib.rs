@@ -267,6 +267,39 @@ pub struct BatchProgress {
     pub finished_at: Option<f64>,
 }
 
+impl BatchProgress {
+    /// From the first 14 columns of a row of either database, in the
+    /// order `progress`, `batches_older_than` and the catalog select them.
+    pub(crate) fn from_row<R>(r: &R) -> std::result::Result<Self, sqlx::Error>
+    where
+        R: sqlx::Row,
+        usize: sqlx::ColumnIndex<R>,
+        for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(Self {
+            id: r.try_get(0)?,
+            name: r.try_get(1)?,
+            runs: r.try_get(2)?,
+            chunks: r.try_get(3)?,
+            created_at: r.try_get(4)?,
+            pending: r.try_get(5)?,
+            running: r.try_get(6)?,
+            completed: r.try_get(7)?,
+            failed: r.try_get(8)?,
+            attempts: r.try_get(9)?,
+            aggregated: r.try_get(10)?,
+            verdict: r.try_get(11)?,
+            reason: r.try_get(12)?,
+            finished_at: r.try_get(13)?,
+        })
+    }
+}
+
 /// The results store. Implementations: Postgres, SQLite.
 pub trait Store: Clone + Send + Sync + 'static {
     /// Applies pending migrations (idempotent).

@@ -41,6 +41,24 @@ pub struct PurgedBatch {
     pub purged_at: f64,
 }
 
+/// A `purged_batches` row as both stores select it: id, name, runs,
+/// chunks, success, created_at and purged_at (epoch seconds).
+pub(crate) type PurgedRow = (crate::Uuid, String, i64, i32, Option<bool>, f64, f64);
+
+impl From<PurgedRow> for PurgedBatch {
+    fn from((id, name, runs, chunks, success, created_at, purged_at): PurgedRow) -> Self {
+        Self {
+            id,
+            name,
+            runs,
+            chunks,
+            success,
+            created_at,
+            purged_at,
+        }
+    }
+}
+
 /// What to do with a batch a purge found: `verdict` is `None` for a batch
 /// that does not exist, `Some(None)` for one without a verdict, otherwise
 /// `Some(Some(success))`.

@@ -23,6 +23,20 @@ macro_rules! chunk_counts {
     };
 }
 
+/// The columns of [`BatchProgress::from_row`] for a batch `b`, its chunk
+/// counts `c` ([`chunk_counts`]) and its verdict `v`: `progress` and
+/// `batches_older_than` select them.
+macro_rules! progress_columns {
+    () => {
+        "SELECT b.id, b.name, b.runs, b.chunks, extract(epoch FROM b.created_at)::float8,
+                coalesce(c.pending, 0)::int4, coalesce(c.running, 0)::int4,
+                coalesce(c.completed, 0)::int4, coalesce(c.failed, 0)::int4,
+                coalesce(c.attempts, 0)::int8,
+                EXISTS (SELECT 1 FROM batch_results AS r WHERE r.batch_id = b.id),
+                v.success, nullif(v.reason, ''), extract(epoch FROM v.created_at)::float8"
+    };
+}
+
 mod catalog;
 mod chunks;
 mod copy_rows;
@@ -256,25 +270,9 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-/// A batch's progress from the first 14 columns of a row, in the order
-/// `progress` and the catalog's listing select them.
+/// A batch's progress from a row ([`BatchProgress::from_row`]).
 fn progress_of(r: &PgRow) -> Result<BatchProgress> {
-    Ok(BatchProgress {
-        id: get(r, 0)?,
-        name: get(r, 1)?,
-        runs: get(r, 2)?,
-        chunks: get(r, 3)?,
-        created_at: get(r, 4)?,
-        pending: get(r, 5)?,
-        running: get(r, 6)?,
-        completed: get(r, 7)?,
-        failed: get(r, 8)?,
-        attempts: get(r, 9)?,
-        aggregated: get(r, 10)?,
-        verdict: get(r, 11)?,
-        reason: get(r, 12)?,
-        finished_at: get(r, 13)?,
-    })
+    BatchProgress::from_row(r).map_err(from_pg)
 }
 
 fn get<'r, T>(row: &'r PgRow, i: usize) -> Result<T>
@@ -746,13 +744,8 @@ impl Store for PgStore {
 
     async fn progress(&self, batch_id: Option<Uuid>, limit: i64) -> Result<Vec<BatchProgress>> {
         let rows = sqlx::query(concat!(
-            "SELECT b.id, b.name, b.runs, b.chunks, extract(epoch FROM b.created_at)::float8,
-                    coalesce(c.pending, 0)::int4, coalesce(c.running, 0)::int4,
-                    coalesce(c.completed, 0)::int4, coalesce(c.failed, 0)::int4,
-                    coalesce(c.attempts, 0)::int8,
-                    EXISTS (SELECT 1 FROM batch_results AS r WHERE r.batch_id = b.id),
-                    v.success, nullif(v.reason, ''), extract(epoch FROM v.created_at)::float8
-             FROM (SELECT * FROM batches WHERE $1::uuid IS NULL OR id = $1
+            progress_columns!(),
+            " FROM (SELECT * FROM batches WHERE $1::uuid IS NULL OR id = $1
                    ORDER BY created_at DESC, id LIMIT $2) AS b",
             chunk_counts!(),
             "LEFT JOIN verdicts AS v ON v.batch_id = b.id

@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use sqlx::{Connection, PgConnection};
 
-use super::{PgStore, from_pg, get, progress_of, secs};
-use crate::purge::{Decision, decide};
+use super::{PgStore, from_pg, progress_of, secs};
+use crate::purge::{Decision, PurgedRow, decide};
 use crate::{BatchProgress, Purge, PurgedBatch, Result, Uuid};
 
 /// Advisory lock class of a batch's partition drop: `(class, hashtext(id))`.
@@ -99,7 +99,7 @@ impl PgStore {
     }
 
     pub(super) async fn purged(&self, id: Uuid) -> Result<Option<PurgedBatch>> {
-        let row = sqlx::query(
+        let row: Option<PurgedRow> = sqlx::query_as(
             "SELECT id, name, runs, chunks, success, extract(epoch FROM created_at)::float8,
                     extract(epoch FROM purged_at)::float8
              FROM purged_batches WHERE id = $1",
@@ -108,18 +108,7 @@ impl PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(from_pg)?;
-        row.map(|r| {
-            Ok(PurgedBatch {
-                id: get(&r, 0)?,
-                name: get(&r, 1)?,
-                runs: get(&r, 2)?,
-                chunks: get(&r, 3)?,
-                success: get(&r, 4)?,
-                created_at: get(&r, 5)?,
-                purged_at: get(&r, 6)?,
-            })
-        })
-        .transpose()
+        Ok(row.map(PurgedBatch::from))
     }
 
     pub(super) async fn purged_of(&self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
@@ -135,13 +124,8 @@ impl PgStore {
 
     pub(super) async fn older_than(&self, age: Duration, limit: i64) -> Result<Vec<BatchProgress>> {
         let rows = sqlx::query(concat!(
-            "SELECT b.id, b.name, b.runs, b.chunks, extract(epoch FROM b.created_at)::float8,
-                    coalesce(c.pending, 0)::int4, coalesce(c.running, 0)::int4,
-                    coalesce(c.completed, 0)::int4, coalesce(c.failed, 0)::int4,
-                    coalesce(c.attempts, 0)::int8,
-                    EXISTS (SELECT 1 FROM batch_results AS r WHERE r.batch_id = b.id),
-                    v.success, nullif(v.reason, ''), extract(epoch FROM v.created_at)::float8
-             FROM (SELECT b.* FROM batches AS b LEFT JOIN verdicts AS v ON v.batch_id = b.id
+            progress_columns!(),
+            " FROM (SELECT b.* FROM batches AS b LEFT JOIN verdicts AS v ON v.batch_id = b.id
                    WHERE coalesce(v.created_at, b.created_at) < now() - make_interval(secs => $1)
                    ORDER BY coalesce(v.created_at, b.created_at), b.id LIMIT $2) AS b",
             chunk_counts!(),

@@ -30,6 +30,20 @@ use crate::{
     outcome,
 };
 
+/// The columns of [`BatchProgress::from_row`] for a batch `b` joined with
+/// its chunks `c` (grouped by batch) and its verdict `v`: `progress` and
+/// `batches_older_than` select them.
+macro_rules! progress_columns {
+    () => {
+        "SELECT b.id, b.name, b.runs, b.chunks, b.created_at,
+                coalesce(sum(c.status = 'pending'), 0), coalesce(sum(c.status = 'running'), 0),
+                coalesce(sum(c.status = 'completed'), 0), coalesce(sum(c.status = 'failed'), 0),
+                coalesce(sum(c.attempts), 0),
+                EXISTS (SELECT 1 FROM batch_results AS r WHERE r.batch_id = b.id),
+                v.success, nullif(v.reason, ''), v.created_at"
+    };
+}
+
 mod chunks;
 mod partitions;
 mod purge;
@@ -112,25 +126,9 @@ fn now() -> f64 {
         .unwrap_or_default()
 }
 
-/// A batch's progress from the first 14 columns of a row, in the order
-/// `progress` and `batches_older_than` select them.
+/// A batch's progress from a row ([`BatchProgress::from_row`]).
 fn progress_of(r: &SqliteRow) -> Result<BatchProgress> {
-    Ok(BatchProgress {
-        id: get(r, 0)?,
-        name: get(r, 1)?,
-        runs: get(r, 2)?,
-        chunks: get(r, 3)?,
-        created_at: get(r, 4)?,
-        pending: get(r, 5)?,
-        running: get(r, 6)?,
-        completed: get(r, 7)?,
-        failed: get(r, 8)?,
-        attempts: get(r, 9)?,
-        aggregated: get(r, 10)?,
-        verdict: get(r, 11)?,
-        reason: get(r, 12)?,
-        finished_at: get(r, 13)?,
-    })
+    BatchProgress::from_row(r).map_err(from_sqlite)
 }
 
 fn get<'r, T>(row: &'r SqliteRow, i: usize) -> Result<T>
@@ -552,20 +550,15 @@ impl Store for SqliteStore {
     }
 
     async fn progress(&self, batch_id: Option<Uuid>, limit: i64) -> Result<Vec<BatchProgress>> {
-        let rows = sqlx::query(
-            "SELECT b.id, b.name, b.runs, b.chunks, b.created_at,
-                    coalesce(sum(c.status = 'pending'), 0), coalesce(sum(c.status = 'running'), 0),
-                    coalesce(sum(c.status = 'completed'), 0), coalesce(sum(c.status = 'failed'), 0),
-                    coalesce(sum(c.attempts), 0),
-                    EXISTS (SELECT 1 FROM batch_results AS r WHERE r.batch_id = b.id),
-                    v.success, nullif(v.reason, ''), v.created_at
-             FROM (SELECT * FROM batches WHERE ?1 IS NULL OR id = ?1
+        let rows = sqlx::query(concat!(
+            progress_columns!(),
+            " FROM (SELECT * FROM batches WHERE ?1 IS NULL OR id = ?1
                    ORDER BY created_at DESC, id LIMIT ?2) AS b
              LEFT JOIN chunks AS c ON c.batch_id = b.id
              LEFT JOIN verdicts AS v ON v.batch_id = b.id
              GROUP BY b.id
              ORDER BY b.created_at DESC, b.id",
-        )
+        ))
         .bind(batch_id)
         .bind(limit)
         .fetch_all(&self.pool)

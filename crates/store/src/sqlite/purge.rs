@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use super::{SqliteStore, from_sqlite, get, now, progress_of};
-use crate::purge::{Decision, decide};
+use super::{SqliteStore, from_sqlite, now, progress_of};
+use crate::purge::{Decision, PurgedRow, decide};
 use crate::{BatchProgress, Purge, PurgedBatch, Result, Uuid};
 
 impl SqliteStore {
@@ -58,7 +58,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn purged(&self, id: Uuid) -> Result<Option<PurgedBatch>> {
-        let row = sqlx::query(
+        let row: Option<PurgedRow> = sqlx::query_as(
             "SELECT id, name, runs, chunks, success, created_at, purged_at
              FROM purged_batches WHERE id = ?",
         )
@@ -66,18 +66,7 @@ impl SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(from_sqlite)?;
-        row.map(|r| {
-            Ok(PurgedBatch {
-                id: get(&r, 0)?,
-                name: get(&r, 1)?,
-                runs: get(&r, 2)?,
-                chunks: get(&r, 3)?,
-                success: get(&r, 4)?,
-                created_at: get(&r, 5)?,
-                purged_at: get(&r, 6)?,
-            })
-        })
-        .transpose()
+        Ok(row.map(PurgedBatch::from))
     }
 
     pub(super) async fn purged_of(&self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
@@ -92,21 +81,16 @@ impl SqliteStore {
     }
 
     pub(super) async fn older_than(&self, age: Duration, limit: i64) -> Result<Vec<BatchProgress>> {
-        let rows = sqlx::query(
-            "SELECT b.id, b.name, b.runs, b.chunks, b.created_at,
-                    coalesce(sum(c.status = 'pending'), 0), coalesce(sum(c.status = 'running'), 0),
-                    coalesce(sum(c.status = 'completed'), 0), coalesce(sum(c.status = 'failed'), 0),
-                    coalesce(sum(c.attempts), 0),
-                    EXISTS (SELECT 1 FROM batch_results AS r WHERE r.batch_id = b.id),
-                    v.success, nullif(v.reason, ''), v.created_at
-             FROM batches AS b
+        let rows = sqlx::query(concat!(
+            progress_columns!(),
+            " FROM batches AS b
              LEFT JOIN verdicts AS v ON v.batch_id = b.id
              LEFT JOIN chunks AS c ON c.batch_id = b.id
              WHERE coalesce(v.created_at, b.created_at) < ?1
              GROUP BY b.id
              ORDER BY coalesce(v.created_at, b.created_at), b.id
              LIMIT ?2",
-        )
+        ))
         .bind(now() - age.as_secs_f64())
         .bind(limit)
         .fetch_all(&self.pool)
