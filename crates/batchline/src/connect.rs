@@ -1,11 +1,12 @@
 //! Builds the broker and store the command needs from the global options.
 
 use std::time::Duration;
+use store::prelude::*;
 
 use anyhow::Context;
 use broker::{RabbitBroker, RabbitConfig};
 use clap::Args;
-use store::{PgStore, Store};
+use store::PgStore;
 
 use crate::cli::Global;
 use crate::tls;

@@ -1,11 +1,11 @@
 //! Read-only commands: `status`, `results`, `metadata` and `partitions`.
 
 use std::process::ExitCode;
+use store::prelude::*;
 
 use anyhow::Context;
 use pipeline::partitions::{PartitionsView, ago};
 use pipeline::status::{BatchStatus, ellipsis, now_s};
-use store::Store;
 use workload::Summary;
 
 use crate::cli::{Global, MetadataArgs, PartitionsArgs, ResultsArgs, StatusArgs};

@@ -5,11 +5,12 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use store::prelude::*;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use pipeline::submit::{SubmitRequest, submit};
-use store::{PgStore, Store, Uuid};
+use store::{PgStore, Uuid};
 use workload::WorkloadSpec;
 
 use crate::cli::{Global, SubmitArgs, WorkloadKind};

@@ -5,11 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use store::prelude::*;
 
 use broker::{Broker, Message, Queue, RabbitBroker};
 use pipeline::messages::{ResultMsg, VERSION};
 use serde::Serialize;
-use store::{NewBatch, PgStore, Store, Uuid};
+use store::{NewBatch, PgStore, Uuid};
 use workload::{Workload, WorkloadSpec};
 
 use crate::cpu::{self, CpuUse};

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use store::prelude::*;
 
 use pipeline::submit::{SubmitRequest, submit};
 use serde::Serialize;
-use store::Store;
 use workload::WorkloadSpec;
 
 use crate::cpu::{self, CpuUse};

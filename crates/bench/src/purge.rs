@@ -7,9 +7,10 @@
 //! simulated: a purge does not read them.
 
 use std::time::{Duration, Instant};
+use store::prelude::*;
 
 use serde::Serialize;
-use store::{Claim, Completion, NewBatch, PgStore, Purge, RunRows, Store, Uuid, Verdict};
+use store::{Claim, Completion, NewBatch, PgStore, Purge, RunRows, Uuid, Verdict};
 use tokio::task::JoinSet;
 use workload::{Workload, WorkloadSpec};
 

@@ -5,11 +5,12 @@
 //! read, decoded, appended and made durable), read from its `/metrics`.
 
 use std::time::{Duration, Instant};
+use store::prelude::*;
 
 use broker::Broker;
 use pipeline::messages::{ResultMsg, VERSION, nudge};
 use serde::Serialize;
-use store::{Claim, Completion, NewBatch, PgStore, RunRows, Store, Uuid};
+use store::{Claim, Completion, NewBatch, PgStore, RunRows, Uuid};
 use tokio::task::JoinSet;
 
 use workload::{Workload, WorkloadSpec};

@@ -7,10 +7,11 @@
 //! time until the first chunk the dead process held is claimed again.
 
 use std::time::{Duration, Instant};
+use store::prelude::*;
 
 use pipeline::submit::{SubmitRequest, submit};
 use serde::Serialize;
-use store::{BatchProgress, PgStore, Store, Uuid};
+use store::{BatchProgress, PgStore, Uuid};
 use workload::WorkloadSpec;
 
 use crate::e2e::round3;

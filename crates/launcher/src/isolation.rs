@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use store::prelude::*;
 
 use broker::{RabbitBroker, RabbitConfig};
 use store::{PgStore, Store};

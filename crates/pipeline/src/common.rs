@@ -5,11 +5,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use broker::{Broker, Delivery, Message, Queue, REASON_HEADER};
-use store::{Batch, Store};
+use store::Batch;
+use store::prelude::*;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use workload::{Workload, WorkloadSpec};
 
 use crate::Result;
+use crate::retry::retrying;
 
 /// Publishes a copy of `delivery` to the dead-letter queue with `reason`
 /// (confirmed). The caller acks the original only after this returns.
@@ -54,30 +57,41 @@ pub struct BatchCache {
     inner: Arc<Mutex<HashMap<Uuid, Arc<LoadedBatch>>>>,
 }
 
-/// Why a batch could not be loaded.
+/// A message's batch, or why the message cannot use it. Every stage looks
+/// its batches up through [`BatchCache::load`] and acts on these three.
 #[derive(Debug)]
 pub enum Lookup {
     Found(Arc<LoadedBatch>),
-    /// No such batch: the message referencing it is dead-lettered.
-    Unknown,
     /// The batch was purged (docs/operations.md, "Retention"): the message
-    /// is late and is dropped.
+    /// is late and is acked and dropped.
     Purged,
-    /// The stored workload does not compile (reason).
-    BadWorkload(String),
+    /// No such batch, or its stored workload does not compile: the message
+    /// goes to the dead-letter queue with this reason.
+    Invalid(String),
 }
 
 const CACHE_LIMIT: usize = 4096;
 
 impl BatchCache {
-    pub async fn get<S: Store>(&self, store: &S, id: Uuid) -> Result<Lookup> {
+    /// The batch `id`, retried while the store is briefly away, until
+    /// `stop` fires ([`crate::Error::Shutdown`]).
+    pub async fn load<S: Store>(
+        &self,
+        store: &S,
+        id: Uuid,
+        stop: &CancellationToken,
+    ) -> Result<Lookup> {
+        retrying("load batch", stop, || self.get(store, id)).await
+    }
+
+    async fn get<S: Store>(&self, store: &S, id: Uuid) -> Result<Lookup> {
         if let Some(hit) = self.inner.lock().ok().and_then(|m| m.get(&id).cloned()) {
             return Ok(Lookup::Found(hit));
         }
         let Some(batch) = store.batch(id).await? else {
             return Ok(match store.purged_batch(id).await? {
                 Some(_) => Lookup::Purged,
-                None => Lookup::Unknown,
+                None => Lookup::Invalid(format!("unknown batch {id}")),
             });
         };
         let workload = match serde_json::from_str::<WorkloadSpec>(&batch.workload)
@@ -85,7 +99,7 @@ impl BatchCache {
             .and_then(|spec| Workload::new(&spec).map_err(|e| e.to_string()))
         {
             Ok(w) => w,
-            Err(reason) => return Ok(Lookup::BadWorkload(reason)),
+            Err(reason) => return Ok(Lookup::Invalid(format!("batch workload invalid: {reason}"))),
         };
         let loaded = Arc::new(LoadedBatch { batch, workload });
         if let Ok(mut map) = self.inner.lock() {

@@ -12,6 +12,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use store::prelude::*;
 
 use broker::{Broker, MemoryBroker, MemoryConfig};
 use store::{SqliteStore, Store};

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
+use store::prelude::*;
 
 use pipeline::executor::simulate;
 use pipeline::verifier::{check, check_in_parts};

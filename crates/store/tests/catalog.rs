@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use store::catalog::{BatchFilter, EventDeletion, EventSave, NewEvent, VerdictFilter};
+use store::prelude::*;
 use store::{Catalog, NewBatch, PgStore, Store, Uuid, Verdict};
 
 async fn fresh() -> PgStore {

@@ -13,6 +13,7 @@ mod common;
 
 use std::future::Future;
 use std::time::Duration;
+use store::prelude::*;
 
 use store::{Claim, Error, PgOptions, PgStore, Store, Uuid};
 

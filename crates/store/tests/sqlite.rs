@@ -8,6 +8,7 @@
 mod common;
 
 use std::future::Future;
+use store::prelude::*;
 
 use store::{Claim, SqliteStore, Store};
 

@@ -12,6 +12,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
+use store::prelude::*;
 
 use axum::Router;
 use axum::body::Body;

@@ -9,12 +9,12 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
+use store::prelude::*;
 
 use broker::{Broker, Consumer, Delivery, Message, Queue, RabbitBroker, RabbitConfig};
 use launcher::{Env, Fleet, Isolation, Keep, Naming, Services, procinfo, report};
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use store::Store;
 use uuid::Uuid;
 use workload::Summary;
 

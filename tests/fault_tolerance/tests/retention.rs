@@ -9,11 +9,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+use store::prelude::*;
 
 use broker::Queue;
 use common::*;
 use fault_tolerance::Stack;
-use store::{NewBatch, Store};
+use store::NewBatch;
 use uuid::Uuid;
 
 /// Rows the store holds of `batch`, table by table (all 0 once purged),

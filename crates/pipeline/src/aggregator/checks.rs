@@ -9,7 +9,6 @@ use store::Store;
 use super::partition::Partition;
 use crate::common::Lookup;
 use crate::messages::ResultMsg;
-use crate::retry::retrying;
 use crate::{Check, Result};
 
 impl<B: Broker, S: Store> Partition<B, S> {
@@ -17,19 +16,10 @@ impl<B: Broker, S: Store> Partition<B, S> {
     /// dead-letter queue with the reason. `None`: the batch was purged.
     pub(super) async fn validate(&self, msg: &ResultMsg) -> Result<Option<Check>> {
         let (cache, store) = (&self.replica.cache, &self.replica.store);
-        let loaded = match retrying("load batch", &self.abort, || async {
-            cache.get(store, msg.batch_id).await
-        })
-        .await?
-        {
+        let loaded = match cache.load(store, msg.batch_id, &self.abort).await? {
             Lookup::Found(b) => b,
             Lookup::Purged => return Ok(None),
-            Lookup::Unknown => {
-                return Ok(Some(Check::Fail(format!("unknown batch {}", msg.batch_id))));
-            }
-            Lookup::BadWorkload(e) => {
-                return Ok(Some(Check::Fail(format!("batch workload invalid: {e}"))));
-            }
+            Lookup::Invalid(reason) => return Ok(Some(Check::Fail(reason))),
         };
         let b = &loaded.batch;
         let (_, runs) = b.chunk_range(msg.chunk);

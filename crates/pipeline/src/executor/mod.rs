@@ -160,22 +160,14 @@ impl<B: Broker, S: Store> Stage for Executor<B, S> {
 impl<B: Broker, S: Store> Executor<B, S> {
     /// One work message: claim the chunk and act on what the claim found.
     async fn chunk(&self, msg: &WorkMsg) -> Result<Outcome> {
-        let loaded = match retrying("load batch", &self.shutdown, || async {
-            self.cache.get(&self.store, msg.batch_id).await
-        })
-        .await?
+        let loaded = match self
+            .cache
+            .load(&self.store, msg.batch_id, &self.shutdown)
+            .await?
         {
             Lookup::Found(b) => b,
-            Lookup::Unknown => {
-                return Ok(Outcome::DeadLetter(format!(
-                    "unknown batch {}",
-                    msg.batch_id
-                )));
-            }
             Lookup::Purged => return Ok(self.purged(msg)),
-            Lookup::BadWorkload(e) => {
-                return Ok(Outcome::DeadLetter(format!("batch workload invalid: {e}")));
-            }
+            Lookup::Invalid(reason) => return Ok(Outcome::DeadLetter(reason)),
         };
         if msg.chunk < 0 || msg.chunk >= loaded.batch.chunks {
             return Ok(Outcome::DeadLetter(format!(

@@ -121,17 +121,14 @@ impl<S: Store> Stage for Verifier<S> {
 impl<S: Store> Verifier<S> {
     async fn verify(&self, inbound: &Inbound<VerifyMsg>) -> Result<Outcome> {
         let batch_id = inbound.msg.batch_id();
-        let loaded = match retrying("load batch", &self.shutdown, || async {
-            self.cache.get(&self.store, batch_id).await
-        })
-        .await?
+        let loaded = match self
+            .cache
+            .load(&self.store, batch_id, &self.shutdown)
+            .await?
         {
             Lookup::Found(b) => b,
-            Lookup::Unknown => return Ok(Outcome::DeadLetter(format!("unknown batch {batch_id}"))),
             Lookup::Purged => return Ok(self.purged(batch_id)),
-            Lookup::BadWorkload(e) => {
-                return Ok(Outcome::DeadLetter(format!("batch workload invalid: {e}")));
-            }
+            Lookup::Invalid(reason) => return Ok(Outcome::DeadLetter(reason)),
         };
         let span = tracing::info_span!("verify", batch = %batch_id, name = %loaded.batch.name, msg_id = %inbound.msg_id);
         async {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sqlx::{PgConnection, Postgres, Transaction};
 
-use super::holder::HOLDER_LOCK_CLASS;
+use super::holder::{HOLDER_LOCK_CLASS, Holder};
 use super::{PgStore, copy_rows, get, secs};
 use crate::chunk::{
     self, ChunkRow, ChunkStatus, ClaimStep, failure_outcome, repeated_completion, repeated_failure,
@@ -17,16 +17,48 @@ use crate::chunk::{
 };
 use crate::chunk_rows::check_rows;
 use crate::error::from_pg;
-use crate::{AttemptFailure, Claim, Completion, Result, RunRows, Uuid};
+use crate::roles::{Chunks, Retention};
+use crate::{AttemptFailure, ChunkRef, Claim, Completion, Result, RunRows, Uuid};
 
 /// Bytes of COPY data sent per `CopyData` message: large enough that a chunk
 /// of 10,000 runs goes in a handful of messages.
 const COPY_SEND_BYTES: usize = 1 << 20;
 
-impl PgStore {
-    pub(super) async fn claim(
+impl Chunks for PgStore {
+    async fn hold_claims(&self) -> Result<()> {
+        if self.holder_id().is_some() {
+            return Ok(());
+        }
+        let options = (*self.pool.connect_options()).clone();
+        let holder = Holder::take(options).await?;
+        *self.lock_holder() = Some(holder);
+        Ok(())
+    }
+
+    async fn mark_published(&self, chunks: &[ChunkRef]) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = chunks.iter().map(|c| c.batch_id).collect();
+        let nums: Vec<i32> = chunks.iter().map(|c| c.chunk).collect();
+        sqlx::query(
+            "UPDATE chunks SET published = true
+             FROM unnest($1::uuid[], $2::int4[]) AS t(batch_id, chunk)
+             WHERE chunks.batch_id = t.batch_id AND chunks.chunk = t.chunk
+               AND NOT chunks.published",
+        )
+        .bind(&ids)
+        .bind(&nums)
+        .execute(&self.pool)
+        .await
+        .map_err(from_pg)?;
+        Ok(())
+    }
+
+    async fn claim_chunk(
         &self,
-        (batch_id, chunk): (Uuid, i32),
+        batch_id: Uuid,
+        chunk: i32,
         worker: &str,
         lease: Duration,
         max_attempts: i32,
@@ -35,7 +67,7 @@ impl PgStore {
         let holder = self.holder_id();
         let Some(row) = lock_chunk(&mut tx, batch_id, chunk).await? else {
             tx.rollback().await.map_err(from_pg)?;
-            return Ok(match self.purged(batch_id).await? {
+            return Ok(match self.purged_batch(batch_id).await? {
                 Some(_) => Claim::Purged,
                 None => Claim::NotFound,
             });
@@ -70,9 +102,10 @@ impl PgStore {
         Ok(claim)
     }
 
-    pub(super) async fn complete(
+    async fn complete_chunk(
         &self,
-        (batch_id, chunk): (Uuid, i32),
+        batch_id: Uuid,
+        chunk: i32,
         attempt: i32,
         rows: &RunRows,
         result: &str,
@@ -110,9 +143,10 @@ impl PgStore {
         Ok(Completion::Committed)
     }
 
-    pub(super) async fn renew(
+    async fn renew_lease(
         &self,
-        (batch_id, chunk): (Uuid, i32),
+        batch_id: Uuid,
+        chunk: i32,
         attempt: i32,
         lease: Duration,
     ) -> Result<bool> {
@@ -131,9 +165,10 @@ impl PgStore {
         Ok(renewed.rows_affected() == 1)
     }
 
-    pub(super) async fn fail(
+    async fn fail_attempt(
         &self,
-        (batch_id, chunk): (Uuid, i32),
+        batch_id: Uuid,
+        chunk: i32,
         attempt: i32,
         max_attempts: i32,
         error: &str,
@@ -172,6 +207,17 @@ impl PgStore {
             })
             .transpose()?;
         Ok(repeated_failure(row, attempt, error))
+    }
+
+    async fn chunk_results(&self, batch_id: Uuid) -> Result<Vec<(i32, String)>> {
+        sqlx::query_as(
+            "SELECT chunk, result FROM chunks
+             WHERE batch_id = $1 AND status = 'completed' ORDER BY chunk",
+        )
+        .bind(batch_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_pg)
     }
 }
 

@@ -9,9 +9,10 @@ use std::time::Duration;
 use sqlx::{Postgres, Transaction};
 
 use super::{PgStore, secs};
-use crate::error::{from_pg, is_foreign_key_violation};
+use crate::error::from_pg;
 use crate::partition::{self, Fence, MAX_PARTITIONS};
-use crate::{Error, PartitionInfo, ReplicaInfo, Result, Saved, Uuid};
+use crate::roles::Partitions;
+use crate::{Error, PartitionInfo, ReplicaInfo, Result, Uuid};
 
 /// `partition` as the `int2` column holds it.
 pub(super) fn column(partition: u16) -> i16 {
@@ -22,23 +23,8 @@ fn from_column(partition: i16) -> u16 {
     u16::try_from(partition).unwrap_or_default()
 }
 
-impl PgStore {
-    /// The partition count, read once (it never changes) and kept.
-    pub(super) async fn partition_count(&self) -> Result<u16> {
-        let known = self.partitions.load(Ordering::Relaxed);
-        if known > 0 {
-            return Ok(known);
-        }
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM partitions")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        let n = partition::count_of_rows(rows)?;
-        self.partitions.store(n, Ordering::Relaxed);
-        Ok(n)
-    }
-
-    pub(super) async fn init_partition_rows(&self, wanted: Option<u16>) -> Result<u16> {
+impl Partitions for PgStore {
+    async fn init_partitions(&self, wanted: Option<u16>) -> Result<u16> {
         let mut tx = self.pool.begin().await.map_err(from_pg)?;
         // One initializer at a time (several processes start at once).
         sqlx::query("LOCK TABLE partitions IN EXCLUSIVE MODE")
@@ -72,42 +58,22 @@ impl PgStore {
         Ok(count)
     }
 
-    pub(super) async fn save_result(
-        &self,
-        batch_id: Uuid,
-        result: &str,
-        duplicates_dropped: i64,
-        fence: Option<Fence>,
-    ) -> Result<Saved> {
-        let inserted = sqlx::query(
-            "INSERT INTO batch_results (batch_id, result, duplicates_dropped)
-             SELECT $1, $2, $3
-             WHERE $4::int2 IS NULL
-                OR EXISTS (SELECT 1 FROM partitions WHERE partition = $4 AND epoch = $5)
-             ON CONFLICT (batch_id) DO NOTHING",
-        )
-        .bind(batch_id)
-        .bind(result)
-        .bind(duplicates_dropped)
-        .bind(fence.map(|f| column(f.partition)))
-        .bind(fence.map_or(0, |f| f.epoch))
-        .execute(&self.pool)
-        .await;
-        let inserted = match inserted {
-            Ok(done) => done,
-            Err(e) if is_foreign_key_violation(&e) => return Ok(Saved::Purged),
-            Err(e) => return Err(from_pg(e)),
-        };
-        if inserted.rows_affected() == 1 {
-            return Ok(Saved::Saved);
+    /// The partition count, read once (it never changes) and kept.
+    async fn partitions(&self) -> Result<u16> {
+        let known = self.partitions.load(Ordering::Relaxed);
+        if known > 0 {
+            return Ok(known);
         }
-        match fence {
-            Some(f) if !self.holds(f).await? => Ok(Saved::Fenced),
-            _ => Ok(Saved::AlreadySaved),
-        }
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM partitions")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        let n = partition::count_of_rows(rows)?;
+        self.partitions.store(n, Ordering::Relaxed);
+        Ok(n)
     }
 
-    pub(super) async fn take(&self, partition: u16, owner: &str) -> Result<Fence> {
+    async fn take_partition(&self, partition: u16, owner: &str) -> Result<Fence> {
         let epoch: Option<i64> = sqlx::query_scalar(
             "UPDATE partitions
              SET epoch = epoch + 1, owner = $2, owned_since = now(),
@@ -127,7 +93,7 @@ impl PgStore {
         Ok(Fence { partition, epoch })
     }
 
-    pub(super) async fn release(&self, fence: Fence, cause: &str) -> Result<bool> {
+    async fn release_partition(&self, fence: Fence, cause: &str) -> Result<bool> {
         let released = sqlx::query(
             "UPDATE partitions SET owner = NULL, release_cause = $3
              WHERE partition = $1 AND epoch = $2",
@@ -141,7 +107,7 @@ impl PgStore {
         Ok(released.rows_affected() == 1)
     }
 
-    pub(super) async fn holds(&self, fence: Fence) -> Result<bool> {
+    async fn holds_partition(&self, fence: Fence) -> Result<bool> {
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM partitions WHERE partition = $1 AND epoch = $2)",
         )
@@ -152,7 +118,7 @@ impl PgStore {
         .map_err(from_pg)
     }
 
-    pub(super) async fn changelog(&self, partition: u16) -> Result<Vec<(Uuid, i32, String)>> {
+    async fn partition_changelog(&self, partition: u16) -> Result<Vec<(Uuid, i32, String)>> {
         sqlx::query_as(
             "SELECT c.batch_id, c.chunk, c.result
              FROM batches AS b JOIN chunks AS c ON c.batch_id = b.id
@@ -166,29 +132,18 @@ impl PgStore {
         .map_err(from_pg)
     }
 
-    pub(super) async fn unverified(&self, older_than: Duration, limit: i64) -> Result<Vec<Uuid>> {
+    async fn predates_partitions(&self) -> Result<bool> {
         sqlx::query_scalar(
-            "WITH due AS (
-                 SELECT r.batch_id FROM batch_results AS r
-                 WHERE r.created_at < now() - make_interval(secs => $1)
-                   AND (r.reannounced_at IS NULL
-                        OR r.reannounced_at < now() - make_interval(secs => $1))
-                   AND NOT EXISTS (SELECT 1 FROM verdicts AS v WHERE v.batch_id = r.batch_id)
-                 ORDER BY r.created_at LIMIT $2
-                 FOR UPDATE OF r SKIP LOCKED
-             )
-             UPDATE batch_results AS r SET reannounced_at = now()
-             FROM due WHERE r.batch_id = due.batch_id
-             RETURNING r.batch_id",
+            "SELECT EXISTS (SELECT 1 FROM batches WHERE created_at <
+                 (SELECT installed_on FROM _sqlx_migrations WHERE version = $1))",
         )
-        .bind(secs(older_than))
-        .bind(limit)
-        .fetch_all(&self.pool)
+        .bind(crate::partition::MIGRATION)
+        .fetch_one(&self.pool)
         .await
         .map_err(from_pg)
     }
 
-    pub(super) async fn heartbeat(&self, replica: &str) -> Result<()> {
+    async fn replica_heartbeat(&self, replica: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO aggregator_replicas (replica) VALUES ($1)
              ON CONFLICT (replica) DO UPDATE SET last_seen = now()",
@@ -200,7 +155,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub(super) async fn replicas(&self, within: Duration) -> Result<Vec<ReplicaInfo>> {
+    async fn live_replicas(&self, within: Duration) -> Result<Vec<ReplicaInfo>> {
         let rows: Vec<(String, f64, Vec<i16>)> = sqlx::query_as(
             "SELECT r.replica, extract(epoch FROM now() - r.last_seen)::float8,
                     coalesce(array_agg(p.partition ORDER BY p.partition)
@@ -225,7 +180,7 @@ impl PgStore {
             .collect())
     }
 
-    pub(super) async fn status(&self) -> Result<Vec<PartitionInfo>> {
+    async fn partition_status(&self) -> Result<Vec<PartitionInfo>> {
         type Row = (
             i16,
             i64,

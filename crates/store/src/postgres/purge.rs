@@ -25,13 +25,38 @@ use sqlx::{Connection, PgConnection};
 
 use super::{PgStore, from_pg, progress_of, secs};
 use crate::purge::{Decision, PurgedRow, decide};
+use crate::roles::Retention;
 use crate::{BatchProgress, Purge, PurgedBatch, Result, Uuid};
 
 /// Advisory lock class of a batch's partition drop: `(class, hashtext(id))`.
 const PURGE_LOCK_CLASS: i32 = 0x7072_6765; // "prge"
 
 impl PgStore {
-    pub(super) async fn purge(&self, id: Uuid, force: bool) -> Result<Purge> {
+    /// Step 2: detaches and drops the batch's partition, if still there,
+    /// and records that it is gone. Does nothing when another purger holds
+    /// the batch's lock (it is doing the same).
+    async fn drop_runs(&self, id: Uuid) -> Result<()> {
+        // A connection of its own, closed at the end: the session lock
+        // can then never outlive this call on a pooled connection.
+        let mut conn = self.pool.acquire().await.map_err(from_pg)?.detach();
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2::text))")
+                .bind(PURGE_LOCK_CLASS)
+                .bind(id)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(from_pg)?;
+        if locked {
+            drop_partition(&mut conn, id).await?;
+        }
+        // Closing ends the session and its lock.
+        let _ = conn.close().await;
+        Ok(())
+    }
+}
+
+impl Retention for PgStore {
+    async fn purge_batch(&self, id: Uuid, force: bool) -> Result<crate::Purge> {
         let mut tx = self.pool.begin().await.map_err(from_pg)?;
         let found: Option<(Option<bool>,)> = sqlx::query_as(
             "SELECT v.success FROM batches AS b LEFT JOIN verdicts AS v ON v.batch_id = b.id
@@ -43,7 +68,7 @@ impl PgStore {
         .map_err(from_pg)?;
         let outcome = match decide(found.map(|(success,)| success), force) {
             Decision::Refuse => Purge::Running,
-            Decision::NotThere if self.purged(id).await?.is_some() => Purge::AlreadyPurged,
+            Decision::NotThere if self.purged_batch(id).await?.is_some() => Purge::AlreadyPurged,
             Decision::NotThere => Purge::Unknown,
             Decision::Purge { success } => {
                 sqlx::query(
@@ -76,29 +101,7 @@ impl PgStore {
         Ok(outcome)
     }
 
-    /// Step 2: detaches and drops the batch's partition, if still there,
-    /// and records that it is gone. Does nothing when another purger holds
-    /// the batch's lock (it is doing the same).
-    async fn drop_runs(&self, id: Uuid) -> Result<()> {
-        // A connection of its own, closed at the end: the session lock
-        // can then never outlive this call on a pooled connection.
-        let mut conn = self.pool.acquire().await.map_err(from_pg)?.detach();
-        let locked: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2::text))")
-                .bind(PURGE_LOCK_CLASS)
-                .bind(id)
-                .fetch_one(&mut conn)
-                .await
-                .map_err(from_pg)?;
-        if locked {
-            drop_partition(&mut conn, id).await?;
-        }
-        // Closing ends the session and its lock.
-        let _ = conn.close().await;
-        Ok(())
-    }
-
-    pub(super) async fn purged(&self, id: Uuid) -> Result<Option<PurgedBatch>> {
+    async fn purged_batch(&self, id: Uuid) -> Result<Option<crate::PurgedBatch>> {
         let row: Option<PurgedRow> = sqlx::query_as(
             "SELECT id, name, runs, chunks, success, extract(epoch FROM created_at)::float8,
                     extract(epoch FROM purged_at)::float8
@@ -111,7 +114,7 @@ impl PgStore {
         Ok(row.map(PurgedBatch::from))
     }
 
-    pub(super) async fn purged_of(&self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+    async fn purged_among(&self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -122,7 +125,7 @@ impl PgStore {
             .map_err(from_pg)
     }
 
-    pub(super) async fn older_than(&self, age: Duration, limit: i64) -> Result<Vec<BatchProgress>> {
+    async fn batches_older_than(&self, age: Duration, limit: i64) -> Result<Vec<BatchProgress>> {
         let rows = sqlx::query(concat!(
             progress_columns!(),
             " FROM (SELECT b.* FROM batches AS b LEFT JOIN verdicts AS v ON v.batch_id = b.id
@@ -140,7 +143,7 @@ impl PgStore {
         rows.iter().map(progress_of).collect()
     }
 
-    pub(super) async fn finish_interrupted_purges(&self) -> Result<u64> {
+    async fn finish_purges(&self) -> Result<u64> {
         // Older than a minute: a purge between its two steps right now is
         // left to finish on its own.
         let pending: Vec<Uuid> = sqlx::query_scalar(
@@ -155,16 +158,6 @@ impl PgStore {
             self.drop_runs(id).await?;
         }
         Ok(pending.len() as u64)
-    }
-
-    pub(super) async fn runs_bytes(&self) -> Result<i64> {
-        sqlx::query_scalar(
-            "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0)::int8
-             FROM pg_inherits WHERE inhparent = 'run_results'::regclass",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(from_pg)
     }
 }
 

@@ -16,16 +16,38 @@ use crate::chunk::{
 };
 use crate::chunk_rows::check_rows;
 use crate::error::from_sqlite;
-use crate::{AttemptFailure, Claim, Completion, Result, RunRows, Uuid, outcome};
+use crate::roles::{Chunks, Retention};
+use crate::{AttemptFailure, ChunkRef, Claim, Completion, Result, RunRows, Uuid, outcome};
 
 /// Rows per multi-row INSERT: 1 + 2 × 500 bound parameters, well under
 /// SQLite's limit of 32,766.
 const INSERT_ROWS: usize = 500;
 
-impl SqliteStore {
-    pub(super) async fn claim(
+impl Chunks for SqliteStore {
+    async fn hold_claims(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn mark_published(&self, chunks: &[ChunkRef]) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_immediate().await?;
+        for c in chunks {
+            sqlx::query("UPDATE chunks SET published = 1 WHERE batch_id = ? AND chunk = ? AND published = 0")
+                .bind(c.batch_id)
+                .bind(c.chunk)
+                .execute(&mut *tx)
+                .await
+                .map_err(from_sqlite)?;
+        }
+        tx.commit().await.map_err(from_sqlite)
+    }
+
+    async fn claim_chunk(
         &self,
-        (batch_id, chunk): (Uuid, i32),
+        batch_id: Uuid,
+        chunk: i32,
         worker: &str,
         lease: Duration,
         max_attempts: i32,
@@ -34,7 +56,7 @@ impl SqliteStore {
         let now = now();
         let Some(row) = read_chunk(&mut tx, batch_id, chunk, now).await? else {
             tx.rollback().await.map_err(from_sqlite)?;
-            return Ok(match self.purged(batch_id).await? {
+            return Ok(match self.purged_batch(batch_id).await? {
                 Some(_) => Claim::Purged,
                 None => Claim::NotFound,
             });
@@ -80,9 +102,10 @@ impl SqliteStore {
         Ok(claim)
     }
 
-    pub(super) async fn complete(
+    async fn complete_chunk(
         &self,
-        (batch_id, chunk): (Uuid, i32),
+        batch_id: Uuid,
+        chunk: i32,
         attempt: i32,
         rows: &RunRows,
         result: &str,
@@ -119,9 +142,10 @@ impl SqliteStore {
         Ok(Completion::Committed)
     }
 
-    pub(super) async fn renew(
+    async fn renew_lease(
         &self,
-        (batch_id, chunk): (Uuid, i32),
+        batch_id: Uuid,
+        chunk: i32,
         attempt: i32,
         lease: Duration,
     ) -> Result<bool> {
@@ -141,9 +165,10 @@ impl SqliteStore {
         Ok(renewed.rows_affected() == 1)
     }
 
-    pub(super) async fn fail(
+    async fn fail_attempt(
         &self,
-        (batch_id, chunk): (Uuid, i32),
+        batch_id: Uuid,
+        chunk: i32,
         attempt: i32,
         max_attempts: i32,
         error: &str,
@@ -174,6 +199,17 @@ impl SqliteStore {
         };
         tx.commit().await.map_err(from_sqlite)?;
         Ok(answer)
+    }
+
+    async fn chunk_results(&self, batch_id: Uuid) -> Result<Vec<(i32, String)>> {
+        sqlx::query_as(
+            "SELECT chunk, result FROM chunks
+             WHERE batch_id = ? AND status = 'completed' ORDER BY chunk",
+        )
+        .bind(batch_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlite)
     }
 }
 

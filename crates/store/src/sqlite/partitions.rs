@@ -8,26 +8,13 @@ use std::time::Duration;
 use sqlx::{Sqlite, Transaction};
 
 use super::{SqliteStore, now};
-use crate::error::{from_sqlite, is_foreign_key_violation};
+use crate::error::from_sqlite;
 use crate::partition::{self, Fence, MAX_PARTITIONS};
-use crate::{Error, PartitionInfo, ReplicaInfo, Result, Saved, Uuid};
+use crate::roles::Partitions;
+use crate::{Error, PartitionInfo, ReplicaInfo, Result, Uuid};
 
-impl SqliteStore {
-    pub(super) async fn partition_count(&self) -> Result<u16> {
-        let known = self.partitions.load(Ordering::Relaxed);
-        if known > 0 {
-            return Ok(known);
-        }
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM partitions")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
-        let n = partition::count_of_rows(rows)?;
-        self.partitions.store(n, Ordering::Relaxed);
-        Ok(n)
-    }
-
-    pub(super) async fn init_partition_rows(&self, wanted: Option<u16>) -> Result<u16> {
+impl Partitions for SqliteStore {
+    async fn init_partitions(&self, wanted: Option<u16>) -> Result<u16> {
         let mut tx = self.begin_immediate().await?;
         let (has, has_batches): (i64, bool) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM partitions), EXISTS (SELECT 1 FROM batches)",
@@ -57,43 +44,21 @@ impl SqliteStore {
         Ok(count)
     }
 
-    pub(super) async fn save_result(
-        &self,
-        batch_id: Uuid,
-        result: &str,
-        duplicates_dropped: i64,
-        fence: Option<Fence>,
-    ) -> Result<Saved> {
-        let mut tx = self.begin_immediate().await?;
-        if let Some(f) = fence
-            && !holds_in(&mut tx, f).await?
-        {
-            return Ok(Saved::Fenced);
+    async fn partitions(&self) -> Result<u16> {
+        let known = self.partitions.load(Ordering::Relaxed);
+        if known > 0 {
+            return Ok(known);
         }
-        let inserted = sqlx::query(
-            "INSERT INTO batch_results (batch_id, result, duplicates_dropped, created_at)
-             VALUES (?, ?, ?, ?) ON CONFLICT (batch_id) DO NOTHING",
-        )
-        .bind(batch_id)
-        .bind(result)
-        .bind(duplicates_dropped)
-        .bind(now())
-        .execute(&mut *tx)
-        .await;
-        let inserted = match inserted {
-            Ok(done) => done,
-            Err(e) if is_foreign_key_violation(&e) => return Ok(Saved::Purged),
-            Err(e) => return Err(from_sqlite(e)),
-        };
-        tx.commit().await.map_err(from_sqlite)?;
-        Ok(if inserted.rows_affected() == 1 {
-            Saved::Saved
-        } else {
-            Saved::AlreadySaved
-        })
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM partitions")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        let n = partition::count_of_rows(rows)?;
+        self.partitions.store(n, Ordering::Relaxed);
+        Ok(n)
     }
 
-    pub(super) async fn take(&self, partition: u16, owner: &str) -> Result<Fence> {
+    async fn take_partition(&self, partition: u16, owner: &str) -> Result<Fence> {
         let epoch: Option<i64> = sqlx::query_scalar(
             "UPDATE partitions
              SET epoch = epoch + 1, owner = ?2, owned_since = ?3,
@@ -114,7 +79,7 @@ impl SqliteStore {
         Ok(Fence { partition, epoch })
     }
 
-    pub(super) async fn release(&self, fence: Fence, cause: &str) -> Result<bool> {
+    async fn release_partition(&self, fence: Fence, cause: &str) -> Result<bool> {
         let released = sqlx::query(
             "UPDATE partitions SET owner = NULL, release_cause = ?3
              WHERE partition = ?1 AND epoch = ?2",
@@ -128,12 +93,12 @@ impl SqliteStore {
         Ok(released.rows_affected() == 1)
     }
 
-    pub(super) async fn holds(&self, fence: Fence) -> Result<bool> {
+    async fn holds_partition(&self, fence: Fence) -> Result<bool> {
         let mut conn = self.pool.acquire().await.map_err(from_sqlite)?;
         holds_in(&mut conn, fence).await
     }
 
-    pub(super) async fn changelog(&self, partition: u16) -> Result<Vec<(Uuid, i32, String)>> {
+    async fn partition_changelog(&self, partition: u16) -> Result<Vec<(Uuid, i32, String)>> {
         sqlx::query_as(
             "SELECT c.batch_id, c.chunk, c.result
              FROM batches AS b JOIN chunks AS c ON c.batch_id = b.id
@@ -147,27 +112,19 @@ impl SqliteStore {
         .map_err(from_sqlite)
     }
 
-    pub(super) async fn unverified(&self, older_than: Duration, limit: i64) -> Result<Vec<Uuid>> {
-        let now = now();
+    async fn predates_partitions(&self) -> Result<bool> {
         sqlx::query_scalar(
-            "UPDATE batch_results SET reannounced_at = ?1
-             WHERE batch_id IN (
-                 SELECT r.batch_id FROM batch_results AS r
-                 WHERE r.created_at < ?1 - ?2
-                   AND (r.reannounced_at IS NULL OR r.reannounced_at < ?1 - ?2)
-                   AND NOT EXISTS (SELECT 1 FROM verdicts AS v WHERE v.batch_id = r.batch_id)
-                 ORDER BY r.created_at LIMIT ?3)
-             RETURNING batch_id",
+            "SELECT EXISTS (SELECT 1 FROM batches WHERE created_at <
+                 (SELECT CAST(strftime('%s', installed_on) AS REAL)
+                  FROM _sqlx_migrations WHERE version = ?1))",
         )
-        .bind(now)
-        .bind(older_than.as_secs_f64())
-        .bind(limit)
-        .fetch_all(&self.pool)
+        .bind(crate::partition::MIGRATION)
+        .fetch_one(&self.pool)
         .await
         .map_err(from_sqlite)
     }
 
-    pub(super) async fn heartbeat(&self, replica: &str) -> Result<()> {
+    async fn replica_heartbeat(&self, replica: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO aggregator_replicas (replica, started_at, last_seen) VALUES (?1, ?2, ?2)
              ON CONFLICT (replica) DO UPDATE SET last_seen = ?2",
@@ -180,7 +137,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn replicas(&self, within: Duration) -> Result<Vec<ReplicaInfo>> {
+    async fn live_replicas(&self, within: Duration) -> Result<Vec<ReplicaInfo>> {
         let now = now();
         let rows: Vec<(String, f64)> = sqlx::query_as(
             "SELECT replica, ?1 - last_seen FROM aggregator_replicas
@@ -211,7 +168,7 @@ impl SqliteStore {
             .collect())
     }
 
-    pub(super) async fn status(&self) -> Result<Vec<PartitionInfo>> {
+    async fn partition_status(&self) -> Result<Vec<PartitionInfo>> {
         type Row = (
             i32,
             i64,
@@ -248,7 +205,7 @@ impl SqliteStore {
     }
 }
 
-async fn holds_in(conn: &mut sqlx::SqliteConnection, fence: Fence) -> Result<bool> {
+pub(super) async fn holds_in(conn: &mut sqlx::SqliteConnection, fence: Fence) -> Result<bool> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM partitions WHERE partition = ? AND epoch = ?)")
         .bind(i32::from(fence.partition))
         .bind(fence.epoch)

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use super::{SqliteStore, from_sqlite, now, progress_of};
 use crate::purge::{Decision, PurgedRow, decide};
+use crate::roles::Retention;
 use crate::{BatchProgress, Purge, PurgedBatch, Result, Uuid};
 
-impl SqliteStore {
-    pub(super) async fn purge(&self, id: Uuid, force: bool) -> Result<Purge> {
+impl Retention for SqliteStore {
+    async fn purge_batch(&self, id: Uuid, force: bool) -> Result<crate::Purge> {
         let mut tx = self.begin_immediate().await?;
         let found: Option<(Option<bool>,)> = sqlx::query_as(
             "SELECT v.success FROM batches AS b LEFT JOIN verdicts AS v ON v.batch_id = b.id
@@ -25,7 +26,7 @@ impl SqliteStore {
             Decision::Refuse => return Ok(Purge::Running),
             Decision::NotThere => {
                 drop(tx);
-                return Ok(match self.purged(id).await? {
+                return Ok(match self.purged_batch(id).await? {
                     Some(_) => Purge::AlreadyPurged,
                     None => Purge::Unknown,
                 });
@@ -57,7 +58,7 @@ impl SqliteStore {
         Ok(Purge::Purged)
     }
 
-    pub(super) async fn purged(&self, id: Uuid) -> Result<Option<PurgedBatch>> {
+    async fn purged_batch(&self, id: Uuid) -> Result<Option<crate::PurgedBatch>> {
         let row: Option<PurgedRow> = sqlx::query_as(
             "SELECT id, name, runs, chunks, success, created_at, purged_at
              FROM purged_batches WHERE id = ?",
@@ -69,10 +70,10 @@ impl SqliteStore {
         Ok(row.map(PurgedBatch::from))
     }
 
-    pub(super) async fn purged_of(&self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+    async fn purged_among(&self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
         let mut purged = Vec::new();
         for &id in ids {
-            if self.purged(id).await?.is_some() {
+            if self.purged_batch(id).await?.is_some() {
                 purged.push(id);
             }
         }
@@ -80,7 +81,7 @@ impl SqliteStore {
         Ok(purged)
     }
 
-    pub(super) async fn older_than(&self, age: Duration, limit: i64) -> Result<Vec<BatchProgress>> {
+    async fn batches_older_than(&self, age: Duration, limit: i64) -> Result<Vec<BatchProgress>> {
         let rows = sqlx::query(concat!(
             progress_columns!(),
             " FROM batches AS b
@@ -99,15 +100,8 @@ impl SqliteStore {
         rows.iter().map(progress_of).collect()
     }
 
-    pub(super) async fn runs_bytes(&self) -> Result<i64> {
-        // The dbstat table is not always compiled in: pages of the file.
-        let (pages, size): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT page_count FROM pragma_page_count()),
-                    (SELECT page_size FROM pragma_page_size())",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(from_sqlite)?;
-        Ok(pages * size)
+    async fn finish_purges(&self) -> Result<u64> {
+        // One transaction purges everything: nothing is ever left over.
+        Ok(0)
     }
 }
