@@ -133,6 +133,8 @@ pub enum Command {
     Partitions(PartitionsArgs),
     /// Remove finished batches everywhere: run rows, chunks, aggregate, verdict (docs/operations.md, Retention).
     Purge(PurgeArgs),
+    /// Stop batches for good: no run starts later than about a second after the cancel commits; each ends CANCELLED with what was done, checked.
+    Cancel(CancelArgs),
     /// Measure the pipeline against the real services: simulation limit, end to end, scaling, overhead, aggregator drain, peak RSS.
     Bench(bench::BenchArgs),
     /// The drill's services as local processes (the local mode of `make up`): up, up-detached, down, kill, restart, ps, logs, cli.
@@ -199,6 +201,16 @@ pub struct PurgeArgs {
     /// Purge batches that have no verdict yet too (their work in flight is dropped).
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// Batches to cancel, by id.
+    #[arg(value_name = "BATCH", required = true)]
+    pub batches: Vec<uuid::Uuid>,
+    /// Why, kept with the batch (default: "cancelled by a person").
+    #[arg(long, default_value = "")]
+    pub reason: String,
 }
 
 fn parse_age(s: &str) -> Result<std::time::Duration, String> {

@@ -160,6 +160,14 @@ pub async fn results(g: &Global, args: &ResultsArgs) -> anyhow::Result<ExitCode>
         batch.id, batch.name, batch.runs, batch.chunks, batch.seed
     );
     println!("duplicates dropped by the aggregator: {duplicates}");
+    if let Some(c) = store.cancelled_among(&[batch.id]).await?.first() {
+        println!(
+            "cancelled ({}): a partial aggregate of {} of {} runs",
+            c.reason,
+            summary.runs(),
+            batch.runs
+        );
+    }
     match verdict {
         Some(v) => println!("verdict: {}", v.line),
         None => println!("verdict: not yet"),

@@ -11,10 +11,11 @@
 //! - `services`: the long-running stages and the demo; `shutdown`:
 //!   SIGTERM / Ctrl-C; `observe`, `probes`: logs, `/metrics`, `/healthz`,
 //!   `/readyz`;
-//! - `submit_cmd`, `purge_cmd`, `inspect` (`status`, `results`, `partitions`),
+//! - `submit_cmd`, `purge_cmd`, `cancel_cmd`, `inspect` (`status`, `results`, `partitions`),
 //!   `metadata` (the aggregator's CSV state), `web_cmd`: the other
 //!   subcommands.
 
+mod cancel_cmd;
 mod cli;
 mod connect;
 mod inspect;
@@ -76,6 +77,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Metadata(args) => inspect::metadata(g, args),
         Command::Partitions(args) => inspect::partitions(g, args).await,
         Command::Purge(args) => purge_cmd::run(g, args).await,
+        Command::Cancel(args) => cancel_cmd::run(g, args).await,
         Command::Bench(args) => Ok(bench::run(connect::services(g)?, &g.worker_data_dir, args)
             .await
             .map(|()| ExitCode::SUCCESS)?),

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use pipeline::retention::{self, Options, Purged, Target};
-use pipeline::status::ellipsis;
+use pipeline::status::{State, ellipsis};
 use store::Purge;
 
 use crate::cli::{Global, PurgeArgs};
@@ -64,10 +64,9 @@ pub async fn run(g: &Global, args: &PurgeArgs) -> anyhow::Result<ExitCode> {
 fn line(p: &Purged, dry_run: bool) -> String {
     let about = match &p.batch {
         Some(b) => {
-            let verdict = match b.verdict {
-                Some(true) => "SUCCESS",
-                Some(false) => "FAILURE",
-                None => "running",
+            let verdict = match State::of(b) {
+                s if s.is_final() || s == State::Cancelling => s.as_str(),
+                _ => "running",
             };
             format!(" [{}] runs={} {verdict}", ellipsis(&b.name, 40), b.runs)
         }

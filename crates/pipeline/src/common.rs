@@ -12,6 +12,7 @@ use uuid::Uuid;
 use workload::{Workload, WorkloadSpec};
 
 use crate::Result;
+use crate::messages::nudge;
 use crate::retry::retrying;
 
 /// Publishes a copy of `delivery` to the dead-letter queue with `reason`
@@ -109,5 +110,33 @@ impl BatchCache {
             map.insert(id, loaded.clone());
         }
         Ok(Lookup::Found(loaded))
+    }
+}
+
+/// Tells the aggregator partition of batch `id` to look at its batches now
+/// (a purge or a cancel). Best effort, logged when it fails: partitions
+/// look on their own too, and the sweeper nudges a cancelled batch that
+/// stays unsealed.
+pub async fn nudge_partition_of<S: Store, B: Broker>(
+    store: &S,
+    broker: Option<&B>,
+    id: Uuid,
+    from: &str,
+) {
+    let Some(broker) = broker else {
+        return;
+    };
+    let sent = async {
+        let partitions = store.partitions().await?;
+        let msg = nudge(store::partition::of(id, partitions), from)?;
+        broker.publish(vec![msg]).await?;
+        Ok::<_, crate::Error>(())
+    };
+    if let Err(e) = sent.await {
+        tracing::warn!(
+            batch = %id,
+            error = &e as &dyn std::error::Error,
+            "could not nudge the aggregator; it looks at the batch on its own later"
+        );
     }
 }

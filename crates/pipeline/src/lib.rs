@@ -12,6 +12,8 @@
 //! - [`sweeper`]: re-publishes lost work and stalled batches' results;
 //!   runs retention.
 //! - [`retention`]: purging batches (`batchline purge`, `RETENTION_DAYS`).
+//! - [`cancel`]: stopping batches for good (`batchline cancel`, the
+//!   console): the store's cancel, then a nudge to the batch's partition.
 //! - [`aggregator`]: the stateful stage on `stateful_worker`; group commit
 //!   before ack; finalization; tombstones.
 //! - [`verifier`]: checks aggregates against the per-run rows and
@@ -38,6 +40,7 @@
 //! `docs/architecture.md` follows a message through these modules.
 
 pub mod aggregator;
+pub mod cancel;
 mod common;
 pub mod demo;
 mod error;

@@ -13,7 +13,7 @@ use broker::Broker;
 use store::{BatchProgress, Purge, Store, Uuid};
 
 use crate::Result;
-use crate::messages::nudge;
+use crate::common::nudge_partition_of;
 
 /// Which batches to purge.
 #[derive(Clone, Debug, PartialEq)]
@@ -94,10 +94,13 @@ async fn purge_one<S: Store, B: Broker>(
     batch: Option<BatchProgress>,
     options: Options,
 ) -> Result<Purged> {
+    // A cancelled batch is finished as far as retention goes: what still
+    // runs of it is dropped.
     let running = batch.as_ref().is_some_and(|b| b.verdict.is_none());
+    let refused = running && !batch.as_ref().is_some_and(|b| b.cancelled) && !options.force;
     let outcome = if options.dry_run {
         match &batch {
-            Some(_) if running && !options.force => Purge::Running,
+            Some(_) if refused => Purge::Running,
             Some(_) => Purge::Purged,
             None if store.purged_batch(id).await?.is_some() => Purge::AlreadyPurged,
             None => Purge::Unknown,
@@ -105,30 +108,10 @@ async fn purge_one<S: Store, B: Broker>(
     } else {
         let outcome = store.purge_batch(id, options.force).await?;
         if outcome == Purge::Purged && running {
-            nudge_partition(store, broker, id).await;
+            // Best effort: the partition also looks on its own.
+            nudge_partition_of(store, broker, id, "purge").await;
         }
         outcome
     };
     Ok(Purged { id, batch, outcome })
-}
-
-/// Tells the batch's aggregator partition to look for purged batches now.
-/// Best effort: the partition also looks on its own.
-async fn nudge_partition<S: Store, B: Broker>(store: &S, broker: Option<&B>, id: Uuid) {
-    let Some(broker) = broker else {
-        return;
-    };
-    let sent = async {
-        let partitions = store.partitions().await?;
-        let msg = nudge(store::partition::of(id, partitions), "purge")?;
-        broker.publish(vec![msg]).await?;
-        Ok::<_, crate::Error>(())
-    };
-    if let Err(e) = sent.await {
-        tracing::warn!(
-            batch = %id,
-            error = &e as &dyn std::error::Error,
-            "could not nudge the aggregator; it drops the batch's state at its next look"
-        );
-    }
 }

@@ -25,13 +25,21 @@ pub enum State {
     Success,
     #[serde(rename = "FAILURE")]
     Failure,
+    /// Cancelled by a person; its partial aggregate is not verified yet.
+    #[serde(rename = "cancelling")]
+    Cancelling,
+    /// Cancelled, and what was done checked out (runs done exactly once).
+    #[serde(rename = "CANCELLED")]
+    Cancelled,
 }
 
 impl State {
     pub fn of(p: &BatchProgress) -> State {
         match p.verdict {
+            Some(true) if p.cancelled => State::Cancelled,
             Some(true) => State::Success,
             Some(false) => State::Failure,
+            None if p.cancelled => State::Cancelling,
             None if p.aggregated => State::Verifying,
             None if p.completed == p.chunks => State::Aggregating,
             None if p.completed + p.running + p.failed > 0 => State::Running,
@@ -48,12 +56,14 @@ impl State {
             State::Verifying => "verifying",
             State::Success => "SUCCESS",
             State::Failure => "FAILURE",
+            State::Cancelling => "cancelling",
+            State::Cancelled => "CANCELLED",
         }
     }
 
     /// A verdict was recorded: nothing about the batch changes any more.
     pub fn is_final(self) -> bool {
-        matches!(self, State::Success | State::Failure)
+        matches!(self, State::Success | State::Failure | State::Cancelled)
     }
 }
 
@@ -173,6 +183,7 @@ mod tests {
             reason: None,
             created_at: 100.0,
             finished_at: None,
+            cancelled: false,
         }
     }
 
@@ -232,5 +243,17 @@ mod tests {
             ..all
         };
         assert_eq!(State::of(&aggregated).as_str(), "verifying");
+        let cancelling = BatchProgress {
+            cancelled: true,
+            ..progress()
+        };
+        assert_eq!(State::of(&cancelling), State::Cancelling);
+        assert!(!State::of(&cancelling).is_final());
+        let cancelled = BatchProgress {
+            verdict: Some(true),
+            ..cancelling
+        };
+        assert_eq!(State::of(&cancelled).as_str(), "CANCELLED");
+        assert!(State::of(&cancelled).is_final());
     }
 }

@@ -27,7 +27,7 @@ use store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::Result;
-use crate::messages::{VerifyMsg, stored_result, work_messages};
+use crate::messages::{VerifyMsg, nudge, stored_result, work_messages};
 use crate::retention;
 use crate::telemetry::StageStats;
 
@@ -201,6 +201,15 @@ pub async fn sweep_once<B: Broker, S: Store>(
                 tracing::error!(batch = %batch_id, "{reason}");
                 let v = VerifyMsg::failed(batch_id, reason);
                 broker.publish(vec![v.to_message()?]).await?;
+                continue;
+            }
+            if !store.cancelled_among(&[batch_id]).await?.is_empty() {
+                // A cancel whose nudge was lost: the partition's owner seals
+                // the batch from the store when nudged.
+                let p = store::partition::of(batch_id, partitions);
+                tracing::warn!(batch = %batch_id, round, "cancelled batch not sealed past its deadline: nudging its partition");
+                broker.publish(vec![nudge(p, "sweeper")?]).await?;
+                stats.count("cancelled_batches_nudged", 1);
                 continue;
             }
             let results = store.chunk_results(batch_id).await?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use store::prelude::*;
 
 use pipeline::executor::simulate;
-use pipeline::verifier::{check, check_in_parts};
+use pipeline::verifier::{Done, check, check_in_parts};
 use pipeline::{Check, LoadedBatch};
 use store::{Claim, NewBatch, SqliteStore, Store};
 use uuid::Uuid;
@@ -71,7 +71,9 @@ async fn ranges_scanned_concurrently_find_gaps_anywhere() {
 
     let (whole, aggregate) = batch_without(&store, None).await;
     assert_eq!(
-        check(&store, &whole, &aggregate, 5, 2).await.unwrap(),
+        check(&store, &whole, &aggregate, Done::All, 5, 2)
+            .await
+            .unwrap(),
         Check::Pass
     );
     // The same batch, the aggregate of one run short: the rows disagree.
@@ -81,7 +83,10 @@ async fn ranges_scanned_concurrently_find_gaps_anywhere() {
         short.add(rows.row(i)).unwrap();
     }
     let short = serde_json::to_string(&short).unwrap();
-    let err = check(&store, &whole, &short, 5, 2).await.unwrap().failure();
+    let err = check(&store, &whole, &short, Done::All, 5, 2)
+        .await
+        .unwrap()
+        .failure();
     assert!(err.starts_with("aggregate differs"), "{err}");
 
     // A chunk missing from the first range, then from the last (open) one.
@@ -90,7 +95,7 @@ async fn ranges_scanned_concurrently_find_gaps_anywhere() {
         (11, "runs 110000..120000 missing"),
     ] {
         let (gap, aggregate) = batch_without(&store, Some(skip)).await;
-        let err = check(&store, &gap, &aggregate, 5, 2)
+        let err = check(&store, &gap, &aggregate, Done::All, 5, 2)
             .await
             .unwrap()
             .failure();
@@ -107,13 +112,13 @@ async fn more_parts_than_cores_are_scanned_a_few_at_a_time() {
     // 12 parts of 10,000 runs, 2 at a time.
     let (whole, aggregate) = batch_without(&store, None).await;
     assert_eq!(
-        check_in_parts(&store, &whole, &aggregate, 5, 2, 10_000)
+        check_in_parts(&store, &whole, &aggregate, Done::All, 5, 2, 10_000)
             .await
             .unwrap(),
         Check::Pass
     );
     let (gap, aggregate) = batch_without(&store, Some(7)).await;
-    let err = check_in_parts(&store, &gap, &aggregate, 5, 2, 10_000)
+    let err = check_in_parts(&store, &gap, &aggregate, Done::All, 5, 2, 10_000)
         .await
         .unwrap()
         .failure();

@@ -38,6 +38,8 @@ pub enum VerdictFilter {
     Failure,
     /// No verdict yet.
     Unfinished,
+    /// Cancelled by a person (whether its CANCELLED line is out yet or not).
+    Cancelled,
 }
 
 impl VerdictFilter {
@@ -48,6 +50,7 @@ impl VerdictFilter {
             VerdictFilter::Success => "success",
             VerdictFilter::Failure => "failure",
             VerdictFilter::Unfinished => "unfinished",
+            VerdictFilter::Cancelled => "cancelled",
         }
     }
 }

@@ -9,6 +9,8 @@
 //!    ▲                  │ │
 //!    └─fail(attempt)────┘ └─fail(attempt) with no attempts left,
 //!                           or lease expired with none left ──► failed
+//!
+//! pending | running ──cancel (its batch)──► cancelled
 //! ```
 //!
 //! A running chunk whose lease expired is claimable again (attempt + 1), and
@@ -34,6 +36,9 @@ pub enum ChunkStatus {
     Completed,
     /// Attempts exhausted. Final.
     Failed,
+    /// Its batch was cancelled before it completed. Final: no claim takes
+    /// it, and the completion of an attempt that was running is fenced.
+    Cancelled,
 }
 
 impl ChunkStatus {
@@ -44,6 +49,7 @@ impl ChunkStatus {
             ChunkStatus::Running => "running",
             ChunkStatus::Completed => "completed",
             ChunkStatus::Failed => "failed",
+            ChunkStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -63,6 +69,7 @@ impl FromStr for ChunkStatus {
             "running" => ChunkStatus::Running,
             "completed" => ChunkStatus::Completed,
             "failed" => ChunkStatus::Failed,
+            "cancelled" => ChunkStatus::Cancelled,
             other => return Err(Error::Corrupt(format!("unknown chunk status {other:?}"))),
         })
     }
@@ -111,6 +118,7 @@ pub(crate) fn claim_step(row: &ChunkRow, max_attempts: i32) -> Result<ClaimStep>
         ChunkStatus::Failed => ClaimStep::Answer(Claim::Failed {
             reason: row.last_error.clone().unwrap_or_else(|| "failed".into()),
         }),
+        ChunkStatus::Cancelled => ClaimStep::Answer(Claim::Cancelled),
         ChunkStatus::Running if lease_live => ClaimStep::Answer(Claim::Leased {
             remaining_s: row.lease_remaining_s.unwrap_or_default(),
         }),

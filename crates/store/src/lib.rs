@@ -46,6 +46,7 @@
 
 pub use uuid::Uuid;
 
+pub mod cancel;
 pub mod catalog;
 pub mod chunk;
 mod chunk_rows;
@@ -64,6 +65,7 @@ pub mod prelude {
 }
 pub mod sqlite;
 
+pub use cancel::Cancel;
 pub use catalog::Catalog;
 pub use chunk::ChunkStatus;
 pub use error::{Error, Result, Source};
@@ -138,6 +140,8 @@ pub enum Claim {
     NotFound,
     /// The batch was purged: the message is late and is dropped.
     Purged,
+    /// The batch was cancelled: the chunk will never run.
+    Cancelled,
 }
 
 /// Per-run outcomes of one chunk, flat: run `first_run + i` has the values
@@ -280,10 +284,13 @@ pub struct BatchProgress {
     pub created_at: f64,
     /// When the verdict was recorded.
     pub finished_at: Option<f64>,
+    /// A person cancelled it (`batchline cancel`): its verdict, once
+    /// recorded, is CANCELLED when the check of what was done passed.
+    pub cancelled: bool,
 }
 
 impl BatchProgress {
-    /// From the first 14 columns of a row of either database, in the
+    /// From the first 15 columns of a row of either database, in the
     /// order `progress`, `batches_older_than` and the catalog select them.
     pub(crate) fn from_row<R>(r: &R) -> std::result::Result<Self, sqlx::Error>
     where
@@ -311,6 +318,7 @@ impl BatchProgress {
             verdict: r.try_get(11)?,
             reason: r.try_get(12)?,
             finished_at: r.try_get(13)?,
+            cancelled: r.try_get(14)?,
         })
     }
 }

@@ -9,7 +9,8 @@
 //! the record that lets a stage recognise a very late message of the batch
 //! and drop it, and lets `status` say what became of it.
 //!
-//! A batch is finished when it has a verdict; an unfinished batch is
+//! A batch is finished when it has a verdict or was cancelled (whatever
+//! still runs of it is dropped); an unfinished batch is
 //! purged only when forced (its executors, aggregator and verifier then
 //! drop what they still hold of it: docs/operations.md, "Retention").
 

@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::cancel::{Cancel, Cancelled};
 use crate::{
     AttemptFailure, Batch, BatchProgress, ChunkRef, Claim, Completion, Fence, NewBatch,
     PartitionInfo, Purge, PurgedBatch, ReplicaInfo, Result, RunRows, Saved, Uuid, Verdict,
@@ -31,6 +32,14 @@ pub trait Batches: Send + Sync {
         batch_id: Option<Uuid>,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<BatchProgress>>> + Send;
+
+    /// Cancels the batch in one transaction ([`crate::cancel`]): its
+    /// pending and running chunks become `cancelled`, the batch records
+    /// when and why. Refused for a final batch; idempotent.
+    fn cancel_batch(&self, id: Uuid, reason: &str) -> impl Future<Output = Result<Cancel>> + Send;
+
+    /// Those of `ids` that were cancelled, with when and why.
+    fn cancelled_among(&self, ids: &[Uuid]) -> impl Future<Output = Result<Vec<Cancelled>>> + Send;
 }
 
 /// Chunks and their claims: the state machine of [`crate::chunk`], fenced by attempt.
@@ -174,7 +183,8 @@ pub trait Sweeps: Send + Sync {
         limit: i64,
     ) -> impl Future<Output = Result<Vec<ChunkRef>>> + Send;
 
-    /// Sweeper: batches whose chunks are all completed for longer than
+    /// Sweeper: batches whose chunks are all completed (or, for a
+    /// cancelled batch, completed or cancelled) for longer than
     /// `deadline` but that have no aggregate yet (nor a verdict), and that
     /// were not re-published within `deadline`. Bumps and returns each
     /// batch's re-publish round.
@@ -254,6 +264,10 @@ pub trait Partitions: Send + Sync {
         &self,
         within: Duration,
     ) -> impl Future<Output = Result<Vec<ReplicaInfo>>> + Send;
+
+    /// Cancelled batches of the partition that have no aggregate yet:
+    /// what its owner must still seal.
+    fn cancelled_unsealed(&self, partition: u16) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
 
     /// Every partition's owner, epoch, open batches and last hand-over.
     fn partition_status(&self) -> impl Future<Output = Result<Vec<PartitionInfo>>> + Send;

@@ -19,8 +19,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::state::ChunkRow;
-use super::takeover::TakeOver;
+use super::takeover::{TakeOver, fold_stored};
 use super::{Manager, Replica};
+use crate::common::Lookup;
 use crate::faults::CrashPoint;
 use crate::messages::{ResultMsg, VerifyMsg, is_nudge};
 use crate::retry::retrying;
@@ -203,8 +204,15 @@ impl<B: Broker, S: Store> Stage for Partition<B, S> {
         };
         if window.is_empty() || self.purge_check_due() {
             // A nudge (taking the partition was the point; a forced purge
-            // nudges too), or time to look again.
+            // and a cancel nudge too), or time to look again.
             self.drop_purged(owned).await?;
+            if !self.seal_cancelled(owned).await? {
+                self.fenced(&mut guard);
+                return Ok(Handled {
+                    outcomes: vec![Outcome::Leave; window.len()],
+                    done: BTreeSet::new(),
+                });
+            }
         }
         if window.is_empty() {
             return Ok(Handled {
@@ -362,6 +370,54 @@ impl<B: Broker, S: Store> Partition<B, S> {
             tracing::info!(%batch, partition = self.p, "state of a purged batch dropped");
         }
         Ok(())
+    }
+
+    /// Seals the partition's cancelled batches that have no aggregate yet
+    /// (docs/architecture.md, "Cancel"): the results of their completed
+    /// chunks — frozen by the cancel's commit — are folded in from the
+    /// store where a delivery has not brought them yet, and the partial
+    /// aggregate is saved under the epoch and sent to the verifier.
+    /// `false` when the epoch is no longer ours.
+    pub(super) async fn seal_cancelled(&self, owned: &mut Owned) -> Result<bool> {
+        let (store, cache) = (&self.replica.store, &self.replica.cache);
+        let p = self.p;
+        let cancelled = retrying("read cancelled batches", &self.abort, || async {
+            Ok(store.cancelled_unsealed(p).await?)
+        })
+        .await?;
+        for batch in cancelled {
+            let key = batch.to_string();
+            let stored = retrying("read completed chunks", &self.abort, || async {
+                Ok(store.chunk_results(batch).await?)
+            })
+            .await?;
+            for (chunk, json) in &stored {
+                fold_stored(&mut owned.mgr, batch, *chunk, json)?;
+            }
+            tokio::task::block_in_place(|| owned.mgr.commit())?;
+            let sealed = match owned.mgr.state(&key) {
+                Some(_) => self.finalize(owned, &key).await?,
+                None => {
+                    // Cancelled before any chunk completed: the aggregate is
+                    // the workload's empty summary.
+                    let Lookup::Found(loaded) = cache.load(store, batch, &self.abort).await? else {
+                        continue;
+                    };
+                    let empty = loaded.workload.empty_summary();
+                    let result = serde_json::to_string(&empty).map_err(|source| Error::Encode {
+                        what: "aggregate",
+                        source,
+                    })?;
+                    self.publish_aggregate(owned, batch, &result, 0).await?
+                }
+            };
+            if !sealed {
+                return Ok(false);
+            }
+            self.replica.stats.count("cancelled_sealed", 1);
+            tracing::info!(%batch, partition = p, chunks = stored.len(), "cancelled batch sealed");
+        }
+        Ok(true)
     }
 
     /// Finalizes `key` if its batch is complete and the partition is still

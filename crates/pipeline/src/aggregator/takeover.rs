@@ -25,6 +25,7 @@ use super::state::ChunkRow;
 use crate::messages::{ResultMsg, decode, nudge, result_msg_id};
 use crate::retry::retrying;
 use crate::{Error, Result};
+use uuid::Uuid;
 
 /// How long opening a partition's directory waits for its lock: the
 /// previous owner on the same volume (another process, or this one's loop
@@ -99,26 +100,7 @@ impl<B: Broker, S: Store> Partition<B, S> {
         .await?;
         let mut added = 0;
         for (batch, chunk, json) in changelog {
-            let msg: ResultMsg = match decode(json.as_bytes()) {
-                Ok(msg) => msg,
-                Err(e) => {
-                    // The sweeper's stalled-batch path reports the batch.
-                    tracing::error!(%batch, chunk, error = %e, "stored chunk result unreadable");
-                    continue;
-                }
-            };
-            let key = batch.to_string();
-            if mgr
-                .state(&key)
-                .is_some_and(|s| s.chunks_seen.contains(&chunk))
-            {
-                continue;
-            }
-            // Its own row id, not the delivery's: the delivery may still be
-            // queued, and when it comes it is no duplicate (the state
-            // ignores the chunk it has; `duplicates_dropped` stays true).
-            let row_id = format!("store-{}", result_msg_id(batch, chunk));
-            if mgr.process(&key, &row_id, ChunkRow::from(msg))? == Processed::Applied {
+            if fold_stored(mgr, batch, chunk, &json)? {
                 added += 1;
             }
         }
@@ -186,6 +168,32 @@ impl<B: Broker, S: Store> Partition<B, S> {
             );
         }
     }
+}
+
+/// Folds a completed chunk's stored result into the batch's state unless
+/// it has the chunk; `true` when it was added. A result that does not
+/// decode is logged and skipped (the sweeper's stalled-batch path reports
+/// the batch).
+pub(super) fn fold_stored(mgr: &mut Manager, batch: Uuid, chunk: i32, json: &str) -> Result<bool> {
+    let msg: ResultMsg = match decode(json.as_bytes()) {
+        Ok(msg) => msg,
+        Err(e) => {
+            tracing::error!(%batch, chunk, error = %e, "stored chunk result unreadable");
+            return Ok(false);
+        }
+    };
+    let key = batch.to_string();
+    if mgr
+        .state(&key)
+        .is_some_and(|s| s.chunks_seen.contains(&chunk))
+    {
+        return Ok(false);
+    }
+    // Its own row id, not the delivery's: the delivery may still be
+    // queued, and when it comes it is no duplicate (the state ignores the
+    // chunk it has; `duplicates_dropped` stays true).
+    let row_id = format!("store-{}", result_msg_id(batch, chunk));
+    Ok(mgr.process(&key, &row_id, ChunkRow::from(msg))? == Processed::Applied)
 }
 
 /// What taking a partition came to.

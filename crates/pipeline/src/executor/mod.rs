@@ -37,10 +37,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use workload::Summary;
 
+pub use lease::CANCEL_POLL;
 pub use settings::{
     DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_LEASE_S, DEFAULT_MAX_ATTEMPTS, ExecutorSettings, cores,
 };
-pub use simulate::simulate;
+pub use simulate::{Ran, STOP_CHECK_RUNS, Stop, simulate, simulate_until};
 
 use crate::common::{BatchCache, LoadedBatch, Lookup};
 use crate::faults::CrashPoint;
@@ -115,6 +116,10 @@ pub async fn run<B: Broker, S: Store>(
 enum Simulated {
     Done(RunRows, Summary),
     Failed(String),
+    /// Its batch was cancelled meanwhile: stopped after `runs` runs.
+    Cancelled {
+        runs: u64,
+    },
 }
 
 /// The executor's domain steps; the loop around them is [`stage::run`].
@@ -205,6 +210,12 @@ impl<B: Broker, S: Store> Executor<B, S> {
                 msg.chunk, msg.batch_id
             ))),
             Claim::Purged => Ok(self.purged(msg)),
+            Claim::Cancelled => {
+                // Cancelled before this chunk ran (`batchline cancel`).
+                tracing::debug!("work of a cancelled batch dropped");
+                self.stats.count("cancelled_dropped", 1);
+                Ok(Outcome::Ack)
+            }
         }
     }
 
@@ -235,6 +246,7 @@ impl<B: Broker, S: Store> Executor<B, S> {
     /// its result.
     async fn execute(&self, loaded: &LoadedBatch, msg: &WorkMsg, attempt: i32) -> Result<Outcome> {
         let lease = self.cfg.lease;
+        let stop = Arc::new(Stop::new());
         let _renewal = LeaseRenewal::start(
             &self.store,
             &self.stats,
@@ -242,10 +254,18 @@ impl<B: Broker, S: Store> Executor<B, S> {
             attempt,
             lease,
             &self.shutdown,
+            stop.clone(),
         );
-        let (rows, summary) = match self.simulate_chunk(loaded, msg, attempt).await? {
+        let (rows, summary) = match self.simulate_chunk(loaded, msg, attempt, &stop).await? {
             Simulated::Done(rows, summary) => (rows, summary),
             Simulated::Failed(reason) => return self.record_failure(msg, attempt, &reason).await,
+            Simulated::Cancelled { runs } => {
+                // The cancel's transaction made the chunk `cancelled`:
+                // nothing of this attempt is written, the message is done.
+                self.stats.count("cancel_stopped", 1);
+                tracing::info!(runs, "chunk stopped: its batch was cancelled");
+                return Ok(Outcome::Ack);
+            }
         };
         let batch = &loaded.batch;
         let result = ResultMsg {
@@ -269,6 +289,7 @@ impl<B: Broker, S: Store> Executor<B, S> {
         loaded: &LoadedBatch,
         msg: &WorkMsg,
         attempt: i32,
+        stop: &Arc<Stop>,
     ) -> Result<Simulated> {
         let batch = &loaded.batch;
         if self.cfg.faults.fails(&batch.name, msg.chunk) {
@@ -289,14 +310,36 @@ impl<B: Broker, S: Store> Executor<B, S> {
         let (first_run, runs) = batch.chunk_range(msg.chunk);
         let (workload, delay) = (loaded.workload.clone(), self.cfg.simulation_delay);
         let seed = batch.seed as u64;
-        let out =
-            tokio::task::spawn_blocking(move || simulate(&workload, seed, first_run, runs, delay))
-                .await;
+        let until = stop.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            simulate_until(&workload, seed, first_run, runs, delay, &until)
+        })
+        .await;
         self.stats.phase("simulate", start.elapsed());
         Ok(match out {
-            Ok((rows, summary)) => Simulated::Done(rows, summary),
+            Ok(Ran::All(rows, summary)) => Simulated::Done(rows, summary),
+            Ok(Ran::Stopped { runs, at }) => {
+                self.record_stop(stop, at);
+                Simulated::Cancelled { runs }
+            }
             Err(e) => Simulated::Failed(format!("simulation panicked: {e}")),
         })
+    }
+
+    /// How long after the cancel's commit this chunk's last run ended:
+    /// the figure the cancel bound promises (`batchline_cancel_stop_seconds`,
+    /// and the `cancel_to_stop_ms` field of the log line).
+    fn record_stop(&self, stop: &Stop, at: Instant) {
+        let Some(&cancelled_at) = stop.get() else {
+            return;
+        };
+        let ended = crate::status::now_s() - at.elapsed().as_secs_f64();
+        let after = (ended - cancelled_at).max(0.0);
+        metrics::histogram!("batchline_cancel_stop_seconds").record(after);
+        tracing::info!(
+            cancel_to_stop_ms = after * 1e3,
+            "last run ended after the cancel"
+        );
     }
 
     /// Commits the chunk's rows and completion under `attempt`, then
@@ -336,7 +379,7 @@ impl<B: Broker, S: Store> Executor<B, S> {
                 // publishes the result.
                 tracing::warn!(
                     attempt,
-                    "commit fenced: the chunk belongs to a newer attempt"
+                    "commit fenced: the chunk belongs to a newer attempt, or its batch was cancelled"
                 );
                 self.stats.count("fenced", 1);
             }

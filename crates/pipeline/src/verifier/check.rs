@@ -1,6 +1,8 @@
 //! The verifier's check of one batch: the aggregate recomputed from the
 //! per-run rows in the store (every run index present exactly once), and a
 //! few runs re-simulated from the batch seed, compared with their rows.
+//! For a cancelled batch the same holds over the runs of its completed
+//! chunks ([`Done::Chunks`]), and no other run may have a row.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -12,6 +14,41 @@ use workload::Summary;
 
 use crate::common::LoadedBatch;
 use crate::{Check, Error, Result};
+
+/// Which runs the aggregate covers.
+#[derive(Clone, Debug)]
+pub enum Done {
+    /// Every run of the batch.
+    All,
+    /// The runs of these chunks, set by chunk number (a cancelled batch's
+    /// completed chunks).
+    Chunks(FixedBitSet),
+}
+
+impl Done {
+    /// The completed chunks of a cancelled batch.
+    pub fn chunks(chunks: i32, completed: impl IntoIterator<Item = i32>) -> Done {
+        let mut set = FixedBitSet::with_capacity(usize::try_from(chunks).unwrap_or(0));
+        for c in completed {
+            if let Ok(c) = usize::try_from(c)
+                && c < set.len()
+            {
+                set.insert(c);
+            }
+        }
+        Done::Chunks(set)
+    }
+
+    /// Whether run `idx` (of a batch of `chunk_size`-run chunks) is covered.
+    fn covers(&self, idx: i64, chunk_size: i32) -> bool {
+        match self {
+            Done::All => true,
+            Done::Chunks(set) => {
+                usize::try_from(idx / i64::from(chunk_size.max(1))).is_ok_and(|c| set.contains(c))
+            }
+        }
+    }
+}
 
 /// Checks the stored aggregate against the per-run rows and re-simulated
 /// runs. [`Check::Fail`] is a FAILURE verdict; `Err` means the check could
@@ -26,6 +63,7 @@ pub async fn check<S: Store>(
     store: &S,
     loaded: &LoadedBatch,
     aggregate_json: &str,
+    done: Done,
     spot_checks: usize,
     parts: usize,
 ) -> Result<Check> {
@@ -33,6 +71,7 @@ pub async fn check<S: Store>(
         store,
         loaded,
         aggregate_json,
+        done,
         spot_checks,
         parts,
         MAX_PART_RUNS,
@@ -46,6 +85,7 @@ pub async fn check_in_parts<S: Store>(
     store: &S,
     loaded: &LoadedBatch,
     aggregate_json: &str,
+    done: Done,
     spot_checks: usize,
     parts: usize,
     max_part_runs: i64,
@@ -55,9 +95,12 @@ pub async fn check_in_parts<S: Store>(
         Ok(s) => s,
         Err(e) => return Ok(Check::Fail(format!("stored aggregate unreadable: {e}"))),
     };
-    let spots = Arc::new(spot_indices(batch.seed as u64, batch.runs, spot_checks));
+    let mut spots = spot_indices(batch.seed as u64, batch.runs, spot_checks);
+    spots.retain(|&idx| done.covers(idx, batch.chunk_size));
+    let spots = Arc::new(spots);
     let ranges = scan_ranges(batch.runs, parts, max_part_runs);
-    let scans = scan_all(store, loaded, &spots, ranges, parts).await?;
+    let done = Arc::new(done);
+    let scans = scan_all(store, loaded, &spots, &done, ranges, parts).await?;
     let (recomputed, spot_rows) = match fold(loaded, scans) {
         Ok(folded) => folded,
         Err(reason) => return Ok(Check::Fail(reason)),
@@ -82,6 +125,7 @@ async fn scan_all<S: Store>(
     store: &S,
     loaded: &LoadedBatch,
     spots: &Arc<Vec<i64>>,
+    done: &Arc<Done>,
     ranges: Vec<Range<i64>>,
     parts: usize,
 ) -> Result<Vec<Scanned>> {
@@ -97,6 +141,7 @@ async fn scan_all<S: Store>(
             let store = store.clone();
             let empty = loaded.workload.empty_summary();
             let mut scan = Scan::new(range.clone(), runs, empty, spots.clone());
+            scan.done = Some((done.clone(), loaded.batch.chunk_size));
             tasks.spawn(async move {
                 store
                     .scan_runs(batch_id, range, |idx, values| scan.row(idx, values))
@@ -194,6 +239,9 @@ struct Scan {
     recomputed: Summary,
     spot_rows: BTreeMap<i64, Vec<i32>>,
     spots: Arc<Vec<i64>>,
+    /// Which runs the aggregate covers, and the batch's chunk size; `None`
+    /// is every run.
+    done: Option<(Arc<Done>, i32)>,
 }
 
 impl Scan {
@@ -209,7 +257,15 @@ impl Scan {
             recomputed,
             spot_rows: BTreeMap::new(),
             spots,
+            done: None,
         }
+    }
+
+    /// Whether run `idx` is one the aggregate covers.
+    fn covers(&self, idx: i64) -> bool {
+        self.done
+            .as_ref()
+            .is_none_or(|(done, size)| done.covers(idx, *size))
     }
 
     fn row(&mut self, idx: i64, values: &[i32]) {
@@ -234,6 +290,12 @@ impl Scan {
             });
             return;
         };
+        if !self.covers(idx) {
+            self.problem = Some(format!(
+                "run {idx} has a row, but its chunk did not complete before the cancel"
+            ));
+            return;
+        }
         if self.seen.put(bit) {
             self.problem = Some(format!("run {idx} stored more than once"));
             return;
@@ -252,13 +314,19 @@ impl Scan {
         if let Some(p) = self.problem {
             return Err(p);
         }
-        if let Some(gap) = self.seen.zeroes().next() {
+        let first = self.first;
+        let gap = self.seen.zeroes().find(|&b| self.covers(first + b as i64));
+        if let Some(gap) = gap {
             let end = self
                 .seen
                 .ones()
                 .find(|&b| b > gap)
                 .unwrap_or(self.seen.len());
-            let missing = self.seen.len() - self.seen.count_ones(..);
+            let missing = self
+                .seen
+                .zeroes()
+                .filter(|&b| self.covers(first + b as i64))
+                .count();
             return Err(format!(
                 "runs {}..{} missing ({missing} missing in runs {}..{}; the batch has {runs} runs)",
                 self.first + gap as i64,

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-pub use check::{check, check_in_parts};
+pub use check::{Done, check, check_in_parts};
 
 use crate::common::{BatchCache, LoadedBatch, Lookup};
 use crate::executor::cores;
@@ -57,6 +57,12 @@ pub fn success_line(name: &str, batch_id: Uuid, runs: i64, chunks: i32, duplicat
     format!(
         "SUCCESS [{name}] batch={batch_id} runs={runs} chunks={chunks} duplicates_dropped={duplicates}"
     )
+}
+
+/// The verdict line for a cancelled batch whose completed runs checked
+/// out: `runs_done` of its `runs` were run and counted exactly once.
+pub fn cancelled_line(name: &str, batch_id: Uuid, runs_done: i64, runs: i64) -> String {
+    format!("CANCELLED [{name}] batch={batch_id} runs_done={runs_done} of {runs}")
 }
 
 /// The verdict line for a failure.
@@ -162,6 +168,8 @@ impl<S: Store> Verifier<S> {
         let Some((result, duplicates)) = stored else {
             return Ok(None);
         };
+        let (done, runs_done) = self.done(loaded).await?;
+        let cancelled = matches!(done, Done::Chunks(_));
         let checked = self
             .stats
             .time(
@@ -170,12 +178,18 @@ impl<S: Store> Verifier<S> {
                     &self.store,
                     loaded,
                     &result,
+                    done,
                     self.spot_checks,
                     self.scan_parts,
                 ),
             )
             .await?;
         Ok(Some(match checked {
+            Check::Pass if cancelled => Verdict {
+                success: true,
+                reason: String::new(),
+                line: cancelled_line(&batch.name, batch.id, runs_done, batch.runs),
+            },
             Check::Pass => Verdict {
                 success: true,
                 reason: String::new(),
@@ -183,6 +197,27 @@ impl<S: Store> Verifier<S> {
             },
             Check::Fail(reason) => failed(loaded, &reason),
         }))
+    }
+
+    /// What the aggregate must cover: every run, or for a cancelled batch
+    /// the runs of the chunks that completed before the cancel (frozen by
+    /// its commit), with their count.
+    async fn done(&self, loaded: &LoadedBatch) -> Result<(Done, i64)> {
+        let batch = &loaded.batch;
+        let cancelled = retrying("read cancel", &self.shutdown, || async {
+            Ok(self.store.cancelled_among(&[batch.id]).await?)
+        })
+        .await?;
+        if cancelled.is_empty() {
+            return Ok((Done::All, batch.runs));
+        }
+        let completed = retrying("read completed chunks", &self.shutdown, || async {
+            Ok(self.store.chunk_results(batch.id).await?)
+        })
+        .await?;
+        let runs_done = completed.iter().map(|(c, _)| batch.chunk_range(*c).1).sum();
+        let done = Done::chunks(batch.chunks, completed.into_iter().map(|(c, _)| c));
+        Ok((done, runs_done))
     }
 
     /// Records the verdict (the first one wins) and prints its line unless
@@ -216,6 +251,8 @@ impl<S: Store> Verifier<S> {
         (self.sink)(&line).map_err(|e| Error::io("cannot write the verdict line", e))?;
         if line.starts_with("SUCCESS") {
             self.stats.count("success", 1);
+        } else if line.starts_with("CANCELLED") {
+            self.stats.count("cancelled", 1);
         } else {
             self.stats.count("failure", 1);
         }

@@ -1,10 +1,12 @@
 //! Batches on Postgres: a batch, its chunk rows and its run rows'
 //! partition created in one transaction; reading one; the progress
-//! `status` shows.
+//! `status` shows; cancelling one ([`crate::cancel`]).
 
 use super::{PgStore, get, partitions, progress_of};
+use crate::cancel::{self, Cancel, CancelRow, Cancelled, cancelled_of};
+use crate::chunk::ChunkStatus;
 use crate::error::from_pg;
-use crate::roles::{Batches, Partitions};
+use crate::roles::{Batches, Partitions, Retention};
 use crate::{Batch, BatchProgress, NewBatch, Result, Uuid};
 
 impl Batches for PgStore {
@@ -86,5 +88,83 @@ impl Batches for PgStore {
         .await
         .map_err(from_pg)?;
         rows.iter().map(progress_of).collect()
+    }
+
+    async fn cancel_batch(&self, id: Uuid, reason: &str) -> Result<Cancel> {
+        let mut tx = self.pool.begin().await.map_err(from_pg)?;
+        // The batch's row lock orders this cancel with a purge of the
+        // batch and with another cancel of it.
+        let found: Option<(bool, Option<bool>)> = sqlx::query_as(
+            "SELECT b.cancelled_at IS NOT NULL, v.success
+             FROM batches AS b LEFT JOIN verdicts AS v ON v.batch_id = b.id
+             WHERE b.id = $1 FOR UPDATE OF b",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(from_pg)?;
+        let Some((cancelled, verdict)) = found else {
+            tx.rollback().await.map_err(from_pg)?;
+            return Ok(match self.purged_batch(id).await? {
+                Some(_) => Cancel::Purged,
+                None => Cancel::Unknown,
+            });
+        };
+        if let Some(refused) = cancel::refusal(&CancelRow { cancelled, verdict }) {
+            tx.rollback().await.map_err(from_pg)?;
+            return Ok(refused);
+        }
+        // Waits for the row lock of a chunk whose completion or failure is
+        // committing, then sees its new status: what completed stays
+        // completed, and that attempt's write is never undone.
+        let changed = sqlx::query(
+            "UPDATE chunks SET status = $2, lease_until = NULL, updated_at = now()
+             WHERE batch_id = $1 AND status IN ($3, $4)",
+        )
+        .bind(id)
+        .bind(ChunkStatus::Cancelled.as_str())
+        .bind(ChunkStatus::Pending.as_str())
+        .bind(ChunkStatus::Running.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(from_pg)?
+        .rows_affected();
+        let (failed, completed): (bool, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status = $2) > 0, count(*) FILTER (WHERE status = $3)
+             FROM chunks WHERE batch_id = $1",
+        )
+        .bind(id)
+        .bind(ChunkStatus::Failed.as_str())
+        .bind(ChunkStatus::Completed.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(from_pg)?;
+        if let Some(refused) = cancel::after_update(changed, failed) {
+            tx.rollback().await.map_err(from_pg)?;
+            return Ok(refused);
+        }
+        sqlx::query("UPDATE batches SET cancelled_at = now(), cancel_reason = $2 WHERE id = $1")
+            .bind(id)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_pg)?;
+        tx.commit().await.map_err(from_pg)?;
+        Ok(Cancel::Cancelled {
+            chunks: i32::try_from(changed).unwrap_or(i32::MAX),
+            completed: i32::try_from(completed).unwrap_or(i32::MAX),
+        })
+    }
+
+    async fn cancelled_among(&self, ids: &[Uuid]) -> Result<Vec<Cancelled>> {
+        let rows: Vec<(Uuid, f64, Option<String>)> = sqlx::query_as(
+            "SELECT id, extract(epoch FROM cancelled_at)::float8, cancel_reason FROM batches
+             WHERE id = ANY($1) AND cancelled_at IS NOT NULL",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_pg)?;
+        Ok(rows.into_iter().map(cancelled_of).collect())
     }
 }

@@ -25,8 +25,9 @@ macro_rules! batches_matching {
         "FROM batches AS b LEFT JOIN verdicts AS v ON v.batch_id = b.id
          WHERE ($1::text IS NULL OR strpos(lower(b.name), lower($1)) > 0)
            AND CASE $2::text
-                 WHEN 'success' THEN v.success IS TRUE
+                 WHEN 'success' THEN v.success IS TRUE AND b.cancelled_at IS NULL
                  WHEN 'failure' THEN v.success IS FALSE
+                 WHEN 'cancelled' THEN b.cancelled_at IS NOT NULL
                  WHEN 'unfinished' THEN v.batch_id IS NULL
                  ELSE true
                END
@@ -57,8 +58,8 @@ const INTEGRITY: &str = "23000";
 fn listing(r: &PgRow) -> Result<BatchListing> {
     Ok(BatchListing {
         progress: progress_of(r)?,
-        kind: get::<Option<String>>(r, 14)?.unwrap_or_default(),
-        event_name: get(r, 15)?,
+        kind: get::<Option<String>>(r, 15)?.unwrap_or_default(),
+        event_name: get(r, 16)?,
     })
 }
 
@@ -99,8 +100,8 @@ impl Catalog for PgStore {
                     coalesce(c.attempts, 0)::int8,
                     EXISTS (SELECT 1 FROM batch_results AS r WHERE r.batch_id = b.id),
                     b.success, nullif(b.reason, ''), extract(epoch FROM b.verdict_at)::float8,
-                    b.workload::json ->> 'kind', b.workload::json -> 'event' ->> 'name'
-             FROM (SELECT b.id, b.name, b.runs, b.chunks, b.created_at, b.workload,
+                    b.cancelled_at IS NOT NULL, b.workload::json ->> 'kind', b.workload::json -> 'event' ->> 'name'
+             FROM (SELECT b.id, b.name, b.runs, b.chunks, b.created_at, b.workload, b.cancelled_at,
                           v.success, v.reason, v.created_at AS verdict_at ",
             batches_matching!(),
             "     ORDER BY b.created_at DESC, b.id

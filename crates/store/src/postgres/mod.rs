@@ -33,7 +33,8 @@ macro_rules! progress_columns {
                 coalesce(c.completed, 0)::int4, coalesce(c.failed, 0)::int4,
                 coalesce(c.attempts, 0)::int8,
                 EXISTS (SELECT 1 FROM batch_results AS r WHERE r.batch_id = b.id),
-                v.success, nullif(v.reason, ''), extract(epoch FROM v.created_at)::float8"
+                v.success, nullif(v.reason, ''), extract(epoch FROM v.created_at)::float8,
+                b.cancelled_at IS NOT NULL"
     };
 }
 

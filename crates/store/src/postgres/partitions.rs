@@ -132,6 +132,19 @@ impl Partitions for PgStore {
         .map_err(from_pg)
     }
 
+    async fn cancelled_unsealed(&self, partition: u16) -> Result<Vec<Uuid>> {
+        sqlx::query_scalar(
+            "SELECT b.id FROM batches AS b
+             WHERE b.partition = $1 AND b.cancelled_at IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM batch_results AS r WHERE r.batch_id = b.id)
+             ORDER BY b.cancelled_at",
+        )
+        .bind(column(partition))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_pg)
+    }
+
     async fn predates_partitions(&self) -> Result<bool> {
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM batches WHERE created_at <

@@ -58,15 +58,18 @@ impl PgStore {
 impl Retention for PgStore {
     async fn purge_batch(&self, id: Uuid, force: bool) -> Result<crate::Purge> {
         let mut tx = self.pool.begin().await.map_err(from_pg)?;
-        let found: Option<(Option<bool>,)> = sqlx::query_as(
-            "SELECT v.success FROM batches AS b LEFT JOIN verdicts AS v ON v.batch_id = b.id
+        let found: Option<(Option<bool>, bool)> = sqlx::query_as(
+            "SELECT v.success, b.cancelled_at IS NOT NULL FROM batches AS b LEFT JOIN verdicts AS v ON v.batch_id = b.id
              WHERE b.id = $1 FOR UPDATE OF b",
         )
         .bind(id)
         .fetch_optional(&mut *tx)
         .await
         .map_err(from_pg)?;
-        let outcome = match decide(found.map(|(success,)| success), force) {
+        let outcome = match decide(
+            found.map(|(success, _)| success),
+            force || found.is_some_and(|(_, cancelled)| cancelled),
+        ) {
             Decision::Refuse => Purge::Running,
             Decision::NotThere if self.purged_batch(id).await?.is_some() => Purge::AlreadyPurged,
             Decision::NotThere => Purge::Unknown,

@@ -61,7 +61,7 @@ impl Sweeps for PgStore {
                    AND NOT EXISTS (SELECT 1 FROM verdicts AS v WHERE v.batch_id = b.id)
                    AND NOT EXISTS (
                        SELECT 1 FROM chunks AS c WHERE c.batch_id = b.id
-                         AND (c.status <> 'completed'
+                         AND (c.status NOT IN ('completed', 'cancelled')
                               OR c.completed_at >= now() - make_interval(secs => $1)))
                  ORDER BY b.created_at
                  LIMIT $2

@@ -1,9 +1,12 @@
 //! Batches on SQLite: a batch and its chunk rows in one transaction;
-//! reading one; the progress `status` shows.
+//! reading one; the progress `status` shows; cancelling one
+//! ([`crate::cancel`]).
 
 use super::{SqliteStore, get, now, progress_of};
+use crate::cancel::{self, Cancel, CancelRow, Cancelled, cancelled_of};
+use crate::chunk::ChunkStatus;
 use crate::error::from_sqlite;
-use crate::roles::{Batches, Partitions};
+use crate::roles::{Batches, Partitions, Retention};
 use crate::{Batch, BatchProgress, NewBatch, Result, Uuid};
 
 impl Batches for SqliteStore {
@@ -82,5 +85,84 @@ impl Batches for SqliteStore {
         .await
         .map_err(from_sqlite)?;
         rows.iter().map(progress_of).collect()
+    }
+
+    async fn cancel_batch(&self, id: Uuid, reason: &str) -> Result<Cancel> {
+        // BEGIN IMMEDIATE takes the write lock: nothing commits between
+        // the reads and the writes below.
+        let mut tx = self.begin_immediate().await?;
+        let found: Option<(bool, Option<bool>)> = sqlx::query_as(
+            "SELECT b.cancelled_at IS NOT NULL, v.success
+             FROM batches AS b LEFT JOIN verdicts AS v ON v.batch_id = b.id WHERE b.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(from_sqlite)?;
+        let Some((cancelled, verdict)) = found else {
+            drop(tx);
+            return Ok(match self.purged_batch(id).await? {
+                Some(_) => Cancel::Purged,
+                None => Cancel::Unknown,
+            });
+        };
+        if let Some(refused) = cancel::refusal(&CancelRow { cancelled, verdict }) {
+            return Ok(refused);
+        }
+        let now = now();
+        let changed = sqlx::query(
+            "UPDATE chunks SET status = ?2, lease_until = NULL, updated_at = ?5
+             WHERE batch_id = ?1 AND status IN (?3, ?4)",
+        )
+        .bind(id)
+        .bind(ChunkStatus::Cancelled.as_str())
+        .bind(ChunkStatus::Pending.as_str())
+        .bind(ChunkStatus::Running.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlite)?
+        .rows_affected();
+        let (failed, completed): (bool, i64) = sqlx::query_as(
+            "SELECT coalesce(sum(status = ?2), 0) > 0, coalesce(sum(status = ?3), 0)
+             FROM chunks WHERE batch_id = ?1",
+        )
+        .bind(id)
+        .bind(ChunkStatus::Failed.as_str())
+        .bind(ChunkStatus::Completed.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(from_sqlite)?;
+        if let Some(refused) = cancel::after_update(changed, failed) {
+            return Ok(refused);
+        }
+        sqlx::query("UPDATE batches SET cancelled_at = ?2, cancel_reason = ?3 WHERE id = ?1")
+            .bind(id)
+            .bind(now)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        tx.commit().await.map_err(from_sqlite)?;
+        Ok(Cancel::Cancelled {
+            chunks: i32::try_from(changed).unwrap_or(i32::MAX),
+            completed: i32::try_from(completed).unwrap_or(i32::MAX),
+        })
+    }
+
+    async fn cancelled_among(&self, ids: &[Uuid]) -> Result<Vec<Cancelled>> {
+        let mut found = Vec::new();
+        for id in ids {
+            let row: Option<(Uuid, f64, Option<String>)> = sqlx::query_as(
+                "SELECT id, cancelled_at, cancel_reason FROM batches
+                 WHERE id = ? AND cancelled_at IS NOT NULL",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+            found.extend(row.map(cancelled_of));
+        }
+        Ok(found)
     }
 }

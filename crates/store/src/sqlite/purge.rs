@@ -13,15 +13,18 @@ use crate::{BatchProgress, Purge, PurgedBatch, Result, Uuid};
 impl Retention for SqliteStore {
     async fn purge_batch(&self, id: Uuid, force: bool) -> Result<crate::Purge> {
         let mut tx = self.begin_immediate().await?;
-        let found: Option<(Option<bool>,)> = sqlx::query_as(
-            "SELECT v.success FROM batches AS b LEFT JOIN verdicts AS v ON v.batch_id = b.id
+        let found: Option<(Option<bool>, bool)> = sqlx::query_as(
+            "SELECT v.success, b.cancelled_at IS NOT NULL FROM batches AS b LEFT JOIN verdicts AS v ON v.batch_id = b.id
              WHERE b.id = ?",
         )
         .bind(id)
         .fetch_optional(&mut *tx)
         .await
         .map_err(from_sqlite)?;
-        let success = match decide(found.map(|(success,)| success), force) {
+        let success = match decide(
+            found.map(|(success, _)| success),
+            force || found.is_some_and(|(_, cancelled)| cancelled),
+        ) {
             Decision::Purge { success } => success,
             Decision::Refuse => return Ok(Purge::Running),
             Decision::NotThere => {

@@ -58,7 +58,7 @@ impl Sweeps for SqliteStore {
                    AND NOT EXISTS (SELECT 1 FROM verdicts AS v WHERE v.batch_id = b.id)
                    AND NOT EXISTS (
                        SELECT 1 FROM chunks AS c WHERE c.batch_id = b.id
-                         AND (c.status <> 'completed' OR c.completed_at >= ?1 - ?2))
+                         AND (c.status NOT IN ('completed', 'cancelled') OR c.completed_at >= ?1 - ?2))
                  ORDER BY b.created_at
                  LIMIT ?3)
              RETURNING id, republish_round",
