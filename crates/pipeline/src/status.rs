@@ -126,6 +126,11 @@ impl BatchStatus {
         }
     }
 
+    /// A person cancelled it (its verdict may still be on the way).
+    pub fn cancelled(&self) -> bool {
+        matches!(self.state, State::Cancelling | State::Cancelled)
+    }
+
     /// Share of chunks completed, 0 to 1.
     pub fn done_fraction(&self) -> f64 {
         f64::from(self.completed) / f64::from(self.chunks.max(1))

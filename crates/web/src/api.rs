@@ -161,6 +161,46 @@ pub async fn delete_event<B: Broker, S: Store + Catalog>(
     }
 }
 
+/// The body of `POST /api/batches/{id}/cancel` (optional).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `POST /api/batches/{id}/cancel`: 200 `{batch_id, cancelled: true,
+/// already, chunks_stopped, chunks_kept}`; 409 when the batch is final,
+/// 404 unknown or purged. `Content-Type: application/json`; the body
+/// `{"reason": "…"}` is optional.
+pub async fn cancel<B: Broker, S: Store + Catalog>(
+    State(app): State<AppState<B, S>>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<serde_json::Value>> {
+    // JSON only, like every API body (it keeps cross-site forms out), but
+    // an empty one means no reason.
+    let bytes = json_bytes(&headers, body, SMALL_BODY).await?;
+    let request: CancelRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        CancelRequest::default()
+    } else {
+        parse(&bytes)?
+    };
+    let outcome = crate::pages::cancel::cancel_one(&app, id, &request.reason).await?;
+    let (already, stopped, kept) = match outcome {
+        store::Cancel::Cancelled { chunks, completed } => (false, Some(chunks), Some(completed)),
+        _ => (true, None, None),
+    };
+    Ok(Json(json!({
+        "batch_id": id,
+        "cancelled": true,
+        "already": already,
+        "chunks_stopped": stopped,
+        "chunks_kept": kept,
+    })))
+}
+
 /// `GET /api/compare?b=…&b=…`.
 pub async fn compare<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,

@@ -40,9 +40,10 @@ impl BatchQuery {
             "success" => VerdictFilter::Success,
             "failure" => VerdictFilter::Failure,
             "unfinished" => VerdictFilter::Unfinished,
+            "cancelled" => VerdictFilter::Cancelled,
             other => {
                 return Err(Error::BadRequest(format!(
-                    "verdict must be any, success, failure or unfinished, not {other:?}"
+                    "verdict must be any, success, failure, cancelled or unfinished, not {other:?}"
                 )));
             }
         })

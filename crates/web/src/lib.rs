@@ -88,6 +88,10 @@ pub fn router<B: Broker, S: Store + Catalog>(config: &WebConfig, broker: B, stor
         .route("/batches/new", get(pages::new_batch::form::<B, S>))
         .route("/batches/{id}", get(pages::batch::show::<B, S>))
         .route("/batches/{id}/live", get(pages::batch::live_part::<B, S>))
+        .route(
+            "/batches/{id}/cancel",
+            get(pages::cancel::confirm::<B, S>).post(pages::cancel::cancel::<B, S>),
+        )
         .route("/batches/{id}/event", get(pages::batch::event::<B, S>))
         .route(
             "/batches/{id}/event.json",
@@ -111,6 +115,7 @@ pub fn router<B: Broker, S: Store + Catalog>(config: &WebConfig, broker: B, stor
         )
         .route("/api/batches/{id}", get(api::batch::<B, S>))
         .route("/api/batches/{id}/chunks", get(api::chunks::<B, S>))
+        .route("/api/batches/{id}/cancel", post(api::cancel::<B, S>))
         .route(
             "/api/events",
             get(api::events::<B, S>)

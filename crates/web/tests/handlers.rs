@@ -859,3 +859,77 @@ async fn with_a_token_every_request_needs_it() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn cancel_asks_first_needs_its_token_and_ends_the_batch() {
+    with_services(|s| async move {
+        let app = s.app(None);
+        let token = csrf_token(&app).await;
+        let created = post_json(
+            &app,
+            "/api/batches",
+            r#"{"event": "sum", "runs": 5000, "chunk_size": 1000, "count": 2, "name": "to-cancel"}"#,
+        )
+        .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let ids: Vec<Uuid> = created.json()["batches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["batch_id"].as_str().unwrap().parse().unwrap())
+            .collect();
+        let (page_id, api_id) = (ids[0], ids[1]);
+
+        // The batch page offers it; the link asks before anything happens.
+        let page = get(&app, &format!("/batches/{page_id}")).await;
+        assert!(page.body.contains(&format!("/batches/{page_id}/cancel")));
+        let confirm = get(&app, &format!("/batches/{page_id}/cancel")).await;
+        assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.body);
+        assert!(confirm.body.contains("Cancel the batch"), "{}", confirm.body);
+        assert!(confirm.body.contains("name=\"csrf\""), "the form carries a token");
+        assert!(s.store.cancelled_among(&[page_id]).await.unwrap().is_empty());
+
+        // Without the token: refused, nothing cancelled.
+        let uri = format!("/batches/{page_id}/cancel");
+        let refused = send(&app, form_post(&uri, &token, "reason=x")).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert!(s.store.cancelled_among(&[page_id]).await.unwrap().is_empty());
+
+        // With it: cancelled, with the reason, and the page says so.
+        let body = format!("reason=by+mistake&csrf={token}");
+        let done = send(&app, form_post(&uri, &token, &body)).await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+        assert_eq!(done.location(), format!("/batches/{page_id}"));
+        let cancelled = s.store.cancelled_among(&[page_id]).await.unwrap();
+        assert_eq!(cancelled[0].reason, "by mistake");
+        let page = get(&app, &format!("/batches/{page_id}")).await;
+        assert!(page.body.contains("data-state=\"cancelling\""), "{}", page.body);
+        assert!(!page.body.contains(&format!("/batches/{page_id}/cancel")));
+
+        // The API: JSON only, first and second time, then final ones refused.
+        let url = format!("/api/batches/{api_id}/cancel");
+        let plain = send(
+            &app,
+            Request::post(&url)
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from("reason"))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(plain.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", plain.body);
+        let first = post_json(&app, &url, r#"{"reason": "api"}"#).await;
+        assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+        assert_eq!(first.json()["already"], false);
+        assert_eq!(first.json()["chunks_stopped"], 5);
+        let again = post_json(&app, &url, "").await;
+        assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+        assert_eq!(again.json()["already"], true);
+        let unknown = post_json(&app, &format!("/api/batches/{}/cancel", Uuid::new_v4()), "").await;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
+        let status = get(&app, &format!("/api/batches/{api_id}")).await.json();
+        assert_eq!(status["state"], "cancelling");
+        let listed = get(&app, "/api/batches?verdict=cancelled").await.json();
+        assert_eq!(listed["total"], 2, "{listed}");
+    })
+    .await;
+}

@@ -82,7 +82,10 @@ fn facts(d: &BatchDetail) -> Markup {
             }
         }
         p.actions { a href=(format!("/compare?b={}", s.batch_id)) { "Compare with other batches" }
-            " · " a href=(format!("/api/batches/{}", s.batch_id)) { "JSON" } }
+            " · " a href=(format!("/api/batches/{}", s.batch_id)) { "JSON" }
+            @if !s.state.is_final() && !s.cancelled() {
+                " · " a.button.danger href=(format!("/batches/{}/cancel", s.batch_id)) { "Cancel…" }
+            } }
     }
 }
 

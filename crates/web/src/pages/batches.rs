@@ -40,7 +40,7 @@ pub async fn list<B: Broker, S: Store + Catalog>(
             label { "Name" input type="search" name="name" value=(q.name.clone().unwrap_or_default()) placeholder="part of a name"; }
             label { "Verdict"
                 select name="verdict" {
-                    @for (value, label) in [("any", "any"), ("success", "SUCCESS"), ("failure", "FAILURE"), ("unfinished", "not yet")] {
+                    @for (value, label) in [("any", "any"), ("success", "SUCCESS"), ("failure", "FAILURE"), ("cancelled", "CANCELLED"), ("unfinished", "not yet")] {
                         option value=(value) selected[verdict == value] { (label) }
                     }
                 }

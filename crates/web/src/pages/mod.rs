@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod batches;
+pub mod cancel;
 pub mod compare;
 pub mod events;
 pub mod login;

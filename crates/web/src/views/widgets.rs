@@ -12,7 +12,7 @@ pub fn state_badge(state: State) -> Markup {
     let class = match state {
         State::Success => "badge ok",
         State::Failure => "badge bad",
-        State::Pending => "badge idle",
+        State::Pending | State::Cancelling | State::Cancelled => "badge idle",
         _ => "badge busy",
     };
     html! { span class=(class) data-state=(state.as_str()) { (state.as_str()) } }
