@@ -184,7 +184,8 @@ impl<B: Broker, S: Store> Stage for Partition<B, S> {
             checks.push(self.validate(&inbound.msg).await?);
         }
         let mut guard = self.owned.lock().await;
-        if guard.is_none() {
+        let taking_over = guard.is_none();
+        if taking_over {
             match self.take_over().await? {
                 TakeOver::Taken(owned) => {
                     self.control.set_epoch(owned.fence.epoch);
@@ -202,9 +203,10 @@ impl<B: Broker, S: Store> Stage for Partition<B, S> {
         let Some(owned) = guard.as_mut() else {
             return Err(Error::Invalid("partition not owned".into()));
         };
-        if window.is_empty() || self.purge_check_due() {
+        if window.is_empty() || taking_over || self.purge_check_due() {
             // A nudge (taking the partition was the point; a forced purge
-            // and a cancel nudge too), or time to look again.
+            // and a cancel nudge too), a new owner's first look, or time
+            // to look again.
             self.drop_purged(owned).await?;
             if !self.seal_cancelled(owned).await? {
                 self.fenced(&mut guard);
