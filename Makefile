@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 .PHONY: chaos chaos-stack help test fmt lint build release
-.PHONY: bin up up-detached down logs ps check-metadata view-metadata status partitions purge results demo bench chaos check-compose test-drill
+.PHONY: bin up up-detached down logs ps check-metadata view-metadata status partitions purge cancel results demo bench chaos check-compose test-drill
 .PHONY: check-kubernetes
 
 help: ## list the targets
@@ -90,6 +90,10 @@ partitions: bin ## the aggregator's partitions: owner, epoch, open batches, queu
 purge: bin ## remove batches everywhere (docs/operations.md, Retention): make purge ARGS='--older-than 30d --dry-run', ARGS='<id> …', --force for running ones
 	@if [ -z "$(ARGS)" ]; then echo "usage: make purge ARGS='--older-than 30d [--dry-run]'  or  ARGS='<batch id> … [--force]'" >&2; exit 2; fi
 	@$(STACK) cli purge $(ARGS)
+
+cancel: bin ## stop batches for good, they end CANCELLED with what ran checked: make cancel BATCH=<id> [REASON='…']
+	@if [ -z "$(BATCH)" ]; then echo "usage: make cancel BATCH=<batch id> [REASON='why']  (make status lists them)" >&2; exit 2; fi
+	@$(STACK) cli cancel $(BATCH) --reason "$(REASON)"
 
 results: bin ## a batch's aggregate: make results BATCH=<id>
 	@if [ -z "$(BATCH)" ]; then echo "usage: make results BATCH=<batch id>  (make status lists them)" >&2; exit 2; fi

@@ -166,7 +166,7 @@ pub struct SubmitArgs {
     /// Number of batches to create.
     #[arg(long, env = "NUM_BATCHES", default_value_t = 1)]
     pub count: usize,
-    /// Show progress and end with the verdicts; exits non-zero if any batch failed.
+    /// Show progress and end with the verdicts; exits non-zero unless every batch ended SUCCESS (failed or cancelled).
     #[arg(long)]
     pub wait: bool,
     /// Give up waiting after this many seconds (0 = never).

@@ -126,7 +126,8 @@ async fn wait(
     for id in ids {
         if let Some(v) = store.verdict(*id).await? {
             println!("{}", v.line);
-            failed |= !v.success;
+            // Only SUCCESS is a whole result: a cancelled batch's is partial.
+            failed |= !v.success || !store.cancelled_among(&[*id]).await?.is_empty();
         }
     }
     eprintln!(
