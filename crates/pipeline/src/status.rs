@@ -103,7 +103,6 @@ impl BatchStatus {
         let elapsed_s = (p.finished_at.unwrap_or(now) - p.created_at).max(0.0);
         let per_chunk = p.runs as f64 / f64::from(p.chunks.max(1));
         let runs_done = ((f64::from(p.completed) * per_chunk) as i64).min(p.runs);
-        let claimed = i64::from(p.completed + p.running + p.failed);
         BatchStatus {
             batch_id: p.id,
             name: p.name.clone(),
@@ -114,7 +113,7 @@ impl BatchStatus {
             completed: p.completed,
             failed: p.failed,
             attempts: p.attempts,
-            retries: (p.attempts - claimed).max(0),
+            retries: p.retries,
             aggregated: p.aggregated,
             state: State::of(p),
             reason: p.reason.clone(),
@@ -183,6 +182,7 @@ mod tests {
             completed: 2,
             failed: 0,
             attempts: 5,
+            retries: 2,
             aggregated: false,
             verdict: None,
             reason: None,

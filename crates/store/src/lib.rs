@@ -276,6 +276,8 @@ pub struct BatchProgress {
     pub failed: i32,
     /// Sum of attempts over all chunks.
     pub attempts: i64,
+    /// Claims beyond the first of each chunk: attempts that were retried.
+    pub retries: i64,
     pub aggregated: bool,
     /// `Some(true)` SUCCESS, `Some(false)` FAILURE, `None` no verdict yet.
     pub verdict: Option<bool>,
@@ -290,7 +292,7 @@ pub struct BatchProgress {
 }
 
 impl BatchProgress {
-    /// From the first 15 columns of a row of either database, in the
+    /// From the first 16 columns of a row of either database, in the
     /// order `progress`, `batches_older_than` and the catalog select them.
     pub(crate) fn from_row<R>(r: &R) -> std::result::Result<Self, sqlx::Error>
     where
@@ -319,6 +321,7 @@ impl BatchProgress {
             reason: r.try_get(12)?,
             finished_at: r.try_get(13)?,
             cancelled: r.try_get(14)?,
+            retries: r.try_get(15)?,
         })
     }
 }

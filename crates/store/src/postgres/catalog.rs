@@ -58,8 +58,8 @@ const INTEGRITY: &str = "23000";
 fn listing(r: &PgRow) -> Result<BatchListing> {
     Ok(BatchListing {
         progress: progress_of(r)?,
-        kind: get::<Option<String>>(r, 15)?.unwrap_or_default(),
-        event_name: get(r, 16)?,
+        kind: get::<Option<String>>(r, 16)?.unwrap_or_default(),
+        event_name: get(r, 17)?,
     })
 }
 
@@ -100,7 +100,7 @@ impl Catalog for PgStore {
                     coalesce(c.attempts, 0)::int8,
                     EXISTS (SELECT 1 FROM batch_results AS r WHERE r.batch_id = b.id),
                     b.success, nullif(b.reason, ''), extract(epoch FROM b.verdict_at)::float8,
-                    b.cancelled_at IS NOT NULL, b.workload::json ->> 'kind', b.workload::json -> 'event' ->> 'name'
+                    b.cancelled_at IS NOT NULL, coalesce(c.retries, 0)::int8, b.workload::json ->> 'kind', b.workload::json -> 'event' ->> 'name'
              FROM (SELECT b.id, b.name, b.runs, b.chunks, b.created_at, b.workload, b.cancelled_at,
                           v.success, v.reason, v.created_at AS verdict_at ",
             batches_matching!(),

@@ -17,7 +17,8 @@ macro_rules! chunk_counts {
                      count(*) FILTER (WHERE status = 'running') AS running,
                      count(*) FILTER (WHERE status = 'completed') AS completed,
                      count(*) FILTER (WHERE status = 'failed') AS failed,
-                     sum(attempts) AS attempts
+                     sum(attempts) AS attempts,
+                     sum(greatest(attempts - 1, 0)) AS retries
               FROM chunks WHERE chunks.batch_id = b.id
           ) AS c ON true "
     };
@@ -34,7 +35,7 @@ macro_rules! progress_columns {
                 coalesce(c.attempts, 0)::int8,
                 EXISTS (SELECT 1 FROM batch_results AS r WHERE r.batch_id = b.id),
                 v.success, nullif(v.reason, ''), extract(epoch FROM v.created_at)::float8,
-                b.cancelled_at IS NOT NULL"
+                b.cancelled_at IS NOT NULL, coalesce(c.retries, 0)::int8"
     };
 }
 
