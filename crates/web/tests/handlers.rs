@@ -721,7 +721,7 @@ async fn batches_filter_page_and_show_chunks_with_errors() {
             bad.json()["error"]
                 .as_str()
                 .unwrap()
-                .contains("any, success, failure or unfinished")
+                .contains("any, success, failure, cancelled or unfinished")
         );
         assert_eq!(
             get(&app, "/api/batches?page=x").await.status,
