@@ -276,7 +276,8 @@ pub struct BatchProgress {
     pub failed: i32,
     /// Sum of attempts over all chunks.
     pub attempts: i64,
-    /// Claims beyond the first of each chunk: attempts that were retried.
+    /// Failed attempts given another go: claims beyond the first of each
+    /// claimed chunk, and every attempt of a chunk back to pending.
     pub retries: i64,
     pub aggregated: bool,
     /// `Some(true)` SUCCESS, `Some(false)` FAILURE, `None` no verdict yet.

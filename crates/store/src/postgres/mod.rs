@@ -18,7 +18,8 @@ macro_rules! chunk_counts {
                      count(*) FILTER (WHERE status = 'completed') AS completed,
                      count(*) FILTER (WHERE status = 'failed') AS failed,
                      sum(attempts) AS attempts,
-                     sum(greatest(attempts - 1, 0)) AS retries
+                     sum(CASE WHEN status = 'pending' THEN attempts
+                              ELSE greatest(attempts - 1, 0) END) AS retries
               FROM chunks WHERE chunks.batch_id = b.id
           ) AS c ON true "
     };

@@ -36,7 +36,8 @@ macro_rules! progress_columns {
                 coalesce(sum(c.attempts), 0),
                 EXISTS (SELECT 1 FROM batch_results AS r WHERE r.batch_id = b.id),
                 v.success, nullif(v.reason, ''), v.created_at, b.cancelled_at IS NOT NULL,
-                coalesce(sum(max(c.attempts - 1, 0)), 0)"
+                coalesce(sum(CASE WHEN c.status = 'pending' THEN c.attempts
+                                  ELSE max(c.attempts - 1, 0) END), 0)"
     };
 }
 
