@@ -247,4 +247,7 @@ pub struct DemoArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout_s: u64,
+    /// Also show the stages' logs on stderr (RUST_LOG chooses them in detail).
+    #[arg(short, long)]
+    pub verbose: bool,
 }
