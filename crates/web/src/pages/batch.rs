@@ -327,3 +327,65 @@ pub fn download(event: &workload::Event) -> Result<Response, Error> {
     )
         .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use workload::Summary;
+
+    use super::*;
+
+    /// A 2-team, 3-row report of these outcome rows.
+    fn report(rows: &[[i32; 7]]) -> BingoReport {
+        let spec = workload::WorkloadSpec::bingo_default();
+        let mut s = workload::Workload::new(&spec).unwrap().empty_summary();
+        // The built-in event's board: 20 rows, 80 tiles, 200 points.
+        for r in rows {
+            s.add(r).unwrap();
+        }
+        match s.report() {
+            workload::Report::Bingo(b) => b,
+            other => panic!("a bingo report, not {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rows_always_reached_are_said_not_drawn() {
+        let all = bingo(&report(&[[0, 200, 80, 19, 150, 70, 19]])).into_string();
+        assert!(
+            all.contains("Every team unlocked all 20 rows in every run."),
+            "{all}"
+        );
+        assert!(!all.contains("svg class=\"chart rowreach\""), "{all}");
+        let some = bingo(&report(&[[0, 200, 80, 19, 150, 70, 12]])).into_string();
+        assert!(some.contains("rowreach"), "{some}");
+    }
+
+    #[test]
+    fn ties_get_a_bar_a_column_and_a_sentence() {
+        let tied = bingo(&report(&[
+            [0, 120, 40, 10, 120, 40, 10],
+            [1, 100, 30, 9, 120, 40, 10],
+        ]))
+        .into_string();
+        assert!(tied.contains("Tied (no winner)"), "{tied}");
+        assert!(tied.contains("1 of 2 runs (50.0 %) were tied"), "{tied}");
+        assert!(tied.contains("Tie rate"), "{tied}");
+        // An aggregate from before tie counts: the rates say so.
+        let older: Summary = {
+            let mut s = workload::Workload::new(&workload::WorkloadSpec::bingo_default())
+                .unwrap()
+                .empty_summary();
+            s.add(&[0, 120, 40, 10, 120, 40, 10]).unwrap();
+            s.without_tie_counts()
+        };
+        let workload::Report::Bingo(b) = older.report() else {
+            panic!("bingo")
+        };
+        let page = bingo(&b).into_string();
+        assert!(
+            page.contains("Ties were not counted for this batch"),
+            "{page}"
+        );
+        assert!(!page.contains("Tied (no winner)"), "{page}");
+    }
+}
