@@ -16,21 +16,10 @@ use std::time::Duration;
 
 use broker::Queue;
 use common::*;
-use fault_tolerance::{Stack, expected_summary};
+use fault_tolerance::{Stack, expected_summary, twins_event};
 use serde_json::Value;
 use uuid::Uuid;
-use workload::{Event, WorkloadSpec};
-
-/// Spring League, one hour long, its second team a copy of the first.
-fn twins() -> Event {
-    let mut event = Event::spring_league();
-    event.name = "Twins".into();
-    event.duration_seconds = 3600;
-    let mut twin = event.teams[0].clone();
-    twin.name = "Twin".into();
-    event.teams[1] = twin;
-    event
-}
+use workload::WorkloadSpec;
 
 fn stored_json(s: &Stack, id: Uuid) -> Value {
     let json: String = s
@@ -86,7 +75,7 @@ fn ties_are_verified_and_older_aggregates_still_pass() {
     s.spawn("executor-1", "executor", &[]);
     s.spawn("aggregator", "aggregator", &[]);
     wait_consumers(&mut s, Queue::Work, 1);
-    let event = twins();
+    let event = twins_event("Twins");
     let path = s.dir().join("twins.json");
     std::fs::write(&path, serde_json::to_string(&event).expect("event JSON")).expect("write");
     let ids = s.submit(&format!(

@@ -25,7 +25,7 @@ use std::time::Duration;
 use fantoccini::error::{CmdError, ErrorStatus};
 use fantoccini::{Client, ClientBuilder, Locator};
 use fault_tolerance::services::wait_port;
-use fault_tolerance::{Stack, run_cli};
+use fault_tolerance::{Stack, run_cli, twins_event};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -318,19 +318,6 @@ fn broken_event() -> &'static str {
     "{\n  \"name\": \"Broken\",\n  \"start\": {\"day\": \"wed\", \"time\": \"18:00\"},\n  \"duration_seconds\": 172800,\n  \"unlock_threshold\": 5,,\n}"
 }
 
-/// Spring League, one hour, its second team a twin of the first: about a
-/// quarter of the runs tie. Its name is long (the form must still fit a
-/// phone) and has markup in it (it must be shown as text).
-fn twins_event() -> workload::Event {
-    let mut event = workload::Event::spring_league();
-    event.name = "Browser <Twins> League, a name of quite some length".into();
-    event.duration_seconds = 3600;
-    let mut twin = event.teams[0].clone();
-    twin.name = "Twin".into();
-    event.teams[1] = twin;
-    event
-}
-
 #[test]
 fn a_person_adds_an_event_starts_a_batch_and_watches_it_succeed() {
     let web_port = free_port();
@@ -360,7 +347,9 @@ fn a_person_adds_an_event_starts_a_batch_and_watches_it_succeed() {
         to
     };
 
-    let event = twins_event();
+    // Ties by the hundred; a long name (the form must still fit a phone)
+    // with markup in it (shown as text).
+    let event = twins_event("Browser <Twins> League, a name of quite some length");
     let event_text = serde_json::to_string_pretty(&event).expect("event JSON");
 
     let batch_ids: Vec<Uuid> = stack.block_on(async {
