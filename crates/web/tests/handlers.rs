@@ -619,6 +619,111 @@ async fn the_builtin_event_is_a_template_and_deleting_asks_first() {
 }
 
 #[tokio::test]
+async fn ties_show_in_the_api_and_compare_which_leads_somewhere() {
+    with_services(|s| async move {
+        let app = s.app(None);
+        let created = |body: Value| {
+            let app = app.clone();
+            async move {
+                let answer = post_json(&app, "/api/batches", body.to_string()).await;
+                assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+                answer.json()["batches"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|b| b["batch_id"].as_str().unwrap().parse::<Uuid>().unwrap())
+                    .collect::<Vec<_>>()
+            }
+        };
+        let bingo = created(json!({"runs": 2, "chunk_size": 2, "count": 2, "name": "cmp"})).await;
+        let sum =
+            created(json!({"runs": 2, "chunk_size": 2, "event": "sum", "name": "total"})).await[0];
+        // Aggregates as the aggregator would store them: one run won, one tied.
+        let spec = workload::WorkloadSpec::bingo_default();
+        let mut summary = workload::Workload::new(&spec).unwrap().empty_summary();
+        summary.add(&[0, 120, 40, 10, 100, 30, 9]).unwrap();
+        summary.add(&[0, 110, 40, 10, 110, 30, 9]).unwrap();
+        let json = serde_json::to_string(&summary).unwrap();
+        s.store
+            .save_batch_result(bingo[0], &json, 0, None)
+            .await
+            .unwrap();
+        // The second as a build from before tie counts stored it.
+        let older = serde_json::to_string(&summary.clone().without_tie_counts()).unwrap();
+        assert!(!older.contains("tie"), "{older}");
+        s.store
+            .save_batch_result(bingo[1], &older, 0, None)
+            .await
+            .unwrap();
+        let mut totals = workload::Workload::new(&workload::WorkloadSpec::Sum)
+            .unwrap()
+            .empty_summary();
+        totals.add(&[5]).unwrap();
+        let totals = serde_json::to_string(&totals).unwrap();
+        s.store
+            .save_batch_result(sum, &totals, 0, None)
+            .await
+            .unwrap();
+
+        let report = &get(&app, &format!("/api/batches/{}", bingo[0]))
+            .await
+            .json()["result"]["report"];
+        assert_eq!(report["tied_runs"], 1);
+        assert_eq!(report["tie_rate"], 0.5);
+        assert_eq!(report["teams"][0]["wins"], 1);
+        assert_eq!(report["teams"][1]["ties"], 1);
+        let report = &get(&app, &format!("/api/batches/{}", bingo[1]))
+            .await
+            .json()["result"]["report"];
+        assert_eq!(report["tied_runs"], Value::Null);
+        assert_eq!(report["teams"][0]["wins"], 2, "older wins include the tie");
+        let page = get(&app, &format!("/batches/{}", bingo[1])).await;
+        assert!(
+            page.body.contains("Ties were not counted for this batch"),
+            "{}",
+            page.body
+        );
+
+        // One batch chosen: a list to pick the others from, not a dead end.
+        let picker = get(&app, &format!("/compare?b={}", bingo[0])).await;
+        assert_eq!(picker.status, StatusCode::OK);
+        assert!(
+            picker.body.contains("Compare cmp-1 with"),
+            "{}",
+            picker.body
+        );
+        for other in [bingo[1], sum] {
+            assert!(
+                picker
+                    .body
+                    .contains(&format!("type=\"checkbox\" name=\"b\" value=\"{other}\"")),
+                "{}",
+                picker.body
+            );
+        }
+        assert!(!picker.body.contains(&format!(
+            "type=\"checkbox\" name=\"b\" value=\"{}\"",
+            bingo[0]
+        )));
+
+        let uri = format!("compare?b={}&b={}&b={sum}", bingo[0], bingo[1]);
+        let page = get(&app, &format!("/{uri}")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains("Tied (no winner)"), "{}", page.body);
+        assert!(
+            page.body
+                .contains("<strong>total</strong> (a sum batch: no teams, only totals)"),
+            "{}",
+            page.body
+        );
+        let api = get(&app, &format!("/api/{uri}")).await.json();
+        assert!(api["batches"][0]["tie_rate_ci95"].is_array());
+        assert!(api["batches"][1]["tie_rate_ci95"].is_null());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn bad_events_say_where_and_save_nothing() {
     with_services(|s| async move {
         let app = s.app(None);
