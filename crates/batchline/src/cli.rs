@@ -149,7 +149,7 @@ pub struct SubmitArgs {
     #[arg(long, env = "RUNS_PER_BATCH")]
     pub runs: i64,
     /// Runs per chunk (the unit of claims, results and state rows).
-    #[arg(long, env = "CHUNK_SIZE", default_value_t = 10_000)]
+    #[arg(long, env = "CHUNK_SIZE", default_value_t = pipeline::submit::DEFAULT_CHUNK_SIZE)]
     pub chunk_size: i32,
     /// Seed of the first batch (batch i uses seed + i); random when unset.
     #[arg(long)]
@@ -259,4 +259,7 @@ pub struct DemoArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout_s: u64,
+    /// Also show the stages' logs on stderr (RUST_LOG chooses them in detail).
+    #[arg(short, long)]
+    pub verbose: bool,
 }

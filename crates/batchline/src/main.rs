@@ -37,7 +37,9 @@ use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_env_aware();
-    observe::init_tracing(cli.global.log_format);
+    // The demo tells its own story on stdout; its stages' logs only when asked.
+    let quiet = matches!(&cli.command, Command::Demo(d) if !d.verbose);
+    observe::init_tracing(cli.global.log_format, quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -9,10 +9,16 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
-/// Logs go to stderr: stdout is reserved for command output and verdict lines.
-pub fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lapin=warn"));
+/// Logs go to stderr: stdout is reserved for command output and verdict
+/// lines. `quiet` (the demo without `-v`) shows only errors unless
+/// RUST_LOG says otherwise.
+pub fn init_tracing(format: LogFormat, quiet: bool) {
+    let default = if quiet {
+        "error"
+    } else {
+        "info,sqlx=warn,lapin=warn"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

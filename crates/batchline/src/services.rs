@@ -114,13 +114,15 @@ pub async fn demo(g: &Global, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         duplicates: args.duplicates,
         timeout: Duration::from_secs(args.timeout_s.max(1)),
     };
-    eprintln!(
-        "batchline demo: {} batches x {} runs, in-process broker, SQLite and CSV state in {}",
+    println!(
+        "batchline demo: {} batches of {} {} runs, the whole pipeline in this process \
+         (in-process broker, SQLite, aggregator state in CSV files under {}); its logs: -v or RUST_LOG=info",
         cfg.batches,
         cfg.runs,
+        cfg.workload.name(),
         cfg.dir.display()
     );
-    let report = pipeline::demo::run(cfg, stdout_sink())
+    let report = pipeline::demo::run(cfg, stdout_sink(), stdout_sink())
         .await
         .context("demo failed")?;
     println!("{report}");

@@ -36,6 +36,9 @@ pub async fn run(g: &Global, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     if req.runs <= 0 || req.chunk_size <= 0 || req.count == 0 {
         anyhow::bail!("--runs, --chunk-size and --count must be positive");
     }
+    if let Some(problem) = req.name.as_deref().and_then(workload::batch_name_problem) {
+        anyhow::bail!("--name {problem}");
+    }
     let store = connect::store(g).await?;
     let broker = connect::broker(g, &store).await?;
     let submitted = submit(&broker, &store, &req).await?;

@@ -7,7 +7,9 @@
 //! crashes the aggregator mid-way (its task is aborted: every bit of its
 //! in-memory state is gone, its files stay), injects duplicate deliveries
 //! while it is down, restarts it so it rebuilds from the CSVs, and waits
-//! for every batch's verdict.
+//! for every batch's verdict. It tells that story as it goes, in a few
+//! plain lines ([`run`]'s `story`), so a newcomer reads what happened
+//! without reading logs; the stages' own logs are there on request.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -74,29 +76,36 @@ impl DemoReport {
     }
 }
 
+/// The last lines of the story: what the restarted aggregator did, and
+/// the outcome.
 impl std::fmt::Display for DemoReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let rows: [(&str, String); 8] = [
-            (
-                "batches",
-                format!("{} ({} SUCCESS)", self.batches, self.succeeded),
-            ),
-            ("runs", self.runs.to_string()),
-            ("runs/s", format!("{:.0}", self.runs_per_s())),
-            ("elapsed", format!("{:.2} s", self.elapsed.as_secs_f64())),
-            (
-                "applied before crash",
-                self.applied_before_crash.to_string(),
-            ),
-            ("rows rebuilt from CSV", self.rows_rebuilt.to_string()),
-            ("duplicates injected", self.duplicates_injected.to_string()),
-            ("duplicates dropped", self.duplicates_dropped.to_string()),
-        ];
-        writeln!(f, "+-----------------------+----------------------+")?;
-        for (k, v) in rows {
-            writeln!(f, "| {k:<21} | {v:>20} |")?;
-        }
-        write!(f, "+-----------------------+----------------------+")
+        let plural = |n: u64, one: &str, many: &str| {
+            if n == 1 {
+                format!("1 {one}")
+            } else {
+                format!("{n} {many}")
+            }
+        };
+        writeln!(
+            f,
+            "the restarted aggregator rebuilt {} from its CSV files and dropped {}",
+            plural(self.rows_rebuilt, "row", "rows"),
+            plural(
+                self.duplicates_dropped,
+                "duplicate delivery",
+                "duplicate deliveries"
+            )
+        )?;
+        write!(
+            f,
+            "{} of {} batches SUCCESS: {} runs in {:.2} s ({:.0} runs/s)",
+            self.succeeded,
+            self.batches,
+            self.runs,
+            self.elapsed.as_secs_f64(),
+            self.runs_per_s()
+        )
     }
 }
 
@@ -111,8 +120,11 @@ struct Pipeline {
     tasks: Vec<JoinHandle<Result<()>>>,
 }
 
-/// Runs the demo; verdict lines go to `sink` as they come.
-pub async fn run(cfg: DemoConfig, sink: LineSink) -> Result<DemoReport> {
+/// Runs the demo; verdict lines go to `sink` as they come, and the story
+/// of what the demo does to the pipeline to `story`, one line per step.
+pub async fn run(cfg: DemoConfig, sink: LineSink, story: LineSink) -> Result<DemoReport> {
+    let tell =
+        |line: String| story(&line).map_err(|e| Error::io("cannot write the demo's story", e));
     let mut p = Pipeline::start(&cfg, sink).await?;
     let start = Instant::now();
     let submitted = submit(
@@ -130,11 +142,12 @@ pub async fn run(cfg: DemoConfig, sink: LineSink) -> Result<DemoReport> {
     .await?;
     let ids: Vec<_> = submitted.batches.iter().map(|b| b.id).collect();
     let total_chunks: u64 = submitted.batches.iter().map(|b| b.chunks() as u64).sum();
-    tracing::info!(
-        batches = ids.len(),
-        chunks = total_chunks,
-        "demo: batches submitted"
-    );
+    tell(format!(
+        "submitted {} batches: {} chunks of up to {} runs",
+        ids.len(),
+        total_chunks,
+        cfg.chunk_size
+    ))?;
 
     // Crash the aggregator once about a third of the chunk results are in.
     let first_stats = StageStats::new("aggregator");
@@ -151,15 +164,13 @@ pub async fn run(cfg: DemoConfig, sink: LineSink) -> Result<DemoReport> {
     first.abort();
     let _ = first.await;
     let applied_before_crash = first_stats.total("applied");
-    tracing::warn!(
-        applied = applied_before_crash,
-        "demo: aggregator crashed (task aborted, in-memory state gone, CSV files kept)"
-    );
+    tell(format!(
+        "crashed the aggregator after it applied {applied_before_crash} chunk results: its memory is gone, its CSV files stay"
+    ))?;
     let duplicates_injected = p.inject_duplicates(&ids, cfg.duplicates).await?;
-    tracing::info!(
-        duplicates = duplicates_injected,
-        "demo: duplicate deliveries injected; restarting the aggregator"
-    );
+    tell(format!(
+        "delivered {duplicates_injected} chunk results a second time while it was down; restarted it"
+    ))?;
     let second_stats = StageStats::new("aggregator");
     let second = p.aggregator(&second_stats);
     p.tasks.push(second);

@@ -26,6 +26,10 @@ pub struct SubmitRequest {
     pub count: usize,
 }
 
+/// Runs per chunk when the user names none: `batchline submit` and the
+/// console's form start from it.
+pub const DEFAULT_CHUNK_SIZE: i32 = 10_000;
+
 /// How many work messages go out per publish call (all confirmed together).
 const PUBLISH_SLICE: usize = 5_000;
 
@@ -51,12 +55,8 @@ pub async fn submit<B: Broker, S: Store>(
     if req.count == 0 {
         return Err(Error::Invalid("--count must be at least 1".into()));
     }
-    if let Some(name) = &req.name
-        && (name.is_empty() || name.len() > 200 || name.contains(['\n', '\r', '[', ']']))
-    {
-        return Err(Error::Invalid(format!(
-            "--name must be 1-200 characters without newlines or brackets, got {name:?}"
-        )));
+    if let Some(problem) = req.name.as_deref().and_then(workload::batch_name_problem) {
+        return Err(Error::Invalid(format!("--name {problem}")));
     }
     Workload::new(&req.workload)?;
     let workload = serde_json::to_string(&req.workload).map_err(|source| Error::Encode {

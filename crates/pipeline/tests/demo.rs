@@ -39,9 +39,14 @@ fn sink() -> (LineSink, Arc<Mutex<Vec<String>>>) {
 async fn demo_crashes_the_aggregator_rebuilds_and_every_batch_succeeds() {
     let tmp = tempfile::tempdir().unwrap();
     let (sink, printed) = sink();
-    let report = run(config(tmp.path(), WorkloadSpec::bingo_default()), sink)
-        .await
-        .unwrap();
+    let (story, told) = self::sink();
+    let report = run(
+        config(tmp.path(), WorkloadSpec::bingo_default()),
+        sink,
+        story,
+    )
+    .await
+    .unwrap();
 
     assert_eq!(report.batches, 3);
     assert!(report.all_succeeded(), "{report}\n{:?}", report.lines);
@@ -59,6 +64,26 @@ async fn demo_crashes_the_aggregator_rebuilds_and_every_batch_succeeds() {
     );
     assert_eq!(report.duplicates_injected, 6);
     assert!(report.duplicates_dropped >= 6, "{report}");
+    // The story, in a few plain lines: submit, crash, duplicates; then the
+    // report's rebuild and outcome.
+    let told = told.lock().unwrap().clone();
+    assert_eq!(told.len(), 3, "{told:?}");
+    assert_eq!(told[0], "submitted 3 batches: 90 chunks of up to 100 runs");
+    assert!(
+        told[1].starts_with(&format!(
+            "crashed the aggregator after it applied {} chunk results",
+            report.applied_before_crash
+        )),
+        "{told:?}"
+    );
+    assert!(told[2].starts_with("delivered 6 chunk results a second time"));
+    let end = report.to_string();
+    assert_eq!(end.lines().count(), 2, "{end}");
+    assert!(end.ends_with(&format!(
+        "3 of 3 batches SUCCESS: 9000 runs in {:.2} s ({:.0} runs/s)",
+        report.elapsed.as_secs_f64(),
+        report.runs_per_s()
+    )));
     // State files of finished batches are gone; tombstones remain, each in
     // its batch's partition directory.
     let agg = tmp.path().join("demo/aggregator");
@@ -86,7 +111,8 @@ async fn demo_crashes_the_aggregator_rebuilds_and_every_batch_succeeds() {
 async fn demo_runs_the_sum_workload_too() {
     let tmp = tempfile::tempdir().unwrap();
     let (sink, _) = sink();
-    let report = run(config(tmp.path(), WorkloadSpec::Sum), sink)
+    let (story, _) = self::sink();
+    let report = run(config(tmp.path(), WorkloadSpec::Sum), sink, story)
         .await
         .unwrap();
     assert!(report.all_succeeded(), "{report}");

@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use broker::Broker;
@@ -21,7 +21,9 @@ use crate::body::{json_bytes, parse};
 use crate::data::{self, BatchQuery, ChunkQuery};
 use crate::error::{ApiError, Error};
 use crate::events::check;
+use crate::id::Id;
 use crate::pages::events::PageQuery;
+use crate::seed::Seed;
 use crate::submit::NewBatchRequest;
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -41,7 +43,7 @@ pub async fn batches<B: Broker, S: Store + Catalog>(
 /// `GET /api/batches/{id}`.
 pub async fn batch<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
-    Path(id): Path<Uuid>,
+    Id(id): Id,
 ) -> ApiResult<Json<data::BatchDetail>> {
     Ok(Json(data::batch_detail(&app.store, id).await?))
 }
@@ -49,7 +51,7 @@ pub async fn batch<B: Broker, S: Store + Catalog>(
 /// `GET /api/batches/{id}/chunks?problems=&offset=&limit=`.
 pub async fn chunks<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
-    Path(id): Path<Uuid>,
+    Id(id): Id,
     q: Result<Query<ChunkQuery>, QueryRejection>,
 ) -> ApiResult<Json<data::ChunkList>> {
     let Query(q) = q.map_err(|e| Error::BadRequest(e.body_text()))?;
@@ -60,7 +62,8 @@ pub async fn chunks<B: Broker, S: Store + Catalog>(
 struct Created {
     batch_id: Uuid,
     name: String,
-    seed: i64,
+    #[serde(flatten)]
+    seed: Seed,
     runs: i64,
     chunks: i32,
 }
@@ -83,7 +86,7 @@ pub async fn submit<B: Broker, S: Store + Catalog>(
         .map(|b| Created {
             batch_id: b.id,
             name: b.name.clone(),
-            seed: b.seed,
+            seed: Seed(b.seed),
             runs: b.runs,
             chunks: b.chunks(),
         })
@@ -105,7 +108,7 @@ pub async fn events<B: Broker, S: Store + Catalog>(
 /// `GET /api/events/{id}`.
 pub async fn event<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
-    Path(id): Path<Uuid>,
+    Id(id): Id,
 ) -> ApiResult<Json<data::EventDetail>> {
     Ok(Json(data::event_detail(&app.store, id).await?))
 }
@@ -149,7 +152,7 @@ pub async fn save_event<B: Broker, S: Store + Catalog>(
 /// `DELETE /api/events/{id}`: 204; 409 when a batch ran it.
 pub async fn delete_event<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
-    Path(id): Path<Uuid>,
+    Id(id): Id,
 ) -> ApiResult<StatusCode> {
     match app.store.delete_event(id).await? {
         EventDeletion::Deleted => Ok(StatusCode::NO_CONTENT),
@@ -175,7 +178,7 @@ pub struct CancelRequest {
 /// `{"reason": "…"}` is optional.
 pub async fn cancel<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
-    Path(id): Path<Uuid>,
+    Id(id): Id,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<serde_json::Value>> {

@@ -6,9 +6,14 @@
 //! keeps people signed in: `v1.EXPIRY.TAG`, where TAG is an HMAC-SHA256 of
 //! the expiry keyed with the token. Changing the token signs everyone out.
 //! Every comparison of secrets is constant-time (`Mac::verify_slice`).
+//!
+//! Wrong tokens are throttled ([`Throttle`]): after a few, the login form
+//! refuses every try for a while, unchecked, and each further try (wrong,
+//! or made during the wait) doubles the wait up to a minute, so guessing
+//! cannot go at the speed of the network.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
@@ -33,6 +38,48 @@ pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 pub struct Guard {
     token: Option<Secret>,
     secure_cookies: bool,
+    pub throttle: Throttle,
+}
+
+/// Wrong tokens in a row this process may see before it makes people wait.
+pub const FREE_TRIES: u32 = 3;
+/// The longest wait after wrong tokens.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Wrong sign-ins in a row, and until when the form refuses tries. One per
+/// process, for every client: a guesser cannot spread over addresses, and
+/// the wait stays short enough (at most [`MAX_WAIT`]) for the person who
+/// knows the token.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    state: Mutex<(u32, Option<Instant>)>,
+}
+
+impl Throttle {
+    /// How long a try at `now` must still wait; `None` when it may go ahead.
+    pub fn wait(&self, now: Instant) -> Option<Duration> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .1
+            .and_then(|until| until.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+
+    /// A wrong token at `now`: past [`FREE_TRIES`], 1 s, 2 s, 4 s, … up to
+    /// [`MAX_WAIT`] before the next try.
+    pub fn failed(&self, now: Instant) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.0 = state.0.saturating_add(1);
+        if state.0 > FREE_TRIES {
+            let doublings = (state.0 - FREE_TRIES - 1).min(6);
+            state.1 = Some(now + Duration::from_secs(1 << doublings).min(MAX_WAIT));
+        }
+    }
+
+    /// The right token: the count starts again.
+    pub fn succeeded(&self) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (0, None);
+    }
 }
 
 impl Guard {
@@ -40,6 +87,7 @@ impl Guard {
         Guard {
             token,
             secure_cookies,
+            throttle: Throttle::default(),
         }
     }
 
@@ -220,6 +268,27 @@ mod tests {
         for junk in ["", "v1", "v1.x.y", "v2.99999999999.00", "v1.99999999999.zz"] {
             assert!(!g.session_valid(junk, 1_000), "{junk}");
         }
+    }
+
+    #[test]
+    fn wrong_tokens_past_the_free_tries_make_the_next_try_wait() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        for _ in 0..FREE_TRIES {
+            t.failed(now);
+            assert_eq!(t.wait(now), None);
+        }
+        t.failed(now);
+        assert_eq!(t.wait(now), Some(Duration::from_secs(1)));
+        assert_eq!(t.wait(now + Duration::from_secs(1)), None);
+        t.failed(now);
+        assert_eq!(t.wait(now), Some(Duration::from_secs(2)));
+        for _ in 0..20 {
+            t.failed(now);
+        }
+        assert_eq!(t.wait(now), Some(MAX_WAIT));
+        t.succeeded();
+        assert_eq!(t.wait(now), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use store::{Catalog, Store, Uuid};
 use workload::{Report, Summary, WorkloadSpec};
 
 use crate::error::{Error, Result};
+use crate::seed::Seed;
 
 /// Batches per page of the list.
 pub const BATCHES_PER_PAGE: i64 = 25;
@@ -85,6 +86,27 @@ pub struct BatchRow {
     pub event_name: Option<String>,
 }
 
+/// Puts the batches of one submission (created in one transaction, so at
+/// the same instant) in their order, `name-1`, `name-2`, … `name-10`, as
+/// their seeds go; the store gives them newest first, but in no particular
+/// order among themselves. The sort is stable, so the rest keep theirs.
+fn submission_order(batches: &mut [store::catalog::BatchListing]) {
+    fn numbered(name: &str) -> (&str, Option<u64>) {
+        match name.rsplit_once('-') {
+            Some((stem, n)) => match n.parse() {
+                Ok(n) => (stem, Some(n)),
+                Err(_) => (name, None),
+            },
+            None => (name, None),
+        }
+    }
+    batches.sort_by(|a, b| {
+        let (a_at, b_at) = (a.progress.created_at, b.progress.created_at);
+        b_at.total_cmp(&a_at)
+            .then_with(|| numbered(&a.progress.name).cmp(&numbered(&b.progress.name)))
+    });
+}
+
 /// `GET /api/batches`.
 #[derive(Clone, Debug, Serialize)]
 pub struct BatchList {
@@ -111,7 +133,8 @@ pub async fn batch_list<S: Catalog>(store: &S, query: &BatchQuery) -> Result<Bat
         offset: (page - 1).saturating_mul(BATCHES_PER_PAGE),
         limit: BATCHES_PER_PAGE,
     };
-    let found = store.list_batches(&filter).await?;
+    let mut found = store.list_batches(&filter).await?;
+    submission_order(&mut found.batches);
     let now = now_s();
     Ok(BatchList {
         batches: found
@@ -157,7 +180,8 @@ pub struct BatchResult {
 pub struct BatchDetail {
     #[serde(flatten)]
     pub status: BatchStatus,
-    pub seed: i64,
+    #[serde(flatten)]
+    pub seed: Seed,
     pub chunk_size: i32,
     pub workload: String,
     pub event: EventRef,
@@ -219,7 +243,7 @@ pub async fn batch_detail<S: Store + Catalog>(store: &S, id: Uuid) -> Result<Bat
         .await?;
     Ok(BatchDetail {
         status: BatchStatus::new(&progress, now_s()),
-        seed: batch.seed,
+        seed: Seed(batch.seed),
         chunk_size: batch.chunk_size,
         workload: spec
             .as_ref()
@@ -326,11 +350,14 @@ pub struct Comparison {
 pub struct Compared {
     #[serde(flatten)]
     pub status: BatchStatus,
-    pub seed: i64,
+    #[serde(flatten)]
+    pub seed: Seed,
     pub event: EventRef,
     pub result: Option<BatchResult>,
     /// Per team of a bingo result: the win rate's 95 % Wilson interval.
     pub win_rate_ci95: Vec<(f64, f64)>,
+    /// The share of tied runs' 95 % Wilson interval, when ties were counted.
+    pub tie_rate_ci95: Option<(f64, f64)>,
 }
 
 pub async fn comparison<S: Store + Catalog>(store: &S, ids: &[Uuid]) -> Result<Comparison> {
@@ -343,13 +370,15 @@ pub async fn comparison<S: Store + Catalog>(store: &S, ids: &[Uuid]) -> Result<C
     let mut batches = Vec::with_capacity(ids.len());
     for id in ids {
         let d = batch_detail(store, *id).await?;
-        let win_rate_ci95 = match d.result.as_ref().map(|r| &r.report) {
-            Some(Report::Bingo(b)) => b
-                .teams
-                .iter()
-                .map(|t| crate::stats::wilson95(t.wins, b.runs))
-                .collect(),
-            _ => Vec::new(),
+        let (win_rate_ci95, tie_rate_ci95) = match d.result.as_ref().map(|r| &r.report) {
+            Some(Report::Bingo(b)) => (
+                b.teams
+                    .iter()
+                    .map(|t| crate::stats::wilson95(t.wins, b.runs))
+                    .collect(),
+                b.tied_runs.map(|n| crate::stats::wilson95(n, b.runs)),
+            ),
+            _ => (Vec::new(), None),
         };
         batches.push(Compared {
             status: d.status,
@@ -357,6 +386,7 @@ pub async fn comparison<S: Store + Catalog>(store: &S, ids: &[Uuid]) -> Result<C
             event: d.event,
             result: d.result,
             win_rate_ci95,
+            tie_rate_ci95,
         });
     }
     Ok(Comparison { batches })

@@ -37,9 +37,10 @@ pub enum Error {
     /// A bad event: malformed JSON (with line and column) or invalid content.
     #[error("{0}")]
     Event(EventProblem),
-    /// Submit refused the request (bad values, invalid workload).
-    #[error("{0}")]
-    Refused(String),
+    /// Submit refused the request (bad values, invalid workload): every
+    /// problem found, each a sentence.
+    #[error("{}", .0.join(" "))]
+    Refused(Vec<String>),
     #[error("the database is unavailable, try again shortly")]
     Unavailable(#[source] store::Error),
     #[error("internal error: {0}")]
@@ -61,8 +62,8 @@ impl From<store::Error> for Error {
 impl From<pipeline::Error> for Error {
     fn from(e: pipeline::Error) -> Self {
         match e {
-            pipeline::Error::Invalid(m) => Error::Refused(m),
-            pipeline::Error::Workload(w) => Error::Refused(w.to_string()),
+            pipeline::Error::Invalid(m) => Error::Refused(vec![m]),
+            pipeline::Error::Workload(w) => Error::Refused(vec![w.to_string()]),
             pipeline::Error::Store(s) => Error::from(s),
             other => Error::Internal(other.to_string()),
         }
@@ -124,6 +125,7 @@ impl IntoResponse for ApiError {
         let mut body = json!({ "error": e.public_message() });
         match &e {
             Error::Event(problem) => problem.add_details(&mut body),
+            Error::Refused(problems) => body["problems"] = json!(problems),
             Error::Json { line, column, .. } => {
                 body["line"] = json!(line);
                 body["column"] = json!(column);

@@ -27,7 +27,7 @@ pub enum EventProblem {
         column: usize,
     },
     /// Well-formed, but the event cannot run; every problem with its place.
-    #[error("the event has {} problem(s): {}", problems.len(), problems.join("; "))]
+    #[error("the event has {}: {}", crate::views::format::things(problems.len(), "problem", "problems"), problems.join("; "))]
     Invalid { problems: Vec<String> },
 }
 

@@ -17,6 +17,8 @@
 //! - `views`: the maud templates (HTML-escaped), charts drawn as SVG on
 //!   the server, the event board; `assets`: CSS, script and icon compiled
 //!   into the binary.
+//! - `id`: the id in a URL path, refused in the route's own words.
+//! - `seed`: seeds in JSON as numbers and as strings (past 2^53).
 //! - `stats`: confidence intervals for the comparisons.
 //!
 //! The console keeps no state of its own: Postgres (through the
@@ -32,7 +34,9 @@ mod csrf;
 mod data;
 mod error;
 mod events;
+mod id;
 mod pages;
+mod seed;
 pub mod settings;
 mod stats;
 mod submit;
@@ -103,9 +107,17 @@ pub fn router<B: Broker, S: Store + Catalog>(config: &WebConfig, broker: B, stor
                 .post(pages::events::add::<B, S>)
                 .layer(event_body),
         )
+        .route("/events/builtin", get(pages::events::builtin))
+        .route(
+            "/events/builtin/event.json",
+            get(pages::events::builtin_download),
+        )
         .route("/events/{id}", get(pages::events::show::<B, S>))
         .route("/events/{id}/event.json", get(pages::events::json::<B, S>))
-        .route("/events/{id}/delete", post(pages::events::delete::<B, S>))
+        .route(
+            "/events/{id}/delete",
+            get(pages::events::confirm_delete::<B, S>).post(pages::events::delete::<B, S>),
+        )
         .route("/compare", get(pages::compare::show::<B, S>))
         .route("/readyz", get(ready::<B, S>));
     let api = Router::new()

@@ -14,8 +14,9 @@ use pipeline::secret::SecretFileError;
 /// `batchline web`'s options; each also comes from the environment.
 #[derive(Clone, Debug, clap::Args)]
 pub struct WebArgs {
-    /// Address to listen on. Anything but loopback needs WEB_TOKEN.
-    #[arg(long, env = "WEB_ADDR", default_value = "127.0.0.1:8080")]
+    /// Address to listen on: IP:PORT, or localhost:PORT (127.0.0.1).
+    /// Anything but loopback needs WEB_TOKEN.
+    #[arg(long, env = "WEB_ADDR", default_value = "127.0.0.1:8080", value_parser = listen_addr)]
     pub addr: SocketAddr,
     /// Token every request must carry: typed once into the login form (which
     /// sets a cookie), or sent as `Authorization: Bearer TOKEN` to the API.
@@ -39,6 +40,20 @@ pub struct WebArgs {
     /// Mark the cookies `Secure` (when a proxy serves the console over HTTPS).
     #[arg(long, env = "WEB_SECURE_COOKIES")]
     pub secure_cookies: bool,
+}
+
+/// `IP:PORT`, or `localhost:PORT` as the IPv4 loopback: no name lookup,
+/// so the loopback rule below can never be fooled by a resolver.
+fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    match text.strip_prefix("localhost:").map(str::parse::<u16>) {
+        Some(Ok(port)) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        _ => Err(format!(
+            "{text:?} is not an address to listen on: give IP:PORT (127.0.0.1:8080, 0.0.0.0:8080, [::1]:8080) or localhost:PORT"
+        )),
+    }
 }
 
 /// Shortest token accepted: guessing one must be hopeless.
@@ -145,6 +160,10 @@ mod tests {
         assert_eq!(config.addr.to_string(), "127.0.0.1:8080");
         assert!(config.token.is_none());
         assert!(WebConfig::from_args(&parse(&["--addr", "[::1]:9000"])).is_ok());
+        let local = WebConfig::from_args(&parse(&["--addr", "localhost:9001"])).unwrap();
+        assert_eq!(local.addr.to_string(), "127.0.0.1:9001");
+        assert!(listen_addr("localhost:http").is_err());
+        assert!(listen_addr("example.com:80").is_err());
 
         let err = WebConfig::from_args(&parse(&["--addr", "0.0.0.0:8080"])).unwrap_err();
         assert!(matches!(err, SettingsError::TokenRequired(_)));

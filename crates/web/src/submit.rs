@@ -6,10 +6,11 @@ use serde::Deserialize;
 use store::{Catalog, Uuid, chunk_count};
 use workload::WorkloadSpec;
 
-use pipeline::submit::SubmitRequest;
+use pipeline::submit::{DEFAULT_CHUNK_SIZE, SubmitRequest};
 
 use crate::error::{Error, Result};
 use crate::events::event_of;
+use crate::seed::SeedIn;
 use crate::settings::Limits;
 use crate::views::format;
 
@@ -56,7 +57,7 @@ impl Default for NewBatchForm {
         NewBatchForm {
             event: "builtin".into(),
             runs: "20000".into(),
-            chunk_size: "1000".into(),
+            chunk_size: DEFAULT_CHUNK_SIZE.to_string(),
             seed: String::new(),
             count: "1".into(),
             name: String::new(),
@@ -75,8 +76,9 @@ pub struct NewBatchRequest {
     pub runs: i64,
     #[serde(default)]
     pub chunk_size: Option<i32>,
+    /// A number, or a string of one (JSON numbers past 2^53 lose digits).
     #[serde(default)]
-    pub seed: Option<i64>,
+    pub seed: Option<SeedIn>,
     #[serde(default)]
     pub count: Option<usize>,
     #[serde(default)]
@@ -94,13 +96,19 @@ pub struct Plan {
     pub name: Option<String>,
 }
 
+/// A whole number as typed in the form (`20,000`, `20 000` and `20_000`
+/// too), or a problem in the form's words.
 fn number<T: std::str::FromStr>(field: &str, text: &str, problems: &mut Vec<String>) -> Option<T> {
     let t = text.trim().replace([',', '_', ' '], "");
     match t.parse() {
         Ok(v) => Some(v),
+        Err(_) if t.is_empty() => {
+            problems.push(format!("{field}: enter a whole number."));
+            None
+        }
         Err(_) => {
             problems.push(format!(
-                "{field} must be a whole number, not {:?}",
+                "{field}: enter a whole number, not \"{}\".",
                 text.trim()
             ));
             None
@@ -109,30 +117,41 @@ fn number<T: std::str::FromStr>(field: &str, text: &str, problems: &mut Vec<Stri
 }
 
 impl NewBatchForm {
+    /// The plan, or every problem of the form at once.
     pub fn plan(&self, limits: &Limits) -> Result<Plan> {
         let mut problems = Vec::new();
-        let source = Source::parse(&self.event);
-        let runs = number("runs", &self.runs, &mut problems);
-        let chunk_size = number("chunk size", &self.chunk_size, &mut problems);
-        let count = number("batches", &self.count, &mut problems);
+        let source = Source::parse(&self.event)
+            .map_err(|_| problems.push("Event: choose one from the list.".to_string()))
+            .ok();
+        let runs = number("Runs per batch", &self.runs, &mut problems);
+        let chunk_size = number("Chunk size", &self.chunk_size, &mut problems);
         let seed = match self.seed.trim() {
-            "" => None,
-            _ => number("seed", &self.seed, &mut problems),
+            "" => Some(None),
+            _ => number("Seed", &self.seed, &mut problems).map(Some),
         };
-        if let Err(e) = &source {
-            problems.push(e.to_string());
-        }
-        match (source, runs, chunk_size, count, problems.is_empty()) {
-            (Ok(source), Some(runs), Some(chunk_size), Some(count), true) => Plan {
-                source,
-                runs,
-                chunk_size,
-                seed,
-                count,
-                name: Some(self.name.trim().to_string()).filter(|n| !n.is_empty()),
+        let count = number("Batches", &self.count, &mut problems);
+        let name = Some(self.name.trim().to_string()).filter(|n| !n.is_empty());
+        problems.extend(limit_problems(
+            runs,
+            chunk_size,
+            count,
+            name.as_deref(),
+            limits,
+        ));
+        match (source, runs, chunk_size, seed, count) {
+            (Some(source), Some(runs), Some(chunk_size), Some(seed), Some(count))
+                if problems.is_empty() =>
+            {
+                Ok(Plan {
+                    source,
+                    runs,
+                    chunk_size,
+                    seed,
+                    count,
+                    name,
+                })
             }
-            .checked(limits),
-            _ => Err(Error::Refused(problems.join("; "))),
+            _ => Err(Error::Refused(problems)),
         }
     }
 }
@@ -142,8 +161,8 @@ impl NewBatchRequest {
         Plan {
             source: Source::parse(self.event.as_deref().unwrap_or("builtin"))?,
             runs: self.runs,
-            chunk_size: self.chunk_size.unwrap_or(1_000),
-            seed: self.seed,
+            chunk_size: self.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
+            seed: self.seed.map(|s| s.0),
             count: self.count.unwrap_or(1),
             name: self.name.clone(),
         }
@@ -151,44 +170,73 @@ impl NewBatchRequest {
     }
 }
 
-impl Plan {
-    /// Within the console's limits; each problem says the limit.
-    fn checked(self, limits: &Limits) -> Result<Plan> {
-        let mut problems = Vec::new();
-        if !(1..=limits.max_runs).contains(&self.runs) {
+/// What is wrong with the values that could be read, each a sentence in
+/// the console's words and naming the limit; a value that could not be
+/// read (`None`) was reported already.
+fn limit_problems(
+    runs: Option<i64>,
+    chunk_size: Option<i32>,
+    count: Option<usize>,
+    name: Option<&str>,
+    limits: &Limits,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(runs) = runs.filter(|r| !(1..=limits.max_runs).contains(r)) {
+        problems.push(format!(
+            "Runs per batch: between 1 and {}, not {}.",
+            format::count(limits.max_runs),
+            format::count(runs)
+        ));
+    }
+    match (runs, chunk_size) {
+        (_, Some(size)) if size < 1 => {
             problems.push(format!(
-                "runs must be between 1 and {} per batch, not {}",
-                format::count(limits.max_runs),
-                format::count(self.runs)
+                "Chunk size: at least 1, not {}.",
+                format::count(i64::from(size))
             ));
         }
-        if self.chunk_size < 1 {
-            problems.push(format!(
-                "chunk size must be at least 1, not {}",
-                self.chunk_size
-            ));
-        } else if self.runs >= 1 {
-            let chunks = i64::from(chunk_count(self.runs, self.chunk_size));
+        (Some(runs), Some(size)) if runs >= 1 => {
+            let chunks = i64::from(chunk_count(runs, size));
             if chunks > limits.max_chunks {
                 problems.push(format!(
-                    "{} runs in chunks of {} make {} chunks; the limit is {} per batch: use larger chunks",
-                    format::count(self.runs),
-                    format::count(i64::from(self.chunk_size)),
+                    "Chunk size: {} runs in chunks of {} would make {} chunks, and a batch may have at most {}. Choose a chunk size of at least {}.",
+                    format::count(runs),
+                    format::count(i64::from(size)),
                     format::count(chunks),
-                    format::count(limits.max_chunks)
+                    format::count(limits.max_chunks),
+                    format::count((runs + limits.max_chunks - 1) / limits.max_chunks.max(1)),
                 ));
             }
         }
-        if !(1..=limits.max_batches).contains(&self.count) {
-            problems.push(format!(
-                "batches per submission must be between 1 and {}, not {}",
-                limits.max_batches, self.count
-            ));
-        }
+        _ => {}
+    }
+    if let Some(count) = count.filter(|c| !(1..=limits.max_batches).contains(c)) {
+        problems.push(format!(
+            "Batches: between 1 and {}, not {}.",
+            limits.max_batches,
+            format::count(count as i64)
+        ));
+    }
+    if let Some(problem) = name.and_then(workload::batch_name_problem) {
+        problems.push(format!("Name {problem}."));
+    }
+    problems
+}
+
+impl Plan {
+    /// Within the console's limits; each problem says the limit.
+    fn checked(self, limits: &Limits) -> Result<Plan> {
+        let problems = limit_problems(
+            Some(self.runs),
+            Some(self.chunk_size),
+            Some(self.count),
+            self.name.as_deref(),
+            limits,
+        );
         if problems.is_empty() {
             Ok(self)
         } else {
-            Err(Error::Refused(problems.join("; ")))
+            Err(Error::Refused(problems))
         }
     }
 
@@ -198,10 +246,11 @@ impl Plan {
             Source::Builtin => WorkloadSpec::bingo_default(),
             Source::Sum => WorkloadSpec::Sum,
             Source::Saved(id) => {
-                let stored = store
-                    .event(id)
-                    .await?
-                    .ok_or_else(|| Error::Refused(format!("no saved event {id}")))?;
+                let stored = store.event(id).await?.ok_or_else(|| {
+                    Error::Refused(vec![format!(
+                        "Event: no saved event {id}; it may have been deleted."
+                    )])
+                })?;
                 let event = event_of(&stored.workload).ok_or_else(|| {
                     Error::Internal(format!("saved event {id} is not a bingo event"))
                 })?;
@@ -239,7 +288,7 @@ mod tests {
         }
     }
 
-    fn refused(r: Result<Plan>) -> String {
+    fn refused(r: Result<Plan>) -> Vec<String> {
         match r {
             Err(Error::Refused(m)) => m,
             other => panic!("expected a refusal, got {other:?}"),
@@ -270,19 +319,41 @@ mod tests {
 
     #[test]
     fn limits_are_named_in_the_refusal() {
-        let m = refused(form("2000000", "1000", "1").plan(&LIMITS));
-        assert!(m.contains("between 1 and 1,000,000"), "{m}");
-        let m = refused(form("100000", "10", "1").plan(&LIMITS));
-        assert!(m.contains("10,000 chunks; the limit is 1,000"), "{m}");
-        let m = refused(form("100", "10", "6").plan(&LIMITS));
-        assert!(m.contains("between 1 and 5, not 6"), "{m}");
-        let m = refused(form("lots", "x", "1").plan(&LIMITS));
-        assert!(
-            m.contains("runs must be a whole number") && m.contains("chunk size"),
-            "{m}"
+        let m = refused(form("2000000", "10000", "1").plan(&LIMITS));
+        assert_eq!(
+            m,
+            ["Runs per batch: between 1 and 1,000,000, not 2,000,000."]
         );
+        let m = refused(form("100000", "10", "1").plan(&LIMITS));
+        assert_eq!(
+            m,
+            [
+                "Chunk size: 100,000 runs in chunks of 10 would make 10,000 chunks, and a batch may have at most 1,000. Choose a chunk size of at least 100."
+            ]
+        );
+        let m = refused(form("100", "10", "6").plan(&LIMITS));
+        assert_eq!(m, ["Batches: between 1 and 5, not 6."]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        // Unreadable fields and out-of-range ones together.
+        let m = refused(
+            NewBatchForm {
+                seed: "s".into(),
+                name: "[x]".into(),
+                ..form("lots", "0", "6")
+            }
+            .plan(&LIMITS),
+        );
+        assert_eq!(m.len(), 5, "{m:?}");
+        assert!(
+            m[0].starts_with("Runs per batch: enter a whole number"),
+            "{m:?}"
+        );
+        assert!(m.iter().all(|p| !p.contains("--")), "{m:?}");
         let m = refused(form("0", "0", "0").plan(&LIMITS));
-        assert_eq!(m.matches("; ").count(), 2, "{m}");
+        assert_eq!(m.len(), 3, "{m:?}");
     }
 
     #[test]

@@ -340,7 +340,7 @@ async fn the_form_submits_like_batchline_submit_and_needs_its_token() {
         assert!(
             answer
                 .body
-                .contains("runs must be a whole number, not &quot;lots&quot;"),
+                .contains("Runs per batch: enter a whole number, not &quot;lots&quot;."),
             "{}",
             answer.body
         );
@@ -356,15 +356,19 @@ async fn limits_are_enforced_with_clear_messages() {
         for (body, says) in [
             (
                 json!({"runs": 100_001}),
-                "runs must be between 1 and 100,000 per batch",
+                "Runs per batch: between 1 and 100,000, not 100,001.",
             ),
             (
                 json!({"runs": 10_000, "chunk_size": 100}),
-                "make 100 chunks; the limit is 50 per batch",
+                "would make 100 chunks, and a batch may have at most 50. Choose a chunk size of at least 200.",
             ),
             (
                 json!({"runs": 10, "count": 4}),
-                "batches per submission must be between 1 and 3, not 4",
+                "Batches: between 1 and 3, not 4.",
+            ),
+            (
+                json!({"runs": 10, "name": "n".repeat(81)}),
+                "Name must be at most 80 characters, not 81.",
             ),
             (json!({"runs": 10, "event": "nope"}), "saved event's id"),
             (
@@ -425,6 +429,297 @@ async fn limits_are_enforced_with_clear_messages() {
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         );
         assert_eq!(s.store.list_events(0, 10).await.unwrap().total, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_problem_of_a_request_comes_at_once_in_the_consoles_words() {
+    with_services(|s| async move {
+        let app = s.app(None);
+        // The API: one error sentence, and the list.
+        let body = json!({"runs": 0, "chunk_size": 0, "count": 9, "name": "a\nb"});
+        let answer = post_json(&app, "/api/batches", body.to_string()).await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let problems = answer.json()["problems"].as_array().unwrap().clone();
+        assert_eq!(problems.len(), 4, "{}", answer.body);
+        let error = answer.json()["error"].as_str().unwrap().to_string();
+        assert!(!error.contains("--") && !error.contains("(s)"), "{error}");
+
+        // The form: unreadable and out-of-range fields together, as a list.
+        let token = csrf_token(&app).await;
+        let form = format!(
+            "event=builtin&runs=lots&chunk_size=0&seed=x&count=99&name={}&csrf={token}",
+            "n".repeat(90)
+        );
+        let page = send(&app, form_post("/batches", &token, &form)).await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+        for says in [
+            "Runs per batch: enter a whole number, not &quot;lots&quot;.",
+            "Chunk size: at least 1, not 0.",
+            "Seed: enter a whole number, not &quot;x&quot;.",
+            "Batches: between 1 and 3, not 99.",
+            "Name must be at most 80 characters, not 90.",
+        ] {
+            assert!(page.body.contains(says), "{says}: {}", page.body);
+        }
+        assert_eq!(page.body.matches("<li>").count(), 5, "{}", page.body);
+        // The form keeps what was typed, and suggests the CLI's chunk size.
+        assert!(page.body.contains("value=\"lots\""));
+        let fresh = get(&app, "/batches/new").await;
+        assert!(
+            fresh.body.contains("name=\"chunk_size\" value=\"10000\""),
+            "{}",
+            fresh.body
+        );
+        assert!(s.store.progress(None, 10).await.unwrap().is_empty());
+
+        // An event name past the limit is refused with the limit.
+        let long = event_json(&"e".repeat(81));
+        let answer = post_json(&app, "/api/events", long).await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            answer
+                .body
+                .contains("name: must be at most 80 characters, not 81"),
+            "{}",
+            answer.body
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_ids_get_the_consoles_error_page_or_json() {
+    with_services(|s| async move {
+        let app = s.app(None);
+        for uri in [
+            "/batches/not-an-id",
+            "/batches/123/live",
+            "/batches/%3Cscript%3E/event",
+            "/events/nope",
+            "/events/nope/delete",
+        ] {
+            let page = get(&app, uri).await;
+            assert_eq!(page.status, StatusCode::NOT_FOUND, "{uri}");
+            assert!(
+                page.headers[header::CONTENT_TYPE]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/html"),
+                "{uri}"
+            );
+            assert!(
+                page.body.contains("<h1>404 Not Found</h1>"),
+                "{uri}: {}",
+                page.body
+            );
+            assert!(page.body.contains("no valid id"), "{uri}: {}", page.body);
+            assert!(!page.body.contains("<script>"), "{uri}");
+        }
+        for uri in [
+            "/api/batches/not-an-id",
+            "/api/batches/1/chunks",
+            "/api/events/x",
+        ] {
+            let answer = get(&app, uri).await;
+            assert_eq!(answer.status, StatusCode::NOT_FOUND, "{uri}");
+            let error = answer.json()["error"].as_str().unwrap().to_string();
+            assert!(error.contains("no valid id"), "{uri}: {error}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn seeds_travel_as_numbers_and_as_strings() {
+    with_services(|s| async move {
+        let app = s.app(None);
+        let big = (1i64 << 53) + 1;
+        let body = json!({"runs": 10, "chunk_size": 10, "seed": big.to_string(), "count": 2, "name": "seeds"});
+        let answer = post_json(&app, "/api/batches", body.to_string()).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        let created = answer.json()["batches"].as_array().unwrap().clone();
+        assert_eq!(created[0]["seed_text"], big.to_string());
+        assert_eq!(created[1]["seed_text"], (big + 1).to_string());
+        assert_eq!(created[0]["seed"], json!(big));
+        let id = created[0]["batch_id"].as_str().unwrap();
+        let detail = get(&app, &format!("/api/batches/{id}")).await.json();
+        assert_eq!(detail["seed_text"], big.to_string());
+        // The two batches of the submission are listed in their order.
+        let list = get(&app, "/api/batches").await.json();
+        let names: Vec<&str> = list["batches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["seeds-1", "seeds-2"]);
+        let bad = json!({"runs": 10, "seed": "twelve"});
+        let answer = post_json(&app, "/api/batches", bad.to_string()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_builtin_event_is_a_template_and_deleting_asks_first() {
+    with_services(|s| async move {
+        let app = s.app(None);
+        let library = get(&app, "/events").await;
+        assert!(
+            library.body.contains("href=\"/events/builtin\""),
+            "{}",
+            library.body
+        );
+        let board = get(&app, "/events/builtin").await;
+        assert_eq!(board.status, StatusCode::OK);
+        assert!(board.body.contains("Spring League Bingo"));
+        let template = get(&app, "/events?template=builtin").await;
+        assert!(
+            template
+                .body
+                .contains("&quot;name&quot;: &quot;Spring League Bingo&quot;")
+        );
+        let json = get(&app, "/events/builtin/event.json").await;
+        assert_eq!(json.json()["name"], "Spring League Bingo");
+
+        let saved = post_json(&app, "/api/events", event_json("to delete")).await;
+        let id = saved.json()["id"].as_str().unwrap().to_string();
+        let event_page = get(&app, &format!("/events/{id}")).await;
+        assert!(
+            event_page
+                .body
+                .contains(&format!("href=\"/events/{id}/delete\""))
+        );
+        assert!(
+            !event_page
+                .body
+                .contains("method=\"post\" action=\"/events/"),
+            "the event page itself deletes nothing"
+        );
+        let confirm = get(&app, &format!("/events/{id}/delete")).await;
+        assert_eq!(confirm.status, StatusCode::OK);
+        assert!(
+            confirm.body.contains("Delete to delete?"),
+            "{}",
+            confirm.body
+        );
+        assert!(
+            confirm
+                .body
+                .contains(&format!("action=\"/events/{id}/delete\""))
+        );
+        assert_eq!(
+            s.store.list_events(0, 10).await.unwrap().total,
+            1,
+            "asking deletes nothing"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ties_show_in_the_api_and_compare_which_leads_somewhere() {
+    with_services(|s| async move {
+        let app = s.app(None);
+        let created = |body: Value| {
+            let app = app.clone();
+            async move {
+                let answer = post_json(&app, "/api/batches", body.to_string()).await;
+                assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+                answer.json()["batches"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|b| b["batch_id"].as_str().unwrap().parse::<Uuid>().unwrap())
+                    .collect::<Vec<_>>()
+            }
+        };
+        let bingo = created(json!({"runs": 2, "chunk_size": 2, "count": 2, "name": "cmp"})).await;
+        let sum =
+            created(json!({"runs": 2, "chunk_size": 2, "event": "sum", "name": "total"})).await[0];
+        // Aggregates as the aggregator would store them: one run won, one tied.
+        let spec = workload::WorkloadSpec::bingo_default();
+        let mut summary = workload::Workload::new(&spec).unwrap().empty_summary();
+        summary.add(&[0, 120, 40, 10, 100, 30, 9]).unwrap();
+        summary.add(&[0, 110, 40, 10, 110, 30, 9]).unwrap();
+        let json = serde_json::to_string(&summary).unwrap();
+        s.store
+            .save_batch_result(bingo[0], &json, 0, None)
+            .await
+            .unwrap();
+        // The second as a build from before tie counts stored it.
+        let older = serde_json::to_string(&summary.clone().without_tie_counts()).unwrap();
+        assert!(!older.contains("tie"), "{older}");
+        s.store
+            .save_batch_result(bingo[1], &older, 0, None)
+            .await
+            .unwrap();
+        let mut totals = workload::Workload::new(&workload::WorkloadSpec::Sum)
+            .unwrap()
+            .empty_summary();
+        totals.add(&[5]).unwrap();
+        let totals = serde_json::to_string(&totals).unwrap();
+        s.store
+            .save_batch_result(sum, &totals, 0, None)
+            .await
+            .unwrap();
+
+        let report = &get(&app, &format!("/api/batches/{}", bingo[0]))
+            .await
+            .json()["result"]["report"];
+        assert_eq!(report["tied_runs"], 1);
+        assert_eq!(report["tie_rate"], 0.5);
+        assert_eq!(report["teams"][0]["wins"], 1);
+        assert_eq!(report["teams"][1]["ties"], 1);
+        let report = &get(&app, &format!("/api/batches/{}", bingo[1]))
+            .await
+            .json()["result"]["report"];
+        assert_eq!(report["tied_runs"], Value::Null);
+        assert_eq!(report["teams"][0]["wins"], 2, "older wins include the tie");
+        let page = get(&app, &format!("/batches/{}", bingo[1])).await;
+        assert!(
+            page.body.contains("Ties were not counted for this batch"),
+            "{}",
+            page.body
+        );
+
+        // One batch chosen: a list to pick the others from, not a dead end.
+        let picker = get(&app, &format!("/compare?b={}", bingo[0])).await;
+        assert_eq!(picker.status, StatusCode::OK);
+        assert!(
+            picker.body.contains("Compare cmp-1 with"),
+            "{}",
+            picker.body
+        );
+        for other in [bingo[1], sum] {
+            assert!(
+                picker
+                    .body
+                    .contains(&format!("type=\"checkbox\" name=\"b\" value=\"{other}\"")),
+                "{}",
+                picker.body
+            );
+        }
+        assert!(!picker.body.contains(&format!(
+            "type=\"checkbox\" name=\"b\" value=\"{}\"",
+            bingo[0]
+        )));
+
+        let uri = format!("compare?b={}&b={}&b={sum}", bingo[0], bingo[1]);
+        let page = get(&app, &format!("/{uri}")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains("Tied (no winner)"), "{}", page.body);
+        assert!(
+            page.body
+                .contains("<strong>total</strong> (a sum batch: no teams, only totals)"),
+            "{}",
+            page.body
+        );
+        let api = get(&app, &format!("/api/{uri}")).await.json();
+        assert!(api["batches"][0]["tie_rate_ci95"].is_array());
+        assert!(api["batches"][1]["tie_rate_ci95"].is_null());
     })
     .await;
 }
@@ -930,6 +1225,56 @@ async fn cancel_asks_first_needs_its_token_and_ends_the_batch() {
         assert_eq!(status["state"], "cancelling");
         let listed = get(&app, "/api/batches?verdict=cancelled").await.json();
         assert_eq!(listed["total"], 2, "{listed}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_logins_are_throttled() {
+    with_services(|s| async move {
+        let app = s.app(Some(TOKEN));
+        let login = get(&app, "/login").await;
+        let csrf = login.cookie("batchline_csrf").unwrap();
+        let attempt = |token: &str| {
+            form_post(
+                "/login",
+                &csrf,
+                &format!("token={token}&next=/&csrf={csrf}"),
+            )
+        };
+        // Forty guesses as fast as they can go: after the first few, refused
+        // unchecked, with the time to wait.
+        let mut statuses = Vec::new();
+        let mut retry_after = None;
+        for i in 0..40 {
+            let answer = send(&app, attempt(&format!("guess-{i}"))).await;
+            if answer.status == StatusCode::TOO_MANY_REQUESTS {
+                retry_after = answer.headers.get(header::RETRY_AFTER).cloned();
+                assert!(
+                    answer.body.contains("Too many wrong tokens"),
+                    "{}",
+                    answer.body
+                );
+            }
+            statuses.push(answer.status);
+        }
+        let refused = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::UNAUTHORIZED)
+            .count();
+        let throttled = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+            .count();
+        assert_eq!(refused + throttled, 40, "{statuses:?}");
+        // Three free tries and the one that starts the wait; each try
+        // during the wait makes it longer, so none of the rest is checked.
+        assert_eq!(refused, 4, "{statuses:?}");
+        assert!(retry_after.is_some_and(|v| v.to_str().unwrap().parse::<u64>().unwrap() >= 1));
+        // During the wait even the right token waits (a guess tells nothing).
+        let right = send(&app, attempt(TOKEN)).await;
+        assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(right.cookie("batchline_session").is_none());
     })
     .await;
 }

@@ -24,7 +24,8 @@ pub struct Event {
     pub activities: Vec<Activity>,
     /// Row 0 first; each row has exactly 4 tiles worth 1, 2, 3 and 4 points.
     pub rows: Vec<Row>,
-    /// In output order; ties for the win go to the earlier team.
+    /// In output order; a tied run's winner column names the earlier team
+    /// (summaries count it as a tie, won by nobody).
     pub teams: Vec<Team>,
 }
 

@@ -13,6 +13,7 @@
 //! - `event`: the bingo event config users write (serde); `spring_league`:
 //!   the built-in default event (board in `EVENT.md`).
 //! - `validate`: checks an event, reporting every problem with its location.
+//! - `names`: the rule for event and batch names (one length limit).
 //! - `compile`: the event as flat index-based arrays, precomputed once.
 //! - `strategy`: RowUnlocking / Greedy / ComboUnlocking decisions.
 //! - `sim`: one bingo run, a discrete-event loop over a reusable [`Scratch`].
@@ -23,6 +24,7 @@
 mod compile;
 mod error;
 pub mod event;
+mod names;
 mod report;
 mod rng;
 mod sim;
@@ -41,6 +43,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{Error, Result};
 pub use event::Event;
+pub use names::{MAX_NAME_CHARS, batch_name_problem, name_problem};
 pub use report::{BingoReport, Report, Stats, SumReport, TeamReport};
 pub use sim::Scratch;
 pub use summary::{BingoSummary, SumSummary, Summary};

@@ -18,6 +18,10 @@ pub enum Report {
 #[derive(Serialize, Clone, Debug, PartialEq)]
 pub struct BingoReport {
     pub runs: u64,
+    /// Runs won by no team: two or more shared the most points. `None` for
+    /// a batch summed before ties were counted (its wins include ties).
+    pub tied_runs: Option<u64>,
+    pub tie_rate: Option<f64>,
     pub teams: Vec<TeamReport>,
 }
 
@@ -25,8 +29,12 @@ pub struct BingoReport {
 #[derive(Serialize, Clone, Debug, PartialEq)]
 pub struct TeamReport {
     pub name: String,
+    /// Runs it won outright, alone with the most points.
     pub wins: u64,
     pub win_rate: f64,
+    /// Runs in which it shared the most points; `None` when not counted.
+    pub ties: Option<u64>,
+    pub tie_rate: Option<f64>,
     pub points: Stats,
     pub tiles: Stats,
     /// Furthest row unlocked (0-based).
@@ -100,14 +108,18 @@ fn rank(counts: &[u64], runs: u64, percent: u64) -> u32 {
     counts.len().saturating_sub(1) as u32
 }
 
-fn team_report(name: String, t: &TeamTally, runs: u64) -> TeamReport {
-    let rate = |n: u64| {
-        if runs == 0 {
-            0.0
-        } else {
-            n as f64 / runs as f64
-        }
-    };
+/// `n` as a share of `runs`; 0 with no runs.
+fn share(n: u64, runs: u64) -> f64 {
+    if runs == 0 {
+        0.0
+    } else {
+        n as f64 / runs as f64
+    }
+}
+
+fn team_report(name: String, t: &TeamTally, runs: u64, ties_counted: bool) -> TeamReport {
+    let rate = |n: u64| share(n, runs);
+    let ties = ties_counted.then_some(t.ties);
     let mut reached = 0u64;
     let mut row_reach_rate: Vec<f64> = t
         .rows
@@ -123,6 +135,8 @@ fn team_report(name: String, t: &TeamTally, runs: u64) -> TeamReport {
         name,
         wins: t.wins,
         win_rate: rate(t.wins),
+        ties,
+        tie_rate: ties.map(rate),
         points: Stats::of(&t.points, runs),
         tiles: Stats::of(&t.tiles, runs),
         row: Stats::of(&t.rows, runs),
@@ -141,14 +155,17 @@ impl Summary {
     /// The report, teams named "team 1", "team 2", …; see [`Report::with_team_names`].
     pub fn report(&self) -> Report {
         if let Some(b) = self.as_bingo() {
+            let counted = b.tied_runs().is_some();
             let teams = b
                 .teams()
                 .iter()
                 .enumerate()
-                .map(|(k, t)| team_report(format!("team {}", k + 1), t, b.runs()))
+                .map(|(k, t)| team_report(format!("team {}", k + 1), t, b.runs(), counted))
                 .collect();
             return Report::Bingo(BingoReport {
                 runs: b.runs(),
+                tied_runs: b.tied_runs(),
+                tie_rate: b.tied_runs().map(|n| share(n, b.runs())),
                 teams,
             });
         }
@@ -229,9 +246,10 @@ impl fmt::Display for Report {
                     .max(4);
                 writeln!(
                     f,
-                    "{:w$}  {:>6}  {:>7} {:>4} {:>4} {:>4} {:>4}  {:>6} {:>4} {:>4}  {:>5} {:>4} {:>4}",
+                    "{:w$}  {:>6} {:>6}  {:>7} {:>4} {:>4} {:>4} {:>4}  {:>6} {:>4} {:>4}  {:>5} {:>4} {:>4}",
                     "team",
                     "win",
+                    "tie",
                     "points",
                     "p50",
                     "p95",
@@ -247,9 +265,10 @@ impl fmt::Display for Report {
                 for t in &b.teams {
                     writeln!(
                         f,
-                        "{:w$}  {:>6}  {:>7.2} {:>4} {:>4} {:>4} {:>4}  {:>6.2} {:>4} {:>4}  {:>5.2} {:>4} {:>4}",
+                        "{:w$}  {:>6} {:>6}  {:>7.2} {:>4} {:>4} {:>4} {:>4}  {:>6.2} {:>4} {:>4}  {:>5.2} {:>4} {:>4}",
                         t.name,
                         pct(t.win_rate),
+                        t.tie_rate.map_or_else(|| "-".to_string(), pct),
                         t.points.mean,
                         t.points.p50,
                         t.points.p95,
@@ -262,6 +281,17 @@ impl fmt::Display for Report {
                         t.row.min,
                         t.row.max,
                     )?;
+                }
+                match (b.tied_runs, b.tie_rate) {
+                    (Some(n), Some(rate)) => writeln!(
+                        f,
+                        "tied (no winner, top score shared): {n} runs, {}",
+                        pct(rate)
+                    )?,
+                    _ => writeln!(
+                        f,
+                        "ties not counted (summed by an older version; wins include ties, given to the team listed first)"
+                    )?,
                 }
                 writeln!(f, "rows unlocked (share of runs, from row 1):")?;
                 for t in &b.teams {
@@ -292,6 +322,7 @@ mod tests {
         let mut s = Summary::empty_bingo(2, 3, 12, 30);
         s.add(&[1, 4, 2, 0, 9, 4, 2]).unwrap();
         s.add(&[0, 7, 3, 1, 5, 2, 1]).unwrap();
+        s.add(&[0, 6, 3, 1, 6, 2, 1]).unwrap();
         let r = s
             .report()
             .with_team_names(&["Alpha".to_string(), "Beta".to_string()]);
@@ -299,17 +330,24 @@ mod tests {
             panic!("bingo report expected")
         };
         assert_eq!(b.teams[0].name, "Alpha");
-        assert_eq!(b.teams[1].win_rate, 0.5);
-        assert_eq!(b.teams[1].points.p50, 5);
+        assert_eq!(b.runs, 3);
+        assert_eq!((b.teams[0].wins, b.teams[1].wins), (1, 1));
+        assert_eq!(b.teams[1].ties, Some(1));
+        assert_eq!((b.tied_runs, b.tie_rate), (Some(1), Some(1.0 / 3.0)));
+        assert_eq!(b.teams[1].points.p50, 6);
         assert_eq!(b.teams[1].points.p95, 9);
-        assert_eq!(b.teams[1].row_reach_rate, vec![1.0, 1.0, 0.5]);
-        assert_eq!(b.teams[0].points_histogram, vec![(4, 1), (7, 1)]);
+        assert_eq!(b.teams[1].row_reach_rate, vec![1.0, 1.0, 1.0 / 3.0]);
+        assert_eq!(b.teams[0].points_histogram, vec![(4, 1), (6, 1), (7, 1)]);
         assert_eq!(
             reach_runs(&[1.0, 1.0, 1.0, 0.5, 0.0, 0.0]),
             "1-2:100.0% 3:50.0% 4-5:0.0%"
         );
         let text = r.to_string();
-        assert!(text.contains("Alpha") && text.contains("50.0%"), "{text}");
+        assert!(text.contains("Alpha") && text.contains("33.3%"), "{text}");
+        assert!(
+            text.contains("tied (no winner, top score shared): 1 runs, 33.3%"),
+            "{text}"
+        );
         let mut sum = Summary::empty_sum();
         sum.add(&[3]).unwrap();
         sum.add(&[5]).unwrap();

@@ -6,6 +6,15 @@
 //! In memory a histogram is dense over its whole range (adding a run never
 //! allocates); in JSON it is trimmed to its non-zero span, and it is checked
 //! on the way in, since summaries arrive in messages.
+//!
+//! Ties are an outcome of their own: a run in which two or more teams share
+//! the most points is won by none of them. Each team counts its outright
+//! wins, its ties, and its *tiebreaks* (tied runs in which it was listed
+//! first, so the outcome row's winner column names it). A summary written
+//! before ties were counted has no tie fields in its JSON; it still reads,
+//! as a summary whose wins include the tiebreaks, and merging it with a
+//! newer one gives that older kind (wins + tiebreaks is exactly the older
+//! count), so nothing is ever guessed.
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +35,9 @@ pub enum Summary {
 #[serde(try_from = "BingoRepr", into = "BingoRepr")]
 pub struct BingoSummary {
     runs: u64,
+    /// Runs won by no team (the top score shared); `None` in a summary
+    /// from before ties were counted, whose wins then include tiebreaks.
+    tied_runs: Option<u64>,
     rows: u32,
     tiles: u32,
     max_points: u32,
@@ -34,7 +46,13 @@ pub struct BingoSummary {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct TeamTally {
+    /// Runs this team won outright: it alone had the most points (in a
+    /// summary without tie counts, also the tied runs it was listed first in).
     pub wins: u64,
+    /// Runs in which it shared the most points with another team.
+    pub ties: u64,
+    /// Those tied runs in which it was listed first among the tied teams.
+    pub tiebreaks: u64,
     /// `points[v]`: runs where the team scored v points; length max_points + 1.
     pub points: Vec<u64>,
     /// Tiles completed; length tiles + 1.
@@ -56,12 +74,15 @@ impl Summary {
     pub(crate) fn empty_bingo(teams: usize, rows: u32, tiles: u32, max_points: u32) -> Self {
         let tally = TeamTally {
             wins: 0,
+            ties: 0,
+            tiebreaks: 0,
             points: vec![0; max_points as usize + 1],
             tiles: vec![0; tiles as usize + 1],
             rows: vec![0; rows as usize],
         };
         Summary::Bingo(BingoSummary {
             runs: 0,
+            tied_runs: Some(0),
             rows,
             tiles,
             max_points,
@@ -118,6 +139,26 @@ impl Summary {
         }
     }
 
+    /// Bingo runs won by no team (the top score shared); `None` for a sum
+    /// summary and for one written before ties were counted.
+    pub fn tied_runs(&self) -> Option<u64> {
+        self.as_bingo().and_then(|b| b.tied_runs)
+    }
+
+    /// False only for a bingo summary written before ties were counted.
+    pub fn counts_ties(&self) -> bool {
+        self.as_bingo().is_none_or(|b| b.tied_runs.is_some())
+    }
+
+    /// This summary as a build from before tie counts would have summed
+    /// the same runs (what a stored aggregate of that age is compared with).
+    pub fn without_tie_counts(mut self) -> Summary {
+        if let Summary::Bingo(b) = &mut self {
+            b.without_tie_counts();
+        }
+        self
+    }
+
     /// Whether this is a bingo summary of exactly this board and team count.
     pub(crate) fn is_bingo_of(&self, teams: usize, rows: u32, tiles: u32, max_points: u32) -> bool {
         self.as_bingo().is_some_and(|b| {
@@ -167,6 +208,23 @@ impl BingoSummary {
 
     pub(crate) fn teams(&self) -> &[TeamTally] {
         &self.teams
+    }
+
+    /// Runs won by no team; `None` when this summary predates tie counts.
+    pub(crate) fn tied_runs(&self) -> Option<u64> {
+        self.tied_runs
+    }
+
+    /// The same summary as one written before ties were counted: tiebreaks
+    /// become wins, tie counts are dropped.
+    fn without_tie_counts(&mut self) {
+        if self.tied_runs.take().is_none() {
+            return;
+        }
+        for t in &mut self.teams {
+            t.wins += t.tiebreaks;
+            (t.ties, t.tiebreaks) = (0, 0);
+        }
     }
 
     fn shape(&self) -> String {
@@ -223,7 +281,19 @@ impl BingoSummary {
             });
         }
         self.runs = self.runs.checked_add(1).ok_or(Error::Overflow)?;
-        self.teams[winner].wins += 1;
+        let sharing = parsed[..n].iter().filter(|p| p.0 == best).count();
+        match &mut self.tied_runs {
+            Some(tied) if sharing > 1 => {
+                *tied += 1;
+                self.teams[winner].tiebreaks += 1;
+                for (tally, p) in self.teams.iter_mut().zip(&parsed[..n]) {
+                    if p.0 == best {
+                        tally.ties += 1;
+                    }
+                }
+            }
+            _ => self.teams[winner].wins += 1,
+        }
         for (tally, &(points, tiles, row)) in self.teams.iter_mut().zip(&parsed[..n]) {
             tally.points[points as usize] += 1;
             tally.tiles[tiles as usize] += 1;
@@ -249,8 +319,21 @@ impl BingoSummary {
             }
         }
         self.runs = runs;
+        // Either side without tie counts makes the result one without them:
+        // wins plus tiebreaks is exactly what such a summary counts as wins.
+        match (&mut self.tied_runs, other.tied_runs) {
+            (Some(a), Some(b)) => *a += b,
+            _ => self.without_tie_counts(),
+        }
+        let counted = self.tied_runs.is_some();
         for (a, b) in self.teams.iter_mut().zip(&other.teams) {
-            a.wins += b.wins;
+            if counted {
+                a.wins += b.wins;
+                a.ties += b.ties;
+                a.tiebreaks += b.tiebreaks;
+            } else {
+                a.wins += b.wins + b.tiebreaks;
+            }
             add_counts(&mut a.points, &b.points)?;
             add_counts(&mut a.tiles, &b.tiles)?;
             add_counts(&mut a.rows, &b.rows)?;
@@ -347,6 +430,11 @@ impl Span {
 #[serde(deny_unknown_fields)]
 struct TeamRepr {
     wins: u64,
+    /// Absent in summaries written before ties were counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ties: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tiebreaks: Option<u64>,
     points: Span,
     tiles: Span,
     rows: Span,
@@ -356,6 +444,8 @@ struct TeamRepr {
 #[serde(deny_unknown_fields)]
 struct BingoRepr {
     runs: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tied_runs: Option<u64>,
     rows: u32,
     tiles: u32,
     max_points: u32,
@@ -364,8 +454,10 @@ struct BingoRepr {
 
 impl From<BingoSummary> for BingoRepr {
     fn from(b: BingoSummary) -> Self {
+        let counted = b.tied_runs.is_some();
         BingoRepr {
             runs: b.runs,
+            tied_runs: b.tied_runs,
             rows: b.rows,
             tiles: b.tiles,
             max_points: b.max_points,
@@ -374,6 +466,8 @@ impl From<BingoSummary> for BingoRepr {
                 .iter()
                 .map(|t| TeamRepr {
                     wins: t.wins,
+                    ties: counted.then_some(t.ties),
+                    tiebreaks: counted.then_some(t.tiebreaks),
                     points: Span::trim(&t.points),
                     tiles: Span::trim(&t.tiles),
                     rows: Span::trim(&t.rows),
@@ -401,11 +495,22 @@ impl TryFrom<BingoRepr> for BingoSummary {
             return Err(format!("{} teams; expected 1..={MAX_TEAMS}", r.teams.len()));
         }
         let mut wins = 0u64;
+        let mut tiebreaks = 0u64;
         let mut teams = Vec::with_capacity(r.teams.len());
         for (k, t) in r.teams.iter().enumerate() {
             wins = wins.checked_add(t.wins).ok_or("wins overflow")?;
+            let (ties, breaks) = match (r.tied_runs, t.ties, t.tiebreaks) {
+                (Some(tied), Some(ties), Some(breaks)) if breaks <= ties && ties <= tied => {
+                    (ties, breaks)
+                }
+                (None, None, None) => (0, 0),
+                _ => return Err(format!("team {k}'s tie counts do not fit the summary's")),
+            };
+            tiebreaks = tiebreaks.checked_add(breaks).ok_or("tiebreaks overflow")?;
             teams.push(TeamTally {
                 wins: t.wins,
+                ties,
+                tiebreaks: breaks,
                 points: t.points.expand(
                     r.max_points as usize + 1,
                     r.runs,
@@ -419,14 +524,23 @@ impl TryFrom<BingoRepr> for BingoSummary {
                     .expand(r.rows as usize, r.runs, &format!("team {k} rows"))?,
             });
         }
-        if wins != r.runs {
+        let tied = r.tied_runs.unwrap_or(0);
+        if wins.checked_add(tied) != Some(r.runs) {
             return Err(format!(
-                "wins add up to {wins}, summary counts {} runs",
+                "wins add up to {wins} and ties to {tied}, summary counts {} runs",
                 r.runs
+            ));
+        }
+        // Every tied run is some team's tiebreak and two or more teams' tie.
+        let ties: u128 = teams.iter().map(|t| u128::from(t.ties)).sum();
+        if tiebreaks != tied || ties < 2 * u128::from(tied) {
+            return Err(format!(
+                "{tied} tied runs do not fit {tiebreaks} tiebreaks and {ties} team ties"
             ));
         }
         Ok(BingoSummary {
             runs: r.runs,
+            tied_runs: r.tied_runs,
             rows: r.rows,
             tiles: r.tiles,
             max_points: r.max_points,
@@ -506,6 +620,46 @@ mod tests {
         (0u32..=30, 0u32..=12, 0u32..3)
     }
 
+    /// A valid outcome row of any number of teams: the winner column names
+    /// the first team with the most points.
+    fn row_of(teams: &[(u32, u32, u32)]) -> Vec<i32> {
+        let best = teams.iter().map(|t| t.0).max().unwrap_or(0);
+        let winner = teams.iter().position(|t| t.0 == best).unwrap_or(0);
+        let mut out = vec![winner as i32];
+        for t in teams {
+            out.extend([t.0 as i32, t.1 as i32, t.2 as i32]);
+        }
+        out
+    }
+
+    /// Three teams scoring 0..=2 points: most runs have a shared top score.
+    fn tie_heavy_rows() -> impl Strategy<Value = Vec<Vec<i32>>> {
+        prop::collection::vec(
+            prop::collection::vec((0u32..=2, 0u32..=12, 0u32..3), 3).prop_map(|t| row_of(&t)),
+            0..80,
+        )
+    }
+
+    /// The JSON a build from before tie counts wrote for `s`: no tie
+    /// fields, tiebreaks counted as wins.
+    fn older_json(s: &Summary) -> String {
+        let mut v: serde_json::Value = serde_json::to_value(s).unwrap();
+        v.as_object_mut().unwrap().remove("tied_runs");
+        for t in v["teams"].as_array_mut().unwrap() {
+            let t = t.as_object_mut().unwrap();
+            let breaks = t.remove("tiebreaks").unwrap().as_u64().unwrap();
+            t.remove("ties");
+            let wins = t["wins"].as_u64().unwrap();
+            t.insert("wins".into(), (wins + breaks).into());
+        }
+        v.to_string()
+    }
+
+    fn tallies(s: &Summary) -> (&[TeamTally], Option<u64>) {
+        let b = s.as_bingo().unwrap();
+        (b.teams(), b.tied_runs())
+    }
+
     fn fold(rows: &[Vec<i32>], mut s: Summary) -> Summary {
         for r in rows {
             s.add(r).unwrap();
@@ -536,6 +690,73 @@ mod tests {
             let back: Summary = serde_json::from_str(&serde_json::to_string(&all).unwrap()).unwrap();
             prop_assert_eq!(&back, &all);
             prop_assert_eq!(all.runs(), rows.len() as u64);
+        }
+
+        #[test]
+        fn ties_are_counted_exactly(rows in tie_heavy_rows(), cut in 0usize..80) {
+            let three = || Summary::empty_bingo(3, 3, 12, 30);
+            let all = fold(&rows, three());
+            let (teams, tied) = tallies(&all);
+            // Counted straight from the rows: who has the top score, alone or not.
+            let mut wins = [0u64; 3];
+            let mut ties = [0u64; 3];
+            let mut breaks = [0u64; 3];
+            let mut tied_runs = 0;
+            for r in &rows {
+                let points = [r[1], r[4], r[7]];
+                let best = *points.iter().max().unwrap();
+                let top: Vec<usize> = (0..3).filter(|&k| points[k] == best).collect();
+                if top.len() == 1 {
+                    wins[top[0]] += 1;
+                } else {
+                    tied_runs += 1;
+                    breaks[top[0]] += 1;
+                    for k in top {
+                        ties[k] += 1;
+                    }
+                }
+            }
+            prop_assert_eq!(tied, Some(tied_runs));
+            for k in 0..3 {
+                prop_assert_eq!((teams[k].wins, teams[k].ties, teams[k].tiebreaks), (wins[k], ties[k], breaks[k]));
+            }
+            prop_assert_eq!(wins.iter().sum::<u64>() + tied_runs, rows.len() as u64);
+            // Merging parts, in either order, and JSON keep them exactly.
+            let cut = cut.min(rows.len());
+            let mut left = fold(&rows[..cut], three());
+            left.merge(&fold(&rows[cut..], three())).unwrap();
+            prop_assert_eq!(&left, &all);
+            let mut right = fold(&rows[cut..], three());
+            right.merge(&fold(&rows[..cut], three())).unwrap();
+            prop_assert_eq!(&right, &all);
+            let back: Summary = serde_json::from_str(&serde_json::to_string(&all).unwrap()).unwrap();
+            prop_assert_eq!(&back, &all);
+        }
+
+        #[test]
+        fn summaries_from_before_tie_counts_read_and_merge_exactly(rows in tie_heavy_rows(), cut in 0usize..80) {
+            let three = || Summary::empty_bingo(3, 3, 12, 30);
+            let cut = cut.min(rows.len());
+            let all = fold(&rows, three());
+            let older: Summary = serde_json::from_str(&older_json(&all)).unwrap();
+            let (teams, tied) = tallies(&older);
+            prop_assert_eq!(tied, None);
+            // Its wins are the winner column's count, as the older build's were.
+            for (k, t) in teams.iter().enumerate() {
+                let named = rows.iter().filter(|r| r[0] == k as i32).count() as u64;
+                prop_assert_eq!(t.wins, named);
+            }
+            // It writes back as it was read.
+            let value = |json: &str| serde_json::from_str::<serde_json::Value>(json).unwrap();
+            prop_assert_eq!(value(&serde_json::to_string(&older).unwrap()), value(&older_json(&all)));
+            // An older part merged with a newer one, either way round, is the older kind of the whole.
+            let old_left: Summary = serde_json::from_str(&older_json(&fold(&rows[..cut], three()))).unwrap();
+            let mut merged = old_left.clone();
+            merged.merge(&fold(&rows[cut..], three())).unwrap();
+            prop_assert_eq!(&merged, &older);
+            let mut merged = fold(&rows[cut..], three());
+            merged.merge(&old_left).unwrap();
+            prop_assert_eq!(&merged, &older);
         }
 
         #[test]
@@ -587,7 +808,7 @@ mod tests {
             s.add(&[0, -1, 1, 0, 1, 1, 0]),
             Err(Error::OutcomeRange { .. })
         ));
-        // Beta has more points, or ties go to the first team.
+        // Beta has more points, or a tie's winner column names the first team.
         assert!(matches!(
             s.add(&[0, 5, 1, 0, 6, 1, 0]),
             Err(Error::WrongWinner { .. })
@@ -599,6 +820,16 @@ mod tests {
         assert_eq!(s, before);
         s.add(&[0, 5, 1, 0, 5, 1, 0]).unwrap();
         assert_eq!(s.runs(), 1);
+        let (teams, tied) = tallies(&s);
+        assert_eq!(tied, Some(1));
+        assert_eq!(
+            (teams[0].wins, teams[0].ties, teams[0].tiebreaks),
+            (0, 1, 1)
+        );
+        assert_eq!(
+            (teams[1].wins, teams[1].ties, teams[1].tiebreaks),
+            (0, 1, 0)
+        );
         let mut sum = Summary::empty_sum();
         assert!(sum.add(&[1000]).is_err());
         assert!(sum.add(&[-1]).is_err());
@@ -638,6 +869,14 @@ mod tests {
         );
         let tampered = json.replace(r#""wins":2"#, r#""wins":3"#);
         assert!(serde_json::from_str::<Summary>(&tampered).is_err());
+        // Tie counts that cannot come from any rows are refused too.
+        assert!(json.contains(r#""tied_runs":0"#), "{json}");
+        let tampered = json.replace(r#""tied_runs":0"#, r#""tied_runs":1"#);
+        assert!(serde_json::from_str::<Summary>(&tampered).is_err());
+        let tampered = json.replacen(r#""ties":0"#, r#""ties":1"#, 1);
+        assert!(serde_json::from_str::<Summary>(&tampered).is_err());
+        let half_old = json.replacen(r#""ties":0,"#, "", 1);
+        assert!(serde_json::from_str::<Summary>(&half_old).is_err());
         let tampered = json.replace(r#""from":12"#, r#""from":30"#);
         assert!(serde_json::from_str::<Summary>(&tampered).is_err());
         let huge = json.replace(r#""rows":3"#, r#""rows":4000000"#);

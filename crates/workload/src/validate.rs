@@ -77,7 +77,9 @@ struct Known<'a> {
 
 /// The event's own fields: name, duration and unlock threshold.
 fn check_settings(p: &mut Problems, event: &Event) {
-    p.check(!event.name.trim().is_empty(), "name", "must not be empty");
+    if let Some(problem) = crate::names::name_problem(&event.name) {
+        p.add("name", problem);
+    }
     p.check(
         (1..=MAX_DURATION_SECONDS).contains(&event.duration_seconds),
         "duration_seconds",

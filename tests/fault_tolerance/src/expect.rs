@@ -1,6 +1,6 @@
 //! Aggregates computed directly in the test process from (workload, seed,
 //! runs), independently of the pipeline, to compare with the stored
-//! `batch_results.result`.
+//! `batch_results.result`; and an event that makes ties common.
 
 use workload::{Summary, Workload, WorkloadSpec};
 
@@ -26,4 +26,17 @@ pub fn expected_summary(spec: &WorkloadSpec, seed: i64, runs: u64) -> Summary {
         first += n;
     }
     summary
+}
+
+/// Spring League, one hour long, its second team a twin of the first:
+/// about a quarter of the runs end level, so ties are counted by the
+/// thousand (the tie drill and the browser test).
+pub fn twins_event(name: &str) -> workload::Event {
+    let mut event = workload::Event::spring_league();
+    event.name = name.into();
+    event.duration_seconds = 3600;
+    let mut twin = event.teams[0].clone();
+    twin.name = "Twin".into();
+    event.teams[1] = twin;
+    event
 }

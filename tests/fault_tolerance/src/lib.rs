@@ -15,7 +15,8 @@
 //!   and a `launcher::Fleet`) with named processes, injection of raw
 //!   messages, SQL for assertions, and cleanup on drop.
 //! - [`verdict`]: the verifier's line format, parsed.
-//! - [`expect`]: aggregates computed in-process, to compare with Postgres.
+//! - [`expect`]: aggregates computed in-process, to compare with Postgres;
+//!   a tie-heavy event.
 //! - [`slots`]: at most [`slots::MAX_STACKS`] stacks at once per test binary.
 //! - [`services`]: restarting the shared RabbitMQ and Postgres (drill 6).
 //! - [`http`]: GET a stage's probe server; a gate that holds connections.
@@ -58,7 +59,7 @@ pub mod tls;
 pub mod verdict;
 
 pub use binary::{CliOutput, batchline_bin, run_cli};
-pub use expect::expected_summary;
+pub use expect::{expected_summary, twins_event};
 pub use stack::Stack;
 pub use verdict::VerdictLine;
 

@@ -34,6 +34,18 @@ fn bad_arguments_are_one_line_errors() {
     assert_clean_error(&out, "--runs");
     let out = run_cli(&["submit", "--runs", "10", "--chunk-size=0"], &none, LIMIT);
     assert_clean_error(&out, "chunk-size");
+    // Names: one limit for batches and events, said before any service.
+    let long = "x".repeat(81);
+    let out = run_cli(&["submit", "--runs", "10", "--name", &long], &none, LIMIT);
+    assert_clean_error(&out, "--name must be at most 80 characters, not 81");
+    let dir = tempfile::tempdir().expect("a scratch dir");
+    let file = dir.path().join("long.json");
+    let mut event = workload::Event::spring_league();
+    event.name = long.clone();
+    std::fs::write(&file, serde_json::to_string(&event).expect("JSON")).expect("write");
+    let path = file.to_str().expect("a UTF-8 path");
+    let out = run_cli(&["submit", "--runs", "10", "--event", path], &none, LIMIT);
+    assert_clean_error(&out, "name: must be at most 80 characters, not 81");
     let out = run_cli(&["frobnicate"], &none, LIMIT);
     assert_clean_error(&out, "frobnicate");
     let out = run_cli(&["status", "not-a-uuid"], &none, LIMIT);

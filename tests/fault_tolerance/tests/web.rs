@@ -3,8 +3,12 @@
 //! a real headless Chromium through chromedriver (WebDriver). Paste a
 //! broken event and see where it is broken, save a good one, start a batch
 //! from the form, watch the batch page update itself to SUCCESS, and find
-//! the points histograms drawn. Screenshots at desktop and phone widths go
-//! to the stack's dir (and to `WEB_SCREENSHOT_DIR` when set).
+//! the points histograms drawn, ties shown as ties; then compare it with
+//! its sibling and follow a broken link. At a true phone width (Chrome's
+//! device metrics: a window does not lay out below about 500 px) nothing
+//! is wider than the screen and chart text stays readable. Screenshots at
+//! desktop and phone widths go to the stack's dir (and to
+//! `WEB_SCREENSHOT_DIR` when set).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs
 //! them): without them the test fails saying so. `CHROMEDRIVER` and
@@ -21,7 +25,7 @@ use std::time::Duration;
 use fantoccini::error::{CmdError, ErrorStatus};
 use fantoccini::{Client, ClientBuilder, Locator};
 use fault_tolerance::services::wait_port;
-use fault_tolerance::{Stack, run_cli};
+use fault_tolerance::{Stack, run_cli, twins_event};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -171,22 +175,144 @@ async fn text_of(c: &Client, css: &str) -> String {
     panic!("{css} kept being replaced while its text was read");
 }
 
-/// A whole-page screenshot at `width`: the window grows to the page.
+/// A Chrome DevTools command, through chromedriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({ "cmd": self.cmd, "params": self.params });
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// The narrowest width a window really lays out at; below it, a phone's
+/// device metrics are set instead.
+const MIN_WINDOW: u32 = 600;
+
+/// Lays the page out `width` × `height` CSS pixels: a window for desktop
+/// widths, a phone's device metrics (touch, viewport meta) below.
+async fn viewport(c: &Client, width: u32, height: u32) {
+    let cdp = |cmd, params| c.issue_cmd(Cdp { cmd, params });
+    if width >= MIN_WINDOW {
+        cdp("Emulation.clearDeviceMetricsOverride", json!({}))
+            .await
+            .expect("clear the device metrics");
+        c.set_window_size(width, height).await.expect("resize");
+    } else {
+        let metrics =
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": true });
+        cdp("Emulation.setDeviceMetricsOverride", metrics)
+            .await
+            .expect("set a phone's device metrics");
+    }
+}
+
+/// A whole-page screenshot at `width`: the viewport grows to the page,
+/// then goes back to `width` × 900.
 async fn screenshot(c: &Client, width: u32, to: &[PathBuf]) {
-    c.set_window_size(width, 900).await.expect("resize");
+    viewport(c, width, 900).await;
     let height = c
         .execute("return document.documentElement.scrollHeight;", vec![])
         .await
         .ok()
         .and_then(|v| v.as_u64())
         .unwrap_or(900)
-        .clamp(600, 6000) as u32;
-    c.set_window_size(width, height).await.expect("resize");
+        .clamp(600, 8000) as u32;
+    viewport(c, width, height).await;
     let png = c.screenshot().await.expect("a screenshot");
     for path in to {
         std::fs::write(path, &png).expect("write the screenshot");
     }
+    viewport(c, width, 900).await;
 }
+
+/// How much wider than the viewport the page is (0 when it fits).
+async fn overflow(c: &Client) -> i64 {
+    c.execute(
+        "return document.documentElement.scrollWidth - window.innerWidth;",
+        vec![],
+    )
+    .await
+    .ok()
+    .and_then(|v| v.as_i64())
+    .expect("the page's width")
+}
+
+/// The smallest on-screen font size, in CSS pixels, of the text that `css`
+/// selects: SVG text scales with its chart.
+async fn smallest_text(c: &Client, css: &str) -> f64 {
+    let script = "
+        let least = Infinity;
+        for (const t of document.querySelectorAll(arguments[0])) {
+            const svg = t.ownerSVGElement;
+            const scale = svg ? svg.getBoundingClientRect().width / svg.viewBox.baseVal.width : 1;
+            least = Math.min(least, parseFloat(getComputedStyle(t).fontSize) * scale);
+        }
+        return least === Infinity ? -1 : least;";
+    let least = c
+        .execute(script, vec![json!(css)])
+        .await
+        .ok()
+        .and_then(|v| v.as_f64())
+        .expect("font sizes");
+    assert!(least > 0.0, "no text at {css}");
+    least
+}
+
+/// Whether the element at `css` is wholly inside the viewport and its
+/// box's scroll container (not cut off).
+async fn wholly_visible(c: &Client, css: &str) -> bool {
+    let script = "
+        const e = document.querySelector(arguments[0]);
+        const r = e.getBoundingClientRect();
+        const box = e.parentElement;
+        return r.left >= 0 && r.right <= window.innerWidth + 0.5
+            && box.scrollWidth <= box.clientWidth + 1;";
+    c.execute(script, vec![json!(css)])
+        .await
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or_else(|| panic!("no {css}"))
+}
+
+/// Phone-width checks on the current page: nothing wider than the screen,
+/// chart text at least `min_px`.
+async fn fits_a_phone(c: &Client, what: &str, charts: &[&str]) {
+    viewport(c, PHONE, 844).await;
+    assert_eq!(
+        overflow(c).await,
+        0,
+        "{what} is wider than a {PHONE} px phone"
+    );
+    for css in charts {
+        let px = smallest_text(c, css).await;
+        assert!(
+            px >= MIN_TEXT_PX,
+            "{what}: text of {css} is {px:.1} px on a {PHONE} px phone"
+        );
+    }
+    viewport(c, 1280, 900).await;
+}
+
+/// A phone's width in CSS pixels (an iPhone 14's).
+const PHONE: u32 = 390;
+/// The smallest chart text a phone may show.
+const MIN_TEXT_PX: f64 = 10.0;
 
 fn broken_event() -> &'static str {
     "{\n  \"name\": \"Broken\",\n  \"start\": {\"day\": \"wed\", \"time\": \"18:00\"},\n  \"duration_seconds\": 172800,\n  \"unlock_threshold\": 5,,\n}"
@@ -200,7 +326,11 @@ fn a_person_adds_an_event_starts_a_batch_and_watches_it_succeed() {
     stack.spawn("worker-1", "executor", &[]);
     stack.spawn("worker-2", "aggregator", &[]);
     stack.spawn("worker-3", "verifier", &[]);
-    stack.spawn("web", "web", &[("WEB_ADDR", &web_addr)]);
+    stack.spawn(
+        "web",
+        "web",
+        &[("WEB_ADDR", &format!("localhost:{web_port}"))],
+    );
     wait_port(&web_addr, Duration::from_secs(60));
     let base = format!("http://{web_addr}");
 
@@ -208,12 +338,21 @@ fn a_person_adds_an_event_starts_a_batch_and_watches_it_succeed() {
     let driver = Driver::start(&dir.join("logs").join("chromedriver.log"));
     let profile = tempfile::tempdir().expect("a browser profile dir");
     let shots = std::env::var_os("WEB_SCREENSHOT_DIR").map(PathBuf::from);
+    if let Some(d) = &shots {
+        std::fs::create_dir_all(d).expect("WEB_SCREENSHOT_DIR");
+    }
+    let shot = |name: &str| {
+        let mut to = vec![dir.join(name)];
+        to.extend(shots.as_ref().map(|d| d.join(name)));
+        to
+    };
 
-    let mut event = workload::Event::spring_league();
-    event.name = "Browser <Spring> League".into();
+    // Ties by the hundred; a long name (the form must still fit a phone)
+    // with markup in it (shown as text).
+    let event = twins_event("Browser <Twins> League, a name of quite some length");
     let event_text = serde_json::to_string_pretty(&event).expect("event JSON");
 
-    let batch_id: Uuid = stack.block_on(async {
+    let batch_ids: Vec<Uuid> = stack.block_on(async {
         let c = browser(&driver, profile.path()).await;
 
         // A broken event: the parser's line and column, nothing saved.
@@ -230,35 +369,121 @@ fn a_person_adds_an_event_starts_a_batch_and_watches_it_succeed() {
                 .contains("No saved events")
         );
 
+        // The built-in event is offered as a template.
+        click(&c, "a[href='/events?template=builtin#add-event']").await;
+        let template = c
+            .find(Locator::Css("textarea[name='event']"))
+            .await
+            .expect("the text box")
+            .prop("value")
+            .await
+            .expect("its text")
+            .unwrap_or_default();
+        assert!(
+            template.contains("\"Spring League Bingo\""),
+            "{template:.200}"
+        );
+
+        // A name past the limit: refused, saying the limit.
+        let mut long = event.clone();
+        long.name = "x".repeat(workload::MAX_NAME_CHARS + 1);
+        paste(
+            &c,
+            "textarea[name='event']",
+            &serde_json::to_string(&long).unwrap(),
+        )
+        .await;
+        click(&c, "button[value='check']").await;
+        let problem = text_of(&c, ".problems").await;
+        assert!(
+            problem.contains("name: must be at most 80 characters, not 81"),
+            "{problem}"
+        );
+
         // A good one: checked, then saved, then shown as its board.
         paste(&c, "textarea[name='event']", &event_text).await;
         click(&c, "button[value='check']").await;
         assert!(
             text_of(&c, "[role='status']")
                 .await
-                .contains("Valid: Browser <Spring> League")
+                .contains(&format!("Valid: {}", event.name))
         );
         click(&c, "button[value='save']").await;
-        assert_eq!(text_of(&c, "h1").await, "Browser <Spring> League");
+        assert_eq!(text_of(&c, "h1").await, event.name);
         let tiles = c
             .find_all(Locator::Css(".board .tile"))
             .await
             .expect("tiles");
         assert_eq!(tiles.len(), event.rows.len() * 4);
 
-        // The form: this event, a small batch.
+        // The form, with this long name in its list, fits a phone.
         click(&c, "a.button[href^='/batches/new']").await;
+        let chunk = c
+            .find(Locator::Css("[name='chunk_size']"))
+            .await
+            .expect("chunk size")
+            .prop("value")
+            .await
+            .expect("its value");
+        assert_eq!(
+            chunk.as_deref(),
+            Some("10000"),
+            "the CLI's default chunk size"
+        );
+        fits_a_phone(&c, "the new-batch form", &[]).await;
+        screenshot(&c, PHONE, &shot("web-new-batch-phone.png")).await;
+
+        // Everything wrong at once: every problem in one answer, in the
+        // console's words.
+        fill(&c, "runs", "lots").await;
+        fill(&c, "chunk_size", "0").await;
+        fill(&c, "count", "99").await;
+        fill(&c, "name", "a [bracketed] name").await;
+        click(&c, "form.stack button[type='submit']").await;
+        let problems = text_of(&c, ".problems").await;
+        assert_eq!(
+            c.find_all(Locator::Css(".problems li"))
+                .await
+                .expect("items")
+                .len(),
+            4,
+            "{problems}"
+        );
+        assert!(
+            problems.contains("Runs per batch: enter a whole number")
+                && problems.contains("Chunk size: at least 1")
+                && problems.contains("Batches: between 1 and 10, not 99")
+                && problems.contains("Name must not contain [ or ]"),
+            "{problems}"
+        );
+        assert!(
+            !problems.contains("--"),
+            "CLI words in the console: {problems}"
+        );
+
+        // Two batches of one submission: listed in their order.
         fill(&c, "runs", "2000").await;
         fill(&c, "chunk_size", "500").await;
         fill(&c, "seed", "11").await;
+        fill(&c, "count", "2").await;
         fill(&c, "name", "browser-e2e").await;
         click(&c, "form.stack button[type='submit']").await;
+        let names = c
+            .find_all(Locator::Css("table.batches td.name a"))
+            .await
+            .expect("the batch list");
+        let mut listed = Vec::new();
+        for n in &names {
+            listed.push(n.text().await.expect("a name"));
+        }
+        assert_eq!(listed, ["browser-e2e-1", "browser-e2e-2"]);
+        click(&c, "table.batches td.name a").await;
         let url = c.current_url().await.expect("the batch page's URL");
         let id: Uuid = url
             .path()
             .strip_prefix("/batches/")
             .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("the form should lead to the batch page, not {url}"));
+            .unwrap_or_else(|| panic!("the list should lead to the batch page, not {url}"));
 
         // The page updates itself (no reload here) until the verdict.
         c.wait()
@@ -269,12 +494,8 @@ fn a_person_adds_an_event_starts_a_batch_and_watches_it_succeed() {
                 panic!("the batch page never showed SUCCESS within {TIMEOUT:?}: {e}")
             });
         let verdict = text_of(&c, "p.verdict").await;
-        assert!(verdict.starts_with("SUCCESS [browser-e2e]"), "{verdict}");
-        assert!(
-            text_of(&c, "dl.facts")
-                .await
-                .contains("Browser <Spring> League")
-        );
+        assert!(verdict.starts_with("SUCCESS [browser-e2e-1]"), "{verdict}");
+        assert!(text_of(&c, "dl.facts").await.contains(&event.name));
         let charts = c
             .find_all(Locator::Css("svg.histogram"))
             .await
@@ -285,34 +506,67 @@ fn a_person_adds_an_event_starts_a_batch_and_watches_it_succeed() {
             .await
             .expect("bars");
         assert!(bars.len() >= 2, "the histograms have bars: {}", bars.len());
-        let height = bars[0]
-            .attr("height")
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        assert!(
-            height.parse::<f64>().is_ok_and(|h| h >= 0.0),
-            "bar height {height:?}"
-        );
 
-        let mut desktop = vec![dir.join("web-console.png")];
-        let mut phone = vec![dir.join("web-console-phone.png")];
-        if let Some(d) = &shots {
-            std::fs::create_dir_all(d).expect("WEB_SCREENSHOT_DIR");
-            desktop.push(d.join("web-console.png"));
-            phone.push(d.join("web-console-phone.png"));
-        }
-        screenshot(&c, 1280, &desktop).await;
-        screenshot(&c, 390, &phone).await;
+        // Ties: a bar of their own, a column, a sentence.
+        let rates = text_of(&c, ".rates").await;
+        assert!(rates.contains("Tied (no winner)"), "{rates}");
+        assert!(text_of(&c, "table.results").await.contains("TIE RATE"));
+        let note = text_of(&c, "p.note").await;
+        assert!(note.contains("were tied"), "{note}");
+        fits_a_phone(
+            &c,
+            "the batch page",
+            &["svg.histogram text", "svg.rowreach text"],
+        )
+        .await;
+        screenshot(&c, 1280, &shot("web-console.png")).await;
+        screenshot(&c, PHONE, &shot("web-console-phone.png")).await;
+
+        // Compare: the link leads to a list to pick from, not a dead end.
+        click(&c, "a[href^='/compare?b=']").await;
+        assert!(
+            text_of(&c, "h1")
+                .await
+                .starts_with("Compare browser-e2e-1 with")
+        );
+        click(&c, "input[type='checkbox'][name='b']").await;
+        click(&c, "form[action='/compare'] button[type='submit']").await;
+        c.wait()
+            .at_most(TIMEOUT)
+            .for_element(Locator::Css("svg.overlay"))
+            .await
+            .expect("the compare page's charts");
+        let page = text_of(&c, "main").await;
+        assert!(page.contains("Tied (no winner)"), "{page}");
+        fits_a_phone(&c, "the compare page", &["svg.overlay text"]).await;
+        viewport(&c, PHONE, 844).await;
+        assert!(
+            wholly_visible(&c, "svg.overlay").await,
+            "the overlaid histograms are cut off on a phone"
+        );
+        screenshot(&c, PHONE, &shot("web-compare-phone.png")).await;
+        screenshot(&c, 1280, &shot("web-compare.png")).await;
+
+        // A malformed id: the console's own error page.
+        c.goto(&format!("{base}/batches/not-a-batch"))
+            .await
+            .expect("open a broken link");
+        assert_eq!(text_of(&c, "h1").await, "404 Not Found");
+        assert!(text_of(&c, "p.error").await.contains("no valid id"));
+
+        let other = c
+            .find(Locator::Css("header.top nav a[href='/batches']"))
+            .await
+            .is_ok();
+        assert!(other, "the error page has the console's navigation");
         c.close().await.expect("close the browser");
-        id
+        vec![id]
     });
 
     // What the page said is what the pipeline did.
-    let verdicts = stack.wait_for_verdicts(&[batch_id], TIMEOUT);
+    let verdicts = stack.wait_for_verdicts(&batch_ids, TIMEOUT);
     assert!(verdicts[0].success, "{:?}", verdicts[0]);
-    stack.assert_batch_exact(batch_id);
+    stack.assert_batch_exact(batch_ids[0]);
 }
 
 #[test]

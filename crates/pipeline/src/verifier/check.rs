@@ -105,14 +105,34 @@ pub async fn check_in_parts<S: Store>(
         Ok(folded) => folded,
         Err(reason) => return Ok(Check::Fail(reason)),
     };
+    // An aggregate summed before ties were counted is compared with the
+    // rows summed the same way: exact too, since that is wins + tiebreaks.
+    let recomputed = if aggregate.counts_ties() {
+        recomputed
+    } else {
+        recomputed.without_tie_counts()
+    };
     if recomputed != aggregate {
-        return Ok(Check::Fail(format!(
-            "aggregate differs from the per-run rows (aggregate counts {} runs, rows {})",
-            aggregate.runs(),
-            recomputed.runs()
-        )));
+        return Ok(Check::Fail(differs(&aggregate, &recomputed)));
     }
     Ok(check_spots(loaded, &spots, &spot_rows))
+}
+
+/// The FAILURE reason for an aggregate that differs from its rows: the
+/// run counts, and the tied runs when the run counts agree.
+fn differs(aggregate: &Summary, rows: &Summary) -> String {
+    let mut reason = format!(
+        "aggregate differs from the per-run rows (aggregate counts {} runs, rows {}",
+        aggregate.runs(),
+        rows.runs()
+    );
+    if let (Some(a), Some(r)) = (aggregate.tied_runs(), rows.tied_runs())
+        && a != r
+    {
+        reason.push_str(&format!("; tied runs: aggregate {a}, rows {r}"));
+    }
+    reason.push(')');
+    reason
 }
 
 /// What one range's scan found: its summary and spot rows, or why the

@@ -256,7 +256,8 @@ impl<S: Store> Verifier<S> {
         } else {
             self.stats.count("failure", 1);
         }
-        tracing::info!("{line}");
+        // The line itself is on stdout, which deployments log already.
+        tracing::debug!(batch = %batch_id, "verdict printed");
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! nothing, the workers go on. Also the event the batch ran, from its own
 //! snapshot (board and JSON download), whether or not it is in the library.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use broker::Broker;
@@ -14,6 +14,7 @@ use workload::{BingoReport, Report, SumReport};
 use crate::AppState;
 use crate::data::{BatchDetail, EventRef, batch_detail};
 use crate::error::{Error, PageError};
+use crate::id::Id;
 use crate::views::charts::{self, RateBar};
 use crate::views::layout::{Ctx, Nav, page};
 use crate::views::{board, format, widgets};
@@ -22,7 +23,7 @@ use crate::views::{board, format, widgets};
 pub async fn show<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
     ctx: Ctx,
-    Path(id): Path<Uuid>,
+    Id(id): Id,
 ) -> Result<Markup, PageError> {
     let d = batch_detail(&app.store, id).await?;
     let title = d.status.name.clone();
@@ -32,7 +33,7 @@ pub async fn show<B: Broker, S: Store + Catalog>(
 /// `GET /batches/{id}/live`: everything below the navigation, for the refresh.
 pub async fn live_part<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
-    Path(id): Path<Uuid>,
+    Id(id): Id,
 ) -> Result<Markup, PageError> {
     Ok(live(&batch_detail(&app.store, id).await?))
 }
@@ -71,8 +72,8 @@ fn facts(d: &BatchDetail) -> Markup {
             dt { "Event" } dd { (widgets::event_link(&d.event))
                 @if !matches!(d.event, EventRef::None) {
                     " · " a href=(format!("/batches/{}/event", s.batch_id)) { "as it ran" } } }
-            dt { "Runs" } dd { (format::count(s.runs)) " in " (format::count(i64::from(s.chunks))) " chunks of " (format::count(i64::from(d.chunk_size))) }
-            dt { "Seed" } dd { (d.seed) }
+            dt { "Runs" } dd { (format::count(s.runs)) " in " (format::things(s.chunks.max(0) as usize, "chunk", "chunks")) " of " (format::count(i64::from(d.chunk_size))) }
+            dt { "Seed" } dd { (d.seed.0) }
             dt { "Started" } dd { (format::timestamp(s.created_at)) }
             dt { "Elapsed" } dd { (format::duration(s.elapsed_s)) }
             dt { "Runs/s" } dd { (format::rate(s.runs_per_s)) }
@@ -81,7 +82,7 @@ fn facts(d: &BatchDetail) -> Markup {
                 dt { "Duplicates dropped" } dd { (format::count(r.duplicates_dropped)) }
             }
         }
-        p.actions { a href=(format!("/compare?b={}", s.batch_id)) { "Compare with other batches" }
+        p.actions { a href=(format!("/compare?b={}", s.batch_id)) { "Compare with other batches…" }
             " · " a href=(format!("/api/batches/{}", s.batch_id)) { "JSON" }
             @if !s.state.is_final() && !s.cancelled() {
                 " · " a.button.danger href=(format!("/batches/{}/cancel", s.batch_id)) { "Cancel…" }
@@ -89,8 +90,10 @@ fn facts(d: &BatchDetail) -> Markup {
     }
 }
 
-fn bingo(b: &BingoReport) -> Markup {
-    let bars: Vec<RateBar> = b
+/// The win-rate bars of a report's teams, and a grey bar for its tied
+/// runs when there were any: with 95 % intervals.
+fn outcome_bars(b: &BingoReport) -> Vec<RateBar> {
+    let mut bars: Vec<RateBar> = b
         .teams
         .iter()
         .enumerate()
@@ -98,13 +101,49 @@ fn bingo(b: &BingoReport) -> Markup {
             let (low, high) = crate::stats::wilson95(t.wins, b.runs);
             RateBar {
                 label: t.name.clone(),
-                series: k,
+                series: Some(k),
                 rate: t.win_rate,
                 low,
                 high,
             }
         })
         .collect();
+    if let (Some(tied), Some(rate)) = (b.tied_runs, b.tie_rate)
+        && tied > 0
+    {
+        let (low, high) = crate::stats::wilson95(tied, b.runs);
+        bars.push(RateBar {
+            label: TIED.into(),
+            series: None,
+            rate,
+            low,
+            high,
+        });
+    }
+    bars
+}
+
+/// The tied runs' label in charts and tables.
+pub const TIED: &str = "Tied (no winner)";
+
+/// What the tie counts of a report say, in a sentence.
+fn ties_note(b: &BingoReport) -> Markup {
+    html! {
+        @match (b.tied_runs, b.tie_rate) {
+            (Some(0), _) => p.muted.small { "No run was tied." },
+            (Some(tied), Some(rate)) => p.note {
+                strong { (format::count(tied as i64)) " of " (format::count(b.runs as i64)) " runs (" (format::percent(rate)) ") were tied" }
+                ": two or more teams shared the top score, so no team won them. "
+                "A team's win rate counts only the runs it won alone; its tie rate, the runs it shared."
+            },
+            _ => p.note { "Ties were not counted for this batch (it was summed by an older version): "
+                "its win rates include the tied runs, each given to the team listed first." },
+        }
+    }
+}
+
+fn bingo(b: &BingoReport) -> Markup {
+    let bars = outcome_bars(b);
     let reach: Vec<(&str, &[f64])> = b
         .teams
         .iter()
@@ -116,23 +155,37 @@ fn bingo(b: &BingoReport) -> Markup {
         .enumerate()
         .map(|(k, t)| (k, t.name.clone()))
         .collect();
+    let rows = b
+        .teams
+        .iter()
+        .map(|t| t.row_reach_rate.len())
+        .max()
+        .unwrap_or(0);
+    let all_reached = b.runs > 0
+        && b.teams
+            .iter()
+            .all(|t| t.row_reach_rate.iter().all(|&r| r >= 1.0));
     html! {
         section {
             h2 { "Who wins" }
-            div.scroll { (charts::rate_bars(&bars)) }
-            p.muted.small { "Bars: win rate over " (format::count(b.runs as i64)) " runs; whiskers: 95 % confidence interval." }
+            div.chartbox { (charts::rate_bars(&bars)) }
+            p.muted.small { "Bars: share of the " (format::count(b.runs as i64)) " runs each team won outright"
+                @if bars.len() > b.teams.len() { ", and share tied" }
+                "; whiskers: 95 % confidence interval." }
+            (ties_note(b))
         }
         section {
             h2 { "Points and tiles" }
             div.scroll { table.results {
                 thead {
-                    tr { th { "Team" } th.num { "Win rate" } th.num { "Mean" } th.num { "p50" } th.num { "p95" } th.num { "Min" } th.num { "Max" }
+                    tr { th { "Team" } th.num { "Win rate" } th.num { "Tie rate" } th.num { "Mean" } th.num { "p50" } th.num { "p95" } th.num { "Min" } th.num { "Max" }
                          th.num { "Tiles (mean)" } th.num { "Tiles p50 / p95" } th.num { "Tiles min / max" } }
                 }
                 tbody { @for (k, t) in b.teams.iter().enumerate() {
                     tr {
-                        td { span class=(format!("swatch s{}", k % charts::SERIES)) {} (t.name) }
+                        td { span class=(charts::series_class("swatch", Some(k))) {} (t.name) }
                         td.num { (format::percent(t.win_rate)) }
+                        td.num { (t.tie_rate.map(format::percent).unwrap_or_else(|| "–".into())) }
                         td.num { (format!("{:.1}", t.points.mean)) }
                         td.num { (t.points.p50) } td.num { (t.points.p95) }
                         td.num { (t.points.min) } td.num { (t.points.max) }
@@ -148,17 +201,21 @@ fn bingo(b: &BingoReport) -> Markup {
             div.charts {
                 @for (k, t) in b.teams.iter().enumerate() {
                     figure {
-                        figcaption { span class=(format!("swatch s{}", k % charts::SERIES)) {} (t.name) }
-                        div.scroll { (charts::histogram(k, &t.name, &t.points_histogram, b.runs, t.points.mean)) }
+                        figcaption { span class=(charts::series_class("swatch", Some(k))) {} (t.name) }
+                        div.chartbox { (charts::histogram(k, &t.name, &t.points_histogram, b.runs, t.points.mean)) }
                     }
                 }
             }
         }
         section {
             h2 { "How far each team got" }
-            p.muted.small { "Share of runs in which the team unlocked each row." }
-            div.scroll { (charts::row_reach(&reach)) }
-            (charts::legend(&legend))
+            @if all_reached {
+                p.rowreach-all { "Every team unlocked all " (rows) " rows in every run." }
+            } @else {
+                p.muted.small { "Share of runs in which the team unlocked each row." }
+                div.scroll { (charts::row_reach(&reach)) }
+                (charts::legend(&legend))
+            }
         }
     }
 }
@@ -215,7 +272,7 @@ fn chunks(d: &BatchDetail) -> Markup {
 pub async fn event<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
     ctx: Ctx,
-    Path(id): Path<Uuid>,
+    Id(id): Id,
 ) -> Result<Markup, PageError> {
     let (batch, event) = snapshot(&app.store, id).await?;
     let body = html! {
@@ -228,7 +285,7 @@ pub async fn event<B: Broker, S: Store + Catalog>(
 /// `GET /batches/{id}/event.json`.
 pub async fn event_json<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
-    Path(id): Path<Uuid>,
+    Id(id): Id,
 ) -> Result<Response, PageError> {
     let (_, event) = snapshot(&app.store, id).await?;
     Ok(download(&event)?)
@@ -272,4 +329,66 @@ pub fn download(event: &workload::Event) -> Result<Response, Error> {
         json,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use workload::Summary;
+
+    use super::*;
+
+    /// A 2-team, 3-row report of these outcome rows.
+    fn report(rows: &[[i32; 7]]) -> BingoReport {
+        let spec = workload::WorkloadSpec::bingo_default();
+        let mut s = workload::Workload::new(&spec).unwrap().empty_summary();
+        // The built-in event's board: 20 rows, 80 tiles, 200 points.
+        for r in rows {
+            s.add(r).unwrap();
+        }
+        match s.report() {
+            workload::Report::Bingo(b) => b,
+            other => panic!("a bingo report, not {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rows_always_reached_are_said_not_drawn() {
+        let all = bingo(&report(&[[0, 200, 80, 19, 150, 70, 19]])).into_string();
+        assert!(
+            all.contains("Every team unlocked all 20 rows in every run."),
+            "{all}"
+        );
+        assert!(!all.contains("svg class=\"chart rowreach\""), "{all}");
+        let some = bingo(&report(&[[0, 200, 80, 19, 150, 70, 12]])).into_string();
+        assert!(some.contains("rowreach"), "{some}");
+    }
+
+    #[test]
+    fn ties_get_a_bar_a_column_and_a_sentence() {
+        let tied = bingo(&report(&[
+            [0, 120, 40, 10, 120, 40, 10],
+            [1, 100, 30, 9, 120, 40, 10],
+        ]))
+        .into_string();
+        assert!(tied.contains("Tied (no winner)"), "{tied}");
+        assert!(tied.contains("1 of 2 runs (50.0 %) were tied"), "{tied}");
+        assert!(tied.contains("Tie rate"), "{tied}");
+        // An aggregate from before tie counts: the rates say so.
+        let older: Summary = {
+            let mut s = workload::Workload::new(&workload::WorkloadSpec::bingo_default())
+                .unwrap()
+                .empty_summary();
+            s.add(&[0, 120, 40, 10, 120, 40, 10]).unwrap();
+            s.without_tie_counts()
+        };
+        let workload::Report::Bingo(b) = older.report() else {
+            panic!("bingo")
+        };
+        let page = bingo(&b).into_string();
+        assert!(
+            page.contains("Ties were not counted for this batch"),
+            "{page}"
+        );
+        assert!(!page.contains("Tied (no winner)"), "{page}");
+    }
 }

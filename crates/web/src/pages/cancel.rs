@@ -3,7 +3,7 @@
 //! — with the CSRF token — cancels through the same library call as
 //! `batchline cancel` (`pipeline::cancel::cancel`), then shows the batch.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use broker::Broker;
 use maud::{Markup, html};
@@ -14,6 +14,7 @@ use crate::AppState;
 use crate::csrf;
 use crate::data::batch_detail;
 use crate::error::{Error, PageError};
+use crate::id::Id;
 use crate::views::layout::{Ctx, Nav, page};
 use crate::views::{format, widgets};
 
@@ -24,7 +25,7 @@ pub const MAX_REASON_CHARS: usize = 200;
 pub async fn confirm<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
     ctx: Ctx,
-    Path(id): Path<Uuid>,
+    Id(id): Id,
 ) -> Result<Markup, PageError> {
     let d = batch_detail(&app.store, id).await?;
     let s = &d.status;
@@ -72,7 +73,7 @@ pub struct CancelForm {
 pub async fn cancel<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
     ctx: Ctx,
-    Path(id): Path<Uuid>,
+    Id(id): Id,
     axum::Form(form): axum::Form<CancelForm>,
 ) -> Result<Response, PageError> {
     csrf::verify(&ctx.csrf, &form.csrf)?;

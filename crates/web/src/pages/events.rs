@@ -1,21 +1,23 @@
 //! The event library: paste or upload an event, see every problem with its
 //! place before saving, save it; view a saved event as its board; download
-//! it; delete one no batch ran.
+//! it; delete one no batch ran (after a confirmation page). The built-in
+//! Spring League Bingo is shown here too, as a template to start from.
 
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use broker::Broker;
 use maud::{Markup, html};
 use serde::Deserialize;
 use store::catalog::{EventDeletion, EventSave};
-use store::{Catalog, Store, Uuid};
+use store::{Catalog, Store};
 
 use crate::AppState;
 use crate::csrf::{self, CSRF_FIELD};
 use crate::data::{EventList, event_detail, event_list};
 use crate::error::{Error, PageError};
 use crate::events::{CheckedEvent, EventProblem, check, line_of};
+use crate::id::Id;
 use crate::pages::batch::download;
 use crate::views::layout::{Ctx, Nav, page};
 use crate::views::{board, format, widgets};
@@ -24,6 +26,14 @@ use crate::views::{board, format, widgets};
 #[serde(default)]
 pub struct PageQuery {
     pub page: Option<i64>,
+    /// `builtin`: the add form starts with the built-in event's JSON.
+    pub template: Option<String>,
+}
+
+/// The built-in event as the add form's starting text.
+fn builtin_json() -> Result<String, Error> {
+    serde_json::to_string_pretty(&workload::Event::spring_league())
+        .map_err(|e| Error::Internal(format!("built-in event to JSON: {e}")))
 }
 
 /// `GET /events`.
@@ -33,7 +43,11 @@ pub async fn library<B: Broker, S: Store + Catalog>(
     Query(q): Query<PageQuery>,
 ) -> Result<Markup, PageError> {
     let list = event_list(&app.store, q.page.unwrap_or(1)).await?;
-    Ok(render(&ctx, &list, "", None))
+    let text = match q.template.as_deref() {
+        Some("builtin") => builtin_json()?,
+        _ => String::new(),
+    };
+    Ok(render(&ctx, &list, &text, None))
 }
 
 /// What the add form's check found.
@@ -48,7 +62,9 @@ fn render(ctx: &Ctx, list: &EventList, text: &str, outcome: Option<Outcome<'_>>)
         section {
             h2 { "Add an event" }
             p.muted { "Paste an event's JSON or choose a file (the format of "
-                code { "crates/workload/events/spring-league.json" } "), check it, then save it." }
+                code { "crates/workload/events/spring-league.json" } "), check it, then save it. "
+                "To start from the built-in Spring League Bingo, "
+                a href="/events?template=builtin#add-event" { "load it into the box" } " and change what you need; save it under a new name." }
             form.stack #add-event method="post" action="/events" enctype="multipart/form-data" {
                 (ctx.csrf_field())
                 label { "Event JSON"
@@ -67,6 +83,13 @@ fn render(ctx: &Ctx, list: &EventList, text: &str, outcome: Option<Outcome<'_>>)
                     (c.event.activities.len()) " activities. Save it to run it." },
                 None => {}
             }
+        }
+        section {
+            h2 { "Built-in event" }
+            p { a href="/events/builtin" { "Spring League Bingo" } " — two teams of four, 20 rows. "
+                a href="/batches/new" { "New batch" } " · "
+                a href="/events?template=builtin#add-event" { "Use as a template" } " · "
+                a href="/events/builtin/event.json" { "Download JSON" } }
         }
         section {
             h2 { "Saved events" }
@@ -94,8 +117,8 @@ fn problem(p: &EventProblem, text: &str) -> Markup {
         },
         EventProblem::Invalid { problems } => widgets::problems(
             &format!(
-                "The event has {} problem(s); nothing was saved:",
-                problems.len()
+                "Nothing was saved: the event has {}.",
+                format::things(problems.len(), "problem", "problems")
             ),
             problems,
         ),
@@ -213,7 +236,7 @@ pub async fn add<B: Broker, S: Store + Catalog>(
 pub async fn show<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
     ctx: Ctx,
-    Path(id): Path<Uuid>,
+    Id(id): Id,
 ) -> Result<Markup, PageError> {
     let d = event_detail(&app.store, id).await?;
     let s = &d.summary;
@@ -228,10 +251,7 @@ pub async fn show<B: Broker, S: Store + Catalog>(
                     a href=(format!("/batches?event={id}")) { (s.batches) " batch(es) ran it" }
                     span.muted { " — so it can no longer change or be deleted." }
                 } @else {
-                    form.inline method="post" action=(format!("/events/{id}/delete")) {
-                        (ctx.csrf_field())
-                        button.danger type="submit" { "Delete" }
-                    }
+                    a.button.danger href=(format!("/events/{id}/delete")) { "Delete…" }
                 }
             }
             p.muted.small { "Saved " (format::timestamp(s.created_at)) ". Saved events never change: to change one, save the edited JSON as a new event." }
@@ -240,10 +260,51 @@ pub async fn show<B: Broker, S: Store + Catalog>(
     Ok(page(Some(&ctx), &d.event.name, Nav::Events, body))
 }
 
+/// `GET /events/builtin`: the built-in event as its board.
+pub async fn builtin(ctx: Ctx) -> Markup {
+    let event = workload::Event::spring_league();
+    let body = html! {
+        p.muted { "Built into batchline; batches run it unless they name another event. "
+            a.button href="/batches/new" { "New batch from this event" } " "
+            a href="/events?template=builtin#add-event" { "Use as a template" } }
+        (board::event(&event, "/events/builtin/event.json"))
+    };
+    page(Some(&ctx), &event.name, Nav::Events, body)
+}
+
+/// `GET /events/builtin/event.json`.
+pub async fn builtin_download() -> Result<Response, PageError> {
+    Ok(download(&workload::Event::spring_league())?)
+}
+
+/// `GET /events/{id}/delete`: are you sure?
+pub async fn confirm_delete<B: Broker, S: Store + Catalog>(
+    State(app): State<AppState<B, S>>,
+    ctx: Ctx,
+    Id(id): Id,
+) -> Result<Markup, PageError> {
+    let d = event_detail(&app.store, id).await?;
+    let body = html! {
+        h1 { "Delete " (d.event.name) "?" }
+        @if d.summary.batches > 0 {
+            p { (format::things(d.summary.batches as usize, "batch", "batches")) " ran it: it stays in the library." }
+        } @else {
+            p { "It goes from the library for good. No batch ran it, so nothing else changes." }
+            form.inline method="post" action=(format!("/events/{id}/delete")) {
+                (ctx.csrf_field())
+                button.danger type="submit" { "Delete it" }
+                " "
+                a href=(format!("/events/{id}")) { "Keep it" }
+            }
+        }
+    };
+    Ok(page(Some(&ctx), "Delete event", Nav::Events, body))
+}
+
 /// `GET /events/{id}/event.json`.
 pub async fn json<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
-    Path(id): Path<Uuid>,
+    Id(id): Id,
 ) -> Result<Response, PageError> {
     Ok(download(&event_detail(&app.store, id).await?.event)?)
 }
@@ -252,7 +313,7 @@ pub async fn json<B: Broker, S: Store + Catalog>(
 pub async fn delete<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
     ctx: Ctx,
-    Path(id): Path<Uuid>,
+    Id(id): Id,
     axum::Form(form): axum::Form<csrf::CsrfForm>,
 ) -> Result<Response, PageError> {
     csrf::verify(&ctx.csrf, &form.csrf)?;

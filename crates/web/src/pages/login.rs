@@ -2,10 +2,11 @@
 //! token once and sets the session cookie (see `auth`).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar};
 use maud::{Markup, html};
@@ -66,11 +67,29 @@ pub async fn submit(
     csrf::verify(&ctx.csrf, &f.csrf)?;
     let next = safe_next(Some(&f.next));
     let now = pipeline::status::now_s() as u64;
+    let at = Instant::now();
+    if let Some(wait) = guard.throttle.wait(at) {
+        // Not even checked, so a guess during the wait tells nothing; and
+        // it counts as one more wrong try, so hammering only waits longer.
+        guard.throttle.failed(at);
+        let wait = guard.throttle.wait(at).unwrap_or(wait);
+        let secs = wait.as_secs_f64().ceil() as u64;
+        let message = format!("Too many wrong tokens: try again in {secs} s.");
+        let page = form(&ctx, next, Some(&message));
+        return Ok((
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, secs.to_string())],
+            page,
+        )
+            .into_response());
+    }
     match guard.session_cookie(now) {
         Some(cookie) if guard.is_token(f.token.trim()) => {
+            guard.throttle.succeeded();
             Ok((jar.add(cookie), Redirect::to(next)).into_response())
         }
         Some(_) => {
+            guard.throttle.failed(at);
             tracing::info!("sign-in refused: wrong token");
             let page = form(&ctx, next, Some("That is not the token."));
             Ok((StatusCode::UNAUTHORIZED, page).into_response())

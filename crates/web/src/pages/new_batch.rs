@@ -34,7 +34,7 @@ pub async fn form<B: Broker, S: Store + Catalog>(
     if let Some(id) = pre.event {
         values.event = id.to_string();
     }
-    render(&app, &ctx, &values, None).await
+    render(&app, &ctx, &values, &[]).await
 }
 
 /// `POST /batches`.
@@ -66,8 +66,8 @@ pub async fn create<B: Broker, S: Store + Catalog>(
             };
             Ok(Redirect::to(&to).into_response())
         }
-        Err(e @ Error::Refused(_)) => {
-            let page = render(&app, &ctx, &values, Some(&e.to_string())).await?;
+        Err(Error::Refused(problems)) => {
+            let page = render(&app, &ctx, &values, &problems).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(e) => Err(e.into()),
@@ -78,7 +78,7 @@ async fn render<B: Broker, S: Store + Catalog>(
     app: &AppState<B, S>,
     ctx: &Ctx,
     v: &NewBatchForm,
-    error: Option<&str>,
+    problems: &[String],
 ) -> Result<Markup, PageError> {
     let saved = app.store.list_events(0, 200).await?;
     let limits = &app.limits;
@@ -87,7 +87,12 @@ async fn render<B: Broker, S: Store + Catalog>(
     };
     let body = html! {
         h1 { "New batch" }
-        @if let Some(e) = error { p.error role="alert" { (e) } }
+        @if !problems.is_empty() {
+            div.problems role="alert" {
+                p { strong { "The batch was not started. Please change:" } }
+                ul { @for p in problems { li { (p) } } }
+            }
+        }
         form.stack method="post" action="/batches" {
             (ctx.csrf_field())
             label { "Event"
@@ -121,8 +126,8 @@ async fn render<B: Broker, S: Store + Catalog>(
                 }
             }
             label { "Name"
-                input name="name" value=(v.name) maxlength="200" placeholder="e.g. spring-greedy";
-                span.hint { "shown in the verdict line; several batches get -1, -2, …" }
+                input name="name" value=(v.name) maxlength=(workload::MAX_NAME_CHARS) placeholder="e.g. spring-greedy";
+                span.hint { "at most " (workload::MAX_NAME_CHARS) " characters, shown in the verdict line; several batches get -1, -2, …" }
             }
             button type="submit" { "Start" }
         }

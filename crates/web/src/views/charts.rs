@@ -1,6 +1,7 @@
 //! Charts drawn on the server as inline SVG: no script, no canvas, and each
 //! chart says what it shows in its `<title>`, with a `<title>` per bar for
-//! the exact numbers. Colours come from the stylesheet (`.s0` … `.s7`, one
+//! the exact numbers. Rate bars are HTML rows around small SVG bars, so
+//! their text stays readable on a phone. Colours come from the stylesheet (`.s0` … `.s7`, one
 //! per team or batch), so the SVG carries no inline style.
 
 use maud::{Markup, html};
@@ -33,6 +34,13 @@ impl Plot {
             top: 12.0,
             bottom: 28.0,
         }
+    }
+
+    /// Room for wider share labels on the left (charts whose text the
+    /// stylesheet enlarges on a phone).
+    const fn wide_labels(mut self) -> Plot {
+        self.left = 58.0;
+        self
     }
 
     fn inner_w(&self) -> f64 {
@@ -130,7 +138,7 @@ fn bucket_label(start: u32, width: u32) -> String {
 
 /// A team's points histogram: share of runs per score, with the mean.
 pub fn histogram(series: usize, team: &str, hist: &[(u32, u64)], runs: u64, mean: f64) -> Markup {
-    let plot = Plot::new(520.0, 200.0);
+    let plot = Plot::new(520.0, 200.0).wide_labels();
     let (lo, hi) = match (hist.first(), hist.last()) {
         (Some(a), Some(b)) => (a.0, b.0),
         _ => (0, 0),
@@ -177,7 +185,7 @@ fn x_ticks(lo: u32, hi: u32) -> Vec<u32> {
 
 /// One bar group per row: the share of runs in which each team unlocked it.
 pub fn row_reach(teams: &[(&str, &[f64])]) -> Markup {
-    let plot = Plot::new(1000.0, 220.0);
+    let plot = Plot::new(1000.0, 220.0).wide_labels();
     let rows = teams.iter().map(|t| t.1.len()).max().unwrap_or(0);
     let group = plot.inner_w() / rows.max(1) as f64;
     let bar = (group - 4.0) / teams.len().max(1) as f64;
@@ -205,36 +213,46 @@ pub fn row_reach(teams: &[(&str, &[f64])]) -> Markup {
 #[derive(Clone, Debug)]
 pub struct RateBar {
     pub label: String,
-    pub series: usize,
+    /// The team's or batch's colour; `None` for tied runs (grey).
+    pub series: Option<usize>,
     pub rate: f64,
     pub low: f64,
     pub high: f64,
 }
 
-/// Horizontal bars with confidence whiskers (win rates).
+/// `bar s3`, or `bar tie` for the tied runs' grey.
+pub fn series_class(base: &str, series: Option<usize>) -> String {
+    match series {
+        Some(k) => format!("{base} s{}", k % SERIES),
+        None => format!("{base} tie"),
+    }
+}
+
+/// Horizontal bars with confidence whiskers (win and tie rates). Names and
+/// numbers are HTML text, so they keep the page's size on any screen; each
+/// bar is a small SVG stretched to its column (the stylesheet sizes it,
+/// since the console allows no inline style).
 pub fn rate_bars(bars: &[RateBar]) -> Markup {
-    let row_h = 26.0;
-    let (left, right) = (150.0, 64.0);
-    let w = 600.0;
-    let h = row_h * bars.len() as f64 + 24.0;
-    let x = |v: f64| left + (w - left - right) * v.clamp(0.0, 1.0);
+    // In the bar's own 0..100 × 0..10 box.
+    let x = |v: f64| n(100.0 * v.clamp(0.0, 1.0));
     html! {
-        svg.chart.rates width=(n(w)) viewBox=(format!("0 0 {w} {h}")) role="img" aria-label="Win rates with 95 % confidence intervals" {
-            title { "Win rates with 95 % confidence intervals" }
-            @for t in [0.0, 0.25, 0.5, 0.75, 1.0] {
-                line.grid x1=(n(x(t))) x2=(n(x(t))) y1="0" y2=(n(h - 20.0)) {}
-                text.tick x=(n(x(t))) y=(n(h - 6.0)) text-anchor="middle" { (format!("{:.0} %", t * 100.0)) }
-            }
-            @for (i, b) in bars.iter().enumerate() {
-                @let y = row_h * i as f64 + 4.0;
-                text.label x=(n(left - 8.0)) y=(n(y + 14.0)) text-anchor="end" { (pipeline::status::ellipsis(&b.label, 18)) }
-                rect class=(format!("bar s{}", b.series % SERIES)) x=(n(left)) y=(n(y)) width=(n(x(b.rate) - left)) height="18" {
-                    title { (b.label) ": " (format::percent(b.rate)) " (95 % CI " (format::percent(b.low)) " – " (format::percent(b.high)) ")" }
+        div.rates role="list" aria-label="Rates with 95 % confidence intervals" {
+            @for b in bars {
+                @let detail = format!("{}: {} (95 % CI {} – {})", b.label, format::percent(b.rate), format::percent(b.low), format::percent(b.high));
+                div.rate role="listitem" title=(detail) {
+                    span.label { (b.label) }
+                    svg.bar viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true" {
+                        rect.track x="0" y="0" width="100" height="10" {}
+                        @for t in [25.0, 50.0, 75.0] {
+                            line.gridline x1=(n(t)) x2=(n(t)) y1="0" y2="10" vector-effect="non-scaling-stroke" {}
+                        }
+                        rect class=(series_class("bar", b.series)) x="0" y="1" width=(x(b.rate)) height="8" {}
+                        line.whisker x1=(x(b.low)) x2=(x(b.high)) y1="5" y2="5" vector-effect="non-scaling-stroke" {}
+                        line.whisker x1=(x(b.low)) x2=(x(b.low)) y1="2" y2="8" vector-effect="non-scaling-stroke" {}
+                        line.whisker x1=(x(b.high)) x2=(x(b.high)) y1="2" y2="8" vector-effect="non-scaling-stroke" {}
+                    }
+                    span.value { (format::percent(b.rate)) span.sr { " (95 % CI " (format::percent(b.low)) " – " (format::percent(b.high)) ")" } }
                 }
-                line.whisker x1=(n(x(b.low))) x2=(n(x(b.high))) y1=(n(y + 9.0)) y2=(n(y + 9.0)) {}
-                line.whisker x1=(n(x(b.low))) x2=(n(x(b.low))) y1=(n(y + 4.0)) y2=(n(y + 14.0)) {}
-                line.whisker x1=(n(x(b.high))) x2=(n(x(b.high))) y1=(n(y + 4.0)) y2=(n(y + 14.0)) {}
-                text.tick x=(n(w - right + 6.0)) y=(n(y + 14.0)) { (format::percent(b.rate)) }
             }
         }
     }
@@ -251,7 +269,9 @@ pub struct Series<'a> {
 
 /// Several histograms of the same quantity as lines on one scale.
 pub fn overlay(title: &str, lines: &[Series<'_>]) -> Markup {
-    let plot = Plot::new(1000.0, 220.0);
+    // Narrow enough to shrink onto a phone whole: the peak is never
+    // scrolled out of sight.
+    let plot = Plot::new(640.0, 220.0).wide_labels();
     let lo = lines
         .iter()
         .filter_map(|s| s.hist.first())
@@ -310,7 +330,7 @@ pub fn legend(items: &[(usize, String)]) -> Markup {
     html! {
         ul.legend {
             @for (series, label) in items {
-                li { span class=(format!("swatch s{}", series % SERIES)) {} (label) }
+                li { span class=(series_class("swatch", Some(*series))) {} (label) }
             }
         }
     }

@@ -21,6 +21,15 @@ pub fn percent(share: f64) -> String {
     format!("{:.1} %", share * 100.0)
 }
 
+/// `n` things, singular or plural: "1 problem", "3 problems".
+pub fn things(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{} {many}", count(n as i64))
+    }
+}
+
 /// A rate per second, rounded to whole units with separators.
 pub fn rate(per_s: f64) -> String {
     count(per_s.round() as i64)
