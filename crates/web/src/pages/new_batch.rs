@@ -4,7 +4,6 @@
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use broker::Broker;
 use maud::{Markup, html};
@@ -46,9 +45,7 @@ pub async fn create<B: Broker, S: Store + Catalog>(
     csrf::verify(&ctx.csrf, &values.csrf)?;
     let submitted = match values.plan(&app.limits) {
         Ok(plan) => match plan.request(&app.store).await {
-            Ok(req) => pipeline::submit::submit(&app.broker, &app.store, &req)
-                .await
-                .map_err(Error::from),
+            Ok(req) => crate::submit::submit(&app.broker, &app.store, &req).await,
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -66,9 +63,9 @@ pub async fn create<B: Broker, S: Store + Catalog>(
             };
             Ok(Redirect::to(&to).into_response())
         }
-        Err(e @ Error::Refused(_)) => {
+        Err(e @ (Error::Refused(_) | Error::BrokerUnavailable(_))) => {
             let page = render(&app, &ctx, &values, Some(&e.to_string())).await?;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+            Ok((e.status(), page).into_response())
         }
         Err(e) => Err(e.into()),
     }
