@@ -11,7 +11,15 @@
 //! RabbitMQ does not tell a consumer it became a queue's active one, and a
 //! replica takes a partition at its first delivery; so the first live
 //! replica (by name) nudges every partition that has no live owner — none
-//! yet, or one gone silent — and the active consumer takes it at once.
+//! yet, one whose process ended (its database session, and with it its
+//! claim holder lock, ended: seen at the next look, every [`WATCH`]), or
+//! one gone silent (frozen, cut off) — and the active consumer takes it at
+//! once.
+//!
+//! The heartbeat is a task of its own that talks only to the store, and
+//! every broker call here has a time limit: a replica cut off from
+//! RabbitMQ still announces itself, still sees that another replica took
+//! its partitions, and drops them at once (`LoopControl::drop_now`).
 //!
 //! It also marks the replica ready once every partition's queue is
 //! subscribed (the replica is then a hot standby for all of them), and
@@ -29,8 +37,17 @@ use super::partition::LoopControl;
 use crate::health::{CONSUMING, Health};
 use crate::messages::nudge;
 
-/// How often a replica announces itself and looks at the others.
+/// How often a replica announces itself.
 pub(super) const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// How often a replica looks at the others (owners gone, partitions taken
+/// from it, the fair share): one small query, so that an owner's death
+/// moves its partitions within about this long.
+pub(super) const WATCH: Duration = Duration::from_millis(500);
+
+/// Longest a broker call of the coordinator (a nudge, a queue depth) may
+/// take: the next look tries again.
+const BROKER_PATIENCE: Duration = Duration::from_secs(2);
 
 /// A replica silent for this long counts as gone.
 pub const SILENCE: Duration = Duration::from_secs(6);
@@ -75,7 +92,14 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
     /// Runs until `shutdown`.
     pub(super) async fn run(mut self, shutdown: CancellationToken) {
         self.health.set_ready(CONSUMING, false);
-        let mut tick = tokio::time::interval(HEARTBEAT);
+        let heartbeat = tokio::spawn(heartbeat(self.replica.clone(), shutdown.clone()));
+        self.watch(shutdown).await;
+        heartbeat.abort();
+    }
+
+    async fn watch(&mut self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(WATCH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -97,7 +121,6 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
 
     async fn turn(&mut self) -> crate::Result<()> {
         let store = &self.replica.store;
-        store.replica_heartbeat(&self.replica.id).await?;
         let live = store.live_replicas(SILENCE).await?;
         let owned: Vec<u16> = live
             .iter()
@@ -171,7 +194,7 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
                 );
                 // Fenced by the epoch, as a refused save would have been.
                 self.replica.stats.count("fenced", 1);
-                self.controls[usize::from(p)].let_go("fenced");
+                self.controls[usize::from(p)].drop_now("fenced");
             }
         }
         Ok(())
@@ -191,10 +214,20 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
             }
             *last = Some(Instant::now());
             tracing::debug!(partition = p, "nudging a partition without a live owner");
-            self.replica
+            let sent = self
+                .replica
                 .broker
-                .publish(vec![nudge(p, &self.replica.id)?])
-                .await?;
+                .publish(vec![nudge(p, &self.replica.id)?]);
+            match tokio::time::timeout(BROKER_PATIENCE, sent).await {
+                Ok(sent) => sent?,
+                Err(_) => {
+                    tracing::warn!(
+                        partition = p,
+                        "nudge not confirmed in time; trying again later"
+                    );
+                    return Ok(());
+                }
+            }
         }
         Ok(())
     }
@@ -205,15 +238,36 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
     async fn publish_depths(&self, owned: &[u16]) {
         for p in 0..self.replica.partitions {
             let depth = if owned.contains(&p) {
-                match self.replica.broker.queue_depth(Queue::Results(p)).await {
-                    Ok(depth) => depth as f64,
-                    Err(_) => continue,
+                let asked = self.replica.broker.queue_depth(Queue::Results(p));
+                match tokio::time::timeout(BROKER_PATIENCE, asked).await {
+                    Ok(Ok(depth)) => depth as f64,
+                    _ => continue,
                 }
             } else {
                 0.0
             };
             metrics::gauge!("batchline_partition_depth", "partition" => store::partition::name(p))
                 .set(depth);
+        }
+    }
+}
+
+/// Announces the replica every [`HEARTBEAT`], in the store only: nothing
+/// the broker does can hold it back.
+async fn heartbeat<B: Broker, S: Store>(replica: Arc<Replica<B, S>>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = replica.store.replica_heartbeat(&replica.id).await {
+            // The store is away: the next beat tries again.
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "aggregator heartbeat failed"
+            );
         }
     }
 }

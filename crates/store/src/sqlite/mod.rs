@@ -545,6 +545,10 @@ impl Store for SqliteStore {
         self.replicas(within).await
     }
 
+    async fn release_replica(&self, replica: &str, cause: &str) -> Result<Vec<u16>> {
+        self.release_all(replica, cause).await
+    }
+
     async fn partition_status(&self) -> Result<Vec<PartitionInfo>> {
         self.status().await
     }
