@@ -95,6 +95,20 @@ fn spawn_replica(s: &mut Stack, name: &str, extra: &[(&str, &str)]) -> SocketAdd
     addr
 }
 
+/// Two slow executors, the verifier, and replica `aggregator-a` (with
+/// `extra` env) owning every partition; returns a's probe address.
+fn start_with_one_owner(s: &mut Stack, extra: &[(&str, &str)]) -> SocketAddr {
+    let addr_a = spawn_replica(s, "aggregator-a", extra);
+    s.spawn("executor-1", "executor", &SLOW);
+    s.spawn("executor-2", "executor", &SLOW);
+    s.spawn("verifier", "verifier", &[]);
+    wait_ready(s, addr_a);
+    s.wait_until("a owns every partition", PATIENCE, |s| {
+        s.partition_owners().values().sum::<usize>() == usize::from(s.partitions())
+    });
+    addr_a
+}
+
 /// Waits until the replica on `addr` is ready: subscribed to every
 /// partition's queue, so a hot standby for those it does not own.
 /// (RabbitMQ counts only the active consumer of a single-active-consumer
@@ -233,15 +247,8 @@ fn frozen_owner_is_fenced() {
     let url = rabbitmq_url_with_heartbeat(2);
     let other_disk = s.dir().join("machine-b");
     std::fs::create_dir_all(&other_disk).expect("machine-b's data dir");
-    let addr_a = spawn_replica(&mut s, "aggregator-a", &[("RABBITMQ_URL", &url)]);
-    s.spawn("executor-1", "executor", &SLOW);
-    s.spawn("executor-2", "executor", &SLOW);
-    s.spawn("verifier", "verifier", &[]);
-    wait_ready(&mut s, addr_a);
     // a takes every partition first (nudged), b then stands by.
-    s.wait_until("a owns every partition", PATIENCE, |s| {
-        s.partition_owners().values().sum::<usize>() == usize::from(s.partitions())
-    });
+    let addr_a = start_with_one_owner(&mut s, &[("RABBITMQ_URL", &url)]);
     let b_dir = other_disk.display().to_string();
     let addr_b = spawn_replica(
         &mut s,
@@ -809,14 +816,7 @@ fn an_owner_cut_from_rabbitmq_lets_go_at_once() {
     let mut s = Stack::with_env(&[NO_REFILL]);
     let proxy = TcpProxy::start(service_addr(&rabbitmq_url(), 5672));
     let cut_url = url_via(&rabbitmq_url(), proxy.addr);
-    let addr_a = spawn_replica(&mut s, "aggregator-a", &[("RABBITMQ_URL", &cut_url)]);
-    s.spawn("executor-1", "executor", &SLOW);
-    s.spawn("executor-2", "executor", &SLOW);
-    s.spawn("verifier", "verifier", &[]);
-    wait_ready(&mut s, addr_a);
-    s.wait_until("a owns every partition", PATIENCE, |s| {
-        s.partition_owners().values().sum::<usize>() == usize::from(s.partitions())
-    });
+    let addr_a = start_with_one_owner(&mut s, &[("RABBITMQ_URL", &cut_url)]);
     // b shares a's disk (WORKER_DATA_DIR): the directory locks must pass.
     let addr_b = spawn_replica(&mut s, "aggregator-b", &[]);
     let replicas = ["aggregator-a", "aggregator-b"];
@@ -843,13 +843,23 @@ fn an_owner_cut_from_rabbitmq_lets_go_at_once() {
 
     let t0 = Instant::now();
     proxy.cut();
+    // When each of a's busy partitions became b's (at its first result
+    // after RabbitMQ dropped a's connections).
+    let mut moved: Vec<(u16, Duration)> = Vec::new();
     s.wait_until("b took a's busy partitions", PATIENCE, |s| {
-        let now = s.partition_status();
-        a_busy.iter().all(|p| {
-            now[usize::from(*p)].owner.as_deref().and_then(owner_pid) == Some(s.pid("aggregator-b"))
-        })
+        let (now, b_pid) = (s.partition_status(), s.pid("aggregator-b"));
+        for p in &a_busy {
+            let bs = now[usize::from(*p)].owner.as_deref().and_then(owner_pid) == Some(b_pid);
+            if bs && !moved.iter().any(|(q, _)| q == p) {
+                moved.push((*p, t0.elapsed()));
+            }
+        }
+        moved.len() == a_busy.len()
     });
-    let moved = t0.elapsed();
+    let moved: Vec<String> = moved
+        .iter()
+        .map(|(p, t)| format!("p{p:02} {} ms", t.as_millis()))
+        .collect();
     let v = s.wait_for_verdicts(&ids, PATIENCE);
     assert!(v.iter().all(|v| v.success), "{v:?}");
     let done = t0.elapsed();
@@ -883,9 +893,9 @@ fn an_owner_cut_from_rabbitmq_lets_go_at_once() {
     let all: Vec<Uuid> = ids.iter().chain(&after).copied().collect();
     assert_all_exact_sum(&s, &all);
     eprintln!(
-        "cut from RabbitMQ: a's busy partitions {a_busy:?} owned by b {} ms after the cut; \
+        "cut from RabbitMQ: a's busy partitions owned by b after the cut: {}; \
          batches done {} ms after; fenced {fenced_before} → {fenced_cut}; healed: even again {} ms after",
-        moved.as_millis(),
+        moved.join(", "),
         done.as_millis(),
         healed.as_millis()
     );

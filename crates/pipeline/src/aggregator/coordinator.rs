@@ -1,12 +1,15 @@
 //! The replica's view of the others, without a coordinator of its own
-//! making: every few seconds it announces itself in the store, reads how
-//! many replicas are alive and which partitions it owns, and when it owns
-//! more than its fair share (`ceil(partitions / replicas)`), or two more
-//! than the least loaded replica, it hands one partition over — gracefully: its queue is cancelled, what is on its way
-//! is folded and acked, the epoch released with the cause `rebalance` —
-//! then waits until another replica took it before handing over the next.
-//! RabbitMQ makes the next waiting consumer active, so the partitions flow
-//! to the replicas that have fewer.
+//! making: every [`HEARTBEAT`] it announces itself in the store; every
+//! [`WATCH`] it reads which replicas are alive and which partitions it
+//! owns; and (at the heartbeat's pace) when it owns more than its fair
+//! share (`ceil(partitions / replicas)`), or two more than the least
+//! loaded replica, it hands one partition over — gracefully: its queue is
+//! cancelled, what is on its way is folded and acked, the epoch released
+//! with the cause `rebalance` — then waits until another replica took it
+//! before handing over the next (and waits longer when it came back to
+//! itself: no other replica consumes it). RabbitMQ makes the next waiting
+//! consumer active, so the partitions flow to the replicas that have
+//! fewer.
 //!
 //! RabbitMQ does not tell a consumer it became a queue's active one, and a
 //! replica takes a partition at its first delivery; so the first live
@@ -67,9 +70,13 @@ pub(super) struct Coordinator<B, S> {
     health: Health,
     /// The partition being handed over, and since when.
     handing_over: Option<(u16, Instant)>,
+    /// The last partition handed over, and when it was let go.
+    handed: Option<(u16, Instant)>,
     /// When each partition was last nudged by this replica.
     nudged: Vec<Option<Instant>>,
     last_depths: Instant,
+    /// When the spread was last looked at.
+    last_spread: Instant,
 }
 
 impl<B: Broker, S: Store> Coordinator<B, S> {
@@ -84,8 +91,10 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
             controls,
             health,
             handing_over: None,
+            handed: None,
             nudged,
             last_depths: Instant::now(),
+            last_spread: Instant::now(),
         }
     }
 
@@ -127,10 +136,23 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
             .find(|r| r.replica == self.replica.id)
             .map(|r| r.partitions.clone())
             .unwrap_or_default();
+        // The store first: what this replica must let go of never waits
+        // for a broker call.
+        self.drop_stale_ownership().await?;
         if live.iter().map(|r| &r.replica).min() == Some(&self.replica.id) {
             self.nudge_orphans(&live).await?;
         }
-        self.drop_stale_ownership().await?;
+        if self.last_depths.elapsed() >= DEPTH_EVERY {
+            self.last_depths = Instant::now();
+            self.publish_depths(&owned).await;
+        }
+        // The spread at the heartbeat's pace, not every look: a hand-over
+        // takes a moment to show in the store, and deciding on a view in
+        // between would hand partitions back and forth.
+        if self.last_spread.elapsed() < HEARTBEAT {
+            return Ok(());
+        }
+        self.last_spread = Instant::now();
         let replicas = live.len().max(1);
         let fair = usize::from(self.replica.partitions).div_ceil(replicas);
         if let Some((p, since)) = self.handing_over {
@@ -139,6 +161,17 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
                 return Ok(());
             }
             self.handing_over = None;
+            self.handed = Some((p, Instant::now()));
+        }
+        // The last partition handed over came back to this replica: no
+        // other one consumes its queue (cut off from RabbitMQ, or not
+        // subscribed yet, though it heartbeats). Handing it over again
+        // would only loop; wait before the next try.
+        if let Some((p, at)) = self.handed
+            && owned.contains(&p)
+            && at.elapsed() < HANDOVER_PATIENCE
+        {
+            return Ok(());
         }
         // Over the fair share, or two more than the least loaded replica:
         // with 4 partitions over 3 replicas the share is 2, and 2/2/0 would
@@ -157,10 +190,6 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
             );
             self.controls[usize::from(p)].let_go("rebalance");
             self.handing_over = Some((p, Instant::now()));
-        }
-        if self.last_depths.elapsed() >= DEPTH_EVERY {
-            self.last_depths = Instant::now();
-            self.publish_depths(&owned).await;
         }
         Ok(())
     }
@@ -241,7 +270,9 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
                 let asked = self.replica.broker.queue_depth(Queue::Results(p));
                 match tokio::time::timeout(BROKER_PATIENCE, asked).await {
                     Ok(Ok(depth)) => depth as f64,
-                    _ => continue,
+                    Ok(Err(_)) => continue,
+                    // The broker does not answer: not again this round.
+                    Err(_) => return,
                 }
             } else {
                 0.0
