@@ -59,7 +59,7 @@ where
     };
     connect
         .retry(backoff())
-        .when(|e: &Error| e.can_be_retried() && start.elapsed() < patience)
+        .when(|e: &Error| e.can_be_retried() && !refused_by_tls(e) && start.elapsed() < patience)
         .notify(|e, wait| {
             attempt += 1;
             tracing::warn!(
@@ -69,6 +69,19 @@ where
             );
         })
         .await
+}
+
+/// A TLS handshake the peer or this process refused over a certificate
+/// (a wrong CA, name or date, a client certificate missing): the store
+/// and the broker report those as connection errors, retryable in a
+/// running process (a rotation may be under way), but a first connection
+/// waiting for a certificate to change would only delay the one error line
+/// that says what to fix. Known by the TLS library's words in the causes.
+fn refused_by_tls(e: &Error) -> bool {
+    let line = one_line(e).to_lowercase();
+    ["certificate", "fatal alert"]
+        .iter()
+        .any(|word| line.contains(word))
 }
 
 /// An error and its causes on one line.
@@ -121,6 +134,27 @@ mod tests {
         assert!(err.can_be_retried());
         assert!(start.elapsed() >= Duration::from_millis(300));
         assert!(one_line(&err).contains("refused"), "{}", one_line(&err));
+    }
+
+    #[tokio::test]
+    async fn a_certificate_refusal_ends_a_first_connection_at_once() {
+        let mut calls = 0;
+        let err = first_connection("RabbitMQ", Duration::from_secs(30), || {
+            calls += 1;
+            let io = std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "invalid peer certificate: UnknownIssuer",
+            );
+            async move {
+                Err::<(), _>(Error::Broker(broker::Error::Connection {
+                    context: "cannot connect to RabbitMQ at amqps://127.0.0.1:1".into(),
+                    source: Some(io.into()),
+                }))
+            }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls, 1, "{}", one_line(&err));
     }
 
     #[tokio::test]
