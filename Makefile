@@ -9,7 +9,8 @@ CARGO ?= cargo
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
-test: ## formatting, lints, and every test (needs Postgres and RabbitMQ)
+test: ## formatting, lints, and every test (needs Postgres and RabbitMQ: started from docker-compose.yml when only Docker answers)
+	scripts/test-services.sh
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build -p batchline

@@ -4,7 +4,8 @@
 # scripts/test-stack.sh — tests of scripts/stack.sh: the mode it picks, its
 # mapping of the drill's commands onto `docker compose` (against a fake
 # docker on PATH), and what it execs in local mode (against a fake
-# batchline). The local mode itself (`batchline stack`) is tested in
+# batchline); and of scripts/test-services.sh (what `make test` does when
+# Postgres or RabbitMQ does not answer). The local mode itself (`batchline stack`) is tested in
 # crates/batchline/tests/stack.rs. No services, no build, no Docker needed.
 # `make test-drill` runs both.
 set -uo pipefail
@@ -109,6 +110,26 @@ check "local: the mode's reason reaches the binary" bash -c '[[ $(BATCHLINE_BIN=
 check "local: no BATCHLINE_BIN is a clear error" bash -c 'STACK_MODE=local "$0" status 2>&1 | grep -q "BATCHLINE_BIN is not set"' "$STACK"
 check "local: a missing binary is a clear error" bash -c 'BATCHLINE_BIN=/nonexistent STACK_MODE=local "$0" status 2>&1 | grep -q "no batchline binary at /nonexistent"' "$STACK"
 check "an unknown command prints the usage" bash -c '"$0" frobnicate 2>&1 | grep -q "^usage:"' "$STACK"
+
+# --- scripts/test-services.sh: services that do not answer -------------------------
+SERVICES=$ROOT/scripts/test-services.sh
+closed_pg=postgres://postgres@127.0.0.1:1/postgres closed_mq=amqp://guest:guest@127.0.0.1:2/%2f
+: >"$FAKE_DOCKER_LOG"
+DATABASE_URL=$closed_pg RABBITMQ_URL=amqp://guest:guest@elsewhere.invalid:5672/%2f \
+  PATH="$TMP/bin:$PATH" "$SERVICES" >"$TMP/services.out" 2>&1
+check "services: Docker starts the one that does not answer, and says so" \
+  grep -q "starting postgres from docker-compose.yml (compose project batchline-test" "$TMP/services.out"
+check "services: from the repository's compose file, published on the URL's port" bash -c \
+  'grep -q "^docker compose -p batchline-test -f $1/docker-compose.yml -f .* up -d --wait postgres \[" "$0"' "$FAKE_DOCKER_LOG" "$ROOT"
+check "services: a service still silent after its start is a clear error" \
+  grep -q "nothing answers on 127.0.0.1:1" "$TMP/services.out"
+check "services: a service on another host is not its business" bash -c '! grep -q rabbitmq "$0"' "$FAKE_DOCKER_LOG"
+mkdir -p "$TMP/noengine"
+printf '#!/usr/bin/env bash\nexit 1\n' >"$TMP/noengine/docker"
+chmod +x "$TMP/noengine/docker"
+check "services: neither the services nor Docker: one line saying what to install" bash -c \
+  'out=$(DATABASE_URL=$1 RABBITMQ_URL=$2 PATH="$0:$PATH" "$3" 2>&1); (($? != 0)) && [[ $(wc -l <<<"$out") == 1 && $out == *"127.0.0.1:1"*"127.0.0.1:2"*"install and start PostgreSQL and RabbitMQ"* ]]' \
+  "$TMP/noengine" "$closed_pg" "$closed_mq" "$SERVICES"
 
 echo "stack tests: $passed passed, $failed failed"
 ((failed == 0))

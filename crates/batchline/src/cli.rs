@@ -84,6 +84,11 @@ pub struct Global {
     /// batches exist (see docs/operations.md).
     #[arg(long, global = true, env = "PARTITIONS")]
     pub partitions: Option<u16>,
+    /// Seconds a process waits for Postgres and RabbitMQ to accept its
+    /// first connection (retrying with backoff, one log line per wait)
+    /// before it gives up; 0 tries once.
+    #[arg(long, global = true, env = "CONNECT_TIMEOUT_S", default_value_t = 60)]
+    pub connect_timeout_s: u64,
     /// Log format on stderr.
     #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -1,4 +1,8 @@
 //! Builds the broker and store the command needs from the global options.
+//! A first connection is retried with backoff for `CONNECT_TIMEOUT_S`
+//! (`pipeline::retry::first_connection`), so a process started before its
+//! services accept connections (a fresh `docker compose up`) waits for
+//! them instead of exiting.
 
 use std::time::Duration;
 use store::prelude::*;
@@ -6,6 +10,7 @@ use store::prelude::*;
 use anyhow::Context;
 use broker::{RabbitBroker, RabbitConfig};
 use clap::Args;
+use pipeline::retry::first_connection;
 use store::PgStore;
 
 use crate::cli::Global;
@@ -15,11 +20,20 @@ use crate::tls;
 /// fixes the partition count (`PARTITIONS`) on a new database.
 pub async fn store(global: &Global) -> anyhow::Result<PgStore> {
     tls::check_postgres_files(&global.database_url)?;
-    let store = match &global.db_schema {
-        Some(schema) => PgStore::connect_with_schema(&global.database_url, schema).await,
-        None => PgStore::connect(&global.database_url).await,
-    }
-    .context("cannot connect to Postgres (DATABASE_URL or DATABASE_URL_FILE)")?;
+    let store = first_connection("Postgres", patience(global), || async {
+        Ok(match &global.db_schema {
+            Some(schema) => PgStore::connect_with_schema(&global.database_url, schema).await?,
+            None => PgStore::connect(&global.database_url).await?,
+        })
+    })
+    .await
+    .map_err(|e| {
+        gave_up(
+            patience(global),
+            e,
+            "Postgres (DATABASE_URL or DATABASE_URL_FILE)",
+        )
+    })?;
     store
         .migrate_with_partitions(global.partitions)
         .await
@@ -30,14 +44,59 @@ pub async fn store(global: &Global) -> anyhow::Result<PgStore> {
 /// Connects to RabbitMQ and declares the topology, with one results queue
 /// per partition of the database `store` is connected to.
 pub async fn broker(global: &Global, store: &PgStore) -> anyhow::Result<RabbitBroker> {
+    let config = broker_config(global, store).await?;
+    connect_rabbit(config, patience(global)).await
+}
+
+/// The RabbitMQ settings, with one results queue per partition of the
+/// database `store` is connected to.
+pub async fn broker_config(global: &Global, store: &PgStore) -> anyhow::Result<RabbitConfig> {
     let mut config = rabbit_config(global)?;
     config.partitions = store
         .partitions()
         .await
         .context("cannot read the partition count")?;
-    RabbitBroker::connect(config).await.context(
-        "cannot connect to RabbitMQ (RABBITMQ_URL[_FILE] or RABBITMQ_HOST/PORT/USER/PASS[_FILE])",
-    )
+    Ok(config)
+}
+
+/// Connects to RabbitMQ with `config`, waiting up to `patience` for it.
+pub async fn connect_rabbit(
+    config: RabbitConfig,
+    patience: Duration,
+) -> anyhow::Result<RabbitBroker> {
+    first_connection("RabbitMQ", patience, || {
+        let config = config.clone();
+        async move { Ok(RabbitBroker::connect(config).await?) }
+    })
+    .await
+    .map_err(|e| {
+        gave_up(
+            patience,
+            e,
+            "RabbitMQ (RABBITMQ_URL[_FILE] or RABBITMQ_HOST/PORT/USER/PASS[_FILE])",
+        )
+    })
+}
+
+/// How long a first connection may wait (`CONNECT_TIMEOUT_S`).
+pub fn patience(global: &Global) -> Duration {
+    Duration::from_secs(global.connect_timeout_s)
+}
+
+/// The error of a first connection that did not come: one line, saying how
+/// long it waited when waiting could have helped.
+fn gave_up(patience: Duration, e: pipeline::Error, service: &str) -> anyhow::Error {
+    let e = anyhow::Error::new(e);
+    if e.downcast_ref::<pipeline::Error>()
+        .is_some_and(pipeline::Error::can_be_retried)
+    {
+        e.context(format!(
+            "gave up connecting to {service} after {}s (CONNECT_TIMEOUT_S)",
+            patience.as_secs()
+        ))
+    } else {
+        e.context(format!("cannot connect to {service}"))
+    }
 }
 
 /// Warns when RabbitMQ is older than the partitions' single active

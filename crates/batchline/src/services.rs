@@ -30,10 +30,7 @@ pub(crate) struct Started {
 }
 
 pub(crate) async fn start(g: &Global) -> anyhow::Result<Started> {
-    let health = Health::new();
-    observe::init_metrics(g.metrics_addr, &health).await?;
-    let token = shutdown::on_signals();
-    let store = connect::store(g).await?;
+    let (health, token, store) = start_without_broker(g).await?;
     let broker = connect::broker(g, &store).await?;
     health.set_ready("connected", true);
     Ok(Started {
@@ -42,6 +39,18 @@ pub(crate) async fn start(g: &Global) -> anyhow::Result<Started> {
         store,
         broker,
     })
+}
+
+/// As [`start`], up to the store: for the web console, which works with
+/// Postgres alone.
+pub(crate) async fn start_without_broker(
+    g: &Global,
+) -> anyhow::Result<(Health, CancellationToken, PgStore)> {
+    let health = Health::new();
+    observe::init_metrics(g.metrics_addr, &health).await?;
+    let token = shutdown::on_signals();
+    let store = connect::store(g).await?;
+    Ok((health, token, store))
 }
 
 pub async fn executor(g: &Global, settings: &ExecutorSettings) -> anyhow::Result<ExitCode> {

@@ -14,6 +14,8 @@
 //!   delivery limit, dead-lettering, delayed retry), for the embedded mode
 //!   and for stage tests. It can also inject publish failures and simulated
 //!   connection losses.
+//! - [`Late`]: a broker connected in the background, for a process that
+//!   works without one meanwhile (the web console).
 //!
 //! Semantics both implementations share:
 //! - A publish returns once every message is durable; a message may still be
@@ -43,10 +45,12 @@
 use std::future::Future;
 
 mod error;
+mod late;
 pub mod memory;
 pub mod rabbit;
 
 pub use error::{Error, Result, Source};
+pub use late::{Late, UNREACHABLE};
 pub use memory::{MemoryBroker, MemoryConfig, MemoryConsumer};
 pub use rabbit::{QueueStats, RabbitBroker, RabbitConfig, RabbitConsumer, RabbitTls};
 

@@ -50,7 +50,7 @@ pub mod health;
 pub mod messages;
 pub mod partitions;
 pub mod retention;
-mod retry;
+pub mod retry;
 pub mod secret;
 pub mod stage;
 pub mod status;

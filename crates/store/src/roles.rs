@@ -256,14 +256,28 @@ pub trait Partitions: Send + Sync {
     /// the old version).
     fn predates_partitions(&self) -> impl Future<Output = Result<bool>> + Send;
 
-    /// Records that aggregator `replica` is alive.
+    /// Records that aggregator `replica` is alive. On Postgres, a store
+    /// that holds claims ([`Chunks::hold_claims`]) records its holder lock
+    /// with it, so that the replica counts as gone as soon as its process's
+    /// session ends.
     fn replica_heartbeat(&self, replica: &str) -> impl Future<Output = Result<()>> + Send;
 
-    /// Replicas heard from within `within`, with the partitions each owns.
+    /// Replicas heard from within `within` (and, on Postgres, whose
+    /// recorded holder lock is still held), with the partitions each owns.
     fn live_replicas(
         &self,
         within: Duration,
     ) -> impl Future<Output = Result<Vec<ReplicaInfo>>> + Send;
+
+    /// Releases, saying `cause`, every partition recorded as owned by
+    /// `replica` (a previous process under the same name: a replica that
+    /// starts owns none); returns them. Their epochs stay: the next owner
+    /// takes a new one.
+    fn release_replica(
+        &self,
+        replica: &str,
+        cause: &str,
+    ) -> impl Future<Output = Result<Vec<u16>>> + Send;
 
     /// Cancelled batches of the partition that have no aggregate yet:
     /// what its owner must still seal.

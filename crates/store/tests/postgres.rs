@@ -547,6 +547,41 @@ async fn a_dead_holders_chunks_are_taken_at_once_and_a_live_ones_are_not() {
     with_pg(claim_holders).await;
 }
 
+/// An aggregator replica whose process ends is gone at once: its heartbeat
+/// recorded its holder lock, and the lock's session ended with it.
+async fn replica_holders(s: PgStore) {
+    let schema = s.schema().unwrap().to_owned();
+    let a = PgStore::connect_with_schema(&database_url(), &schema)
+        .await
+        .unwrap();
+    a.hold_claims().await.unwrap();
+    a.replica_heartbeat("a").await.unwrap();
+    s.replica_heartbeat("no-holder").await.unwrap();
+    let long = Duration::from_secs(600);
+    let names = |live: Vec<store::ReplicaInfo>| -> Vec<String> {
+        live.into_iter().map(|r| r.replica).collect()
+    };
+    assert_eq!(
+        names(s.live_replicas(long).await.unwrap()),
+        ["a", "no-holder"]
+    );
+    a.close().await;
+    // The server ends a closed session's locks a moment after the client
+    // hung up; long before any silence counts.
+    for _ in 0..500 {
+        if names(s.live_replicas(long).await.unwrap()) == ["no-holder"] {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("a replica whose session ended still counts as alive");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_is_gone_when_its_session_ends() {
+    with_pg(replica_holders).await;
+}
+
 /// docs/operations.md, "Changing the partition count": with every batch
 /// finished, deleting the partitions and the batches' partition lets a
 /// migration with the new count repartition them all; before that, or

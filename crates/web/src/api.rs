@@ -77,9 +77,7 @@ pub async fn submit<B: Broker, S: Store + Catalog>(
     let bytes = json_bytes(&headers, body, SMALL_BODY).await?;
     let request: NewBatchRequest = parse(&bytes)?;
     let req = request.plan(&app.limits)?.request(&app.store).await?;
-    let done = pipeline::submit::submit(&app.broker, &app.store, &req)
-        .await
-        .map_err(Error::from)?;
+    let done = crate::submit::submit(&app.broker, &app.store, &req).await?;
     let batches: Vec<Created> = done
         .batches
         .iter()

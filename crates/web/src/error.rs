@@ -43,6 +43,9 @@ pub enum Error {
     Refused(Vec<String>),
     #[error("the database is unavailable, try again shortly")]
     Unavailable(#[source] store::Error),
+    /// New batches need RabbitMQ (`broker::UNREACHABLE`).
+    #[error("{}", broker::UNREACHABLE)]
+    BrokerUnavailable(#[source] broker::Error),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -65,6 +68,7 @@ impl From<pipeline::Error> for Error {
             pipeline::Error::Invalid(m) => Error::Refused(vec![m]),
             pipeline::Error::Workload(w) => Error::Refused(vec![w.to_string()]),
             pipeline::Error::Store(s) => Error::from(s),
+            pipeline::Error::Broker(b) if b.can_be_retried() => Error::BrokerUnavailable(b),
             other => Error::Internal(other.to_string()),
         }
     }
@@ -83,7 +87,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Event(p) => p.status(),
             Error::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) | Error::BrokerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -92,6 +96,9 @@ impl Error {
         match self {
             Error::Unavailable(e) => {
                 tracing::warn!(error = %e, "request failed: database unavailable")
+            }
+            Error::BrokerUnavailable(e) => {
+                tracing::warn!(error = %e, "new batch refused: RabbitMQ unreachable")
             }
             Error::Internal(e) => tracing::error!(error = %e, "request failed"),
             _ => {}

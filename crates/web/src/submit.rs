@@ -1,12 +1,15 @@
 //! Starting batches from the console: the form and the API's JSON become a
 //! [`SubmitRequest`] within the console's [`Limits`], and go through
-//! `pipeline::submit::submit`, the code path of `batchline submit`.
+//! `pipeline::submit::submit`, the code path of `batchline submit` —
+//! refused while the broker does not answer ([`submit`]), so that no batch
+//! is created that nothing could start.
 
+use broker::{Broker, Queue};
 use serde::Deserialize;
-use store::{Catalog, Uuid, chunk_count};
+use store::{Catalog, Store, Uuid, chunk_count};
 use workload::WorkloadSpec;
 
-use pipeline::submit::{DEFAULT_CHUNK_SIZE, SubmitRequest};
+use pipeline::submit::{DEFAULT_CHUNK_SIZE, SubmitRequest, Submitted};
 
 use crate::error::{Error, Result};
 use crate::events::event_of;
@@ -266,6 +269,25 @@ impl Plan {
             count: self.count,
         })
     }
+}
+
+/// Submits `req` as `batchline submit` does, once the broker answers:
+/// while it is unreachable (the console started without it, or it went
+/// away) the batch is refused with [`Error::BrokerUnavailable`] before
+/// anything is written.
+pub async fn submit<B: Broker, S: Store>(
+    broker: &B,
+    store: &S,
+    req: &SubmitRequest,
+) -> Result<Submitted> {
+    match broker.queue_exists(Queue::Work).await {
+        Ok(_) => {}
+        Err(e) if e.can_be_retried() => return Err(Error::BrokerUnavailable(e)),
+        Err(e) => return Err(Error::Internal(e.to_string())),
+    }
+    pipeline::submit::submit(broker, store, req)
+        .await
+        .map_err(Error::from)
 }
 
 #[cfg(test)]

@@ -19,7 +19,9 @@
 //!   a tie-heavy event.
 //! - [`slots`]: at most [`slots::MAX_STACKS`] stacks at once per test binary.
 //! - [`services`]: restarting the shared RabbitMQ and Postgres (drill 6).
-//! - [`http`]: GET a stage's probe server; a gate that holds connections.
+//! - [`http`]: GET a stage's probe server, POST JSON to the web console.
+//! - [`proxy`]: a TCP proxy in front of one service that a drill opens
+//!   late, cuts and heals (a service not up yet, a network cut).
 //! - [`tls`]: a throwaway PKI and a TLS-terminating proxy in front of the
 //!   shared services, for the TLS drills.
 //!
@@ -52,6 +54,7 @@
 pub mod binary;
 pub mod expect;
 pub mod http;
+pub mod proxy;
 pub mod services;
 pub mod slots;
 pub mod stack;
@@ -77,6 +80,25 @@ pub fn rabbitmq_url() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// The pid in a default aggregator replica id
+/// (`aggregator-HOST-PID-RANDOM`), to tell which process owns a partition.
+pub fn replica_pid(owner: &str) -> Option<u32> {
+    owner.rsplit('-').nth(1)?.parse().ok()
+}
+
+/// `url` with its host and port replaced by `addr` (a proxy in front of
+/// the service).
+pub fn url_via(url: &str, addr: std::net::SocketAddr) -> String {
+    let mut parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("{url:?}: {e}"));
+    parsed
+        .set_ip_host(addr.ip())
+        .unwrap_or_else(|()| panic!("{url:?} takes no host"));
+    parsed
+        .set_port(Some(addr.port()))
+        .unwrap_or_else(|()| panic!("{url:?} takes no port"));
+    parsed.to_string()
 }
 
 /// Where the service of `url` listens (`default_port` when the URL has

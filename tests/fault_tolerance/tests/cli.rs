@@ -1,5 +1,6 @@
 //! The command line under bad input and absent services: a short error on
-//! stderr (no panic, no backtrace) and a non-zero exit within seconds. A
+//! stderr (no panic, no backtrace) and a non-zero exit within seconds (an
+//! absent service once CONNECT_TIMEOUT_S, set short here, has passed). A
 //! hang fails the test (run_cli's time limit).
 
 mod common;
@@ -69,6 +70,7 @@ fn unreachable_postgres_is_a_one_line_error() {
             "postgres://postgres@127.0.0.1:1/postgres".into(),
         ),
         ("RABBITMQ_URL", rabbitmq_url()),
+        ("CONNECT_TIMEOUT_S", "1".into()),
     ]);
     for args in [
         &["submit", "--runs", "10"][..],
@@ -78,7 +80,7 @@ fn unreachable_postgres_is_a_one_line_error() {
         &["status"],
     ] {
         let out = run_cli(args, &e, LIMIT);
-        assert_clean_error(&out, "Postgres");
+        common::assert_one_line_error(&out, &["Postgres", "after 1s (CONNECT_TIMEOUT_S)"]);
     }
 }
 
@@ -90,6 +92,7 @@ fn unreachable_rabbitmq_is_a_one_line_error() {
         ("DATABASE_URL", database_url()),
         ("DB_SCHEMA", schema.clone()),
         ("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:1/%2f".into()),
+        ("CONNECT_TIMEOUT_S", "1".into()),
     ]);
     let _drop = DropSchema(schema);
     for args in [
@@ -99,6 +102,6 @@ fn unreachable_rabbitmq_is_a_one_line_error() {
         &["verifier"],
     ] {
         let out = run_cli(args, &e, LIMIT);
-        assert_clean_error(&out, "RabbitMQ");
+        common::assert_one_line_error(&out, &["RabbitMQ", "after 1s (CONNECT_TIMEOUT_S)"]);
     }
 }

@@ -485,7 +485,7 @@ fn two_aggregators_on_one_directory_share_it_by_partition() {
             "{dir:?} locked by {pid}, not a replica"
         );
         assert!(
-            owner.ends_with(&format!("-{pid}")),
+            fault_tolerance::replica_pid(&owner) == Some(pid),
             "partition {} owned by {owner} in the store, locked by {pid}",
             p.partition
         );

@@ -18,7 +18,8 @@ use common::*;
 use std::net::SocketAddr;
 
 use fault_tolerance::http::{free_addr, get};
-use fault_tolerance::{Stack, expected_summary};
+use fault_tolerance::proxy::TcpProxy;
+use fault_tolerance::{Stack, expected_summary, rabbitmq_url, service_addr, url_via};
 use uuid::Uuid;
 use workload::WorkloadSpec;
 
@@ -51,25 +52,34 @@ fn assert_all_exact_sum(s: &Stack, ids: &[Uuid]) {
 /// Waits until the named replicas together own every partition, each at
 /// most its fair share (`ceil(partitions / replicas)`) and at least one.
 fn wait_balanced(s: &mut Stack, names: &[&str]) {
+    let named = names.to_vec();
+    wait_even(s, names, move |s, owner| {
+        replica_named(s, owner, &named).map(str::to_owned)
+    });
+}
+
+/// As [`wait_balanced`], for replicas whose owner names `name_of` maps to
+/// one of `replicas` (`None`: no replica of these).
+fn wait_even(
+    s: &mut Stack,
+    replicas: &[&str],
+    name_of: impl Fn(&mut Stack, &str) -> Option<String>,
+) {
     let partitions = usize::from(s.partitions());
-    let fair = partitions.div_ceil(names.len());
+    let fair = partitions.div_ceil(replicas.len());
     s.wait_until(
-        &format!("{names:?} own every partition, fair shares"),
+        &format!("{replicas:?} own every partition, fair shares"),
         PATIENCE,
         |s| {
-            let pids: Vec<u32> = names.iter().map(|n| s.pid(n)).collect();
             let owners = s.partition_owners();
-            let held = |pid: u32| {
-                (owners.iter())
-                    .filter(|(o, _)| owner_pid(o) == Some(pid))
-                    .map(|(_, n)| *n)
-                    .sum::<usize>()
-            };
-            owners.values().sum::<usize>() == partitions
-                && owners
-                    .keys()
-                    .all(|o| owner_pid(o).is_some_and(|p| pids.contains(&p)))
-                && pids.iter().all(|&p| (1..=fair).contains(&held(p)))
+            let mut held = vec![0usize; replicas.len()];
+            for (owner, n) in &owners {
+                match name_of(s, owner).and_then(|name| replicas.iter().position(|r| *r == name)) {
+                    Some(i) => held[i] += n,
+                    None => return false,
+                }
+            }
+            held.iter().sum::<usize>() == partitions && held.iter().all(|h| (1..=fair).contains(h))
         },
     );
 }
@@ -83,6 +93,20 @@ fn spawn_replica(s: &mut Stack, name: &str, extra: &[(&str, &str)]) -> SocketAdd
     env.extend_from_slice(extra);
     s.spawn(name, "aggregator", &env);
     addr
+}
+
+/// Two slow executors, the verifier, and replica `aggregator-a` (with
+/// `extra` env) owning every partition; returns a's probe address.
+fn start_with_one_owner(s: &mut Stack, extra: &[(&str, &str)]) -> SocketAddr {
+    let addr_a = spawn_replica(s, "aggregator-a", extra);
+    s.spawn("executor-1", "executor", &SLOW);
+    s.spawn("executor-2", "executor", &SLOW);
+    s.spawn("verifier", "verifier", &[]);
+    wait_ready(s, addr_a);
+    s.wait_until("a owns every partition", PATIENCE, |s| {
+        s.partition_owners().values().sum::<usize>() == usize::from(s.partitions())
+    });
+    addr_a
 }
 
 /// Waits until the replica on `addr` is ready: subscribed to every
@@ -223,15 +247,8 @@ fn frozen_owner_is_fenced() {
     let url = rabbitmq_url_with_heartbeat(2);
     let other_disk = s.dir().join("machine-b");
     std::fs::create_dir_all(&other_disk).expect("machine-b's data dir");
-    let addr_a = spawn_replica(&mut s, "aggregator-a", &[("RABBITMQ_URL", &url)]);
-    s.spawn("executor-1", "executor", &SLOW);
-    s.spawn("executor-2", "executor", &SLOW);
-    s.spawn("verifier", "verifier", &[]);
-    wait_ready(&mut s, addr_a);
     // a takes every partition first (nudged), b then stands by.
-    s.wait_until("a owns every partition", PATIENCE, |s| {
-        s.partition_owners().values().sum::<usize>() == usize::from(s.partitions())
-    });
+    let addr_a = start_with_one_owner(&mut s, &[("RABBITMQ_URL", &url)]);
     let b_dir = other_disk.display().to_string();
     let addr_b = spawn_replica(
         &mut s,
@@ -633,4 +650,253 @@ fn upgrade_from_the_single_queue_and_directory() {
 /// The tombstone log's file name in a state directory.
 fn stateful_worker_tombstones() -> &'static str {
     "tombstones.log"
+}
+
+/// Drill P7 (issue 21, defect 2): a replica that starts again under the
+/// same name — a container keeps its hostname and pid 1, a StatefulSet pod
+/// its name; here a fixed `REPLICA_ID` — is a new owner: the partitions the
+/// store says its name owned are released at its start and taken again
+/// under new epochs. Two more replicas join: the spread evens out, idle,
+/// and again with batches streaming after one of them is SIGKILLed and
+/// restarted under its name. Every batch SUCCESS, exact, one line. Prints
+/// how long each evening out took.
+#[test]
+fn a_replica_restarted_under_its_name_lets_the_spread_even_out() {
+    let mut s = Stack::with_env(&[NO_REFILL, ("PARTITIONS", "6")]);
+    let named = |s: &mut Stack, owner: &str| {
+        let _ = s;
+        Some(owner.to_owned())
+    };
+    let addr_a = spawn_replica(&mut s, "aggregator-a", &[("REPLICA_ID", "agg-a")]);
+    s.spawn("executor-1", "executor", &SLOW);
+    s.spawn("executor-2", "executor", &SLOW);
+    s.spawn("verifier", "verifier", &[]);
+    wait_ready(&mut s, addr_a);
+    wait_even(&mut s, &["agg-a"], named);
+    let before = s.partition_status();
+
+    s.kill("aggregator-a");
+    s.restart("aggregator-a");
+    wait_ready(&mut s, addr_a);
+    s.wait_until("agg-a took every partition again", PATIENCE, |s| {
+        s.partition_status()
+            .iter()
+            .zip(&before)
+            .all(|(now, then)| now.epoch > then.epoch && now.owner.as_deref() == Some("agg-a"))
+    });
+    let again = s.partition_status();
+    assert!(
+        again
+            .iter()
+            .all(|p| p.last_handover_cause.as_deref() == Some("restart")),
+        "{again:?}"
+    );
+
+    let t0 = Instant::now();
+    let addr_b = spawn_replica(&mut s, "aggregator-b", &[("REPLICA_ID", "agg-b")]);
+    let addr_c = spawn_replica(&mut s, "aggregator-c", &[("REPLICA_ID", "agg-c")]);
+    let three = ["agg-a", "agg-b", "agg-c"];
+    wait_even(&mut s, &three, named);
+    let idle = t0.elapsed();
+    for addr in [addr_b, addr_c] {
+        wait_ready(&mut s, addr);
+    }
+
+    let ids = s.submit("--runs 2400 --chunk-size 100 --count 6 --name busy --workload sum");
+    s.wait_until("the batches under way", PATIENCE, |s| {
+        ids.iter().map(|id| completed_chunks(s, *id)).sum::<i64>() >= 6
+    });
+    let b_before: Vec<store::PartitionInfo> = s
+        .partition_status()
+        .into_iter()
+        .filter(|p| p.owner.as_deref() == Some("agg-b"))
+        .collect();
+    let t1 = Instant::now();
+    s.kill("aggregator-b");
+    s.restart("aggregator-b");
+    // What agg-b owned is owned again under new epochs (by the restarted
+    // agg-b or another), and the spread is even.
+    s.wait_until("agg-b's partitions taken again", PATIENCE, |s| {
+        let now = s.partition_status();
+        b_before
+            .iter()
+            .all(|b| now[usize::from(b.partition)].epoch > b.epoch)
+    });
+    wait_even(&mut s, &three, named);
+    let busy = t1.elapsed();
+    let v = s.wait_for_verdicts(&ids, PATIENCE);
+    assert!(v.iter().all(|v| v.success), "{v:?}");
+    assert_all_exact_sum(&s, &ids);
+    eprintln!(
+        "restart under the same name: 1 → 3 replicas even (idle) after {} ms; \
+         agg-b SIGKILLed and restarted, even again (busy) after {} ms",
+        idle.as_millis(),
+        busy.as_millis()
+    );
+}
+
+/// Drill P8 (issue 21): an owner's idle partitions move as soon as its
+/// process dies, seen from its database session rather than a silence.
+/// Two idle replicas, each owning half; one is SIGKILLed (5 times,
+/// `FAILOVER_KILLS` for more, alternating), and each of its partitions is
+/// taken by the other under a new epoch (cause `failover`); it is restarted
+/// after. Prints, per partition and per kill (its last partition), the
+/// time from the kill to the new epoch (the store's clock, same host).
+#[test]
+fn a_dead_owners_idle_partitions_move_at_once() {
+    let kills: usize = std::env::var("FAILOVER_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let mut s = Stack::new();
+    let replicas = ["aggregator-a", "aggregator-b"];
+    let addrs: Vec<SocketAddr> = replicas
+        .iter()
+        .map(|r| spawn_replica(&mut s, r, &[]))
+        .collect();
+    for addr in &addrs {
+        wait_ready(&mut s, *addr);
+    }
+    let (mut each, mut last) = (Vec::new(), Vec::new());
+    for round in 0..kills {
+        wait_balanced(&mut s, &replicas);
+        let victim = replicas[round % 2];
+        let pid = s.pid(victim);
+        let before: Vec<store::PartitionInfo> = s
+            .partition_status()
+            .into_iter()
+            .filter(|p| p.owner.as_deref().and_then(owner_pid) == Some(pid))
+            .collect();
+        assert!(!before.is_empty(), "{victim} owns partitions");
+        let killed_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_secs_f64();
+        s.kill(victim);
+        s.wait_until("every partition of the dead owner taken", PATIENCE, |s| {
+            let now = s.partition_status();
+            before
+                .iter()
+                .all(|b| now[usize::from(b.partition)].epoch > b.epoch)
+        });
+        let now = s.partition_status();
+        let mut moved = Vec::new();
+        for b in &before {
+            let after = &now[usize::from(b.partition)];
+            assert_eq!(after.last_handover_cause.as_deref(), Some("failover"));
+            let at = after.last_handover_at.expect("a hand-over time");
+            moved.push(Duration::from_secs_f64((at - killed_at).max(0.0)));
+        }
+        last.extend(moved.iter().max().copied());
+        each.extend(moved);
+        s.restart(victim);
+        wait_ready(&mut s, addrs[round % 2]);
+    }
+    summary(
+        &format!("idle failover, kill → new epoch, per partition ({kills} kills)"),
+        &each,
+    );
+    summary(
+        &format!("idle failover, kill → last partition's new epoch ({kills} kills)"),
+        &last,
+    );
+}
+
+/// Drill P9 (issue 21, defect 3): an owner cut off from RabbitMQ only (its
+/// connections go through a proxy that stops forwarding; Postgres stays
+/// reachable), with the other replica on the same disk and batches in
+/// flight. RabbitMQ drops the cut connections after the short default AMQP
+/// heartbeat, the other replica gets the partitions' results and takes
+/// them; the cut replica, still heard from in Postgres, sees it and lets
+/// go at once (its `fenced` counter moves), so the directory locks pass
+/// and the batches finish. Healed, it stands by again and the spread
+/// evens out. Every batch SUCCESS, exact, one line. Prints the times.
+#[test]
+fn an_owner_cut_from_rabbitmq_lets_go_at_once() {
+    let mut s = Stack::with_env(&[NO_REFILL]);
+    let proxy = TcpProxy::start(service_addr(&rabbitmq_url(), 5672));
+    let cut_url = url_via(&rabbitmq_url(), proxy.addr);
+    let addr_a = start_with_one_owner(&mut s, &[("RABBITMQ_URL", &cut_url)]);
+    // b shares a's disk (WORKER_DATA_DIR): the directory locks must pass.
+    let addr_b = spawn_replica(&mut s, "aggregator-b", &[]);
+    let replicas = ["aggregator-a", "aggregator-b"];
+    wait_ready(&mut s, addr_b);
+    wait_balanced(&mut s, &replicas);
+    let a_id = replica_id_of(&mut s, "aggregator-a");
+    let a_pid = s.pid("aggregator-a");
+
+    let ids = s.submit("--runs 4000 --chunk-size 100 --count 8 --name cut --workload sum");
+    // a's partitions with a batch in flight: those must move.
+    let busy: BTreeSet<u16> = ids.iter().map(|id| partition_of(&s, *id)).collect();
+    let a_busy: Vec<u16> = s
+        .partition_status()
+        .into_iter()
+        .filter(|p| busy.contains(&p.partition))
+        .filter(|p| p.owner.as_deref().and_then(owner_pid) == Some(a_pid))
+        .map(|p| p.partition)
+        .collect();
+    assert!(!a_busy.is_empty(), "a owns a partition with batches");
+    s.wait_until("the batches under way", PATIENCE, |s| {
+        ids.iter().map(|id| completed_chunks(s, *id)).sum::<i64>() >= 8
+    });
+    let fenced_before = events_total(addr_a, "aggregator", "fenced").expect("a's /metrics");
+
+    let t0 = Instant::now();
+    proxy.cut();
+    // When each of a's busy partitions became b's (at its first result
+    // after RabbitMQ dropped a's connections).
+    let mut moved: Vec<(u16, Duration)> = Vec::new();
+    s.wait_until("b took a's busy partitions", PATIENCE, |s| {
+        let (now, b_pid) = (s.partition_status(), s.pid("aggregator-b"));
+        for p in &a_busy {
+            let bs = now[usize::from(*p)].owner.as_deref().and_then(owner_pid) == Some(b_pid);
+            if bs && !moved.iter().any(|(q, _)| q == p) {
+                moved.push((*p, t0.elapsed()));
+            }
+        }
+        moved.len() == a_busy.len()
+    });
+    let moved: Vec<String> = moved
+        .iter()
+        .map(|(p, t)| format!("p{p:02} {} ms", t.as_millis()))
+        .collect();
+    let v = s.wait_for_verdicts(&ids, PATIENCE);
+    assert!(v.iter().all(|v| v.success), "{v:?}");
+    let done = t0.elapsed();
+    // Cut from RabbitMQ, a still talks to Postgres: alive, and it let go.
+    let view = s.cli(&["partitions", "--json"], Duration::from_secs(60));
+    assert!(view.success(), "{}", view.stderr);
+    let json: serde_json::Value = serde_json::from_str(&view.stdout).expect("JSON");
+    let live: Vec<&str> = json["replicas"]
+        .as_array()
+        .map(|rs| rs.iter().filter_map(|r| r["replica"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        live.contains(&a_id.as_str()),
+        "the cut replica still heartbeats: {live:?}"
+    );
+    let fenced_cut = events_total(addr_a, "aggregator", "fenced").expect("a's /metrics");
+    assert!(
+        fenced_cut > fenced_before,
+        "a dropped the partitions taken from it"
+    );
+    assert!(s.is_alive("aggregator-a"), "a survived the cut");
+
+    proxy.heal();
+    let t1 = Instant::now();
+    wait_ready(&mut s, addr_a);
+    let after = s.submit("--runs 1600 --chunk-size 100 --count 4 --name healed --workload sum");
+    let v = s.wait_for_verdicts(&after, PATIENCE);
+    assert!(v.iter().all(|v| v.success), "{v:?}");
+    wait_balanced(&mut s, &replicas);
+    let healed = t1.elapsed();
+    let all: Vec<Uuid> = ids.iter().chain(&after).copied().collect();
+    assert_all_exact_sum(&s, &all);
+    eprintln!(
+        "cut from RabbitMQ: a's busy partitions owned by b after the cut: {}; \
+         batches done {} ms after; fenced {fenced_before} → {fenced_cut}; healed: even again {} ms after",
+        moved.join(", "),
+        done.as_millis(),
+        healed.as_millis()
+    );
 }

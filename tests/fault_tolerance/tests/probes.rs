@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use broker::Queue;
-use fault_tolerance::http::{Gate, free_addr, get};
+use fault_tolerance::http::{free_addr, get};
+use fault_tolerance::proxy::TcpProxy;
 use fault_tolerance::{Stack, database_url, run_cli, service_addr};
 
 use common::{PATIENCE, wait_consumers};
@@ -35,9 +36,10 @@ fn wait_status(stack: &mut Stack, addr: SocketAddr, path: &str, status: u16) -> 
 #[test]
 fn every_stage_is_alive_at_once_and_ready_once_connected_and_consuming() {
     let mut stack = Stack::new();
-    // Postgres behind a gate: the verifier's connect waits there, so its
-    // readiness can be seen before and after.
-    let gate = Gate::closed(service_addr(&database_url(), 5432));
+    // Postgres behind a cut proxy: the verifier's connect waits there, so
+    // its readiness can be seen before and after.
+    let gate = TcpProxy::start(service_addr(&database_url(), 5432));
+    gate.cut();
     let held_url = format!("postgres://postgres@{}/postgres", gate.addr);
     let verifier = free_addr();
     stack.spawn(
@@ -55,7 +57,7 @@ fn every_stage_is_alive_at_once_and_ready_once_connected_and_consuming() {
         Some((200, "ok\n".into())),
         "alive while connecting"
     );
-    gate.open();
+    gate.heal();
     assert_eq!(wait_status(&mut stack, verifier, "/readyz", 200), "ok\n");
 
     let executor = free_addr();

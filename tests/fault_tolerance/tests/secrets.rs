@@ -173,17 +173,23 @@ fn no_password_reaches_a_log_an_output_or_a_metric() {
         outputs.push((args.join(" "), format!("{}{}", out.stdout, out.stderr)));
     }
     // Failures print the URL's place, not its password.
-    let wrong_port = stack.env_with(&[(
-        "DATABASE_URL",
-        &format!("postgres://{user}:{pg_pass}@127.0.0.1:1/postgres"),
-    )]);
+    let wrong_port = stack.env_with(&[
+        (
+            "DATABASE_URL",
+            &format!("postgres://{user}:{pg_pass}@127.0.0.1:1/postgres"),
+        ),
+        ("CONNECT_TIMEOUT_S", "1"),
+    ]);
     let out = run_cli(&["status"], &wrong_port, LIMIT);
     assert!(!out.success());
     outputs.push(("status against a closed port".into(), out.stderr));
-    let bad_rabbit = stack.env_with(&[(
-        "RABBITMQ_URL",
-        &format!("amqp://{user}:{rabbit_pass}@127.0.0.1:1/%2f"),
-    )]);
+    let bad_rabbit = stack.env_with(&[
+        (
+            "RABBITMQ_URL",
+            &format!("amqp://{user}:{rabbit_pass}@127.0.0.1:1/%2f"),
+        ),
+        ("CONNECT_TIMEOUT_S", "1"),
+    ]);
     let out = run_cli(&["submit", "--runs", "10"], &bad_rabbit, LIMIT);
     assert!(!out.success());
     outputs.push(("submit against a closed port".into(), out.stderr));

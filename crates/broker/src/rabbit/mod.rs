@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 pub use config::{DEFAULT_PREFIX, ENV_VARS, RabbitConfig};
 pub use consumer::RabbitConsumer;
-pub use session::CONNECT_TIMEOUT;
+pub use session::{CONNECT_TIMEOUT, HEARTBEAT_S};
 pub use tls::RabbitTls;
 pub use version::{MIN_VERSION, older_than_required, server_version};
 

@@ -20,6 +20,14 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// default 128 KiB); longer messages are split into several frames.
 const FRAME_MAX: u32 = 16 * 1024;
 
+/// The AMQP heartbeat asked for, in seconds, unless the URL sets its own
+/// (`?heartbeat=N`). RabbitMQ's default (60 s) lets a connection cut off by
+/// the network look alive for up to two minutes, and with it the single
+/// active consumer of every partition it owns; at 5 s, either side drops a
+/// silent connection within about 2 x 5 s (docs/operations.md, "Network
+/// cuts"), and the queue passes to a standby.
+pub const HEARTBEAT_S: u16 = 5;
+
 /// Opens one connection named `batchline {prefix} {role}`; over TLS with
 /// the config's CA and client certificate when the URL is `amqps://`.
 pub(crate) async fn connect(config: &RabbitConfig, role: &str) -> Result<Connection> {
@@ -34,6 +42,7 @@ pub(crate) async fn connect(config: &RabbitConfig, role: &str) -> Result<Connect
     // consumer. batchline's messages are well under a kilobyte; a URL's
     // own `frame_max` still wins.
     uri.query.frame_max.get_or_insert(FRAME_MAX);
+    uri.query.heartbeat.get_or_insert(HEARTBEAT_S);
     // TLS material with a plain URL would silently send credentials in
     // clear text, which is what the material was meant to prevent.
     if uri.scheme == AMQPScheme::AMQP && config.tls.is_configured() {

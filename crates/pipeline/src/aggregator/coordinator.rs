@@ -1,17 +1,28 @@
 //! The replica's view of the others, without a coordinator of its own
-//! making: every few seconds it announces itself in the store, reads how
-//! many replicas are alive and which partitions it owns, and when it owns
-//! more than its fair share (`ceil(partitions / replicas)`), or two more
-//! than the least loaded replica, it hands one partition over — gracefully: its queue is cancelled, what is on its way
-//! is folded and acked, the epoch released with the cause `rebalance` —
-//! then waits until another replica took it before handing over the next.
-//! RabbitMQ makes the next waiting consumer active, so the partitions flow
-//! to the replicas that have fewer.
+//! making: every [`HEARTBEAT`] it announces itself in the store; every
+//! [`WATCH`] it reads which replicas are alive and which partitions it
+//! owns; and (at the heartbeat's pace) when it owns more than its fair
+//! share (`ceil(partitions / replicas)`), or two more than the least
+//! loaded replica, it hands one partition over — gracefully: its queue is
+//! cancelled, what is on its way is folded and acked, the epoch released
+//! with the cause `rebalance` — then waits until another replica took it
+//! before handing over the next (and waits longer when it came back to
+//! itself: no other replica consumes it). RabbitMQ makes the next waiting
+//! consumer active, so the partitions flow to the replicas that have
+//! fewer.
 //!
 //! RabbitMQ does not tell a consumer it became a queue's active one, and a
 //! replica takes a partition at its first delivery; so the first live
 //! replica (by name) nudges every partition that has no live owner — none
-//! yet, or one gone silent — and the active consumer takes it at once.
+//! yet, one whose process ended (its database session, and with it its
+//! claim holder lock, ended: seen at the next look, every [`WATCH`]), or
+//! one gone silent (frozen, cut off) — and the active consumer takes it at
+//! once.
+//!
+//! The heartbeat is a task of its own that talks only to the store, and
+//! every broker call here has a time limit: a replica cut off from
+//! RabbitMQ still announces itself, still sees that another replica took
+//! its partitions, and drops them at once (`LoopControl::drop_now`).
 //!
 //! It also marks the replica ready once every partition's queue is
 //! subscribed (the replica is then a hot standby for all of them), and
@@ -29,8 +40,17 @@ use super::partition::LoopControl;
 use crate::health::{CONSUMING, Health};
 use crate::messages::nudge;
 
-/// How often a replica announces itself and looks at the others.
+/// How often a replica announces itself.
 pub(super) const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// How often a replica looks at the others (owners gone, partitions taken
+/// from it, the fair share): one small query, so that an owner's death
+/// moves its partitions within about this long.
+pub(super) const WATCH: Duration = Duration::from_millis(500);
+
+/// Longest a broker call of the coordinator (a nudge, a queue depth) may
+/// take: the next look tries again.
+const BROKER_PATIENCE: Duration = Duration::from_secs(2);
 
 /// A replica silent for this long counts as gone.
 pub const SILENCE: Duration = Duration::from_secs(6);
@@ -50,9 +70,13 @@ pub(super) struct Coordinator<B, S> {
     health: Health,
     /// The partition being handed over, and since when.
     handing_over: Option<(u16, Instant)>,
+    /// The last partition handed over, and when it was let go.
+    handed: Option<(u16, Instant)>,
     /// When each partition was last nudged by this replica.
     nudged: Vec<Option<Instant>>,
     last_depths: Instant,
+    /// When the spread was last looked at.
+    last_spread: Instant,
 }
 
 impl<B: Broker, S: Store> Coordinator<B, S> {
@@ -67,15 +91,24 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
             controls,
             health,
             handing_over: None,
+            handed: None,
             nudged,
             last_depths: Instant::now(),
+            last_spread: Instant::now(),
         }
     }
 
     /// Runs until `shutdown`.
     pub(super) async fn run(mut self, shutdown: CancellationToken) {
         self.health.set_ready(CONSUMING, false);
-        let mut tick = tokio::time::interval(HEARTBEAT);
+        let heartbeat = tokio::spawn(heartbeat(self.replica.clone(), shutdown.clone()));
+        self.watch(shutdown).await;
+        heartbeat.abort();
+    }
+
+    async fn watch(&mut self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(WATCH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -97,17 +130,29 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
 
     async fn turn(&mut self) -> crate::Result<()> {
         let store = &self.replica.store;
-        store.replica_heartbeat(&self.replica.id).await?;
         let live = store.live_replicas(SILENCE).await?;
         let owned: Vec<u16> = live
             .iter()
             .find(|r| r.replica == self.replica.id)
             .map(|r| r.partitions.clone())
             .unwrap_or_default();
+        // The store first: what this replica must let go of never waits
+        // for a broker call.
+        self.drop_stale_ownership().await?;
         if live.iter().map(|r| &r.replica).min() == Some(&self.replica.id) {
             self.nudge_orphans(&live).await?;
         }
-        self.drop_stale_ownership().await?;
+        if self.last_depths.elapsed() >= DEPTH_EVERY {
+            self.last_depths = Instant::now();
+            self.publish_depths(&owned).await;
+        }
+        // The spread at the heartbeat's pace, not every look: a hand-over
+        // takes a moment to show in the store, and deciding on a view in
+        // between would hand partitions back and forth.
+        if self.last_spread.elapsed() < HEARTBEAT {
+            return Ok(());
+        }
+        self.last_spread = Instant::now();
         let replicas = live.len().max(1);
         let fair = usize::from(self.replica.partitions).div_ceil(replicas);
         if let Some((p, since)) = self.handing_over {
@@ -116,6 +161,17 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
                 return Ok(());
             }
             self.handing_over = None;
+            self.handed = Some((p, Instant::now()));
+        }
+        // The last partition handed over came back to this replica: no
+        // other one consumes its queue (cut off from RabbitMQ, or not
+        // subscribed yet, though it heartbeats). Handing it over again
+        // would only loop; wait before the next try.
+        if let Some((p, at)) = self.handed
+            && owned.contains(&p)
+            && at.elapsed() < HANDOVER_PATIENCE
+        {
+            return Ok(());
         }
         // Over the fair share, or two more than the least loaded replica:
         // with 4 partitions over 3 replicas the share is 2, and 2/2/0 would
@@ -134,10 +190,6 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
             );
             self.controls[usize::from(p)].let_go("rebalance");
             self.handing_over = Some((p, Instant::now()));
-        }
-        if self.last_depths.elapsed() >= DEPTH_EVERY {
-            self.last_depths = Instant::now();
-            self.publish_depths(&owned).await;
         }
         Ok(())
     }
@@ -171,7 +223,7 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
                 );
                 // Fenced by the epoch, as a refused save would have been.
                 self.replica.stats.count("fenced", 1);
-                self.controls[usize::from(p)].let_go("fenced");
+                self.controls[usize::from(p)].drop_now("fenced");
             }
         }
         Ok(())
@@ -191,10 +243,20 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
             }
             *last = Some(Instant::now());
             tracing::debug!(partition = p, "nudging a partition without a live owner");
-            self.replica
+            let sent = self
+                .replica
                 .broker
-                .publish(vec![nudge(p, &self.replica.id)?])
-                .await?;
+                .publish(vec![nudge(p, &self.replica.id)?]);
+            match tokio::time::timeout(BROKER_PATIENCE, sent).await {
+                Ok(sent) => sent?,
+                Err(_) => {
+                    tracing::warn!(
+                        partition = p,
+                        "nudge not confirmed in time; trying again later"
+                    );
+                    return Ok(());
+                }
+            }
         }
         Ok(())
     }
@@ -205,15 +267,38 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
     async fn publish_depths(&self, owned: &[u16]) {
         for p in 0..self.replica.partitions {
             let depth = if owned.contains(&p) {
-                match self.replica.broker.queue_depth(Queue::Results(p)).await {
-                    Ok(depth) => depth as f64,
-                    Err(_) => continue,
+                let asked = self.replica.broker.queue_depth(Queue::Results(p));
+                match tokio::time::timeout(BROKER_PATIENCE, asked).await {
+                    Ok(Ok(depth)) => depth as f64,
+                    Ok(Err(_)) => continue,
+                    // The broker does not answer: not again this round.
+                    Err(_) => return,
                 }
             } else {
                 0.0
             };
             metrics::gauge!("batchline_partition_depth", "partition" => store::partition::name(p))
                 .set(depth);
+        }
+    }
+}
+
+/// Announces the replica every [`HEARTBEAT`], in the store only: nothing
+/// the broker does can hold it back.
+async fn heartbeat<B: Broker, S: Store>(replica: Arc<Replica<B, S>>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = replica.store.replica_heartbeat(&replica.id).await {
+            // The store is away: the next beat tries again.
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "aggregator heartbeat failed"
+            );
         }
     }
 }

@@ -110,8 +110,25 @@ pub async fn run<B: Broker, S: Store>(
             || async { Ok(store.predates_partitions().await?) },
         )
         .await?;
+    let id = settings.replica_id();
+    // The replica's liveness is its process's database session (seen by
+    // the others at once when the process dies), and a previous process
+    // under the same name owns nothing any more.
+    retrying("take the replica's session lock", &shutdown, || async {
+        Ok(store.hold_claims().await?)
+    })
+    .await?;
+    let released = retrying(
+        "release a previous process's partitions",
+        &shutdown,
+        || async { Ok(store.release_replica(&id, "restart").await?) },
+    )
+    .await?;
+    if !released.is_empty() {
+        tracing::info!(replica = %id, ?released, "partitions of a previous process of this name released");
+    }
     let replica = Arc::new(Replica {
-        id: settings.replica_id(),
+        id,
         broker: broker.clone(),
         store,
         root: dir,
@@ -186,22 +203,33 @@ async fn run_partition<B: Broker, S: Store>(
 ) -> Result<()> {
     loop {
         let stopping = Stopping::on(shutdown.child_token());
-        control.started(stopping.stop.clone());
+        control.started(&stopping);
+        let abort = stopping.abort.clone();
         let stage = Arc::new(Partition::new(
             replica.clone(),
             p,
             control.clone(),
             stopping.abort.clone(),
         ));
-        let outcome = stage::run(
+        let running = stage::run(
             replica.broker.clone(),
             stage.clone(),
             shape,
             replica.stats.clone(),
             health.clone(),
             stopping,
-        )
-        .await;
+        );
+        // A fenced partition is dropped at once (`LoopControl::drop_now`):
+        // its loop is abandoned wherever it waits (a publish to a broker
+        // that does not answer, a consumer's cancel), its windows are never
+        // acked (they go back to the queue, and the new owner has their
+        // results from the changelog), and the directory lock goes with
+        // the state just below.
+        let outcome = tokio::select! {
+            biased;
+            outcome = running => outcome,
+            () = abort.cancelled() => Ok(()),
+        };
         let cause = control.take_cause().unwrap_or(if shutdown.is_cancelled() {
             "shutdown"
         } else {

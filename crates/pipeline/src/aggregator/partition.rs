@@ -25,14 +25,14 @@ use crate::common::Lookup;
 use crate::faults::CrashPoint;
 use crate::messages::{ResultMsg, VerifyMsg, is_nudge};
 use crate::retry::retrying;
-use crate::stage::{Handled, Inbound, Outcome, Stage};
+use crate::stage::{Handled, Inbound, Outcome, Stage, Stopping};
 use crate::{Check, Error, Result};
 
 /// How the coordinator and the partition itself stop a partition's
 /// current loop, and why (the cause is recorded with the hand-over).
 #[derive(Debug, Default)]
 pub(super) struct LoopControl {
-    stop: SyncMutex<Option<CancellationToken>>,
+    stop: SyncMutex<Option<Stopping>>,
     cause: SyncMutex<Option<&'static str>>,
     /// The partition's queue was subscribed at least once.
     subscribed: std::sync::atomic::AtomicBool,
@@ -42,17 +42,30 @@ pub(super) struct LoopControl {
 }
 
 impl LoopControl {
-    /// A new loop runs until `stop` fires.
-    pub(super) fn started(&self, stop: CancellationToken) {
-        *lock(&self.stop) = Some(stop);
+    /// A new loop runs until `stopping` fires.
+    pub(super) fn started(&self, stopping: &Stopping) {
+        *lock(&self.stop) = Some(stopping.clone());
         *lock(&self.cause) = None;
     }
 
-    /// Asks the current loop to let go, for `cause`.
+    /// Asks the current loop to let go, for `cause`: gracefully (what is
+    /// on its way is folded and acked).
     pub(super) fn let_go(&self, cause: &'static str) {
         lock(&self.cause).get_or_insert(cause);
-        if let Some(stop) = lock(&self.stop).as_ref() {
-            stop.cancel();
+        if let Some(stopping) = lock(&self.stop).as_ref() {
+            stopping.stop.cancel();
+        }
+    }
+
+    /// Another replica owns the partition: the current loop lets go at
+    /// once, whatever it waits on (its retries end, the loop is abandoned),
+    /// so that its state and directory lock go now — never after a broker
+    /// that does not answer.
+    pub(super) fn drop_now(&self, cause: &'static str) {
+        lock(&self.cause).get_or_insert(cause);
+        if let Some(stopping) = lock(&self.stop).as_ref() {
+            stopping.stop.cancel();
+            stopping.abort.cancel();
         }
     }
 
@@ -146,6 +159,7 @@ impl<B: Broker, S: Store> Partition<B, S> {
         self.control.set_epoch(0);
         self.fenced
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        // Found out here, the loop is not stuck: what it handled is acked.
         self.control.let_go("fenced");
     }
 }

@@ -16,7 +16,8 @@ pub struct AggregatorSettings {
     #[arg(long = "prefetch", env = "PREFETCH", hide = true)]
     pub deprecated_prefetch: Option<u16>,
     /// This replica's name as owner of partitions (default:
-    /// aggregator-HOST-PID; unique among the running replicas).
+    /// aggregator-HOST-PID-RANDOM, new at every start; unique among the
+    /// running replicas).
     #[arg(long, env = "REPLICA_ID")]
     pub replica_id: Option<String>,
     #[command(flatten)]
@@ -31,11 +32,15 @@ fn commit_window_help() -> String {
 }
 
 impl AggregatorSettings {
-    /// This replica's name.
+    /// This replica's name: `REPLICA_ID`, or one new at every start. A
+    /// container keeps its hostname and pid (1) across restarts, so the
+    /// host and pid alone would make a restarted replica the owner the
+    /// store remembers; the random suffix makes it a new one.
     pub fn replica_id(&self) -> String {
         self.replica_id.clone().unwrap_or_else(|| {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
-            format!("aggregator-{host}-{}", std::process::id())
+            let suffix = &uuid::Uuid::new_v4().simple().to_string()[..4];
+            format!("aggregator-{host}-{}-{suffix}", std::process::id())
         })
     }
 
@@ -61,6 +66,15 @@ impl AggregatorSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_gets_a_new_name_at_every_start_unless_one_is_set() {
+        let mut s = AggregatorSettings::default();
+        assert_ne!(s.replica_id(), s.replica_id());
+        assert!(s.replica_id().starts_with("aggregator-"));
+        s.replica_id = Some("agg-a".into());
+        assert_eq!(s.replica_id(), "agg-a");
+    }
 
     #[test]
     fn the_window_comes_from_the_new_name_then_the_old_then_the_default() {

@@ -32,6 +32,9 @@ use uuid::Uuid;
 /// before) may still be letting go of it.
 const LOCK_PATIENCE: Duration = Duration::from_secs(10);
 
+/// Longest the nudge after a hand-over may wait for its confirm.
+const NUDGE_PATIENCE: Duration = Duration::from_secs(2);
+
 impl<B: Broker, S: Store> Partition<B, S> {
     /// Takes the partition: new epoch, state rebuilt from the directory and
     /// the changelog, complete batches finalized.
@@ -152,11 +155,11 @@ impl<B: Broker, S: Store> Partition<B, S> {
     /// an owner too.
     async fn nudge_next_owner(&self) {
         let sent = match nudge(self.p, &self.replica.id) {
-            Ok(msg) => self
-                .replica
-                .broker
-                .publish(vec![msg])
+            // Bounded: a broker that does not answer must not hold the
+            // partition's loop (the coordinators nudge it later anyway).
+            Ok(msg) => tokio::time::timeout(NUDGE_PATIENCE, self.replica.broker.publish(vec![msg]))
                 .await
+                .unwrap_or_else(|_| Err(broker::Error::NotConfirmed("nudge timed out".into())))
                 .map_err(Error::from),
             Err(e) => Err(e),
         };

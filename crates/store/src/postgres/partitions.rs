@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sqlx::{Postgres, Transaction};
 
+use super::holder::HOLDER_LOCK_CLASS;
 use super::{PgStore, secs};
 use crate::error::from_pg;
 use crate::partition::{self, Fence, MAX_PARTITIONS};
@@ -156,16 +157,39 @@ impl Partitions for PgStore {
         .map_err(from_pg)
     }
 
+    /// Records that `replica` is alive, with this process's claim holder
+    /// lock if it holds one (`live_replicas` then knows it gone as soon as
+    /// the lock's session ends).
     async fn replica_heartbeat(&self, replica: &str) -> Result<()> {
         sqlx::query(
-            "INSERT INTO aggregator_replicas (replica) VALUES ($1)
-             ON CONFLICT (replica) DO UPDATE SET last_seen = now()",
+            "INSERT INTO aggregator_replicas (replica, holder) VALUES ($1, $2)
+             ON CONFLICT (replica) DO UPDATE SET last_seen = now(), holder = $2",
         )
         .bind(replica)
+        .bind(self.holder_id())
         .execute(&self.pool)
         .await
         .map_err(from_pg)?;
         Ok(())
+    }
+
+    /// Releases the partitions the store says `replica` owns: a process
+    /// that starts under a name holds none yet, so these are a previous
+    /// process's of that name (a container restarted under the same
+    /// hostname), which would otherwise look owned by a live replica.
+    async fn release_replica(&self, replica: &str, cause: &str) -> Result<Vec<u16>> {
+        let released: Vec<i16> = sqlx::query_scalar(
+            "UPDATE partitions SET owner = NULL, release_cause = $2
+             WHERE owner = $1 RETURNING partition",
+        )
+        .bind(replica)
+        .bind(cause)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_pg)?;
+        let mut released: Vec<u16> = released.into_iter().map(from_column).collect();
+        released.sort_unstable();
+        Ok(released)
     }
 
     async fn live_replicas(&self, within: Duration) -> Result<Vec<ReplicaInfo>> {
@@ -176,10 +200,18 @@ impl Partitions for PgStore {
              FROM aggregator_replicas AS r
              LEFT JOIN partitions AS p ON p.owner = r.replica
              WHERE r.last_seen > now() - make_interval(secs => $1)
+               AND (r.holder IS NULL OR EXISTS (
+                   SELECT 1 FROM pg_locks AS l
+                   WHERE l.locktype = 'advisory' AND l.granted
+                     AND l.database = (SELECT oid FROM pg_database
+                                       WHERE datname = current_database())
+                     AND l.classid = $2::int4::oid AND l.objid = r.holder::oid
+                     AND l.objsubid = 2))
              GROUP BY r.replica, r.last_seen
              ORDER BY r.replica",
         )
         .bind(secs(within))
+        .bind(HOLDER_LOCK_CLASS)
         .fetch_all(&self.pool)
         .await
         .map_err(from_pg)?;

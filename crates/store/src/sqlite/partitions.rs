@@ -150,6 +150,26 @@ impl Partitions for SqliteStore {
         Ok(())
     }
 
+    /// Releases the partitions recorded as `replica`'s (a previous process
+    /// of that name: see the Postgres twin).
+    async fn release_replica(&self, replica: &str, cause: &str) -> Result<Vec<u16>> {
+        let released: Vec<i32> = sqlx::query_scalar(
+            "UPDATE partitions SET owner = NULL, release_cause = ?2
+             WHERE owner = ?1 RETURNING partition",
+        )
+        .bind(replica)
+        .bind(cause)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlite)?;
+        let mut released: Vec<u16> = released
+            .into_iter()
+            .map(|p| u16::try_from(p).unwrap_or_default())
+            .collect();
+        released.sort_unstable();
+        Ok(released)
+    }
+
     async fn live_replicas(&self, within: Duration) -> Result<Vec<ReplicaInfo>> {
         let now = now();
         let rows: Vec<(String, f64)> = sqlx::query_as(

@@ -42,6 +42,7 @@ macro_rules! conformance_tests {
             epochs_fence_a_partitions_earlier_owners,
             the_changelog_holds_the_open_batches_results,
             replicas_announce_themselves_with_what_they_own,
+            a_restarted_replica_releases_what_its_name_owned,
             purge_removes_a_finished_batch_and_keeps_a_record,
             purge_refuses_a_running_batch_unless_forced,
             nothing_brings_a_purged_batch_back,
@@ -918,6 +919,26 @@ pub async fn replicas_announce_themselves_with_what_they_own<S: Store>(s: S) {
     assert!(live.iter().all(|r| r.silent_s >= 0.0 && r.silent_s < 60.0));
     tokio::time::sleep(PAST_LEASE).await;
     assert!(s.live_replicas(LEASE).await.unwrap().is_empty());
+}
+
+pub async fn a_restarted_replica_releases_what_its_name_owned<S: Store>(s: S) {
+    let old = s.take_partition(2, "r1").await.unwrap();
+    s.take_partition(0, "r1").await.unwrap();
+    s.take_partition(1, "r2").await.unwrap();
+    assert_eq!(
+        s.release_replica("r1", "restart").await.unwrap(),
+        vec![0, 2]
+    );
+    let status = s.partition_status().await.unwrap();
+    let owners: Vec<Option<&str>> = status.iter().map(|p| p.owner.as_deref()).collect();
+    assert_eq!(owners[..3], [None, Some("r2"), None]);
+    // Nothing else changed: the epochs stay, and the next owner's take
+    // records why the last one let go.
+    assert!(s.holds_partition(old).await.unwrap());
+    s.take_partition(2, "r3").await.unwrap();
+    let p2 = &s.partition_status().await.unwrap()[2];
+    assert_eq!(p2.last_handover_cause.as_deref(), Some("restart"));
+    assert!(s.release_replica("r1", "restart").await.unwrap().is_empty());
 }
 
 fn a_verdict(b: &Batch, success: bool) -> Verdict {

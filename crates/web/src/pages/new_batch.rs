@@ -4,7 +4,6 @@
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use broker::Broker;
 use maud::{Markup, html};
@@ -46,9 +45,7 @@ pub async fn create<B: Broker, S: Store + Catalog>(
     csrf::verify(&ctx.csrf, &values.csrf)?;
     let submitted = match values.plan(&app.limits) {
         Ok(plan) => match plan.request(&app.store).await {
-            Ok(req) => pipeline::submit::submit(&app.broker, &app.store, &req)
-                .await
-                .map_err(Error::from),
+            Ok(req) => crate::submit::submit(&app.broker, &app.store, &req).await,
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -68,7 +65,11 @@ pub async fn create<B: Broker, S: Store + Catalog>(
         }
         Err(Error::Refused(problems)) => {
             let page = render(&app, &ctx, &values, &problems).await?;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+            Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e @ Error::BrokerUnavailable(_)) => {
+            let page = render(&app, &ctx, &values, &[e.to_string()]).await?;
+            Ok((e.status(), page).into_response())
         }
         Err(e) => Err(e.into()),
     }

@@ -485,7 +485,7 @@ impl Replicas {
                     return;
                 };
                 let owner = busiest.owner.clone().unwrap_or_default();
-                let pid: Option<u32> = owner.rsplit('-').next().and_then(|p| p.parse().ok());
+                let pid = fault_tolerance::replica_pid(&owner);
                 let names = self.names.clone();
                 let Some(victim) = names
                     .iter()

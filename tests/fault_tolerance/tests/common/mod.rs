@@ -169,9 +169,9 @@ pub fn partition_of(s: &Stack, batch: Uuid) -> u16 {
     store::partition::of(batch, s.partitions())
 }
 
-/// The pid at the end of a default replica id (`aggregator-HOST-PID`).
+/// The pid at the end of a default replica id (`aggregator-HOST-PID-RANDOM`).
 pub fn owner_pid(owner: &str) -> Option<u32> {
-    owner.rsplit('-').next()?.parse().ok()
+    fault_tolerance::replica_pid(owner)
 }
 
 /// Which of the named processes `owner` (a default replica id) is.
