@@ -54,7 +54,9 @@ compose_call() { # compose_call EXPECTED STACK-ARGS...: the stack runs exactly E
   grep -v -e '^docker info' -e '^docker compose version' "$FAKE_DOCKER_LOG" | sed 's/ \[uid=.*//' | grep -qxF -- "$want"
 }
 check "a Docker engine that answers means compose mode" bash -c '[[ $(PATH="$0:$PATH" "$1" mode 2>/dev/null) == compose ]]' "$TMP/bin" "$STACK"
-check "no Docker engine means local mode" bash -c '[[ $(PATH=/usr/bin:/bin "$0" mode 2>/dev/null) == local ]]' "$STACK"
+# A docker that cannot reach an engine, whatever this machine runs.
+mkdir -p "$TMP/nodocker" && printf '#!/bin/sh\nexit 1\n' >"$TMP/nodocker/docker" && chmod +x "$TMP/nodocker/docker"
+check "no Docker engine means local mode" bash -c '[[ $(PATH="$1:/usr/bin:/bin" "$0" mode 2>/dev/null) == local ]]' "$STACK" "$TMP/nodocker"
 check "compose: up-detached" compose_call "docker compose up --build --detach" up-detached
 check "compose: worker-2 writes as the caller" grep -q "up --build --detach \[uid=$(id -u)\]" "$FAKE_DOCKER_LOG"
 check "compose: the bind mount's directory is the caller's" test -d "$TMP/repo/worker-data/aggregator"
