@@ -8,7 +8,9 @@
 # the Rust image: docker build -f Dockerfile --target prebuilt DIR).
 # RUNTIME_BASE is the image both run on: any bookworm (glibc 2.36).
 # `prebuilt` comes before the Rust stage because the classic builder
-# (DOCKER_BUILDKIT=0) builds every stage up to the target.
+# (DOCKER_BUILDKIT=0) builds every stage up to its target; for the same
+# reason the default target needs BuildKit (Docker's builder since 23.0,
+# and Compose's), which builds only the stages the target uses.
 ARG RUNTIME_BASE=debian:bookworm-slim
 
 # --- runtime base: user, directories and settings of both targets ------

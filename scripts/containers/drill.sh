@@ -61,9 +61,9 @@ AGGREGATORS=3 stack_make up-detached >"$LOGS/round2.make.log" 2>&1 || die "AGGRE
 (($(replicas worker-2) == 3)) || die "round 2: $(replicas worker-2) aggregator replicas, not 3"
 check_verdicts round2 3
 stack_make partitions >"$LOGS/round2.partitions.log" 2>&1 || true
-# A figure, not a check yet: a replica restarted in its container keeps
-# its name (pid 1, same hostname), so the spread can stay 16/0/0 here
-# until replica names are unique per process (docs/operations.md).
+# A figure, not a check: a replica restarted in its container keeps its
+# name (pid 1, the same hostname), and with the names of this version the
+# spread after round 1's restart stays 16/0/0 (issue 21, defect 2).
 log "round 2: $(grep -E '^[0-9]+ replica' "$LOGS/round2.partitions.log" || echo "no partition summary")"
 log "round 2: done in $((SECONDS - t0))s"
 

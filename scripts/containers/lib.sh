@@ -71,7 +71,9 @@ runner_log() {
 check_verdicts() {
   local round=$1 batches=$2 runner code successes failures
   runner=$(container runner)
-  code=$(docker wait "$runner")
+  # A bound on liveness only (the longest round takes a few minutes).
+  code=$(timeout 900 docker wait "$runner") ||
+    die "$round: the runner has not ended after 900 s: $(runner_log | tail -n 3)"
   runner_log >"$LOGS/$round.runner.log"
   successes=$(grep -c '^SUCCESS \[' "$LOGS/$round.runner.log" || true)
   failures=$(grep -c '^FAILURE \[' "$LOGS/$round.runner.log" || true)
