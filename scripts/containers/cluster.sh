@@ -21,16 +21,7 @@ export CLUSTER=1
 NODES=(rabbitmq rabbitmq-2 rabbitmq-3)
 node_container() { container "$1"; }
 
-cleanup() {
-  local code=$?
-  if ((code != 0)); then
-    COMPOSE_PROFILES=cluster dc logs --no-color --timestamps >"$LOGS/cluster.compose.log" 2>&1 || true
-    log "the services' logs: $LOGS/cluster.compose.log"
-  fi
-  DOWN_VOLUMES=1 STOP_TIMEOUT=5 stack_make down >/dev/null 2>&1 || true
-  exit "$code"
-}
-trap cleanup EXIT
+trap 'teardown cluster' EXIT
 
 # rabbitmqctl on the first node that runs (any node answers for the cluster).
 ctl() {
@@ -153,13 +144,7 @@ check_verdicts cluster2 6
 log "drill 2: done in $((SECONDS - t0))s"
 
 # --- every batch SUCCESS once, nothing dead-lettered -------------------------------------
-# The verdict lines on the verifier's stdout (its log lines repeat them).
-verdicts=$(docker logs "$(container worker-3)" 2>&1 | grep -Eo '^SUCCESS \[[^]]*\] batch=[0-9a-f-]+' | sort)
-total=$(wc -l <<<"$verdicts")
-unique=$(sort -u <<<"$verdicts" | wc -l)
-failures=$(docker logs "$(container worker-3)" 2>&1 | grep -c '^FAILURE \[' || true)
-((total == 10 && unique == 10 && failures == 0)) ||
-  die "the verifier printed $total SUCCESS lines for $unique batches ($failures FAILURE); expected 10 batches, once each"
+check_verified_once 10
 dlq=$(ctl rabbitmqctl -q list_queues name messages | awk '$1 == "batchline.dlq" {print $2}')
 [[ ${dlq:-0} == 0 ]] || die "$dlq message(s) dead-lettered"
 log "cluster: 10 batches SUCCESS once each, nothing dead-lettered"

@@ -11,18 +11,7 @@ set -euo pipefail
 # shellcheck source=scripts/containers/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-UP_PID=''
-cleanup() {
-  local code=$?
-  if ((code != 0)); then
-    dc logs --no-color --timestamps >"$LOGS/drill.compose.log" 2>&1 || true
-    log "the services' logs: $LOGS/drill.compose.log"
-  fi
-  DOWN_VOLUMES=1 STOP_TIMEOUT=5 stack_make down >/dev/null 2>&1 || true
-  [[ -n $UP_PID ]] && wait "$UP_PID" 2>/dev/null || true
-  exit "$code"
-}
-trap cleanup EXIT
+trap 'teardown drill' EXIT
 
 volumes_before=$(docker volume ls -q | sort)
 prepare_repo
@@ -37,7 +26,7 @@ dc up --detach --wait postgres rabbitmq >"$LOGS/brokers.log" 2>&1 || die "postgr
 wait_for 60 "RabbitMQ's AMQP port" dc exec -T rabbitmq rabbitmq-diagnostics -q check_port_connectivity
 log "round 1: make up (3 batches x 20000 runs, the drill's defaults)"
 stack_make up >"$LOGS/make-up.log" 2>&1 &
-UP_PID=$!
+UP_PID=$! # it ends by itself once `make down` stopped its services
 wait_for 240 "the runner starts (make up: $LOGS/make-up.log)" running "$(container runner)"
 log "round 1: services up in $((SECONDS - t0))s"
 wait_for 120 "the runner reports progress" mid_batch 5000
@@ -100,8 +89,7 @@ log "web console: /healthz 200"
 # --- make down: nothing left behind -----------------------------------------------
 t0=$SECONDS
 stack_make down >"$LOGS/down.log" 2>&1 || die "make down: $(tail -n 5 "$LOGS/down.log")"
-wait "$UP_PID" 2>/dev/null || true # `make up` ends with its services
-UP_PID=''
+wait "$UP_PID" 2>/dev/null || true
 label=com.docker.compose.project=$COMPOSE_PROJECT_NAME
 [[ -z $(docker ps -aq --filter "label=$label") ]] || die "make down left containers: $(docker ps -a --filter "label=$label" --format '{{.Names}}')"
 [[ -z $(docker network ls -q --filter "label=$label") ]] || die "make down left networks: $(docker network ls --filter "label=$label" --format '{{.Name}}')"

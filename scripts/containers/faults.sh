@@ -23,16 +23,7 @@ NET_DB=${COMPOSE_PROJECT_NAME}_db
 NET_BROKER=${COMPOSE_PROJECT_NAME}_broker
 export STACK_RABBITMQ_URL="amqp://guest:guest@rabbitmq:5672/%2f?heartbeat=5"
 
-cleanup() {
-  local code=$?
-  if ((code != 0)); then
-    dc logs --no-color --timestamps >"$LOGS/faults.compose.log" 2>&1 || true
-    log "the services' logs: $LOGS/faults.compose.log"
-  fi
-  DOWN_VOLUMES=1 STOP_TIMEOUT=5 stack_make down >/dev/null 2>&1 || true
-  exit "$code"
-}
-trap cleanup EXIT
+trap 'teardown faults' EXIT
 
 psql_q() { dc exec -T postgres psql -U postgres -d postgres -Atc "$1"; }
 now() { date +%s.%N; }
@@ -127,12 +118,7 @@ cut_aggregator faults2 "$NET_DB" "Postgres only"
 cut_container faults3 "$(container worker-1 1)" "Postgres" "$NET_DB"
 cut_container faults4 "$(container worker-3)" "Postgres and RabbitMQ" "$NET_DB" "$NET_BROKER"
 
-verdicts=$(docker logs "$(container worker-3)" 2>&1 | grep -Eo '^SUCCESS \[[^]]*\] batch=[0-9a-f-]+' | sort)
-total=$(grep -c . <<<"$verdicts" || true)
-unique=$(sort -u <<<"$verdicts" | grep -c . || true)
-failures=$(docker logs "$(container worker-3)" 2>&1 | grep -c '^FAILURE \[' || true)
-((total == 16 && unique == 16 && failures == 0)) ||
-  die "the verifier printed $total SUCCESS lines for $unique batches ($failures FAILURE); expected 16 batches, once each"
+check_verified_once 16
 dlq=$(dead_lettered)
 ((dlq == 0)) || die "$dlq message(s) dead-lettered"
 log "faults: 16 batches SUCCESS once each, nothing dead-lettered; ${REPORT[*]}"

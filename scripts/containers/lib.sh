@@ -96,3 +96,28 @@ dead_lettered() {
   local node=${1:-rabbitmq}
   dc exec -T "$node" rabbitmqctl -q list_queues name messages 2>/dev/null | awk '$1 == "batchline.dlq" {print $2}' | grep . || echo 0
 }
+
+# The verifier's verdict lines (its stdout; its log lines repeat them):
+# TOTAL batches SUCCESS, each exactly once, none FAILURE.
+check_verified_once() {
+  local total=$1 out verdicts count unique failures
+  out=$(docker logs "$(container worker-3)" 2>&1)
+  verdicts=$(grep -Eo '^SUCCESS \[[^]]*\] batch=[0-9a-f-]+' <<<"$out" | sort || true)
+  count=$(grep -c . <<<"$verdicts" || true)
+  unique=$(sort -u <<<"$verdicts" | grep -c . || true)
+  failures=$(grep -c '^FAILURE \[' <<<"$out" || true)
+  ((count == total && unique == total && failures == 0)) ||
+    die "the verifier printed $count SUCCESS lines for $unique batches ($failures FAILURE); expected $total batches, once each"
+}
+
+# The EXIT trap of a drill: on a failure the services' logs (every
+# profile's) go to $LOGS/NAME.compose.log; then the stack goes, volumes too.
+teardown() {
+  local code=$? name=$1
+  if ((code != 0)); then
+    dc --profile '*' logs --no-color --timestamps >"$LOGS/$name.compose.log" 2>&1 || true
+    log "the services' logs: $LOGS/$name.compose.log"
+  fi
+  DOWN_VOLUMES=1 STOP_TIMEOUT=5 stack_make down >/dev/null 2>&1 || true
+  exit "$code"
+}
