@@ -60,7 +60,13 @@ ensure_engine() {
   if ! docker info >/dev/null 2>&1; then
     mkdir -p "$CACHE"
     log "starting dockerd (log $CACHE/dockerd.log)"
-    as_root dockerd >"$CACHE/dockerd.log" 2>&1 &
+    # Not through as_root: a function in the background is a subshell, and
+    # its pid would not be dockerd's (sudo passes signals on to it).
+    if [[ $(id -u) == 0 ]]; then
+      dockerd >"$CACHE/dockerd.log" 2>&1 &
+    else
+      sudo dockerd >"$CACHE/dockerd.log" 2>&1 &
+    fi
     DOCKERD_PID=$!
     local i
     for i in $(seq 1 60); do
@@ -80,6 +86,7 @@ stop_engine() {
   log "stopping the dockerd started here (KEEP_DOCKERD=1 keeps it)"
   as_root kill "$DOCKERD_PID" 2>/dev/null || true
   wait "$DOCKERD_PID" 2>/dev/null || true
+  ! docker info >/dev/null 2>&1 || log "warning: an engine still answers after stopping dockerd $DOCKERD_PID"
 }
 
 main() {
