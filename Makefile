@@ -4,7 +4,7 @@ CARGO ?= cargo
 
 .PHONY: chaos chaos-stack help test fmt lint build release
 .PHONY: bin up up-detached down logs ps check-metadata view-metadata status partitions purge cancel results demo bench chaos check-compose test-drill
-.PHONY: check-kubernetes
+.PHONY: check-kubernetes test-containers
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -117,6 +117,9 @@ chaos-stack: bin ## the make-up stack + random SIGKILLs while the runner's batch
 test-drill: ## tests of the drill: batchline stack with a fake service binary, and scripts/stack.sh's compose mapping with a fake docker; no services needed
 	$(CARGO) test -p batchline --test stack
 	scripts/test-stack.sh
+
+test-containers: ## the container suite: the drill, the RabbitMQ cluster drills and the network-fault drills on the compose stack in Docker, images built here (installs docker.io and Compose if missing, starts dockerd; root; SUITES=drill|cluster|faults; docs/drill.md)
+	scripts/containers/run.sh
 
 check-compose: ## validate docker-compose.yml, Dockerfile and deploy/ against .env.example and the workspace (.env.example against `batchline --help`: cargo test -p batchline --test env_docs)
 	python3 scripts/check-compose.py

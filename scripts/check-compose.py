@@ -17,7 +17,9 @@ the binary really has; no list of them is kept here.)
   mounted where the provisioning files say, and the dashboard queries only
   metrics that exist;
 - the Dockerfile copies every workspace member's manifest, runs as a
-  non-root user and has batchline as its entrypoint.
+  non-root user, has batchline as its entrypoint, a Rust builder, a slim
+  default runtime, and a `prebuilt` stage (before the builder) that takes a
+  binary built on the host.
 
 Usage: scripts/check-compose.py [--schema compose-spec.json] [--strict]
 Needs PyYAML (pip install pyyaml); jsonschema only with --schema. Exit 0 when
@@ -322,15 +324,24 @@ def check_dockerfile() -> None:
     text = (ROOT / "Dockerfile").read_text()
     # join continuation lines
     lines = re.sub(r"\\\n", " ", text).splitlines()
-    copies, froms, user, entry = [], [], None, None
+    args: dict[str, str] = {}  # ARGs before the first FROM: their defaults
+    stages: list[tuple[str, str]] = []  # (base image, stage name)
+    copies, user, entry = [], None, None
     for line in lines:
         parts = line.split()
         if not parts or parts[0].startswith("#"):
             continue
         op = parts[0].upper()
-        if op == "FROM":
-            froms.append(parts[1])
-        elif op == "COPY" and not any(p.startswith("--from") for p in parts):
+        if op == "ARG" and not stages and "=" in parts[1]:
+            name, default = parts[1].split("=", 1)
+            args[name] = default
+        elif op == "FROM":
+            base = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), parts[1])
+            name = parts[3] if len(parts) > 3 and parts[2].upper() == "AS" else str(len(stages))
+            stages.append((base, name))
+        # The prebuilt stage's context is a directory holding the binary
+        # alone (scripts/containers/images.sh), not the repository.
+        elif op == "COPY" and not any(p.startswith("--from") for p in parts) and stages[-1][1] != "prebuilt":
             copies += [p for p in parts[1:-1] if not p.startswith("--")]
         elif op == "USER":
             user = parts[1]
@@ -344,10 +355,27 @@ def check_dockerfile() -> None:
     if manifests != members:
         error(f"Dockerfile: the dependency layer copies the manifests of {sorted(manifests)}, "
               f"the workspace members are {sorted(members)}")
-    if len(froms) < 2:
+
+    def root_image(stage: str) -> str:
+        """The image a stage ultimately builds on, through other stages."""
+        bases = dict((name, base) for base, name in stages)
+        seen = set()
+        while stage in bases and stage not in seen:
+            seen.add(stage)
+            stage = bases[stage]
+        return stage
+
+    names = [name for _, name in stages]
+    if len(stages) < 2:
         error("Dockerfile: not multi-stage")
-    elif not froms[0].startswith("rust:") or "slim" not in froms[-1]:
-        error(f"Dockerfile: expected a rust: builder and a slim runtime, got {froms}")
+    elif not any(base.startswith("rust:") for base, _ in stages):
+        error(f"Dockerfile: no rust: builder stage among {stages}")
+    elif "slim" not in root_image(names[-1]):
+        error(f"Dockerfile: the default (last) stage {names[-1]} does not run on a slim image: {stages}")
+    if "prebuilt" not in names:
+        error("Dockerfile: no `prebuilt` stage (the container suite builds its image from a host binary)")
+    elif any(base.startswith("rust:") for base, _ in stages[: names.index("prebuilt")]):
+        error("Dockerfile: the prebuilt stage must come before the Rust builder, which the classic builder would build too")
     if user in (None, "root", "0"):
         error("Dockerfile: the runtime runs as root")
     if not entry or "batchline" not in entry:

@@ -113,6 +113,26 @@ compose_init() {
   export HOST_UID=${HOST_UID:-$(id -u)} HOST_GID=${HOST_GID:-$(id -g)}
   # Created here, not by Docker: a bind mount Docker creates belongs to root.
   mkdir -p worker-data/aggregator
+  compose_profiles
+}
+
+# The compose file's profiles: `monitoring` (Prometheus, Grafana) unless
+# MONITORING=0, `cluster` (three RabbitMQ nodes) when CLUSTER=1; the
+# stages then get every node's URL. COMPOSE_PROFILES adds others.
+compose_profiles() {
+  local profiles=${COMPOSE_PROFILES:-}
+  [[ $(setting MONITORING 1) == 1 ]] && profiles+=,monitoring
+  if [[ $(setting CLUSTER 0) == 1 ]]; then
+    profiles+=,cluster
+    local user pass url='' node
+    user=$(setting RABBITMQ_USER guest)
+    pass=$(setting RABBITMQ_PASS guest)
+    for node in rabbitmq rabbitmq-2 rabbitmq-3; do
+      url+=,amqp://$user:$pass@$node:5672/%2f
+    done
+    export STACK_RABBITMQ_URL=${STACK_RABBITMQ_URL:-${url#,}}
+  fi
+  export COMPOSE_PROFILES=${profiles#,}
 }
 
 # Compose names replica K of worker-N PROJECT-worker-N-K.
@@ -143,7 +163,13 @@ compose_cmd() {
   case $cmd in
   up) exec "${COMPOSE[@]}" up --build "${scale[@]}" ;;
   up-detached) exec "${COMPOSE[@]}" up --build --detach "${scale[@]}" ;;
-  down) exec "${COMPOSE[@]}" down --timeout "$(setting STOP_TIMEOUT 35)" --remove-orphans ;;
+  # Every profile, so that no container or network of one is left behind;
+  # DOWN_VOLUMES=1 also deletes the data volumes (Postgres, RabbitMQ).
+  down)
+    local volumes=()
+    [[ $(setting DOWN_VOLUMES 0) == 1 ]] && volumes=(--volumes)
+    exec "${COMPOSE[@]}" --profile '*' down --timeout "$(setting STOP_TIMEOUT 35)" --remove-orphans "${volumes[@]}"
+    ;;
   logs)
     local follow=(--follow) tail container
     [[ $(setting FOLLOW 1) == 0 ]] && follow=()

@@ -20,6 +20,7 @@ mkdir -p "$TMP/repo/scripts" "$TMP/bin"
 cp "$ROOT/scripts/stack.sh" "$TMP/repo/scripts/stack.sh"
 STACK=$TMP/repo/scripts/stack.sh
 unset STACK_MODE RUNNER STOP_TIMEOUT TAIL FOLLOW HOST_UID HOST_GID BATCHLINE_BIN
+unset MONITORING CLUSTER DOWN_VOLUMES COMPOSE_PROFILES STACK_RABBITMQ_URL
 
 passed=0 failed=0
 check() { # check NAME COMMAND...: one assertion
@@ -38,7 +39,7 @@ check() { # check NAME COMMAND...: one assertion
 cat >"$TMP/bin/docker" <<'EOF'
 #!/usr/bin/env bash
 # fake docker: an engine that answers; records each call with HOST_UID
-echo "docker $* [uid=${HOST_UID-unset}]" >>"$FAKE_DOCKER_LOG"
+echo "docker $* [uid=${HOST_UID-unset}] [profiles=${COMPOSE_PROFILES-}] [url=${STACK_RABBITMQ_URL-}]" >>"$FAKE_DOCKER_LOG"
 case "$1 ${2-}" in
 "compose ps") printf 'batchline-worker-1-1\nbatchline-worker-1-2\nbatchline-worker-2-1\nbatchline-worker-2-2\n' | grep -- "-${*: -1}-" ;;
 esac
@@ -46,6 +47,10 @@ exit 0
 EOF
 chmod +x "$TMP/bin/docker"
 export FAKE_DOCKER_LOG=$TMP/docker.log
+# A docker whose engine does not answer (a real one may run on this host).
+mkdir -p "$TMP/nodocker"
+printf '#!/bin/sh\nexit 1\n' >"$TMP/nodocker/docker"
+chmod +x "$TMP/nodocker/docker"
 compose_call() { # compose_call EXPECTED STACK-ARGS...: the stack runs exactly EXPECTED
   local want=$1
   shift
@@ -54,9 +59,7 @@ compose_call() { # compose_call EXPECTED STACK-ARGS...: the stack runs exactly E
   grep -v -e '^docker info' -e '^docker compose version' "$FAKE_DOCKER_LOG" | sed 's/ \[uid=.*//' | grep -qxF -- "$want"
 }
 check "a Docker engine that answers means compose mode" bash -c '[[ $(PATH="$0:$PATH" "$1" mode 2>/dev/null) == compose ]]' "$TMP/bin" "$STACK"
-# A docker that cannot reach an engine, whatever this machine runs.
-mkdir -p "$TMP/nodocker" && printf '#!/bin/sh\nexit 1\n' >"$TMP/nodocker/docker" && chmod +x "$TMP/nodocker/docker"
-check "no Docker engine means local mode" bash -c '[[ $(PATH="$1:/usr/bin:/bin" "$0" mode 2>/dev/null) == local ]]' "$STACK" "$TMP/nodocker"
+check "no Docker engine means local mode" bash -c '[[ $(PATH="$0:/usr/bin:/bin" "$1" mode 2>/dev/null) == local ]]' "$TMP/nodocker" "$STACK"
 check "compose: up-detached" compose_call "docker compose up --build --detach" up-detached
 check "compose: worker-2 writes as the caller" grep -q "up --build --detach \[uid=$(id -u)\]" "$FAKE_DOCKER_LOG"
 check "compose: the bind mount's directory is the caller's" test -d "$TMP/repo/worker-data/aggregator"
@@ -69,8 +72,14 @@ check "compose: restart 2" compose_call "docker compose restart worker-2" restar
 check "compose: restart 1-1" compose_call "docker restart batchline-worker-1-1" restart 1-1
 FOLLOW=0 check "compose: logs 3" compose_call "docker compose logs --tail 100 worker-3" logs 3
 check "compose: check-metadata runs in worker-2" compose_call "docker compose run --rm --no-deps worker-2 metadata" cli metadata
-check "compose: down waits 35 s by default" compose_call "docker compose down --timeout 35 --remove-orphans" down
-STOP_TIMEOUT=5 check "compose: down waits STOP_TIMEOUT" compose_call "docker compose down --timeout 5 --remove-orphans" down
+check "compose: down waits 35 s by default" compose_call "docker compose --profile * down --timeout 35 --remove-orphans" down
+STOP_TIMEOUT=5 check "compose: down waits STOP_TIMEOUT" compose_call "docker compose --profile * down --timeout 5 --remove-orphans" down
+DOWN_VOLUMES=1 check "compose: DOWN_VOLUMES=1 deletes the volumes too" compose_call "docker compose --profile * down --timeout 35 --remove-orphans --volumes" down
+check "compose: the monitoring profile by default" grep -q "\[profiles=monitoring\] \[url=\]" "$FAKE_DOCKER_LOG"
+MONITORING=0 compose_call "docker compose up --build --detach" up-detached
+check "compose: MONITORING=0 leaves it out" grep -q "\[profiles=\] \[url=\]" "$FAKE_DOCKER_LOG"
+MONITORING=0 CLUSTER=1 compose_call "docker compose up --build --detach" up-detached
+check "compose: CLUSTER=1 lists the three nodes" grep -qF "[profiles=cluster] [url=amqp://guest:guest@rabbitmq:5672/%2f,amqp://guest:guest@rabbitmq-2:5672/%2f,amqp://guest:guest@rabbitmq-3:5672/%2f]" "$FAKE_DOCKER_LOG"
 check "compose: kill of an unknown worker fails" bash -c '! PATH="$0:$PATH" "$1" kill 9 2>/dev/null' "$TMP/bin" "$STACK"
 check "compose: kill of a missing replica fails" bash -c '! PATH="$0:$PATH" "$1" kill 1-7 2>/dev/null' "$TMP/bin" "$STACK"
 
@@ -82,10 +91,10 @@ RUNNER="0"
 STOP_TIMEOUT=7 # an inline comment
 TAIL=
 EOF
-check ".env: STACK_MODE forces compose without an engine" bash -c '[[ $(PATH=/usr/bin:/bin "$0" mode 2>/dev/null) == compose ]]' "$STACK"
+check ".env: STACK_MODE forces compose without an engine" bash -c '[[ $(PATH="$0:/usr/bin:/bin" "$1" mode 2>/dev/null) == compose ]]' "$TMP/nodocker" "$STACK"
 check ".env: quoted RUNNER" compose_call "docker compose up --build --detach --scale runner=0" up-detached
-check ".env: an inline comment is not part of the value" compose_call "docker compose down --timeout 7 --remove-orphans" down
-STOP_TIMEOUT=9 check ".env never overrides the environment" compose_call "docker compose down --timeout 9 --remove-orphans" down
+check ".env: an inline comment is not part of the value" compose_call "docker compose --profile * down --timeout 7 --remove-orphans" down
+STOP_TIMEOUT=9 check ".env never overrides the environment" compose_call "docker compose --profile * down --timeout 9 --remove-orphans" down
 FOLLOW=0 check ".env: an empty value means the default" compose_call "docker compose logs --tail 100 worker-2" logs 2
 rm "$TMP/repo/.env"
 

@@ -1,6 +1,7 @@
 //! RabbitMQ settings: where to connect (and with which TLS material), how
 //! queues are named, and the queue arguments (retry delay, delivery limit).
-//! The password never reaches a log.
+//! The password never reaches a log. The URL may list the nodes of a
+//! cluster, comma-separated; connections try them in turn.
 
 use std::fmt;
 use std::time::Duration;
@@ -16,7 +17,9 @@ use crate::Queue;
 /// [`crate::Error::Config`] at connect).
 #[derive(Clone)]
 pub struct RabbitConfig {
-    /// `amqp://user:pass@host:port/vhost` (`%2f` is the default vhost `/`).
+    /// `amqp://user:pass@host:port/vhost` (`%2f` is the default vhost `/`),
+    /// or the nodes of a cluster as several such URLs, comma-separated
+    /// (a URL keeps a comma of its own percent-encoded, as `%2C`).
     pub url: String,
     /// Queue names are `{prefix}.work`, `{prefix}.results.p00` …,
     /// `{prefix}.verify`, `{prefix}.retry`, `{prefix}.dlq`.
@@ -85,9 +88,19 @@ impl RabbitConfig {
         Self::new(url)
     }
 
-    /// The URL with its password replaced by `***`, for logs and errors.
+    /// The URL with its password replaced by `***`, for logs and errors
+    /// (every URL's, when it lists several).
     pub fn redacted_url(&self) -> String {
-        redact(&self.url)
+        node_urls(&self.url)
+            .map(redact)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The nodes' URLs, in the order given: one unless `url` lists a
+    /// cluster's nodes.
+    pub fn node_urls(&self) -> impl Iterator<Item = &str> {
+        node_urls(&self.url)
     }
 
     /// The concrete queue name of a logical queue.
@@ -118,6 +131,12 @@ impl fmt::Debug for RabbitConfig {
             .field("tls", &self.tls)
             .finish()
     }
+}
+
+/// The URLs of a comma-separated list, blanks around them and empty
+/// entries ignored.
+pub(crate) fn node_urls(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|url| !url.is_empty())
 }
 
 /// Replaces the password of `scheme://user:password@host…` with `***`.
@@ -204,6 +223,26 @@ mod tests {
         assert_eq!(uri.authority.userinfo.password, "p@ss:w/rd");
         assert_eq!(uri.authority.host, "rabbit");
         assert_eq!(uri.vhost, "/");
+    }
+
+    #[test]
+    fn a_list_of_urls_is_split_and_each_password_hidden() {
+        let config =
+            RabbitConfig::new(" amqp://u:p1@a:5672/%2f, amqp://u:p2@b:5672/%2f ,,amqp://c/%2f");
+        let nodes: Vec<&str> = config.node_urls().collect();
+        assert_eq!(
+            nodes,
+            [
+                "amqp://u:p1@a:5672/%2f",
+                "amqp://u:p2@b:5672/%2f",
+                "amqp://c/%2f"
+            ]
+        );
+        assert_eq!(
+            config.redacted_url(),
+            "amqp://u:***@a:5672/%2f,amqp://u:***@b:5672/%2f,amqp://c/%2f"
+        );
+        assert_eq!(RabbitConfig::default().node_urls().count(), 1);
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Opening connections to RabbitMQ: one bounded attempt, named so the
-//! connection can be told apart in `rabbitmqctl list_connections`, errors
-//! mapped to retryable or not, and the reconnect backoff.
+//! Opening connections to RabbitMQ: one bounded attempt per node (the nodes
+//! of a cluster tried in turn), named so the connection can be told apart
+//! in `rabbitmqctl list_connections`, errors mapped to retryable or not,
+//! and the reconnect backoff.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -28,15 +30,48 @@ const FRAME_MAX: u32 = 16 * 1024;
 /// cuts"), and the queue passes to a standby.
 pub const HEARTBEAT_S: u16 = 5;
 
+/// The node (index into the URL list) that last accepted a connection:
+/// the next connection tries it first, so a process does not knock on a
+/// dead node's door at every reconnect.
+static LAST_GOOD_NODE: AtomicUsize = AtomicUsize::new(0);
+
 /// Opens one connection named `batchline {prefix} {role}`; over TLS with
 /// the config's CA and client certificate when the URL is `amqps://`.
+/// With several nodes' URLs, tries each in turn, starting with the one
+/// that last answered; an unreachable node's error only surfaces when no
+/// node answers, a refusal that another node would repeat (credentials, a
+/// malformed URL) at once.
 pub(crate) async fn connect(config: &RabbitConfig, role: &str) -> Result<Connection> {
-    let mut uri: AMQPUri = config.url.parse().map_err(|e| {
-        Error::config(format!(
-            "invalid RabbitMQ URL {}: {e}",
-            config.redacted_url()
-        ))
-    })?;
+    let urls: Vec<&str> = config.node_urls().collect();
+    if urls.is_empty() {
+        return Err(Error::config("no RabbitMQ URL is set"));
+    }
+    let first = LAST_GOOD_NODE.load(Ordering::Relaxed) % urls.len();
+    let mut last_error = None;
+    for i in (first..urls.len()).chain(0..first) {
+        match connect_node(config, urls[i], role).await {
+            Ok(connection) => {
+                LAST_GOOD_NODE.store(i, Ordering::Relaxed);
+                return Ok(connection);
+            }
+            Err(e) if !e.can_be_retried() => return Err(e),
+            Err(e) => {
+                if urls.len() > 1 {
+                    tracing::debug!(error = %e, "RabbitMQ node unavailable: trying the next");
+                }
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| Error::config("no RabbitMQ URL is set")))
+}
+
+/// One bounded attempt at one node's `url`.
+async fn connect_node(config: &RabbitConfig, url: &str, role: &str) -> Result<Connection> {
+    let redacted = RabbitConfig::new(url).redacted_url();
+    let mut uri: AMQPUri = url
+        .parse()
+        .map_err(|e| Error::config(format!("invalid RabbitMQ URL {redacted}: {e}")))?;
     // lapin keeps two buffers of 32 frames per connection: at RabbitMQ's
     // 128 KiB frame that is 8 MiB, times one connection per partition's
     // consumer. batchline's messages are well under a kilobyte; a URL's
@@ -47,8 +82,7 @@ pub(crate) async fn connect(config: &RabbitConfig, role: &str) -> Result<Connect
     // clear text, which is what the material was meant to prevent.
     if uri.scheme == AMQPScheme::AMQP && config.tls.is_configured() {
         return Err(Error::config(format!(
-            "a CA or client certificate is set for RabbitMQ, but the URL {} is not amqps://",
-            config.redacted_url()
+            "a CA or client certificate is set for RabbitMQ, but the URL {redacted} is not amqps://"
         )));
     }
     let properties = ConnectionProperties::default()
@@ -60,12 +94,11 @@ pub(crate) async fn connect(config: &RabbitConfig, role: &str) -> Result<Connect
     match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(Ok(connection)) => Ok(connection),
         Ok(Err(e)) => Err(map_error(
-            &format!("cannot connect to RabbitMQ at {}", config.redacted_url()),
+            &format!("cannot connect to RabbitMQ at {redacted}"),
             &e,
         )),
         Err(_) => Err(Error::connection(format!(
-            "cannot connect to RabbitMQ at {}: no answer within {}s",
-            config.redacted_url(),
+            "cannot connect to RabbitMQ at {redacted}: no answer within {}s",
             CONNECT_TIMEOUT.as_secs()
         ))),
     }
@@ -127,6 +160,51 @@ mod tests {
         assert!(text.contains("127.0.0.1:1"), "{text}");
         assert!(!text.contains("secret"), "{text}");
         assert!(!text.contains('\n'), "{text}");
+    }
+
+    fn rabbitmq_url() -> String {
+        std::env::var("RABBITMQ_URL")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+    }
+
+    #[tokio::test]
+    async fn a_list_of_nodes_connects_to_the_first_that_answers() {
+        // Two nodes that refuse (ports 1 and 2 on loopback), then the real one.
+        let list = format!(
+            "amqp://guest:secret@127.0.0.1:1/%2f,amqp://guest:secret@127.0.0.1:2/%2f,{}",
+            rabbitmq_url()
+        );
+        let connection = connect(&RabbitConfig::new(list.clone()), "test")
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "this test needs RabbitMQ at {} (set RABBITMQ_URL): {e}",
+                    rabbitmq_url()
+                )
+            });
+        assert!(connection.status().connected());
+        // Again, now starting with the node that answered.
+        let again = connect(&RabbitConfig::new(list), "test").await.unwrap();
+        assert!(again.status().connected());
+    }
+
+    #[tokio::test]
+    async fn a_list_of_unreachable_nodes_fails_with_a_retryable_error() {
+        let config = RabbitConfig::new(
+            "amqp://guest:secret@127.0.0.1:1/%2f, amqp://guest:secret@127.0.0.1:2/%2f",
+        );
+        let error = connect(&config, "test").await.unwrap_err();
+        let text = error.to_string();
+        assert!(error.can_be_retried(), "{text}");
+        assert!(text.contains("127.0.0.1:"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_node_in_a_list_is_a_config_error() {
+        let config = RabbitConfig::new("amqp://guest:secret@127.0.0.1:1/%2f,amqp://h:notaport/%2f");
+        let error = connect(&config, "test").await.unwrap_err();
+        assert!(matches!(error, Error::Config { .. }), "{error}");
     }
 
     #[tokio::test]

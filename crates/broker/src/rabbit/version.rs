@@ -26,8 +26,20 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 
 /// The broker's `version` server property; `None` over `amqps://` (the
-/// probe speaks plain TCP only) or when the broker does not say.
+/// probe speaks plain TCP only) or when the broker does not say. `url` may
+/// list a cluster's nodes, comma-separated: the first that answers says.
 pub async fn server_version(url: &str) -> Result<Option<String>> {
+    let mut last_error = Error::config("no RabbitMQ URL is set");
+    for node in super::config::node_urls(url) {
+        match node_version(node).await {
+            Err(e) if e.can_be_retried() => last_error = e,
+            answer => return answer,
+        }
+    }
+    Err(last_error)
+}
+
+async fn node_version(url: &str) -> Result<Option<String>> {
     let uri: AMQPUri = url
         .parse()
         .map_err(|e: String| Error::config(format!("invalid RabbitMQ URL: {e}")))?;
