@@ -101,7 +101,11 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
     /// Runs until `shutdown`.
     pub(super) async fn run(mut self, shutdown: CancellationToken) {
         self.health.set_ready(CONSUMING, false);
-        let heartbeat = tokio::spawn(heartbeat(self.replica.clone(), shutdown.clone()));
+        let heartbeat = tokio::spawn(heartbeat(
+            self.replica.clone(),
+            self.controls.clone(),
+            shutdown.clone(),
+        ));
         self.watch(shutdown).await;
         heartbeat.abort();
     }
@@ -284,21 +288,49 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
 }
 
 /// Announces the replica every [`HEARTBEAT`], in the store only: nothing
-/// the broker does can hold it back.
-async fn heartbeat<B: Broker, S: Store>(replica: Arc<Replica<B, S>>, shutdown: CancellationToken) {
+/// the broker does can hold it back. A replica whose beats have not
+/// reached the store for [`SILENCE`] is dead to the others, yet RabbitMQ
+/// keeps its queues' consumers active while its broker connection lives
+/// (a cut from Postgres only): it lets go of every partition it holds, so
+/// that a standby gets their queues and takes them over; it could not save
+/// anything under its epochs anyway.
+async fn heartbeat<B: Broker, S: Store>(
+    replica: Arc<Replica<B, S>>,
+    controls: Vec<Arc<LoopControl>>,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_beat = Instant::now();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = replica.store.replica_heartbeat(&replica.id).await {
-            // The store is away: the next beat tries again.
-            tracing::warn!(
+        // A cut connection can hang a statement far longer than a beat.
+        let beat = tokio::time::timeout(HEARTBEAT, replica.store.replica_heartbeat(&replica.id));
+        match beat.await {
+            Ok(Ok(())) => last_beat = Instant::now(),
+            Ok(Err(e)) => tracing::warn!(
                 error = &e as &dyn std::error::Error,
                 "aggregator heartbeat failed"
-            );
+            ),
+            Err(_) => tracing::warn!("aggregator heartbeat got no answer within {HEARTBEAT:?}"),
+        }
+        if last_beat.elapsed() >= SILENCE {
+            let held: Vec<&Arc<LoopControl>> =
+                controls.iter().filter(|c| c.epoch().is_some()).collect();
+            if !held.is_empty() {
+                tracing::warn!(
+                    partitions = held.len(),
+                    silent_s = last_beat.elapsed().as_secs(),
+                    "the store has not heard this replica for longer than the others wait: letting go of its partitions"
+                );
+                replica.stats.count("store_silence_let_go", 1);
+                for control in held {
+                    control.drop_now("store unreachable");
+                }
+            }
         }
     }
 }
