@@ -550,6 +550,18 @@ impl Stack {
         .expect("count run rows")
     }
 
+    /// The runs of `batch`'s completed chunks: what a cancelled batch's
+    /// `runs_done` must be.
+    pub fn completed_runs(&self, batch: Uuid) -> i64 {
+        self.scalar(
+            "SELECT coalesce(sum(least(b.chunk_size::bigint,
+                                       b.runs - c.chunk::bigint * b.chunk_size)), 0)::bigint
+             FROM chunks AS c JOIN batches AS b ON b.id = c.batch_id
+             WHERE c.batch_id = $1 AND c.status = 'completed'",
+            batch,
+        )
+    }
+
     /// `(seed, runs, chunks)` of `batch`.
     pub fn batch_row(&self, batch: Uuid) -> (i64, i64, i32) {
         self.block_on(

@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use broker::Queue;
@@ -24,17 +23,6 @@ use uuid::Uuid;
 
 /// Slow executors (4 ms a run), so that a batch is in flight for seconds.
 const SLOW: [(&str, &str); 2] = [("CONCURRENCY", "1"), ("SIMULATION_DELAY_MS", "4")];
-
-/// The runs of `batch`'s completed chunks, by Postgres.
-fn completed_runs(s: &Stack, batch: Uuid) -> i64 {
-    s.scalar(
-        "SELECT coalesce(sum(least(b.chunk_size::bigint,
-                                   b.runs - c.chunk::bigint * b.chunk_size)), 0)::bigint
-         FROM chunks AS c JOIN batches AS b ON b.id = c.batch_id
-         WHERE c.batch_id = $1 AND c.status = 'completed'",
-        batch,
-    )
-}
 
 /// Run rows of `batch` that belong to one of its completed chunks.
 fn rows_of_completed_chunks(s: &Stack, batch: Uuid) -> i64 {
@@ -67,7 +55,7 @@ fn assert_cancelled_exact(s: &Stack, batch: Uuid) -> VerdictLine {
     assert!(is_cancelled_in_store(s, batch), "{batch} not cancelled");
     let (_, runs, chunks) = s.batch_row(batch);
     assert_eq!(v.runs, Some(runs), "{}", v.line);
-    let done = completed_runs(s, batch);
+    let done = s.completed_runs(batch);
     assert_eq!(v.runs_done, Some(done), "runs_done vs Postgres: {}", v.line);
     assert!(done < runs, "a cancelled batch ran every run: {}", v.line);
     assert_eq!(
@@ -166,15 +154,21 @@ fn cancel_racing_the_last_completion_ends_one_way() {
     let (mut cancelled, mut final_first) = (0, 0);
     let mut ids = Vec::new();
     for round in 0..rounds {
-        // Three chunks of 400 runs, about 0.8 s each; the cancel command
-        // itself takes about half a second to start and connect.
+        // Three chunks of 400 runs, about 0.8 s each on an idle machine.
         let args = format!("--runs 1200 --chunk-size 400 --seed {round} --name race-{round}");
         let batch = s.submit(&args)[0];
         ids.push(batch);
+        s.wait_until("a chunk completed", PATIENCE, |s| {
+            completed_chunks(s, batch) >= 1
+        });
+        let second = std::time::Instant::now();
         s.wait_until("all but the last chunk completed", PATIENCE, |s| {
             completed_chunks(s, batch) >= 2
         });
-        std::thread::sleep(Duration::from_millis(random_ms(0, 1200)));
+        // One chunk's time on this machine now: the cancel lands anywhere
+        // from the last chunk's start to well after its end.
+        let chunk_ms = second.elapsed().as_millis() as u64;
+        std::thread::sleep(Duration::from_millis(random_ms(0, 2 * chunk_ms)));
         let out = cancel(&s, batch);
         let v = s.wait_for_verdicts(&[batch], PATIENCE).remove(0);
         if out.success() {
@@ -260,17 +254,7 @@ fn cancel_while_its_executor_is_killed() {
 fn cancel_during_an_aggregator_failover() {
     let mut s = Stack::new();
     let replicas = ["aggregator-a", "aggregator-b"];
-    s.spawn("executor-1", "executor", &SLOW);
-    s.spawn("executor-2", "executor", &SLOW);
-    let addrs: Vec<SocketAddr> = (replicas.iter())
-        .map(|r| spawn_replica(&mut s, r, &[]))
-        .collect();
-    s.spawn("verifier", "verifier", &[]);
-    wait_consumers(&mut s, Queue::Work, 2);
-    wait_consumers(&mut s, Queue::Verify, 1);
-    for addr in &addrs {
-        wait_ready(&mut s, *addr);
-    }
+    let addrs = start_replicated(&mut s, &replicas, &SLOW);
     wait_balanced(&mut s, &replicas);
 
     let batch = s.submit("--runs 8000 --chunk-size 100 --name failover --workload sum")[0];

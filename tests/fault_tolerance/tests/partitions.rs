@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use broker::Queue;
 use common::*;
-use std::net::SocketAddr;
 
 use fault_tolerance::{Stack, expected_summary};
 use uuid::Uuid;
@@ -78,18 +77,7 @@ fn owner_killed_standby_takes_over() {
         .unwrap_or(5);
     let mut s = Stack::with_env(&[NO_REFILL]);
     let replicas = ["aggregator-a", "aggregator-b"];
-    s.spawn("executor-1", "executor", &SLOW);
-    s.spawn("executor-2", "executor", &SLOW);
-    let addrs: Vec<SocketAddr> = replicas
-        .iter()
-        .map(|r| spawn_replica(&mut s, r, &[]))
-        .collect();
-    s.spawn("verifier", "verifier", &[]);
-    wait_consumers(&mut s, Queue::Work, 2);
-    wait_consumers(&mut s, Queue::Verify, 1);
-    for addr in &addrs {
-        wait_ready(&mut s, *addr);
-    }
+    let addrs = start_replicated(&mut s, &replicas, &SLOW);
 
     let mut ids = Vec::new();
     let (mut takeovers, mut aggregated) = (Vec::new(), Vec::new());

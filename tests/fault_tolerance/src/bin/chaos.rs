@@ -340,17 +340,6 @@ struct Report {
     problems: Vec<String>,
 }
 
-/// The runs of `id`'s completed chunks, by Postgres.
-fn completed_runs(stack: &Stack, id: Uuid) -> i64 {
-    stack.scalar(
-        "SELECT coalesce(sum(least(b.chunk_size::bigint,
-                                   b.runs - c.chunk::bigint * b.chunk_size)), 0)::bigint
-         FROM chunks AS c JOIN batches AS b ON b.id = c.batch_id
-         WHERE c.batch_id = $1 AND c.status = 'completed'",
-        id,
-    )
-}
-
 /// Every batch of `ids` against Postgres; those in `cancelled` must end
 /// CANCELLED with exactly their completed chunks' runs, the rest SUCCESS.
 fn check(stack: &Stack, ids: &[Uuid], runs: i64, cancelled: &BTreeSet<Uuid>) -> Report {
@@ -359,7 +348,7 @@ fn check(stack: &Stack, ids: &[Uuid], runs: i64, cancelled: &BTreeSet<Uuid>) -> 
     for id in ids {
         let was_cancelled = cancelled.contains(id);
         let expected = if was_cancelled {
-            let done = completed_runs(stack, *id);
+            let done = stack.completed_runs(*id);
             r.runs_cancelled += runs - done;
             let outside = stack.scalar(
                 "SELECT count(*) FROM run_results AS r

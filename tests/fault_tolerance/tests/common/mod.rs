@@ -241,6 +241,28 @@ pub fn wait_ready(s: &mut Stack, addr: SocketAddr) {
     });
 }
 
+/// Two executors with `executor_env`, the aggregator `replicas` (each with
+/// its probe server) and a verifier, all consuming and every replica
+/// ready; the replicas' probe addresses, in order.
+pub fn start_replicated(
+    s: &mut Stack,
+    replicas: &[&str],
+    executor_env: &[(&str, &str)],
+) -> Vec<SocketAddr> {
+    s.spawn("executor-1", "executor", executor_env);
+    s.spawn("executor-2", "executor", executor_env);
+    let addrs: Vec<SocketAddr> = (replicas.iter())
+        .map(|r| spawn_replica(s, r, &[]))
+        .collect();
+    s.spawn("verifier", "verifier", &[]);
+    wait_consumers(s, Queue::Work, 2);
+    wait_consumers(s, Queue::Verify, 1);
+    for addr in &addrs {
+        wait_ready(s, *addr);
+    }
+    addrs
+}
+
 /// Chunks of `batch` completed by an executor.
 pub fn completed_chunks(s: &Stack, batch: Uuid) -> i64 {
     s.scalar(
