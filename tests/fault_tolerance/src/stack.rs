@@ -562,6 +562,19 @@ impl Stack {
         )
     }
 
+    /// Run rows of `batch` whose chunk did not complete (none, unless a
+    /// cancelled chunk's attempt wrote rows behind the fence).
+    pub fn rows_outside_completed_chunks(&self, batch: Uuid) -> i64 {
+        self.scalar(
+            "SELECT count(*) FROM run_results AS r
+             JOIN batches AS b ON b.id = r.batch_id
+             LEFT JOIN chunks AS c ON c.batch_id = r.batch_id
+                                  AND c.chunk = (r.run_index / b.chunk_size)::int
+             WHERE r.batch_id = $1 AND c.status IS DISTINCT FROM 'completed'",
+            batch,
+        )
+    }
+
     /// `(seed, runs, chunks)` of `batch`.
     pub fn batch_row(&self, batch: Uuid) -> (i64, i64, i32) {
         self.block_on(

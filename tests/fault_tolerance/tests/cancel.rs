@@ -24,18 +24,6 @@ use uuid::Uuid;
 /// Slow executors (4 ms a run), so that a batch is in flight for seconds.
 const SLOW: [(&str, &str); 2] = [("CONCURRENCY", "1"), ("SIMULATION_DELAY_MS", "4")];
 
-/// Run rows of `batch` that belong to one of its completed chunks.
-fn rows_of_completed_chunks(s: &Stack, batch: Uuid) -> i64 {
-    s.scalar(
-        "SELECT count(*) FROM run_results AS r
-         JOIN batches AS b ON b.id = r.batch_id
-         JOIN chunks AS c ON c.batch_id = r.batch_id
-                         AND c.chunk = (r.run_index / b.chunk_size)::int
-         WHERE r.batch_id = $1 AND c.status = 'completed'",
-        batch,
-    )
-}
-
 fn is_cancelled_in_store(s: &Stack, batch: Uuid) -> bool {
     s.scalar(
         "SELECT count(*) FROM batches WHERE id = $1 AND cancelled_at IS NOT NULL",
@@ -64,8 +52,8 @@ fn assert_cancelled_exact(s: &Stack, batch: Uuid) -> VerdictLine {
         "{batch}: run rows (count, distinct) must both equal the completed chunks' runs"
     );
     assert_eq!(
-        rows_of_completed_chunks(s, batch),
-        done,
+        s.rows_outside_completed_chunks(batch),
+        0,
         "{batch}: a run row outside the completed chunks"
     );
     let states = s.chunks(batch);

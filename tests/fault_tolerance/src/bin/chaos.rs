@@ -350,14 +350,7 @@ fn check(stack: &Stack, ids: &[Uuid], runs: i64, cancelled: &BTreeSet<Uuid>) -> 
         let expected = if was_cancelled {
             let done = stack.completed_runs(*id);
             r.runs_cancelled += runs - done;
-            let outside = stack.scalar(
-                "SELECT count(*) FROM run_results AS r
-                 JOIN batches AS b ON b.id = r.batch_id
-                 LEFT JOIN chunks AS c ON c.batch_id = r.batch_id
-                                      AND c.chunk = (r.run_index / b.chunk_size)::int
-                 WHERE r.batch_id = $1 AND c.status IS DISTINCT FROM 'completed'",
-                *id,
-            );
+            let outside = stack.rows_outside_completed_chunks(*id);
             if outside > 0 {
                 r.problems.push(format!(
                     "batch {id}: {outside} run rows outside its completed chunks"
