@@ -106,7 +106,7 @@ demo: ## zero-setup demo: the whole pipeline in one process (batchline demo, rel
 bench: ## the performance benchmark (batchline bench, release build)
 	$(CARGO) run --release -p batchline -- bench
 
-chaos: ## chaos coordinator: continuous batches, random SIGKILLs of every stage, aggregator scale-ups/downs and owner failures, then a loss/duplication report (CHAOS_DURATION_S, CHAOS_KILL_INTERVAL_S, CHAOS_SEED, CHAOS_AGGREGATOR_EVENTS, …)
+chaos: ## chaos coordinator: continuous batches, random SIGKILLs of every stage, aggregator scale-ups/downs and owner failures, cancels, then a loss/duplication report (CHAOS_DURATION_S, CHAOS_KILL_INTERVAL_S, CHAOS_SEED, CHAOS_AGGREGATOR_EVENTS, CHAOS_CANCEL_INTERVAL_S, …)
 	$(CARGO) build --release -p batchline -p fault_tolerance --bin batchline --bin chaos
 	BATCHLINE_BIN=$(CURDIR)/target/release/batchline $(CURDIR)/target/release/chaos $(CHAOS_ARGS)
 

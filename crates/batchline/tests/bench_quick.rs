@@ -79,6 +79,16 @@ fn quick_bench_writes_every_key() {
         Some(2),
         "both kills fell before the verdict"
     );
+    positive(&json, "cancel_to_line_p50_ms");
+    positive(&json, "cancel_to_line_max_ms");
+    let cancel = &json["cancel"];
+    assert_eq!(cancel["cancels"], 5, "{cancel}");
+    let runs_done = cancel["runs_done"].as_array().expect("runs_done");
+    assert_eq!(runs_done.len(), 5, "one CANCELLED line per cancel");
+    for done in runs_done {
+        let done = done.as_i64().unwrap_or(-1);
+        assert!((0..200_000).contains(&done), "runs_done {done}");
+    }
     assert_eq!(json["quick"], Value::Bool(true));
     assert_eq!(json["sizes"]["runs"], 10_000);
     assert_eq!(

@@ -26,6 +26,7 @@
 //! - `error`: [`Error`].
 
 mod args;
+mod cancel;
 mod cpu;
 mod drain;
 mod e2e;

@@ -6,7 +6,7 @@ use crate::args::BenchArgs;
 use crate::error::{Error, Result};
 
 /// Every section, in the order they run.
-pub const SECTIONS: [&str; 10] = [
+pub const SECTIONS: [&str; 11] = [
     "limit",
     "e2e",
     "replicas",
@@ -16,6 +16,7 @@ pub const SECTIONS: [&str; 10] = [
     "rebuild",
     "recovery",
     "purge",
+    "cancel",
     "rss",
 ];
 

@@ -68,6 +68,15 @@ pub struct BenchResults {
     /// batches: its rows, chunks, aggregate, verdict, partition dropped.
     pub purge_one_batch_s: Option<f64>,
     pub purge: Option<crate::purge::PurgeResult>,
+    /// 20 cancels of a running 2,000,000-run batch: from the cancel's
+    /// commit to the batch's last run executed (the largest
+    /// `cancel_to_stop_ms` the executor logged), p50 and max, in ms.
+    pub cancel_to_last_run_p50_ms: Option<f64>,
+    pub cancel_to_last_run_max_ms: Option<f64>,
+    /// The same cancels, from the cancel call's return to the CANCELLED line.
+    pub cancel_to_line_p50_ms: Option<f64>,
+    pub cancel_to_line_max_ms: Option<f64>,
+    pub cancel: Option<crate::cancel::CancelResult>,
     /// Per batch size (runs), per process: `VmHWM` in MiB.
     pub peak_rss_mb: BTreeMap<String, BTreeMap<String, f64>>,
     /// Per process: peak RSS at the large size over the small one.
@@ -265,6 +274,30 @@ impl BenchResults {
         t.push_str(&goal(
             "purge 1 of 20 (s)",
             self.purge_one_batch_s,
+            "(figure)",
+            None,
+        ));
+        t.push_str(&goal(
+            "cancel to stop max (ms)",
+            self.cancel_to_last_run_max_ms,
+            "< 1000",
+            self.cancel_to_last_run_max_ms.map(|v| v < 1000.0),
+        ));
+        t.push_str(&goal(
+            "cancel to stop p50 (ms)",
+            self.cancel_to_last_run_p50_ms,
+            "(figure)",
+            None,
+        ));
+        t.push_str(&goal(
+            "cancel to line p50 (ms)",
+            self.cancel_to_line_p50_ms,
+            "(figure)",
+            None,
+        ));
+        t.push_str(&goal(
+            "cancel to line max (ms)",
+            self.cancel_to_line_max_ms,
             "(figure)",
             None,
         ));

@@ -153,6 +153,16 @@ impl Scenario {
         Ok(())
     }
 
+    /// The verifier's stdout lines so far (verdict lines), in order.
+    pub fn lines(&self) -> Vec<String> {
+        self.fleet.lines()
+    }
+
+    /// Where stage `name` logs.
+    pub fn log_of(&self, name: &str) -> Result<PathBuf> {
+        Ok(self.fleet.get(name)?.log().to_owned())
+    }
+
     /// SIGKILLs stage `name` and starts it again at once, as it was.
     pub fn kill_and_restart(&mut self, name: &str) -> Result<()> {
         Ok(self.fleet.restart(name)?)

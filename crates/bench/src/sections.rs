@@ -16,7 +16,7 @@ use crate::limit::{self, LimitResult};
 use crate::plan::Plan;
 use crate::report::BenchResults;
 use crate::scenario::Bench;
-use crate::{purge, rebuild, recovery};
+use crate::{cancel, purge, rebuild, recovery};
 
 /// Open chunk results in the changelog of the rebuilt partition (the
 /// figure issue 12 asks for).
@@ -125,10 +125,45 @@ impl Run<'_> {
             r.purge_one_batch_s = Some(p.purge_s);
             r.purge = Some(p);
         }
+        if self.plan.on("cancel") {
+            self.cancel(r).await?;
+        }
         if self.plan.on("rss") {
             self.rss(r).await?;
         }
         derived(r);
+        Ok(())
+    }
+
+    /// 20 cancels of a running 2,000,000-run bingo batch, one at a time.
+    async fn cancel(&self, r: &mut BenchResults) -> Result<()> {
+        let (cancels, runs) = if self.args.quick {
+            (cancel::QUICK_CANCELS, cancel::RUNS / 10)
+        } else {
+            (cancel::CANCELS, cancel::RUNS)
+        };
+        tracing::info!(cancels, runs, "bench: cancels of a running batch");
+        let c = cancel::run(
+            self.bench,
+            cancels,
+            runs,
+            self.plan.chunk_size,
+            self.cores,
+            self.timeout,
+        )
+        .await?;
+        let (p50, max) = cancel::p50_max(c.to_last_run_ms.iter().flatten().copied());
+        (r.cancel_to_last_run_p50_ms, r.cancel_to_last_run_max_ms) = (p50, max);
+        let (p50, max) = cancel::p50_max(c.to_line_ms.iter().copied());
+        (r.cancel_to_line_p50_ms, r.cancel_to_line_max_ms) = (p50, max);
+        tracing::info!(
+            to_last_run_p50_ms = ?r.cancel_to_last_run_p50_ms,
+            to_last_run_max_ms = ?r.cancel_to_last_run_max_ms,
+            to_line_p50_ms = ?r.cancel_to_line_p50_ms,
+            to_line_max_ms = ?r.cancel_to_line_max_ms,
+            "bench: cancels done"
+        );
+        r.cancel = Some(c);
         Ok(())
     }
 

@@ -78,9 +78,10 @@ pub trait Stage: Send + Sync + 'static {
     fn subscribed(&self) {}
 
     /// Whether a delivery (by its msg_id) is a control message: it carries
-    /// no work, is not decoded, and is acked with its window; a window of
-    /// control messages alone is still handed to [`Stage::handle`] (empty),
-    /// which is how it takes effect (the aggregator's nudge).
+    /// no work, is not decoded, and is acked with its window; a window with
+    /// control messages is first handed to [`Stage::handle`] empty, which
+    /// is how they take effect (the aggregator's nudge), then with its
+    /// other messages, if any.
     fn is_control(&self, msg_id: &str) -> bool {
         let _ = msg_id;
         false
@@ -337,20 +338,28 @@ impl<B: Broker, S: Stage> Runtime<B, S> {
                 }
             }
         }
-        let controls_only = inbound.is_empty() && settled.values().any(|o| *o == Outcome::Ack);
+        let controls = settled.values().any(|o| *o == Outcome::Ack);
+        let (look, work) = calls(inbound.len(), controls);
         let (stage, requeue_delay) = (self.stage.clone(), self.shape.requeue_delay);
         self.tasks.spawn(async move {
-            let handled = if inbound.is_empty() && !controls_only {
-                Ok(Handled {
+            let handled = async {
+                let mut handled = Handled {
                     outcomes: Vec::new(),
                     done: None,
-                })
-            } else {
-                stage.handle(inbound).await.map(|h| Handled {
-                    outcomes: h.outcomes,
-                    done: Some(h.done),
-                })
-            };
+                };
+                if look {
+                    handled.done = Some(stage.handle(Vec::new()).await?.done);
+                }
+                if work {
+                    let h = stage.handle(inbound).await?;
+                    handled = Handled {
+                        outcomes: h.outcomes,
+                        done: Some(h.done),
+                    };
+                }
+                Ok(handled)
+            }
+            .await;
             let result = match handled {
                 Ok(h) => Ok(merge(h, settled, deliveries.len())),
                 Err(e) => {
@@ -539,9 +548,27 @@ fn ack_plan(tags: &[DeliveryTag], whole: bool) -> Vec<(DeliveryTag, bool)> {
     last.into_values().map(|t| (t, true)).collect()
 }
 
+/// How a window of `decoded` messages is handed to the stage: `(look,
+/// work)`. `look`: an empty call first, when the window holds control
+/// messages — a nudge asks the stage to look now, and messages that share
+/// its window must not swallow that (a cancel's nudge behind results of
+/// the batch's last chunks was acked unseen, and the seal waited for the
+/// sweeper); `work`: a call with the decoded messages.
+fn calls(decoded: usize, controls: bool) -> (bool, bool) {
+    (controls, decoded > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_control_message_is_looked_at_even_beside_work() {
+        assert_eq!(calls(0, false), (false, false), "nothing decoded");
+        assert_eq!(calls(0, true), (true, false), "a nudge alone");
+        assert_eq!(calls(3, false), (false, true), "work alone");
+        assert_eq!(calls(3, true), (true, true), "a nudge beside work");
+    }
 
     fn tag(generation: u64, tag: u64) -> DeliveryTag {
         DeliveryTag { generation, tag }

@@ -550,6 +550,31 @@ impl Stack {
         .expect("count run rows")
     }
 
+    /// The runs of `batch`'s completed chunks: what a cancelled batch's
+    /// `runs_done` must be.
+    pub fn completed_runs(&self, batch: Uuid) -> i64 {
+        self.scalar(
+            "SELECT coalesce(sum(least(b.chunk_size::bigint,
+                                       b.runs - c.chunk::bigint * b.chunk_size)), 0)::bigint
+             FROM chunks AS c JOIN batches AS b ON b.id = c.batch_id
+             WHERE c.batch_id = $1 AND c.status = 'completed'",
+            batch,
+        )
+    }
+
+    /// Run rows of `batch` whose chunk did not complete (none, unless a
+    /// cancelled chunk's attempt wrote rows behind the fence).
+    pub fn rows_outside_completed_chunks(&self, batch: Uuid) -> i64 {
+        self.scalar(
+            "SELECT count(*) FROM run_results AS r
+             JOIN batches AS b ON b.id = r.batch_id
+             LEFT JOIN chunks AS c ON c.batch_id = r.batch_id
+                                  AND c.chunk = (r.run_index / b.chunk_size)::int
+             WHERE r.batch_id = $1 AND c.status IS DISTINCT FROM 'completed'",
+            batch,
+        )
+    }
+
     /// `(seed, runs, chunks)` of `batch`.
     pub fn batch_row(&self, batch: Uuid) -> (i64, i64, i32) {
         self.block_on(

@@ -1,5 +1,6 @@
 //! The verifier's stdout contract, parsed:
-//! `SUCCESS [NAME] batch=UUID runs=N chunks=C duplicates_dropped=D` or
+//! `SUCCESS [NAME] batch=UUID runs=N chunks=C duplicates_dropped=D`,
+//! `CANCELLED [NAME] batch=UUID runs_done=N of M` or
 //! `FAILURE [NAME] batch=UUID reason=TEXT`.
 
 use uuid::Uuid;
@@ -7,11 +8,16 @@ use uuid::Uuid;
 /// One parsed verdict line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerdictLine {
+    /// A SUCCESS line.
     pub success: bool,
+    /// A CANCELLED line (`success` is false): neither SUCCESS nor FAILURE.
+    pub cancelled: bool,
     pub name: String,
     pub batch: Uuid,
-    /// SUCCESS only.
+    /// SUCCESS: the runs; CANCELLED: the batch's runs (the `of M`).
     pub runs: Option<i64>,
+    /// CANCELLED only: the runs of the chunks completed before the cancel.
+    pub runs_done: Option<i64>,
     pub chunks: Option<i64>,
     pub duplicates_dropped: Option<i64>,
     /// FAILURE only.
@@ -22,10 +28,12 @@ pub struct VerdictLine {
 impl VerdictLine {
     /// Parses a line; `None` if it does not follow the contract.
     pub fn parse(line: &str) -> Option<VerdictLine> {
-        let (success, rest) = if let Some(r) = line.strip_prefix("SUCCESS [") {
-            (true, r)
+        let (success, cancelled, rest) = if let Some(r) = line.strip_prefix("SUCCESS [") {
+            (true, false, r)
+        } else if let Some(r) = line.strip_prefix("CANCELLED [") {
+            (false, true, r)
         } else if let Some(r) = line.strip_prefix("FAILURE [") {
-            (false, r)
+            (false, false, r)
         } else {
             return None;
         };
@@ -34,9 +42,11 @@ impl VerdictLine {
         let batch: Uuid = batch.parse().ok()?;
         let mut v = VerdictLine {
             success,
+            cancelled,
             name: name.to_string(),
             batch,
             runs: None,
+            runs_done: None,
             chunks: None,
             duplicates_dropped: None,
             reason: None,
@@ -56,10 +66,19 @@ impl VerdictLine {
             if v.runs.is_none() || v.chunks.is_none() || v.duplicates_dropped.is_none() {
                 return None;
             }
+        } else if cancelled {
+            let (done, runs) = rest.strip_prefix(" runs_done=")?.split_once(" of ")?;
+            v.runs_done = Some(done.parse().ok()?);
+            v.runs = Some(runs.parse().ok()?);
         } else {
             v.reason = Some(rest.strip_prefix(" reason=")?.to_string());
         }
         Some(v)
+    }
+
+    /// A FAILURE line.
+    pub fn failed(&self) -> bool {
+        !self.success && !self.cancelled
     }
 }
 
@@ -91,6 +110,14 @@ mod tests {
         .unwrap();
         assert!(!f.success);
         assert_eq!(f.reason.as_deref(), Some("chunk 3 failed: boom"));
+        assert!(f.failed());
+        let c = VerdictLine::parse(&format!("CANCELLED [c] batch={id} runs_done=2000 of 20000"))
+            .unwrap();
+        assert!(c.cancelled && !c.success && !c.failed());
+        assert_eq!((c.runs_done, c.runs), (Some(2000), Some(20000)));
+        assert!(
+            VerdictLine::parse(&format!("CANCELLED [c] batch={id} runs_done=x of 1")).is_none()
+        );
         assert!(VerdictLine::parse("hello").is_none());
         assert!(VerdictLine::parse(&format!("SUCCESS [x] batch={id} runs=1")).is_none());
         assert!(

@@ -1,6 +1,7 @@
 //! The short chaos run CI does on every change: the `chaos` coordinator
 //! for ~40 s (continuous batches, random SIGKILLs of every stage), then its
-//! own check of every batch against Postgres. Long runs: `make chaos`.
+//! own check of every batch against Postgres (a few batches cancelled on
+//! the way must end CANCELLED, the rest SUCCESS). Long runs: `make chaos`.
 
 use std::process::Command;
 
@@ -16,6 +17,8 @@ fn short_chaos_loses_and_duplicates_nothing() {
             "2000",
             "--chunk-size",
             "200",
+            "--cancel-interval-s",
+            "8",
         ])
         .output()
         .expect("run the chaos coordinator");
@@ -27,4 +30,8 @@ fn short_chaos_loses_and_duplicates_nothing() {
         out.status
     );
     assert!(stdout.contains("kills "), "no stage was killed:\n{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.contains(": cancelled ")),
+        "no batch was cancelled:\n{stdout}"
+    );
 }

@@ -60,6 +60,12 @@ fn bad_arguments_are_one_line_errors() {
     let id = Uuid::new_v4().to_string();
     let out = run_cli(&["purge", &id, "--older-than", "30d"], &none, LIMIT);
     assert_clean_error(&out, "--older-than");
+    let out = run_cli(&["cancel", "not-a-uuid"], &none, LIMIT);
+    assert_clean_error(&out, "not-a-uuid");
+    let out = run_cli(&["cancel", &id, "not-a-uuid"], &none, LIMIT);
+    assert_clean_error(&out, "not-a-uuid");
+    let out = run_cli(&["cancel"], &none, LIMIT);
+    assert_clean_error(&out, "required");
 }
 
 #[test]
@@ -78,6 +84,7 @@ fn unreachable_postgres_is_a_one_line_error() {
         &["aggregator"],
         &["verifier"],
         &["status"],
+        &["cancel", "00000000-0000-0000-0000-000000000000"],
     ] {
         let out = run_cli(args, &e, LIMIT);
         common::assert_one_line_error(&out, &["Postgres", "after 1s (CONNECT_TIMEOUT_S)"]);

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use broker::Queue;
 use common::*;
+
 use std::net::SocketAddr;
 
-use fault_tolerance::http::{free_addr, get};
 use fault_tolerance::proxy::TcpProxy;
 use fault_tolerance::{Stack, expected_summary, rabbitmq_url, service_addr, url_via};
 use uuid::Uuid;
@@ -49,15 +49,6 @@ fn assert_all_exact_sum(s: &Stack, ids: &[Uuid]) {
     }
 }
 
-/// Waits until the named replicas together own every partition, each at
-/// most its fair share (`ceil(partitions / replicas)`) and at least one.
-fn wait_balanced(s: &mut Stack, names: &[&str]) {
-    let named = names.to_vec();
-    wait_even(s, names, move |s, owner| {
-        replica_named(s, owner, &named).map(str::to_owned)
-    });
-}
-
 /// As [`wait_balanced`], for replicas whose owner names `name_of` maps to
 /// one of `replicas` (`None`: no replica of these).
 fn wait_even(
@@ -84,17 +75,6 @@ fn wait_even(
     );
 }
 
-/// Starts aggregator replica `name` with its probe server on a free port
-/// (kept across restarts: the env is); returns the port's address.
-fn spawn_replica(s: &mut Stack, name: &str, extra: &[(&str, &str)]) -> SocketAddr {
-    let addr = free_addr();
-    let metrics = addr.to_string();
-    let mut env = vec![("METRICS_ADDR", metrics.as_str())];
-    env.extend_from_slice(extra);
-    s.spawn(name, "aggregator", &env);
-    addr
-}
-
 /// Two slow executors, the verifier, and replica `aggregator-a` (with
 /// `extra` env) owning every partition; returns a's probe address.
 fn start_with_one_owner(s: &mut Stack, extra: &[(&str, &str)]) -> SocketAddr {
@@ -107,16 +87,6 @@ fn start_with_one_owner(s: &mut Stack, extra: &[(&str, &str)]) -> SocketAddr {
         s.partition_owners().values().sum::<usize>() == usize::from(s.partitions())
     });
     addr_a
-}
-
-/// Waits until the replica on `addr` is ready: subscribed to every
-/// partition's queue, so a hot standby for those it does not own.
-/// (RabbitMQ counts only the active consumer of a single-active-consumer
-/// queue, so the queues cannot tell.)
-fn wait_ready(s: &mut Stack, addr: SocketAddr) {
-    s.wait_until(&format!("the replica on {addr} ready"), PATIENCE, |_| {
-        get(addr, "/readyz").is_some_and(|(status, _)| status == 200)
-    });
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
@@ -150,18 +120,7 @@ fn owner_killed_standby_takes_over() {
         .unwrap_or(5);
     let mut s = Stack::with_env(&[NO_REFILL]);
     let replicas = ["aggregator-a", "aggregator-b"];
-    s.spawn("executor-1", "executor", &SLOW);
-    s.spawn("executor-2", "executor", &SLOW);
-    let addrs: Vec<SocketAddr> = replicas
-        .iter()
-        .map(|r| spawn_replica(&mut s, r, &[]))
-        .collect();
-    s.spawn("verifier", "verifier", &[]);
-    wait_consumers(&mut s, Queue::Work, 2);
-    wait_consumers(&mut s, Queue::Verify, 1);
-    for addr in &addrs {
-        wait_ready(&mut s, *addr);
-    }
+    let addrs = start_replicated(&mut s, &replicas, &SLOW);
 
     let mut ids = Vec::new();
     let (mut takeovers, mut aggregated) = (Vec::new(), Vec::new());

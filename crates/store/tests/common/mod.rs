@@ -12,8 +12,8 @@ use std::ops::Range;
 use std::time::Duration;
 
 use store::{
-    AttemptFailure, Batch, ChunkRef, Claim, Completion, Error, Fence, NewBatch, Purge, RunRows,
-    Saved, Store, Uuid, Verdict, VerdictRecord, partition,
+    AttemptFailure, Batch, Cancel, ChunkRef, Claim, Completion, Error, Fence, NewBatch, Purge,
+    RunRows, Saved, Store, Uuid, Verdict, VerdictRecord, partition,
 };
 
 /// One `#[tokio::test]` per conformance case, each run through `$runner`
@@ -47,6 +47,10 @@ macro_rules! conformance_tests {
             purge_refuses_a_running_batch_unless_forced,
             nothing_brings_a_purged_batch_back,
             batches_older_than_lists_by_finish,
+            cancel_stops_a_running_batch_and_keeps_what_completed,
+            cancel_twice_unknown_and_purged,
+            cancel_refuses_a_final_batch,
+            cancelled_unsealed_lists_what_the_owner_must_seal,
         );
     };
     ($runner:ident: $($case:ident),* $(,)?) => {
@@ -1102,4 +1106,170 @@ pub async fn batches_older_than_lists_by_finish<S: Store>(s: S) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// A batch of four chunks: 0 completed, 1 running under `attempt`, 2 and 3
+/// pending.
+async fn half_done<S: Store>(s: &S, name: &str) -> (Batch, i32) {
+    let b = create(s, name, 40, 10).await;
+    claim_and_complete(s, &b, 0).await;
+    let Claim::Claimed { attempt } = s.claim_chunk(b.id, 1, "w", LONG, MAX).await.unwrap() else {
+        panic!("claimable");
+    };
+    (b, attempt)
+}
+
+pub async fn cancel_stops_a_running_batch_and_keeps_what_completed<S: Store>(s: S) {
+    let (b, attempt) = half_done(&s, "cancelled").await;
+    let other = create(&s, "untouched", 20, 10).await;
+    assert_eq!(
+        s.cancel_batch(b.id, "by mistake").await.unwrap(),
+        Cancel::Cancelled {
+            chunks: 3,
+            completed: 1
+        }
+    );
+
+    // Pending and running chunks will never run; the completed one stays.
+    for chunk in [1, 2, 3] {
+        assert_eq!(
+            s.claim_chunk(b.id, chunk, "w2", LONG, MAX).await.unwrap(),
+            Claim::Cancelled,
+            "chunk {chunk}"
+        );
+    }
+    assert_eq!(
+        s.claim_chunk(b.id, 0, "w2", LONG, MAX).await.unwrap(),
+        Claim::Completed {
+            result: "r0".into()
+        }
+    );
+    // The attempt that was running is fenced everywhere.
+    assert!(!s.renew_lease(b.id, 1, attempt, LONG).await.unwrap());
+    assert_eq!(
+        s.complete_chunk(b.id, 1, attempt, &rows_for(&b, 1, 2), "late")
+            .await
+            .unwrap(),
+        Completion::Fenced
+    );
+    assert_eq!(
+        s.fail_attempt(b.id, 1, attempt, MAX, "late").await.unwrap(),
+        AttemptFailure::Fenced
+    );
+    assert_eq!(
+        s.chunk_results(b.id).await.unwrap(),
+        vec![(0, "r0".to_owned())]
+    );
+    let rows = scan(&s, b.id).await;
+    assert_eq!(
+        rows.iter().map(|(run, _)| *run).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>(),
+        "only the completed chunk's runs are stored"
+    );
+
+    let p = &s.progress(Some(b.id), 1).await.unwrap()[0];
+    assert!(p.cancelled);
+    assert_eq!((p.pending, p.running, p.completed, p.failed), (0, 0, 1, 0));
+    assert_eq!(p.verdict, None);
+    let q = &s.progress(Some(other.id), 1).await.unwrap()[0];
+    assert!(!q.cancelled);
+    assert_eq!(q.pending, 2);
+    assert!(matches!(
+        s.claim_chunk(other.id, 0, "w", LONG, MAX).await.unwrap(),
+        Claim::Claimed { .. }
+    ));
+
+    let found = s
+        .cancelled_among(&[other.id, b.id, Uuid::new_v4()])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].id, found[0].reason.as_str()),
+        (b.id, "by mistake")
+    );
+    assert!(found[0].at >= b.created_at);
+}
+
+pub async fn cancel_twice_unknown_and_purged<S: Store>(s: S) {
+    let (b, _) = half_done(&s, "twice").await;
+    assert!(matches!(
+        s.cancel_batch(b.id, "first").await.unwrap(),
+        Cancel::Cancelled { .. }
+    ));
+    assert_eq!(
+        s.cancel_batch(b.id, "second").await.unwrap(),
+        Cancel::AlreadyCancelled
+    );
+    // The second cancel changed nothing, not even the reason.
+    let found = s.cancelled_among(&[b.id]).await.unwrap();
+    assert_eq!(found[0].reason, "first");
+    assert_eq!(
+        s.cancel_batch(Uuid::new_v4(), "x").await.unwrap(),
+        Cancel::Unknown
+    );
+
+    // A cancelled batch has no verdict, yet purges without force.
+    assert_eq!(s.purge_batch(b.id, false).await.unwrap(), Purge::Purged);
+    assert_eq!(s.cancel_batch(b.id, "x").await.unwrap(), Cancel::Purged);
+    assert!(scan(&s, b.id).await.is_empty());
+    assert!(s.cancelled_among(&[b.id]).await.unwrap().is_empty());
+}
+
+pub async fn cancel_refuses_a_final_batch<S: Store>(s: S) {
+    // A verdict.
+    let judged = finished(&s, "judged").await;
+    assert!(matches!(
+        s.cancel_batch(judged.id, "x").await.unwrap(),
+        Cancel::Final { why } if why.contains("SUCCESS")
+    ));
+    // Every chunk completed, no verdict yet: it ends with its own.
+    let done = create(&s, "done", 20, 10).await;
+    claim_and_complete(&s, &done, 0).await;
+    claim_and_complete(&s, &done, 1).await;
+    assert!(matches!(
+        s.cancel_batch(done.id, "x").await.unwrap(),
+        Cancel::Final { why } if why.contains("every chunk completed")
+    ));
+    // A failed chunk: its FAILURE is on the way; nothing was rolled forward.
+    let bad = create(&s, "bad", 30, 10).await;
+    exhaust(&s, &bad, 1, "broken").await;
+    assert!(matches!(
+        s.cancel_batch(bad.id, "x").await.unwrap(),
+        Cancel::Final { why } if why.contains("FAILURE")
+    ));
+    let p = &s.progress(Some(bad.id), 1).await.unwrap()[0];
+    assert!(!p.cancelled);
+    assert_eq!(
+        (p.pending, p.failed),
+        (2, 1),
+        "the refused cancel rolled back"
+    );
+    assert!(matches!(
+        s.claim_chunk(bad.id, 0, "w", LONG, MAX).await.unwrap(),
+        Claim::Claimed { .. }
+    ));
+    assert!(
+        s.cancelled_among(&[judged.id, done.id, bad.id])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Still not purgeable without force: no verdict and not cancelled.
+    assert_eq!(s.purge_batch(done.id, false).await.unwrap(), Purge::Running);
+}
+
+pub async fn cancelled_unsealed_lists_what_the_owner_must_seal<S: Store>(s: S) {
+    let n = s.partitions().await.unwrap();
+    let (b, _) = half_done(&s, "seal me").await;
+    let p = partition::of(b.id, n);
+    assert!(!s.cancelled_unsealed(p).await.unwrap().contains(&b.id));
+    s.cancel_batch(b.id, "x").await.unwrap();
+    assert!(s.cancelled_unsealed(p).await.unwrap().contains(&b.id));
+    for other in (0..n).filter(|&q| q != p) {
+        assert!(!s.cancelled_unsealed(other).await.unwrap().contains(&b.id));
+    }
+    // Sealed: its partial aggregate is saved.
+    s.save_batch_result(b.id, "partial", 0, None).await.unwrap();
+    assert!(!s.cancelled_unsealed(p).await.unwrap().contains(&b.id));
 }

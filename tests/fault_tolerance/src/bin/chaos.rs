@@ -15,14 +15,22 @@
 //! hand-overs, the replicas' fenced effects (read from their `/metrics`
 //! before they go and at the end) and each owner failure's time to a new
 //! epoch.
+//!
+//! `cancel` events (every `--cancel-interval-s`) cancel a random batch
+//! that has no verdict yet with `batchline cancel`. The final check takes
+//! the store's word for which batches were cancelled (and that it agrees
+//! with what each cancel answered): those must end CANCELLED with
+//! `runs_done`, run rows and partial aggregate all equal to the runs of
+//! their completed chunks; every other batch must end SUCCESS.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use fault_tolerance::Stack;
 use fault_tolerance::http::{free_addr, get};
 use fault_tolerance::services::restart_rabbitmq_app;
+use fault_tolerance::{CliOutput, VerdictLine};
 use uuid::Uuid;
 use workload::Summary;
 
@@ -67,6 +75,10 @@ struct Args {
     /// Most aggregator replicas at once.
     #[arg(long, env = "CHAOS_MAX_REPLICAS", default_value_t = 3)]
     max_replicas: usize,
+    /// Mean seconds between cancels of a random unfinished batch (each gap
+    /// uniform in 0.5×..1.5× this; 0 = never).
+    #[arg(long, env = "CHAOS_CANCEL_INTERVAL_S", default_value_t = 15.0)]
+    cancel_interval_s: f64,
     /// Give up draining after this many seconds.
     #[arg(long, env = "CHAOS_DRAIN_TIMEOUT_S", default_value_t = 600)]
     drain_timeout_s: u64,
@@ -128,6 +140,8 @@ fn main() {
     let mut next_submit = Duration::ZERO;
     let mut next_kill = Duration::from_secs_f64(args.kill_interval_s * (0.5 + rng.unit()));
     let mut next_broker = Duration::from_secs(args.broker_restart_s);
+    let mut cancels = Cancels::default();
+    let mut next_cancel = Duration::from_secs_f64(args.cancel_interval_s * (0.5 + rng.unit()));
     let mut n = 0;
     while start.elapsed() < until {
         let now = start.elapsed();
@@ -190,6 +204,11 @@ fn main() {
             next_kill = start.elapsed()
                 + Duration::from_secs_f64(args.kill_interval_s * (0.5 + rng.unit()));
         }
+        if args.cancel_interval_s > 0.0 && now >= next_cancel {
+            cancels.cancel_one(&stack, &mut rng, &ids, now);
+            next_cancel = start.elapsed()
+                + Duration::from_secs_f64(args.cancel_interval_s * (0.5 + rng.unit()));
+        }
         if args.broker_restart_s > 0 && now >= next_broker {
             println!(
                 "chaos: {:>6.1}s restarting RabbitMQ's app",
@@ -221,12 +240,23 @@ fn main() {
     let fenced = replicas.fenced_total();
     let handovers: i64 = stack.partition_status().iter().map(|p| p.handovers).sum();
 
-    let report = check(&stack, &ids, args.runs);
+    let cancelled = cancels.check_answers(&stack, &ids);
+    let report = check(&stack, &ids, args.runs, &cancelled);
     println!();
     println!("batches submitted        {}", ids.len());
     println!("batches SUCCESS          {}", report.success);
+    println!(
+        "batches CANCELLED        {} (cancels: {} answered cancelled, {} final, {} other)",
+        report.cancelled,
+        cancels.said_cancelled.len(),
+        cancels.said_final.len(),
+        cancels.other
+    );
     println!("batches FAILURE          {}", report.failure);
-    println!("runs expected            {}", report.runs_expected);
+    println!(
+        "runs expected            {} (a cancelled batch's: its completed chunks'; {} runs not run)",
+        report.runs_expected, report.runs_cancelled
+    );
     println!("runs counted (rows)      {}", report.rows);
     println!("runs counted (distinct)  {}", report.distinct);
     println!("runs in aggregates       {}", report.aggregated_runs);
@@ -275,7 +305,8 @@ fn main() {
     }
     println!("seed                     {seed}");
     let ok = report.failure == 0
-        && report.success == ids.len()
+        && report.success + report.cancelled == ids.len()
+        && report.cancelled == cancelled.len()
         && report.rows == report.runs_expected
         && report.distinct == report.runs_expected
         && report.aggregated_runs == report.runs_expected
@@ -295,6 +326,9 @@ fn main() {
 #[derive(Default)]
 struct Report {
     success: usize,
+    cancelled: usize,
+    /// Runs of cancelled batches that never ran (not in runs_expected).
+    runs_cancelled: i64,
     failure: usize,
     runs_expected: i64,
     rows: i64,
@@ -306,11 +340,27 @@ struct Report {
     problems: Vec<String>,
 }
 
-fn check(stack: &Stack, ids: &[Uuid], runs: i64) -> Report {
+/// Every batch of `ids` against Postgres; those in `cancelled` must end
+/// CANCELLED with exactly their completed chunks' runs, the rest SUCCESS.
+fn check(stack: &Stack, ids: &[Uuid], runs: i64, cancelled: &BTreeSet<Uuid>) -> Report {
     let mut r = Report::default();
     let pool = stack.pool();
     for id in ids {
-        r.runs_expected += runs;
+        let was_cancelled = cancelled.contains(id);
+        let expected = if was_cancelled {
+            let done = stack.completed_runs(*id);
+            r.runs_cancelled += runs - done;
+            let outside = stack.rows_outside_completed_chunks(*id);
+            if outside > 0 {
+                r.problems.push(format!(
+                    "batch {id}: {outside} run rows outside its completed chunks"
+                ));
+            }
+            done
+        } else {
+            runs
+        };
+        r.runs_expected += expected;
         let (rows, distinct): (i64, i64) = stack
             .block_on(
                 sqlx::query_as("SELECT count(*), count(DISTINCT run_index) FROM run_results WHERE batch_id = $1")
@@ -327,8 +377,21 @@ fn check(stack: &Stack, ids: &[Uuid], runs: i64) -> Report {
                     .fetch_optional(pool),
             )
             .unwrap_or(None);
+        let lines = stack.lines_for(*id);
+        let line = lines.first().and_then(|l| VerdictLine::parse(l));
         match verdict {
-            Some((true, _)) => r.success += 1,
+            Some((true, _)) if was_cancelled => match line {
+                Some(v) if v.cancelled && v.runs_done == Some(expected) => r.cancelled += 1,
+                other => r.problems.push(format!(
+                    "batch {id}: cancelled with {expected} runs done, but its line is {other:?}"
+                )),
+            },
+            Some((true, _)) => match line {
+                Some(v) if v.success => r.success += 1,
+                other => r
+                    .problems
+                    .push(format!("batch {id}: SUCCESS, but its line is {other:?}")),
+            },
             Some((false, reason)) => {
                 r.failure += 1;
                 r.problems.push(format!(
@@ -356,7 +419,7 @@ fn check(stack: &Stack, ids: &[Uuid], runs: i64) -> Report {
                     .push(format!("batch {id}: aggregate unreadable: {e}")),
             }
         }
-        let lines = stack.lines_for(*id).len();
+        let lines = lines.len();
         r.lines += lines;
         if lines != 1 {
             r.bad_lines += 1;
@@ -365,6 +428,80 @@ fn check(stack: &Stack, ids: &[Uuid], runs: i64) -> Report {
         }
     }
     r
+}
+
+/// The cancel events and what each `batchline cancel` answered.
+#[derive(Default)]
+struct Cancels {
+    said_cancelled: BTreeSet<Uuid>,
+    said_final: BTreeSet<Uuid>,
+    /// Cancels that answered neither (e.g. the database was away): the
+    /// store decides whether they took effect.
+    other: u32,
+}
+
+impl Cancels {
+    /// Cancels a random batch of `ids` that has no verdict and is not
+    /// cancelled yet (none: nothing to do).
+    fn cancel_one(&mut self, stack: &Stack, rng: &mut Rng, ids: &[Uuid], now: Duration) {
+        let open: Vec<Uuid> = stack
+            .block_on(
+                sqlx::query_scalar(
+                    "SELECT id FROM batches AS b WHERE id = ANY($1) AND cancelled_at IS NULL
+                     AND NOT EXISTS (SELECT 1 FROM verdicts AS v WHERE v.batch_id = b.id)
+                     ORDER BY id",
+                )
+                .bind(ids)
+                .fetch_all(stack.pool()),
+            )
+            .unwrap_or_default();
+        if open.is_empty() {
+            return;
+        }
+        let id = open[rng.below(open.len())];
+        let out = stack.cli(&["cancel", &id.to_string()], Duration::from_secs(120));
+        let said = self.record(id, &out);
+        println!("chaos: {:>6.1}s cancel {id}: {said}", now.as_secs_f64());
+    }
+
+    fn record(&mut self, id: Uuid, out: &CliOutput) -> String {
+        let line = out.stdout.trim().to_owned();
+        if out.success() && line.starts_with(&format!("cancelled {id}")) {
+            self.said_cancelled.insert(id);
+        } else if out.code == Some(1) && line.contains("the batch is final") {
+            self.said_final.insert(id);
+        } else {
+            self.other += 1;
+            return format!("{line} {}", out.stderr.trim());
+        }
+        line
+    }
+
+    /// The batches of `ids` the store holds as cancelled; a problem is
+    /// printed, and the run fails, when that disagrees with an answer.
+    fn check_answers(&self, stack: &Stack, ids: &[Uuid]) -> BTreeSet<Uuid> {
+        let cancelled: BTreeSet<Uuid> = stack
+            .block_on(
+                sqlx::query_scalar(
+                    "SELECT id FROM batches WHERE id = ANY($1) AND cancelled_at IS NOT NULL",
+                )
+                .bind(ids)
+                .fetch_all(stack.pool()),
+            )
+            .unwrap_or_else(|e| panic!("read the cancelled batches: {e}"))
+            .into_iter()
+            .collect();
+        let lost: Vec<&Uuid> = self.said_cancelled.difference(&cancelled).collect();
+        let wrong: Vec<&Uuid> = self.said_final.intersection(&cancelled).collect();
+        if !lost.is_empty() || !wrong.is_empty() {
+            println!(
+                "FAILURE: cancels answered cancelled but not stored {lost:?}; \
+                 answered final but stored cancelled {wrong:?}"
+            );
+            std::process::exit(1);
+        }
+        cancelled
+    }
 }
 
 /// Restarts the named processes that are not running (a supervisor's

@@ -2,10 +2,12 @@
 //! for consumers.
 #![allow(dead_code, clippy::expect_used)]
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use broker::Queue;
 use fault_tolerance::Stack;
+use fault_tolerance::http::{free_addr, get};
 use pipeline::messages::{ResultMsg, VERSION, VerifyMsg, WorkMsg, encode, stored_result};
 use uuid::Uuid;
 use workload::{Workload, WorkloadSpec};
@@ -190,6 +192,75 @@ pub fn replica_id_of(s: &mut Stack, name: &str) -> String {
         .into_keys()
         .find(|o| owner_pid(o) == Some(pid))
         .unwrap_or_else(|| panic!("{name} (pid {pid}) owns no partition"))
+}
+
+/// Waits until the named replicas together own every partition, each at
+/// most its fair share (`ceil(partitions / replicas)`) and at least one.
+pub fn wait_balanced(s: &mut Stack, names: &[&str]) {
+    let partitions = usize::from(s.partitions());
+    let fair = partitions.div_ceil(names.len());
+    s.wait_until(
+        &format!("{names:?} own every partition, fair shares"),
+        PATIENCE,
+        |s| {
+            let pids: Vec<u32> = names.iter().map(|n| s.pid(n)).collect();
+            let owners = s.partition_owners();
+            let held = |pid: u32| {
+                (owners.iter())
+                    .filter(|(o, _)| owner_pid(o) == Some(pid))
+                    .map(|(_, n)| *n)
+                    .sum::<usize>()
+            };
+            owners.values().sum::<usize>() == partitions
+                && owners
+                    .keys()
+                    .all(|o| owner_pid(o).is_some_and(|p| pids.contains(&p)))
+                && pids.iter().all(|&p| (1..=fair).contains(&held(p)))
+        },
+    );
+}
+
+/// Starts aggregator replica `name` with its probe server on a free port
+/// (kept across restarts: the env is); returns the port's address.
+pub fn spawn_replica(s: &mut Stack, name: &str, extra: &[(&str, &str)]) -> SocketAddr {
+    let addr = free_addr();
+    let metrics = addr.to_string();
+    let mut env = vec![("METRICS_ADDR", metrics.as_str())];
+    env.extend_from_slice(extra);
+    s.spawn(name, "aggregator", &env);
+    addr
+}
+
+/// Waits until the replica on `addr` is ready: subscribed to every
+/// partition's queue, so a hot standby for those it does not own.
+/// (RabbitMQ counts only the active consumer of a single-active-consumer
+/// queue, so the queues cannot tell.)
+pub fn wait_ready(s: &mut Stack, addr: SocketAddr) {
+    s.wait_until(&format!("the replica on {addr} ready"), PATIENCE, |_| {
+        get(addr, "/readyz").is_some_and(|(status, _)| status == 200)
+    });
+}
+
+/// Two executors with `executor_env`, the aggregator `replicas` (each with
+/// its probe server) and a verifier, all consuming and every replica
+/// ready; the replicas' probe addresses, in order.
+pub fn start_replicated(
+    s: &mut Stack,
+    replicas: &[&str],
+    executor_env: &[(&str, &str)],
+) -> Vec<SocketAddr> {
+    s.spawn("executor-1", "executor", executor_env);
+    s.spawn("executor-2", "executor", executor_env);
+    let addrs: Vec<SocketAddr> = (replicas.iter())
+        .map(|r| spawn_replica(s, r, &[]))
+        .collect();
+    s.spawn("verifier", "verifier", &[]);
+    wait_consumers(s, Queue::Work, 2);
+    wait_consumers(s, Queue::Verify, 1);
+    for addr in &addrs {
+        wait_ready(s, *addr);
+    }
+    addrs
 }
 
 /// Chunks of `batch` completed by an executor.
