@@ -133,10 +133,7 @@ fn wait_under_way(s: &mut Stack, batch: Uuid, n: i64) {
 /// final (exit 1) and the batch ends SUCCESS, exact, never cancelled.
 #[test]
 fn cancel_racing_the_last_completion_ends_one_way() {
-    let rounds: usize = std::env::var("CANCEL_RACES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let rounds = env_count("CANCEL_RACES", 5);
     let mut s = Stack::new();
     start_pipeline(&mut s, 1, &[("SIMULATION_DELAY_MS", "2")]);
     let (mut cancelled, mut final_first) = (0, 0);

@@ -114,10 +114,7 @@ fn summary(what: &str, samples: &[Duration]) {
 /// to the new epoch and to the batch's aggregate.
 #[test]
 fn owner_killed_standby_takes_over() {
-    let kills: usize = std::env::var("FAILOVER_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let kills = env_count("FAILOVER_KILLS", 5);
     let mut s = Stack::with_env(&[NO_REFILL]);
     let replicas = ["aggregator-a", "aggregator-b"];
     let addrs = start_replicated(&mut s, &replicas, &SLOW);

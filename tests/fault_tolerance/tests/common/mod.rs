@@ -83,6 +83,15 @@ pub fn result_for_unknown_batch() -> Vec<u8> {
     encode(&m).expect("a result message encodes")
 }
 
+/// How many times a drill repeats, from `key` in the environment (for
+/// longer runs by hand), else `default`.
+pub fn env_count(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A tiny deterministic-per-call random source for kill timings.
 pub fn random_ms(lo: u64, hi: u64) -> u64 {
     lo + (Uuid::new_v4().as_u128() as u64) % (hi - lo).max(1)
