@@ -319,7 +319,11 @@ impl<B: Broker, S: Store> Executor<B, S> {
         Ok(match out {
             Ok(Ran::All(rows, summary)) => Simulated::Done(rows, summary),
             Ok(Ran::Stopped { runs, at }) => {
-                self.record_stop(stop, at);
+                // A chunk stopped before its first run (it waited for a
+                // slot) ran nothing: no last run to time.
+                if runs > 0 {
+                    self.record_stop(stop, at);
+                }
                 Simulated::Cancelled { runs }
             }
             Err(e) => Simulated::Failed(format!("simulation panicked: {e}")),
