@@ -34,8 +34,9 @@ two_owners() { [[ $(owners) == 2 ]]; }
 # is aggregator-HOSTNAME-PID, and a container's hostname is its short id).
 busiest_owner() { psql_q "SELECT owner FROM partitions WHERE owner IS NOT NULL GROUP BY owner ORDER BY count(*) DESC, owner LIMIT 1"; }
 container_of_owner() {
+  # aggregator-HOST-PID-SUFFIX; in a container HOST is its short id (no dash).
   local host=${1#aggregator-}
-  host=${host%-*}
+  host=${host%%-*}
   docker ps --no-trunc --format '{{.ID}} {{.Names}}' | awk -v h="$host" 'index($1, h) == 1 {print $2}'
 }
 owns_none() { [[ $(psql_q "SELECT count(*) FROM partitions WHERE owner = '$1'") == 0 ]]; }
