@@ -171,6 +171,17 @@ pub struct SubmitArgs {
     /// Number of batches to create.
     #[arg(long, env = "NUM_BATCHES", default_value_t = 1)]
     pub count: usize,
+    /// Who the batches are for: tenants share the executors equally before
+    /// the batches of a tenant share its part by weight.
+    #[arg(long, env = "TENANT", default_value = store::share::DEFAULT_TENANT)]
+    pub tenant: String,
+    /// high (weight 4), normal (1) or low (0.25): the batch's part of its
+    /// tenant's share of the executors.
+    #[arg(long, conflicts_with = "weight")]
+    pub priority: Option<String>,
+    /// A weight instead of a priority: 0.01 to 100, normal is 1.
+    #[arg(long)]
+    pub weight: Option<String>,
     /// Show progress and end with the verdicts; exits non-zero unless every batch ended SUCCESS (failed or cancelled).
     #[arg(long)]
     pub wait: bool,

@@ -10,7 +10,7 @@ use store::prelude::*;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use pipeline::submit::{SubmitRequest, submit};
-use store::{PgStore, Uuid};
+use store::{PgStore, Share, Uuid};
 use workload::WorkloadSpec;
 
 use crate::cli::{Global, SubmitArgs, WorkloadKind};
@@ -24,6 +24,12 @@ pub async fn run(g: &Global, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         (WorkloadKind::Bingo, Some(path)) => WorkloadSpec::from_event_file(path)
             .with_context(|| format!("cannot load the event file {}", path.display()))?,
     };
+    let share = Share::parse(
+        Some(&args.tenant),
+        args.priority.as_deref(),
+        args.weight.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let req = SubmitRequest {
         name: args.name.clone(),
         runs: args.runs,
@@ -31,6 +37,7 @@ pub async fn run(g: &Global, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         workload,
         count: args.count,
+        share,
     };
     // Reject bad arguments before touching any service.
     if req.runs <= 0 || req.chunk_size <= 0 || req.count == 0 {

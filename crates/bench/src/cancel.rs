@@ -120,6 +120,7 @@ async fn measure(
             seed: Some(i as i64),
             workload: WorkloadSpec::bingo_default(),
             count: 1,
+            share: Default::default(),
         };
         let submitted = submit(&broker, &store, &req).await?;
         let batch = (submitted.batches.first().map(|b| b.id))

@@ -105,6 +105,7 @@ async fn prefill(
                 seed: spec.seed,
                 runs: i64::from(per_batch),
                 chunk_size: 1,
+                share: Default::default(),
             })
         })
         .collect::<Result<_>>()?;

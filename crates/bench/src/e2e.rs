@@ -134,6 +134,7 @@ async fn measure(scenario: &mut Scenario, spec: &E2eSpec) -> Result<E2eResult> {
         seed: Some(spec.seed),
         workload: spec.workload.clone(),
         count: 1,
+        share: Default::default(),
     };
     let busy_before = spec.quiet.wait().await;
     let cpu_before = cpu::snapshot(&scenario.pids());

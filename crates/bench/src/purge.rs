@@ -99,6 +99,7 @@ async fn fill_batch(store: &PgStore, i: usize, runs: i64, width: usize) -> Resul
         seed: 1,
         runs,
         chunk_size: CHUNK,
+        share: Default::default(),
     };
     store.create_batches(std::slice::from_ref(&batch)).await?;
     let chunks = batch.chunks();

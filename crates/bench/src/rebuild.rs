@@ -110,6 +110,7 @@ async fn fill_changelog(store: &PgStore, id: Uuid, results: i32) -> Result<()> {
         seed: 1,
         runs: i64::from(results) + 1,
         chunk_size: 1,
+        share: Default::default(),
     };
     store.create_batches(std::slice::from_ref(&batch)).await?;
     let mut fillers = JoinSet::new();

@@ -167,6 +167,7 @@ async fn start(s: &mut Scenario, runs: i64, chunk_size: i32) -> Result<(PgStore,
         seed: Some(1),
         workload: WorkloadSpec::Sum,
         count: 1,
+        share: Default::default(),
     };
     let start = Instant::now();
     let submitted = submit(&broker, &store, &req).await?;

@@ -137,6 +137,7 @@ pub async fn run(cfg: DemoConfig, sink: LineSink, story: LineSink) -> Result<Dem
             seed: Some(20_261_123),
             workload: cfg.workload.clone(),
             count: cfg.batches,
+            share: Default::default(),
         },
     )
     .await?;

@@ -6,7 +6,7 @@
 //! publishes them: a submitted batch is never lost.
 
 use broker::Broker;
-use store::{ChunkRef, NewBatch, Store};
+use store::{ChunkRef, NewBatch, Share, Store};
 use uuid::Uuid;
 use workload::{Workload, WorkloadSpec};
 
@@ -24,6 +24,8 @@ pub struct SubmitRequest {
     pub seed: Option<i64>,
     pub workload: WorkloadSpec,
     pub count: usize,
+    /// Tenant and weight in the pool's fair share.
+    pub share: Share,
 }
 
 /// Runs per chunk when the user names none: `batchline submit` and the
@@ -82,6 +84,7 @@ pub async fn submit<B: Broker, S: Store>(
                 seed: base_seed.wrapping_add(i as i64),
                 runs: req.runs,
                 chunk_size: req.chunk_size,
+                share: req.share.clone(),
             }
         })
         .collect();

@@ -29,6 +29,7 @@ async fn batch_without(store: &SqliteStore, skip: Option<i32>) -> (LoadedBatch, 
         seed: 7,
         runs: RUNS,
         chunk_size: CHUNK,
+        share: Default::default(),
     };
     store
         .create_batches(std::slice::from_ref(&new))

@@ -65,6 +65,7 @@ async fn measure<S: Store>(
     let new = NewBatch {
         id: Uuid::new_v4(),
         name: format!("bench-{chunk_size}-{tasks}"),
+        share: Default::default(),
         workload: "{}".into(),
         seed: 1,
         runs,

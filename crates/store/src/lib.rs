@@ -55,12 +55,15 @@ mod outcome;
 pub mod partition;
 pub mod postgres;
 pub mod purge;
+pub mod queue;
 pub mod roles;
+pub mod share;
 
 /// Every role trait, for `use store::prelude::*` where a store is used.
 pub mod prelude {
     pub use crate::roles::{
-        Aggregates, Batches, Chunks, Partitions, Retention, Runs, Store, Sweeps, Verdicts,
+        Aggregates, Batches, Chunks, Partitions, Retention, Runs, Scheduling, Store, Sweeps,
+        Verdicts,
     };
 }
 pub mod sqlite;
@@ -72,13 +75,15 @@ pub use error::{Error, Result, Source};
 pub use partition::Fence;
 pub use postgres::{PgOptions, PgStore};
 pub use purge::{Purge, PurgedBatch};
+pub use queue::{QueueEntry, QueueView};
 pub use roles::{
-    Aggregates, Batches, Chunks, Partitions, Retention, Runs, Store, Sweeps, Verdicts,
+    Aggregates, Batches, Chunks, Partitions, Retention, Runs, Scheduling, Store, Sweeps, Verdicts,
 };
+pub use share::{Priority, Share};
 pub use sqlite::SqliteStore;
 
 /// A batch to create, with its chunk rows, in one transaction.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NewBatch {
     pub id: Uuid,
     pub name: String,
@@ -87,6 +92,8 @@ pub struct NewBatch {
     pub seed: i64,
     pub runs: i64,
     pub chunk_size: i32,
+    /// Its tenant and weight in the pool's fair share.
+    pub share: Share,
 }
 
 impl NewBatch {

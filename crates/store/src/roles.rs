@@ -12,6 +12,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::cancel::{Cancel, Cancelled};
+use crate::queue::QueueView;
 use crate::{
     AttemptFailure, Batch, BatchProgress, ChunkRef, Claim, Completion, Fence, NewBatch,
     PartitionInfo, Purge, PurgedBatch, ReplicaInfo, Result, RunRows, Saved, Uuid, Verdict,
@@ -112,6 +113,54 @@ pub trait Chunks: Send + Sync {
         &self,
         batch_id: Uuid,
     ) -> impl Future<Output = Result<Vec<(i32, String)>>> + Send;
+}
+
+/// Fair share ([`crate::share`]): which chunks go to the work queue next,
+/// what executors measured, and the queue as it is served.
+pub trait Scheduling: Send + Sync {
+    /// Dispatches chunks in fair-share order until `depth` chunks wait in
+    /// the work queue (pending and published), at most `limit` at once:
+    /// marks them published, charges their batches and tenants their
+    /// estimated cost, and returns them in the order to publish. One
+    /// dispatch at a time: each holds the clocks' lock to its commit, so
+    /// every decision sees the one before.
+    fn dispatch(
+        &self,
+        depth: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<ChunkRef>>> + Send;
+
+    /// Gives back dispatched chunks whose publish failed: they wait to be
+    /// dispatched again. The estimate they were charged stays (one
+    /// chunk's worth, on an error path).
+    fn undispatch(&self, chunks: &[ChunkRef]) -> impl Future<Output = Result<()>> + Send;
+
+    /// Charges the executor seconds one attempt of the chunk measured:
+    /// corrects its batch's and tenant's clocks by the difference to the
+    /// estimate its dispatch charged, and learns the workload's seconds
+    /// per run.
+    fn charge(
+        &self,
+        batch_id: Uuid,
+        chunk: i32,
+        seconds: f64,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Records that executor `worker` is alive with `threads` simulation
+    /// threads: the pool's size for estimates.
+    fn executor_heartbeat(
+        &self,
+        worker: &str,
+        threads: i32,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The unfinished batches in the order they are served, with their
+    /// shares, rates and estimates, and the pool's size.
+    fn queue(&self) -> impl Future<Output = Result<QueueView>> + Send;
+
+    /// The measured executor seconds per run of a workload (its JSON
+    /// snapshot), if a chunk of it ever completed.
+    fn seconds_per_run(&self, workload: &str) -> impl Future<Output = Result<Option<f64>>> + Send;
 }
 
 /// Per-run rows: the verifier's independent source.
@@ -320,6 +369,7 @@ pub trait Retention: Send + Sync {
 pub trait Store:
     Batches
     + Chunks
+    + Scheduling
     + Runs
     + Aggregates
     + Verdicts

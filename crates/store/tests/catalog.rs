@@ -41,6 +41,7 @@ fn batch(name: &str, workload: &str) -> NewBatch {
         seed: 1,
         runs: 10,
         chunk_size: 5,
+        share: Default::default(),
     }
 }
 

@@ -267,6 +267,7 @@ impl Plan {
             seed: self.seed,
             workload,
             count: self.count,
+            share: Default::default(),
         })
     }
 }

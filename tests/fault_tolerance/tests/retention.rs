@@ -222,6 +222,7 @@ fn retention_days_purges_finished_batches_only() {
         seed: 5,
         runs: 500,
         chunk_size: 250,
+        share: Default::default(),
     };
     let store = s.block_on(store::PgStore::connect_with_schema(
         &fault_tolerance::database_url(),

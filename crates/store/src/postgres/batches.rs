@@ -15,8 +15,9 @@ impl Batches for PgStore {
         let mut tx = self.pool.begin().await.map_err(from_pg)?;
         for b in batches {
             sqlx::query(
-                "INSERT INTO batches (id, name, workload, seed, runs, chunk_size, chunks, partition)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO batches (id, name, workload, seed, runs, chunk_size, chunks, partition,
+                                      tenant, weight)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(b.id)
             .bind(&b.name)
@@ -26,6 +27,8 @@ impl Batches for PgStore {
             .bind(b.chunk_size)
             .bind(b.chunks())
             .bind(partitions::column(crate::partition::of(b.id, partitions)))
+            .bind(&b.share.tenant)
+            .bind(b.share.weight)
             .execute(&mut *tx)
             .await
             .map_err(from_pg)?;

@@ -49,6 +49,7 @@ mod partitions;
 mod purge;
 mod results;
 mod runs;
+mod scheduling;
 mod sweeps;
 
 use std::sync::atomic::AtomicU16;

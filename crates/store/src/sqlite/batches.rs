@@ -16,8 +16,9 @@ impl Batches for SqliteStore {
         let mut tx = self.begin_immediate().await?;
         for b in batches {
             sqlx::query(
-                "INSERT INTO batches (id, name, workload, seed, runs, chunk_size, chunks, created_at, partition)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO batches (id, name, workload, seed, runs, chunk_size, chunks, created_at, partition,
+                                      tenant, weight)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(b.id)
             .bind(&b.name)
@@ -28,6 +29,8 @@ impl Batches for SqliteStore {
             .bind(b.chunks())
             .bind(now)
             .bind(i32::from(crate::partition::of(b.id, partitions)))
+            .bind(&b.share.tenant)
+            .bind(b.share.weight)
             .execute(&mut *tx)
             .await
             .map_err(from_sqlite)?;

@@ -47,6 +47,7 @@ mod partitions;
 mod purge;
 mod results;
 mod runs;
+mod scheduling;
 mod sweeps;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");

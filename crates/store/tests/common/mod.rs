@@ -76,6 +76,7 @@ pub fn new_batch(name: &str, runs: i64, chunk_size: i32) -> NewBatch {
         seed: 42,
         runs,
         chunk_size,
+        share: Default::default(),
     }
 }
 
