@@ -350,6 +350,10 @@ impl Plan {
     }
 }
 
+/// `(charged_s, runs, workload, weight, tenant, seconds_per_run)`: what a
+/// charge reads of a chunk, its batch and its workload's rate.
+pub(crate) type ChargeRow = (Option<f64>, i64, String, f64, String, Option<f64>);
+
 /// What a completed chunk's measured cost changes in its batch's and
 /// tenant's `vtime`, given what its dispatch charged: `(batch, tenant)`.
 pub fn correction(measured: f64, charged: f64, weight: f64) -> (f64, f64) {

@@ -12,7 +12,7 @@ use super::PgStore;
 use crate::error::from_pg;
 use crate::queue::{self, QueueRow, QueueTuple, QueueView, RATE_WINDOW_S};
 use crate::roles::Scheduling;
-use crate::share::{self, Candidate, CandidateRow, Clocks, Plan};
+use crate::share::{self, Candidate, CandidateRow, ChargeRow, Clocks, Plan};
 use crate::{ChunkRef, Result, Uuid};
 
 /// Executors heard from within this many seconds count in the pool.
@@ -124,7 +124,7 @@ impl Scheduling for PgStore {
 
     async fn charge(&self, batch_id: Uuid, chunk: i32, seconds: f64) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(from_pg)?;
-        let row: Option<(Option<f64>, i64, String, f64, String, Option<f64>)> = sqlx::query_as(
+        let row: Option<ChargeRow> = sqlx::query_as(
             "SELECT c.charged_s,
                     least(b.chunk_size::bigint, b.runs - c.chunk::bigint * b.chunk_size),
                     b.workload, b.weight, b.tenant, r.sec_per_run

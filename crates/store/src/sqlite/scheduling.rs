@@ -6,7 +6,7 @@ use super::{SqliteStore, now};
 use crate::error::from_sqlite;
 use crate::queue::{self, QueueRow, QueueTuple, QueueView, RATE_WINDOW_S};
 use crate::roles::Scheduling;
-use crate::share::{self, Candidate, CandidateRow, Clocks, Plan};
+use crate::share::{self, Candidate, CandidateRow, ChargeRow, Clocks, Plan};
 use crate::{ChunkRef, Result, Uuid};
 
 /// Executors heard from within this many seconds count in the pool.
@@ -122,7 +122,7 @@ impl Scheduling for SqliteStore {
 
     async fn charge(&self, batch_id: Uuid, chunk: i32, seconds: f64) -> Result<()> {
         let mut tx = self.begin_immediate().await?;
-        let row: Option<(Option<f64>, i64, String, f64, String, Option<f64>)> = sqlx::query_as(
+        let row: Option<ChargeRow> = sqlx::query_as(
             "SELECT c.charged_s, min(b.chunk_size, b.runs - c.chunk * b.chunk_size),
                     b.workload, b.weight, b.tenant, r.sec_per_run
              FROM chunks AS c JOIN batches AS b ON b.id = c.batch_id
