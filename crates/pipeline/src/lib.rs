@@ -43,6 +43,7 @@ pub mod aggregator;
 pub mod cancel;
 mod common;
 pub mod demo;
+pub mod dispatch;
 mod error;
 pub mod executor;
 pub mod faults;
