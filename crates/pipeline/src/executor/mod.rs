@@ -28,7 +28,7 @@ mod settings;
 mod simulate;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use broker::{Broker, Message, Queue};
 use store::{AttemptFailure, Claim, Completion, RunRows, Store};
@@ -279,45 +279,51 @@ impl<B: Broker, S: Store> Executor<B, S> {
             &self.shutdown,
             stop.clone(),
         );
-        let (rows, summary) = match self.simulate_chunk(loaded, msg, attempt, &stop).await? {
-            Simulated::Done(rows, summary) => (rows, summary),
-            Simulated::Failed(reason) => return self.record_failure(msg, attempt, &reason).await,
+        let (simulated, took) = self.simulate_chunk(loaded, msg, attempt, &stop).await?;
+        let outcome = match simulated {
+            Simulated::Done(rows, summary) => {
+                let batch = &loaded.batch;
+                let result = ResultMsg {
+                    v: VERSION,
+                    batch_id: msg.batch_id,
+                    name: batch.name.clone(),
+                    chunk: msg.chunk,
+                    chunks: batch.chunks,
+                    runs_total: batch.runs,
+                    runs: batch.chunk_range(msg.chunk).1,
+                    summary,
+                };
+                self.commit_and_publish(&result, attempt, &rows).await?;
+                Outcome::Ack
+            }
+            Simulated::Failed(reason) => self.record_failure(msg, attempt, &reason).await?,
             Simulated::Cancelled { runs } => {
                 // The cancel's transaction made the chunk `cancelled`:
                 // nothing of this attempt is written, the message is done.
                 self.stats.count("cancel_stopped", 1);
                 tracing::info!(runs, "chunk stopped: its batch was cancelled");
-                return Ok(Outcome::Ack);
+                Outcome::Ack
             }
         };
-        let batch = &loaded.batch;
-        let result = ResultMsg {
-            v: VERSION,
-            batch_id: msg.batch_id,
-            name: batch.name.clone(),
-            chunk: msg.chunk,
-            chunks: batch.chunks,
-            runs_total: batch.runs,
-            runs: batch.chunk_range(msg.chunk).1,
-            summary,
-        };
-        self.commit_and_publish(&result, attempt, &rows).await?;
-        Ok(Outcome::Ack)
+        // After the commit, so it never delays one; whatever the outcome,
+        // the executor time was used.
+        self.charge(msg, took).await;
+        Ok(outcome)
     }
 
     /// Runs the chunk's simulations on the blocking pool, once a
-    /// simulation slot is free.
+    /// simulation slot is free; what it gave and how long it took.
     async fn simulate_chunk(
         &self,
         loaded: &LoadedBatch,
         msg: &WorkMsg,
         attempt: i32,
         stop: &Arc<Stop>,
-    ) -> Result<Simulated> {
+    ) -> Result<(Simulated, Duration)> {
         let batch = &loaded.batch;
         if self.cfg.faults.fails(&batch.name, msg.chunk) {
             let reason = format!("injected failure (FAIL_CHUNKS) on attempt {attempt}");
-            return Ok(Simulated::Failed(reason));
+            return Ok((Simulated::Failed(reason), Duration::ZERO));
         }
         // Claimed before the slot is free, on purpose: every message this
         // executor holds is then under a lease, so if the process freezes
@@ -340,8 +346,7 @@ impl<B: Broker, S: Store> Executor<B, S> {
         .await;
         let took = start.elapsed();
         self.stats.phase("simulate", took);
-        self.charge(msg, took);
-        Ok(match out {
+        let simulated = match out {
             Ok(Ran::All(rows, summary)) => Simulated::Done(rows, summary),
             Ok(Ran::Stopped { runs, at }) => {
                 // A chunk stopped before its first run (it waited for a
@@ -352,23 +357,24 @@ impl<B: Broker, S: Store> Executor<B, S> {
                 Simulated::Cancelled { runs }
             }
             Err(e) => Simulated::Failed(format!("simulation panicked: {e}")),
-        })
+        };
+        Ok((simulated, took))
     }
 
-    /// Charges the batch the executor time its chunk took (fair share,
-    /// whatever the attempt's outcome: the time was used), beside the
-    /// commit rather than before it. Best effort: a charge lost to an error
-    /// or a crash leaves the dispatch's estimate in place.
-    fn charge(&self, msg: &WorkMsg, took: std::time::Duration) {
-        let (store, batch_id, chunk) = (self.store.clone(), msg.batch_id, msg.chunk);
-        tokio::spawn(async move {
-            if let Err(e) = store.charge(batch_id, chunk, took.as_secs_f64()).await {
-                tracing::warn!(
-                    error = &e as &dyn std::error::Error,
-                    "charging the chunk's executor time failed"
-                );
-            }
-        });
+    /// Charges the batch the executor time its chunk's simulation took
+    /// (fair share). Best effort: a charge lost to an error or a crash
+    /// leaves the dispatch's estimate in place.
+    async fn charge(&self, msg: &WorkMsg, took: Duration) {
+        let charged = self
+            .store
+            .charge(msg.batch_id, msg.chunk, took.as_secs_f64())
+            .await;
+        if let Err(e) = charged {
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "charging the chunk's executor time failed"
+            );
+        }
     }
 
     /// How long after the cancel's commit this chunk's last run ended:
