@@ -69,7 +69,8 @@ impl Setup {
         (stdout, stderr)
     }
 
-    /// `batchline ARGS`, which must fail with one line on stderr.
+    /// `batchline ARGS`, which must fail with one `error:` line on stderr
+    /// (clap may add its usage below) and nothing on stdout; that line.
     fn refused(&self, args: &[&str]) -> String {
         let out = self.run(args);
         let (stdout, stderr) = texts(&out);
@@ -77,9 +78,10 @@ impl Setup {
             !out.status.success(),
             "batchline {args:?} succeeded:\n{stdout}"
         );
-        let first = stderr.lines().next().unwrap_or_default().to_string();
-        assert!(first.starts_with("error: "), "{args:?}: {stderr}");
-        first
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{args:?}: {stderr}");
+        errors[0].to_string()
     }
 
     async fn store(&self) -> PgStore {
@@ -139,6 +141,11 @@ fn case(setup: &Setup, rt: &tokio::runtime::Runtime) {
 
     // Bad arguments: one line, non-zero, nothing created.
     assert!(setup.refused(&["queue", "--bogus"]).contains("--bogus"));
+    assert!(
+        setup
+            .refused(&["queue", "everything"])
+            .contains("everything")
+    );
     let line = setup.refused(&["submit", "--runs", "10", "--priority", "urgent"]);
     assert!(
         line.contains("priority \"urgent\" is not one of high, normal, low"),
