@@ -116,7 +116,7 @@ fn queue_table(view: &QueueView) -> String {
         out.push_str("No batch is waiting or running.\n");
     } else {
         out.push_str(&format!(
-            "{:>3}  {:<36}  {:<24} {:<16} {:<12} {:>6} {:>7} {:>6} {:>10}  {:<12}\n",
+            "{:>3}  {:<36}  {:<24} {:<16} {:<12} {:>6} {:>7} {:>6} {:>10}  {}\n",
             "POS",
             "BATCH",
             "NAME",

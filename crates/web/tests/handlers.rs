@@ -1374,7 +1374,7 @@ async fn the_queue_shows_tenants_priorities_and_the_pool() {
         // A batch page shows its place in the queue.
         let id = by_name("acme-high")["id"].as_str().unwrap().to_string();
         let page = get(&app, &format!("/batches/{id}")).await;
-        assert!(page.body.contains("tenant acme · high"), "{}", page.body);
+        assert!(page.body.contains("in the queue</a> · tenant acme · high"), "{}", page.body);
     })
     .await;
 }
@@ -1464,7 +1464,7 @@ async fn over_an_hour_starts_only_once_confirmed() {
         let form = format!("event=sum&runs=100000&chunk_size=10000&count=3&name=long&csrf={token}");
         let step = send(&app, form_post("/batches", &token, &form)).await;
         assert_eq!(step.status, StatusCode::OK, "{}", step.body);
-        assert!(step.body.contains("These 3 batches would run for about"), "{}", step.body);
+        assert!(step.body.contains("These 3 batches would run for about <span class=\"nowrap\">"), "{}", step.body);
         assert!(step.body.contains(r#"name="confirm" value="yes""#), "{}", step.body);
         assert!(step.body.contains(r#"value="100000""#), "the values stay");
         assert_eq!(s.store.progress(None, 10).await.unwrap().len(), 2, "nothing started");

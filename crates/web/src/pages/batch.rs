@@ -91,7 +91,7 @@ fn facts(d: &BatchDetail, queued: Option<&QueueEntry>) -> Markup {
             dt { "Batch" } dd { code { (s.batch_id) } }
             @if let Some(q) = queued {
                 dt { "Queue" } dd {
-                    a href="/queue" { "#" (q.position) } " · tenant " (q.tenant) " · " (q.priority)
+                    a href="/queue" { "#" (q.position) " in the queue" } " · tenant " (q.tenant) " · " (q.priority)
                     " · " (format::percent(q.share_now)) " of the running chunks"
                     @if let Some(left) = q.left_s { " · about " (rough(left)) " left" }
                 }

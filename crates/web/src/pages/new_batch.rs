@@ -155,7 +155,7 @@ async fn render<B: Broker, S: Store + Catalog>(
             div.confirm role="alert" {
                 p { strong {
                     @if guess.batches == 1 { "This batch" } @else { "These " (guess.batches) " batches" }
-                    " would run for about " (guess.seconds.map_or_else(String::new, rough)) "."
+                    " would run for about " span.nowrap { (guess.seconds.map_or_else(String::new, rough)) } "."
                 } }
                 p.small { "The " (guess.line()) "." }
                 p { "Nothing was started. Tick " em { "Start it anyway" } " below and press Start, or make it shorter: fewer runs, or a higher priority." }

@@ -66,21 +66,22 @@ fn table(view: &QueueView) -> Markup {
                     table.batches.queue {
                         thead { tr {
                             th.num { "#" } th { "Name" } th.opt { "Tenant" } th.opt { "Priority" }
-                            th { "Progress" } th.num { "Share now" } th.num.opt { "Runs/s" } th.num { "Left" }
+                            th.opt { "Progress" } th.num { "Share" } th.num.opt { "Runs/s" } th.num { "Left" }
                         } }
                         tbody {
                             @for b in &view.batches {
+                                @let done = b.runs_done as f64 / b.runs.max(1) as f64;
                                 tr data-batch=(b.id) {
                                     td.num { (b.position) }
                                     td.name { a href=(format!("/batches/{}", b.id)) { (b.name) }
                                         div.muted.small {
-                                            span.phone { (b.tenant) " · " (b.priority) " · " }
+                                            span.phone { span.nowrap { (b.tenant) } " · " span.nowrap { (b.priority) } " · " span.nowrap { (format::percent(done)) } " of " }
                                             (format::count(b.runs)) " runs" } }
                                     td.opt { (b.tenant) }
                                     td.opt { (b.priority) }
-                                    td { span.progress {
+                                    td.opt { span.progress {
                                         progress value=(b.runs_done) max=(b.runs.max(1)) {}
-                                        span.num { (format::percent(b.runs_done as f64 / b.runs.max(1) as f64)) }
+                                        span.num { (format::percent(done)) }
                                     } }
                                     td.num { (format::percent(b.share_now))
                                         div.muted.small { (format::things(b.chunks_running.max(0) as usize, "chunk", "chunks")) } }
