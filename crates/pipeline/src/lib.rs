@@ -45,6 +45,7 @@ pub mod aggregator;
 pub mod cancel;
 mod common;
 pub mod demo;
+pub mod dispatch;
 mod error;
 pub mod estimate;
 pub mod executor;

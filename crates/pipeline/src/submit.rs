@@ -1,16 +1,17 @@
-//! Submitting batches: batch and chunk rows in one transaction, then one
-//! work message per chunk with publisher confirms.
+//! Submitting batches: batch and chunk rows in one transaction; their work
+//! messages go out in fair-share order ([`crate::dispatch`]), the first
+//! ones right away.
 //!
-//! If the process dies (or the broker is away) between the commit and the
-//! confirms, the chunks stay unpublished in the store and the sweeper
-//! publishes them: a submitted batch is never lost.
+//! Once the commit returns, the batch is the store's: if the process dies
+//! (or the broker is away) right after it, the executors' dispatchers send
+//! its chunks. A submitted batch is never lost.
 
 use broker::Broker;
-use store::{ChunkRef, NewBatch, Share, Store};
+use store::{NewBatch, Share, Store};
 use uuid::Uuid;
 use workload::{Workload, WorkloadSpec};
 
-use crate::messages::work_messages;
+use crate::dispatch::{self, DEFAULT_DISPATCH_DEPTH};
 use crate::{Error, Result};
 
 /// What the user asked for.
@@ -32,11 +33,9 @@ pub struct SubmitRequest {
 /// console's form start from it.
 pub const DEFAULT_CHUNK_SIZE: i32 = 10_000;
 
-/// How many work messages go out per publish call (all confirmed together).
-const PUBLISH_SLICE: usize = 5_000;
-
-/// Creates the batches and publishes their chunks. Returns the batches;
-/// `published` is false when publishing failed and the sweeper will do it.
+/// Creates the batches and dispatches what the queue has room for.
+/// Returns the batches; `published` is false when that dispatch failed
+/// (the executors' dispatchers send the chunks anyway).
 pub async fn submit<B: Broker, S: Store>(
     broker: &B,
     store: &S,
@@ -90,27 +89,18 @@ pub async fn submit<B: Broker, S: Store>(
         .collect();
     store.create_batches(&batches).await?;
 
-    let chunks: Vec<ChunkRef> = batches
-        .iter()
-        .flat_map(|b| {
-            (0..b.chunks()).map(|chunk| ChunkRef {
-                batch_id: b.id,
-                chunk,
-            })
-        })
-        .collect();
-    let mut published = true;
-    for slice in chunks.chunks(PUBLISH_SLICE) {
-        if let Err(e) = broker.publish(work_messages(slice)?).await {
+    // The chunks wait in the store; the dispatchers send them out in
+    // fair-share order. Filling once here starts an idle pool at once.
+    let published = match dispatch::fill(broker, store, DEFAULT_DISPATCH_DEPTH).await {
+        Ok(_) => true,
+        Err(e) => {
             tracing::warn!(
                 error = &e as &dyn std::error::Error,
-                "publishing work failed; the sweeper will publish the remaining chunks"
+                "dispatching work failed; the executors' dispatchers will send it"
             );
-            published = false;
-            break;
+            false
         }
-        store.mark_published(slice).await?;
-    }
+    };
     Ok(Submitted { batches, published })
 }
 

@@ -1,9 +1,10 @@
 //! The sweeper (inside executor processes): finds work whose message was
 //! lost or never sent and sends it again.
 //!
-//! - chunks committed by `submit` whose publish never happened (crash
-//!   between commit and publish), and chunks whose lease expired long ago
-//!   (their message is gone): their work message is re-published;
+//! - chunks dispatched but still waiting in the queue long after (the
+//!   dispatcher died between its commit and its publish), and chunks whose
+//!   lease expired long ago (their message is gone): their work message is
+//!   re-published;
 //! - batches whose chunks are all completed but that have no aggregate past
 //!   a deadline (e.g. the aggregator quarantined a corrupt row): their chunk
 //!   results are re-published with their original msg_ids, so the
@@ -34,8 +35,10 @@ use crate::telemetry::StageStats;
 pub const DEFAULT_SWEEP_INTERVAL_S: u64 = 5;
 pub const DEFAULT_STALL_DEADLINE_S: u64 = 20;
 
-/// A pending chunk never marked published is re-published after this.
-const UNPUBLISHED_AFTER: Duration = Duration::from_secs(10);
+/// A dispatched chunk still waiting this long is published again: far
+/// longer than a shallow queue keeps a chunk while executors work
+/// ([`crate::dispatch`]); a duplicate costs only a fenced claim.
+const QUEUED_AFTER: Duration = Duration::from_secs(60);
 /// Re-publish rounds of a stalled batch before it is failed.
 const MAX_ROUNDS: i32 = 3;
 
@@ -77,7 +80,7 @@ impl SweeperSettings {
     pub fn resolve(&self, lease: Duration) -> SweeperConfig {
         SweeperConfig {
             interval: Duration::from_secs(self.sweep_interval_s.max(1)),
-            unpublished_after: UNPUBLISHED_AFTER,
+            queued_after: QUEUED_AFTER,
             // A third of the lease plus a second: a live owner renews every
             // third of the lease, so a lease this far past its end is dead.
             lease_grace: lease / 3 + Duration::from_secs(1),
@@ -95,8 +98,8 @@ impl SweeperSettings {
 #[derive(Clone, Debug)]
 pub struct SweeperConfig {
     pub interval: Duration,
-    /// A pending chunk never marked published is re-published after this.
-    pub unpublished_after: Duration,
+    /// A dispatched chunk still waiting this long is published again.
+    pub queued_after: Duration,
     /// A running chunk is re-published this long after its lease expired.
     pub lease_grace: Duration,
     /// All chunks completed but no aggregate for this long → re-publish results.
@@ -172,12 +175,12 @@ pub async fn sweep_once<B: Broker, S: Store>(
     stats: &StageStats,
 ) -> Result<()> {
     let chunks = store
-        .take_chunks_to_republish(cfg.unpublished_after, cfg.lease_grace, 1000)
+        .take_chunks_to_republish(cfg.queued_after, cfg.lease_grace, 1000)
         .await?;
     if !chunks.is_empty() {
         tracing::info!(
             chunks = chunks.len(),
-            "sweeper re-publishing unpublished or abandoned chunks"
+            "sweeper re-publishing lost or abandoned chunks"
         );
         broker.publish(work_messages(&chunks)?).await?;
         store.mark_published(&chunks).await?;

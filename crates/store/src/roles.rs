@@ -221,13 +221,16 @@ pub trait Verdicts: Send + Sync {
 /// What the sweeper takes: lost work, stalled batches, missing verdicts.
 pub trait Sweeps: Send + Sync {
     /// Sweeper: takes (with `SKIP LOCKED`, so concurrent sweepers split the
-    /// work) chunks that need their work message re-published — unpublished
-    /// pending chunks older than `unpublished_after`, and running chunks
-    /// whose lease expired more than `lease_grace` ago — and stamps them so
-    /// the next sweep within `lease_grace` skips them.
+    /// work) chunks that need their work message published again —
+    /// dispatched chunks still waiting after `queued_after` (their message
+    /// may never have gone out: the dispatcher died after its commit), and
+    /// running chunks whose lease expired more than `lease_grace` ago — and
+    /// stamps them so the next sweeps skip them for as long (and at least
+    /// `lease_grace`). Chunks not yet
+    /// dispatched are the dispatcher's ([`Scheduling::dispatch`]).
     fn take_chunks_to_republish(
         &self,
-        unpublished_after: Duration,
+        queued_after: Duration,
         lease_grace: Duration,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<ChunkRef>>> + Send;

@@ -32,7 +32,7 @@ use std::time::Instant;
 
 use broker::{Broker, Message, Queue};
 use store::{AttemptFailure, Claim, Completion, RunRows, Store};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use workload::Summary;
@@ -44,6 +44,7 @@ pub use settings::{
 pub use simulate::{Ran, STOP_CHECK_RUNS, Stop, simulate, simulate_until};
 
 use crate::common::{BatchCache, LoadedBatch, Lookup};
+use crate::dispatch::Dispatcher;
 use crate::faults::CrashPoint;
 use crate::health::Health;
 use crate::messages::{ResultMsg, VERSION, VerifyMsg, WorkMsg, stored_result};
@@ -76,6 +77,22 @@ pub async fn run<B: Broker, S: Store>(
         Ok(store.partitions().await?)
     })
     .await?;
+    // Fills the work queue in fair-share order, woken by our claims.
+    let wake = Arc::new(Notify::new());
+    let dispatcher = tokio::spawn(
+        Dispatcher {
+            depth: settings.dispatch.dispatch_depth,
+            worker: cfg.worker_id.clone(),
+            threads: i32::try_from(cfg.concurrency).unwrap_or(i32::MAX),
+            wake: wake.clone(),
+        }
+        .run(
+            broker.clone(),
+            store.clone(),
+            stats.clone(),
+            shutdown.clone(),
+        ),
+    );
     let sweeper = (!settings.no_sweeper).then(|| {
         let sweep = settings.sweeper.resolve(cfg.lease);
         tokio::spawn(sweeper::run(
@@ -103,8 +120,10 @@ pub async fn run<B: Broker, S: Store>(
         cache: BatchCache::default(),
         stats: stats.clone(),
         shutdown: stopping.abort.clone(),
+        dequeued: wake,
     });
     let outcome = stage::run(broker, executor, shape, stats, health, stopping).await;
+    dispatcher.abort();
     if let Some(sweeper) = sweeper {
         sweeper.abort();
     }
@@ -135,6 +154,8 @@ struct Executor<B, S> {
     shutdown: CancellationToken,
     /// Simulation slots (`concurrency`), held only while a chunk simulates.
     simulating: Arc<Semaphore>,
+    /// Wakes this process's dispatcher: a chunk left the work queue.
+    dequeued: Arc<Notify>,
 }
 
 impl<B: Broker, S: Store> Stage for Executor<B, S> {
@@ -181,6 +202,8 @@ impl<B: Broker, S: Store> Executor<B, S> {
             )));
         }
         let claim = self.stats.time("claim", self.claim(msg)).await?;
+        // Whatever the claim found, the chunk is out of the queue: refill it.
+        self.dequeued.notify_one();
         match claim {
             Claim::Claimed { attempt } => {
                 tracing::Span::current().record("attempt", attempt);
@@ -315,7 +338,9 @@ impl<B: Broker, S: Store> Executor<B, S> {
             simulate_until(&workload, seed, first_run, runs, delay, &until)
         })
         .await;
-        self.stats.phase("simulate", start.elapsed());
+        let took = start.elapsed();
+        self.stats.phase("simulate", took);
+        self.charge(msg, took);
         Ok(match out {
             Ok(Ran::All(rows, summary)) => Simulated::Done(rows, summary),
             Ok(Ran::Stopped { runs, at }) => {
@@ -328,6 +353,22 @@ impl<B: Broker, S: Store> Executor<B, S> {
             }
             Err(e) => Simulated::Failed(format!("simulation panicked: {e}")),
         })
+    }
+
+    /// Charges the batch the executor time its chunk took (fair share,
+    /// whatever the attempt's outcome: the time was used), beside the
+    /// commit rather than before it. Best effort: a charge lost to an error
+    /// or a crash leaves the dispatch's estimate in place.
+    fn charge(&self, msg: &WorkMsg, took: std::time::Duration) {
+        let (store, batch_id, chunk) = (self.store.clone(), msg.batch_id, msg.chunk);
+        tokio::spawn(async move {
+            if let Err(e) = store.charge(batch_id, chunk, took.as_secs_f64()).await {
+                tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "charging the chunk's executor time failed"
+                );
+            }
+        });
     }
 
     /// How long after the cancel's commit this chunk's last run ended:

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::dispatch::DispatchSettings;
 use crate::faults::{FaultSettings, Faults};
 use crate::sweeper::SweeperSettings;
 use crate::{Error, Result};
@@ -50,6 +51,8 @@ pub struct ExecutorSettings {
     #[command(flatten)]
     pub sweeper: SweeperSettings,
     #[command(flatten)]
+    pub dispatch: DispatchSettings,
+    #[command(flatten)]
     pub faults: FaultSettings,
 }
 
@@ -66,6 +69,7 @@ impl Default for ExecutorSettings {
             no_sweeper: false,
             drain_timeout_s: DEFAULT_DRAIN_TIMEOUT_S,
             sweeper: SweeperSettings::default(),
+            dispatch: DispatchSettings::default(),
             faults: FaultSettings::default(),
         }
     }

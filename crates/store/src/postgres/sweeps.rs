@@ -13,18 +13,20 @@ use crate::{ChunkRef, Result, Uuid};
 impl Sweeps for PgStore {
     async fn take_chunks_to_republish(
         &self,
-        unpublished_after: Duration,
+        queued_after: Duration,
         lease_grace: Duration,
         limit: i64,
     ) -> Result<Vec<ChunkRef>> {
         let mut taken: Vec<(Uuid, i32)> = sqlx::query_as(
             "WITH due AS (
                  SELECT batch_id, chunk FROM chunks
-                 WHERE ((status = 'pending' AND NOT published
-                         AND updated_at < now() - make_interval(secs => $1))
-                     OR (status = 'running'
-                         AND lease_until < now() - make_interval(secs => $2)))
-                   AND (swept_at IS NULL OR swept_at < now() - make_interval(secs => $2))
+                 WHERE (status = 'pending' AND published
+                        AND updated_at < now() - make_interval(secs => $1)
+                        AND (swept_at IS NULL
+                             OR swept_at < now() - make_interval(secs => greatest($1, $2))))
+                    OR (status = 'running'
+                        AND lease_until < now() - make_interval(secs => $2)
+                        AND (swept_at IS NULL OR swept_at < now() - make_interval(secs => $2)))
                  ORDER BY updated_at
                  LIMIT $3
                  FOR UPDATE SKIP LOCKED
@@ -33,7 +35,7 @@ impl Sweeps for PgStore {
              FROM due WHERE c.batch_id = due.batch_id AND c.chunk = due.chunk
              RETURNING c.batch_id, c.chunk",
         )
-        .bind(secs(unpublished_after))
+        .bind(secs(queued_after))
         .bind(secs(lease_grace))
         .bind(limit)
         .fetch_all(&self.pool)

@@ -12,7 +12,7 @@ use crate::{ChunkRef, Result, Uuid};
 impl Sweeps for SqliteStore {
     async fn take_chunks_to_republish(
         &self,
-        unpublished_after: Duration,
+        queued_after: Duration,
         lease_grace: Duration,
         limit: i64,
     ) -> Result<Vec<ChunkRef>> {
@@ -21,15 +21,16 @@ impl Sweeps for SqliteStore {
             "UPDATE chunks SET swept_at = ?1
              WHERE (batch_id, chunk) IN (
                  SELECT batch_id, chunk FROM chunks
-                 WHERE ((status = 'pending' AND published = 0 AND updated_at < ?1 - ?2)
-                     OR (status = 'running' AND lease_until < ?1 - ?3))
-                   AND (swept_at IS NULL OR swept_at < ?1 - ?3)
+                 WHERE (status = 'pending' AND published AND updated_at < ?1 - ?2
+                        AND (swept_at IS NULL OR swept_at < ?1 - max(?2, ?3)))
+                    OR (status = 'running' AND lease_until < ?1 - ?3
+                        AND (swept_at IS NULL OR swept_at < ?1 - ?3))
                  ORDER BY updated_at
                  LIMIT ?4)
              RETURNING batch_id, chunk",
         )
         .bind(now())
-        .bind(unpublished_after.as_secs_f64())
+        .bind(queued_after.as_secs_f64())
         .bind(lease_grace.as_secs_f64())
         .bind(limit)
         .fetch_all(&self.pool)

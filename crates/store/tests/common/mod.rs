@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use store::{
     AttemptFailure, Batch, Cancel, ChunkRef, Claim, Completion, Error, Fence, NewBatch, Purge,
-    RunRows, Saved, Store, Uuid, Verdict, VerdictRecord, partition,
+    RunRows, Saved, Share, Store, Uuid, Verdict, VerdictRecord, partition,
 };
 
 /// One `#[tokio::test]` per conformance case, each run through `$runner`
@@ -33,7 +33,7 @@ macro_rules! conformance_tests {
             expired_lease_without_attempts_left_fails,
             batch_result_first_write_wins,
             verdict_first_write_wins_then_printed,
-            republish_unpublished_chunks,
+            republish_lost_dispatches,
             republish_expired_leases,
             stalled_batches,
             failed_batches_without_verdict,
@@ -51,6 +51,11 @@ macro_rules! conformance_tests {
             cancel_twice_unknown_and_purged,
             cancel_refuses_a_final_batch,
             cancelled_unsealed_lists_what_the_owner_must_seal,
+            dispatch_fills_the_queue_in_fair_order,
+            dispatch_weighs_batches_and_tenants,
+            charges_correct_the_estimate_and_learn_the_rate,
+            undispatch_and_cancel_leave_nothing_queued,
+            the_queue_shows_the_order_served,
         );
     };
     ($runner:ident: $($case:ident),* $(,)?) => {
@@ -513,17 +518,19 @@ pub async fn verdict_first_write_wins_then_printed<S: Store>(s: S) {
     assert_eq!(s.verdict(b.id).await.unwrap(), Some(success));
 }
 
-pub async fn republish_unpublished_chunks<S: Store>(s: S) {
-    let old = create(&s, "unpublished", 30, 10).await;
-    s.mark_published(&[ChunkRef {
-        batch_id: old.id,
-        chunk: 0,
-    }])
-    .await
-    .unwrap();
-    // Chunk 2 is running under a live lease: not the sweeper's business.
+pub async fn republish_lost_dispatches<S: Store>(s: S) {
+    let old = create(&s, "lost dispatch", 30, 10).await;
+    let first_two: Vec<ChunkRef> = (0..2)
+        .map(|chunk| ChunkRef {
+            batch_id: old.id,
+            chunk,
+        })
+        .collect();
+    s.mark_published(&first_two).await.unwrap();
+    // Chunk 1 is running under a live lease: not the sweeper's business;
+    // chunk 2 was never dispatched: the dispatcher's.
     assert!(matches!(
-        s.claim_chunk(old.id, 2, "w", LONG, MAX).await.unwrap(),
+        s.claim_chunk(old.id, 1, "w", LONG, MAX).await.unwrap(),
         Claim::Claimed { .. }
     ));
     assert_eq!(
@@ -540,7 +547,7 @@ pub async fn republish_unpublished_chunks<S: Store>(s: S) {
         taken,
         vec![ChunkRef {
             batch_id: old.id,
-            chunk: 1
+            chunk: 0
         }]
     );
     // Stamped: the next sweep within the grace skips it.
@@ -553,6 +560,13 @@ pub async fn republish_unpublished_chunks<S: Store>(s: S) {
 
     // The limit bounds one sweep.
     let more = create(&s, "more", 50, 10).await;
+    let all: Vec<ChunkRef> = (0..5)
+        .map(|chunk| ChunkRef {
+            batch_id: more.id,
+            chunk,
+        })
+        .collect();
+    s.mark_published(&all).await.unwrap();
     let first = s
         .take_chunks_to_republish(Duration::ZERO, LONG, 3)
         .await
@@ -1273,4 +1287,156 @@ pub async fn cancelled_unsealed_lists_what_the_owner_must_seal<S: Store>(s: S) {
     // Sealed: its partial aggregate is saved.
     s.save_batch_result(b.id, "partial", 0, None).await.unwrap();
     assert!(!s.cancelled_unsealed(p).await.unwrap().contains(&b.id));
+}
+
+/// Creates a batch of `chunks` chunks of 10 runs with this tenant and weight.
+async fn create_shared<S: Store>(
+    s: &S,
+    name: &str,
+    chunks: i64,
+    tenant: &str,
+    weight: f64,
+) -> Uuid {
+    let new = NewBatch {
+        share: Share {
+            tenant: tenant.to_owned(),
+            weight,
+        },
+        ..new_batch(name, chunks * 10, 10)
+    };
+    s.create_batches(std::slice::from_ref(&new)).await.unwrap();
+    new.id
+}
+
+fn batches_of(chunks: &[ChunkRef]) -> Vec<Uuid> {
+    chunks.iter().map(|c| c.batch_id).collect()
+}
+
+pub async fn dispatch_fills_the_queue_in_fair_order<S: Store>(s: S) {
+    let a = create_shared(&s, "a", 10, "t", 1.0).await;
+    let b = create_shared(&s, "b", 10, "t", 1.0).await;
+    let first = s.dispatch(4, 100).await.unwrap();
+    assert_eq!(
+        batches_of(&first),
+        vec![a, b, a, b],
+        "equal batches alternate"
+    );
+    let numbers: Vec<i32> = first.iter().map(|c| c.chunk).collect();
+    assert_eq!(numbers, vec![0, 0, 1, 1], "each batch's chunks in order");
+    assert_eq!(
+        s.dispatch(4, 100).await.unwrap(),
+        vec![],
+        "the queue is full"
+    );
+    // Two leave the queue: two more go out, the queue stays at four.
+    for c in &first[..2] {
+        assert!(matches!(
+            s.claim_chunk(c.batch_id, c.chunk, "w", LONG, MAX)
+                .await
+                .unwrap(),
+            Claim::Claimed { .. }
+        ));
+    }
+    let next = s.dispatch(4, 100).await.unwrap();
+    assert_eq!(batches_of(&next), vec![a, b]);
+    assert_eq!(
+        s.dispatch(100, 3).await.unwrap().len(),
+        3,
+        "the limit bounds one dispatch"
+    );
+    // Everything out: nothing more to dispatch, however deep the queue.
+    let rest = s.dispatch(100, 100).await.unwrap();
+    assert_eq!(rest.len(), 20 - 4 - 2 - 3);
+    assert_eq!(s.dispatch(100, 100).await.unwrap(), vec![]);
+}
+
+pub async fn dispatch_weighs_batches_and_tenants<S: Store>(s: S) {
+    let heavy = create_shared(&s, "heavy", 100, "t", 2.0).await;
+    let light = create_shared(&s, "light", 100, "t", 1.0).await;
+    let other = create_shared(&s, "other tenant", 100, "u", 1.0).await;
+    let out = s.dispatch(60, 60).await.unwrap();
+    let count = |id: Uuid| out.iter().filter(|c| c.batch_id == id).count();
+    // Tenants half and half; inside t, 2:1.
+    assert_eq!((count(heavy), count(light), count(other)), (20, 10, 30));
+}
+
+pub async fn charges_correct_the_estimate_and_learn_the_rate<S: Store>(s: S) {
+    let a = create_shared(&s, "a", 10, "t", 1.0).await;
+    let b = create_shared(&s, "b", 10, "t", 1.0).await;
+    let workload = s.batch(a).await.unwrap().unwrap().workload;
+    assert_eq!(s.seconds_per_run(&workload).await.unwrap(), None);
+    let first = s.dispatch(2, 100).await.unwrap();
+    assert_eq!(batches_of(&first), vec![a, b]);
+    // a's chunk measured a hundred times b's: b is served until it caught up.
+    s.charge(a, 0, 1.0).await.unwrap();
+    s.charge(b, 0, 0.01).await.unwrap();
+    let rate = s.seconds_per_run(&workload).await.unwrap().unwrap();
+    assert!(rate > 0.0, "learned from the charges: {rate}");
+    for c in &first {
+        s.claim_chunk(c.batch_id, c.chunk, "w", LONG, MAX)
+            .await
+            .unwrap();
+    }
+    // b is 0.99 s behind, and a chunk is now estimated at 0.7 s (the learned rate).
+    let next = s.dispatch(4, 100).await.unwrap();
+    assert_eq!(batches_of(&next), vec![b, b, a, b]);
+    // A charge of a purged or unknown chunk changes nothing and is no error.
+    s.charge(Uuid::new_v4(), 0, 1.0).await.unwrap();
+}
+
+pub async fn undispatch_and_cancel_leave_nothing_queued<S: Store>(s: S) {
+    let a = create_shared(&s, "a", 3, "t", 1.0).await;
+    let out = s.dispatch(2, 100).await.unwrap();
+    assert_eq!(out.len(), 2);
+    s.undispatch(&out).await.unwrap();
+    // Given back: dispatched again, first chunk first.
+    let again = s.dispatch(2, 100).await.unwrap();
+    assert_eq!(again, out);
+    assert!(matches!(
+        s.cancel_batch(a, "test").await.unwrap(),
+        Cancel::Cancelled { .. }
+    ));
+    // Its queued chunks no longer count, and its waiting one never goes out.
+    let b = create_shared(&s, "b", 3, "t", 1.0).await;
+    assert_eq!(batches_of(&s.dispatch(2, 100).await.unwrap()), vec![b, b]);
+    assert!(s.queue().await.unwrap().batches.iter().all(|e| e.id != a));
+}
+
+pub async fn the_queue_shows_the_order_served<S: Store>(s: S) {
+    let view = s.queue().await.unwrap();
+    assert_eq!(view.batches, vec![]);
+    assert_eq!(view.executor_threads, 0);
+    s.executor_heartbeat("e1", 2).await.unwrap();
+    s.executor_heartbeat("e2", 1).await.unwrap();
+    s.executor_heartbeat("e1", 2).await.unwrap();
+    let a = create_shared(&s, "a", 10, "t", 1.0).await;
+    let b = create_shared(&s, "b", 10, "t", 4.0).await;
+    let out = s.dispatch(3, 100).await.unwrap();
+    let c = out[0];
+    s.claim_chunk(c.batch_id, c.chunk, "w", LONG, MAX)
+        .await
+        .unwrap();
+    let view = s.queue().await.unwrap();
+    assert_eq!(view.executor_threads, 3);
+    assert_eq!(view.chunks_running, 1);
+    let ids: Vec<Uuid> = view.batches.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 2);
+    let entry = |id: Uuid| view.batches.iter().find(|e| e.id == id).unwrap().clone();
+    let (ea, eb) = (entry(a), entry(b));
+    assert_eq!(
+        (ea.priority.as_str(), eb.priority.as_str()),
+        ("normal", "high")
+    );
+    assert_eq!(ea.chunks_waiting + ea.chunks_queued + ea.chunks_running, 10);
+    assert_eq!(eb.chunks_waiting + eb.chunks_queued + eb.chunks_running, 10);
+    assert_eq!(view.batches[0].position, 1);
+    assert_eq!(
+        ea.chunks_running + eb.chunks_running,
+        1,
+        "the claimed chunk runs"
+    );
+    assert!(
+        ea.left_s.is_some() && eb.left_s.is_some(),
+        "estimated with executors"
+    );
 }
