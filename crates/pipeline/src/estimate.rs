@@ -121,12 +121,12 @@ impl Estimate {
         };
         match (self.seconds, self.alone_seconds) {
             (Some(s), Some(alone)) if self.fraction < 1.0 => format!(
-                "{what}: about {} at its fair share now, {:.0} % of {threads} (about {} alone); {rate}",
-                rough(s),
+                "{what}: {} at its fair share now, {:.0} % of {threads} ({} alone); {rate}",
+                about(s),
                 self.fraction * 100.0,
-                rough(alone),
+                about(alone),
             ),
-            (Some(s), _) => format!("{what}: about {} on all {threads}; {rate}", rough(s)),
+            (Some(s), _) => format!("{what}: {} on all {threads}; {rate}", about(s)),
             _ => format!(
                 "no estimate: no executor is running, so it waits for one ({} of work for one executor thread; {rate})",
                 rough(self.work_s()),
@@ -246,6 +246,14 @@ pub fn rough(seconds: f64) -> String {
     match h {
         0 => format!("{d} days"),
         h => format!("{d} days {h} h"),
+    }
+}
+
+/// [`rough`] said as an estimate: `about 12 min`, `under a second`.
+pub fn about(seconds: f64) -> String {
+    match rough(seconds) {
+        under if seconds < 1.0 => under,
+        r => format!("about {r}"),
     }
 }
 
@@ -381,6 +389,8 @@ mod tests {
         assert_eq!(rough(12_000.0), "3 h 20 min");
         assert_eq!(rough(7_200.0), "2 h");
         assert_eq!(rough(3.0 * 86_400.0 + 5.0 * 3_600.0), "3 days 5 h");
+        assert_eq!(about(0.5), "under a second");
+        assert_eq!(about(720.0), "about 12 min");
         assert_eq!(per_run(2.14e-5), "21.4 µs");
         assert_eq!(per_run(0.0032), "3.2 ms");
     }

@@ -11,7 +11,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use broker::Broker;
 use maud::{Markup, html};
-use pipeline::estimate::rough;
+use pipeline::estimate::about;
 use store::{Catalog, QueueEntry, Store, Uuid};
 use workload::{BingoReport, Report, SumReport};
 
@@ -93,7 +93,7 @@ fn facts(d: &BatchDetail, queued: Option<&QueueEntry>) -> Markup {
                 dt { "Queue" } dd {
                     a href="/queue" { "#" (q.position) " in the queue" } " · tenant " (q.tenant) " · " (q.priority)
                     " · " (format::percent(q.share_now)) " of the running chunks"
-                    @if let Some(left) = q.left_s { " · about " (rough(left)) " left" }
+                    @if let Some(left) = q.left_s { " · " (about(left)) " left" }
                 }
             }
             dt { "Event" } dd { (widgets::event_link(&d.event))

@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use broker::Broker;
 use maud::{Markup, html};
-use pipeline::estimate::{Estimate, rough};
+use pipeline::estimate::{Estimate, about, rough};
 use pipeline::submit::Submitted;
 use serde::Deserialize;
 use store::{Catalog, Priority, Store, Uuid};
@@ -122,7 +122,7 @@ impl Started {
             p.note role="status" {
                 strong { "Started. " }
                 @match self.estimate_s.filter(|s| s.is_finite()) {
-                    Some(s) => { "Estimated run time: about " (rough(s)) " at its fair share of the executors now. " }
+                    Some(s) => { "Estimated run time: " (about(s)) " at its fair share of the executors now. " }
                     None => { "No estimate: no executor is running, so it waits for one. " }
                 }
                 a href="/queue" { "The queue" } " shows where it stands."
