@@ -184,6 +184,8 @@ pub struct SubmitArgs {
     /// A weight instead of a priority: 0.01 to 100, normal is 1.
     #[arg(long)]
     pub weight: Option<String>,
+    #[command(flatten)]
+    pub dispatch: pipeline::dispatch::DispatchSettings,
     /// Show progress and end with the verdicts; exits non-zero unless every batch ended SUCCESS (failed or cancelled).
     #[arg(long)]
     pub wait: bool,

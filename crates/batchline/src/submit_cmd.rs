@@ -11,7 +11,7 @@ use store::prelude::*;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use pipeline::estimate::{Estimate, estimate};
-use pipeline::submit::{SubmitRequest, submit};
+use pipeline::submit::{SubmitRequest, submit_with_depth};
 use store::{PgStore, Share, Uuid};
 use workload::WorkloadSpec;
 
@@ -55,7 +55,7 @@ pub async fn run(g: &Global, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         confirm(&guess).await?;
     }
     let broker = connect::broker(g, &store).await?;
-    let submitted = submit(&broker, &store, &req).await?;
+    let submitted = submit_with_depth(&broker, &store, &req, args.dispatch.dispatch_depth).await?;
     for b in &submitted.batches {
         println!("{}", b.id);
         tracing::info!(batch = %b.id, name = %b.name, runs = b.runs, chunks = b.chunks(), "batch submitted");

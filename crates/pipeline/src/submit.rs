@@ -41,6 +41,17 @@ pub async fn submit<B: Broker, S: Store>(
     store: &S,
     req: &SubmitRequest,
 ) -> Result<Submitted> {
+    submit_with_depth(broker, store, req, DEFAULT_DISPATCH_DEPTH).await
+}
+
+/// [`submit`], filling the work queue up to `depth` chunks (the
+/// executors' `DISPATCH_DEPTH`) rather than the default.
+pub async fn submit_with_depth<B: Broker, S: Store>(
+    broker: &B,
+    store: &S,
+    req: &SubmitRequest,
+    depth: i64,
+) -> Result<Submitted> {
     if req.runs <= 0 {
         return Err(Error::Invalid(format!(
             "--runs must be positive, got {}",
@@ -91,7 +102,7 @@ pub async fn submit<B: Broker, S: Store>(
 
     // The chunks wait in the store; the dispatchers send them out in
     // fair-share order. Filling once here starts an idle pool at once.
-    let published = match dispatch::fill(broker, store, DEFAULT_DISPATCH_DEPTH).await {
+    let published = match dispatch::fill(broker, store, depth).await {
         Ok(_) => true,
         Err(e) => {
             tracing::warn!(

@@ -287,7 +287,8 @@ async fn the_form_submits_like_batchline_submit_and_needs_its_token() {
             "nothing was created"
         );
 
-        // With the token: the batch exists as submit writes it, its chunks are published.
+        // With the token: the batch exists as submit writes it, its first
+        // chunks are dispatched (the rest wait their turn in the store).
         let answer = send(
             &app,
             form_post("/batches", &token, &format!("{fields}&csrf={token}")),
@@ -322,7 +323,7 @@ async fn the_form_submits_like_batchline_submit_and_needs_its_token() {
         assert_eq!(
             s.broker.queue_depth(Queue::Work).await.unwrap(),
             pipeline::dispatch::DEFAULT_DISPATCH_DEPTH as u64,
-            "the work queue is kept shallow: the rest of the chunks wait their turn in the store"
+            "the work queue filled to its depth"
         );
         let page = get(&app, &format!("/batches/{id}")).await;
         assert!(

@@ -337,22 +337,7 @@ fn damaged_state_files_are_repaired_and_refilled() {
     s.spawn("verifier", "verifier", &[]);
     let ids =
         s.submit("--runs 2400 --chunk-size 300 --seed 500 --name damage --count 2 --workload sum");
-    // Interleave the two batches' work so both have partial state.
-    let work = s.take(Queue::Work, 16, PATIENCE);
-    let (a, b): (Vec<_>, Vec<_>) = work
-        .iter()
-        .partition(|d| String::from_utf8_lossy(&d.payload).contains(&ids[0].to_string()));
-    let mut interleaved = Vec::new();
-    for (x, y) in a.iter().zip(&b) {
-        for d in [x, y] {
-            interleaved.push(broker::Message::new(
-                Queue::Work,
-                d.msg_id.clone().unwrap_or_default(),
-                d.payload.clone(),
-            ));
-        }
-    }
-    s.publish_all(interleaved);
+    // Fair share interleaves the two batches' chunks, so both get partial state.
     let slow = [("CONCURRENCY", "1"), ("SIMULATION_DELAY_MS", "3")];
     s.spawn("executor-1", "executor", &slow);
     s.spawn("executor-2", "executor", &slow);
@@ -496,29 +481,19 @@ fn two_aggregators_on_one_directory_share_it_by_partition() {
     s.assert_all_alive();
 }
 
-/// Crash table, submit: the batch committed but its work messages never
-/// went out (the submitter died in between). The state that leaves —
-/// chunks pending and unpublished, no messages — is made by hand; the
-/// executors' sweeper publishes the chunks and the batch succeeds.
+/// Crash table, submit: the batch committed but no work message went out
+/// (the submitter died before its first dispatch). The state that leaves —
+/// chunks pending and undispatched, no messages — is made by hand; the
+/// executor's dispatcher sends the chunks and the batch succeeds.
 #[test]
-fn submit_died_before_publishing_is_swept() {
+fn submit_died_before_dispatching_is_dispatched() {
     let mut s = Stack::new();
     s.spawn("aggregator", "aggregator", &[]);
     s.spawn("verifier", "verifier", &[]);
-    let ids = s.submit("--runs 2000 --chunk-size 250 --name unpublished --workload sum");
-    s.take(Queue::Work, 8, PATIENCE);
-    // As if committed a minute ago and never published.
-    let changed = s
-        .block_on(
-            sqlx::query(
-                "UPDATE chunks SET published = false, updated_at = now() - interval '1 minute'
-                 WHERE batch_id = $1",
-            )
-            .bind(ids[0])
-            .execute(s.pool()),
-        )
-        .expect("mark chunks unpublished")
-        .rows_affected();
+    let ids = s.submit("--runs 2000 --chunk-size 250 --name undispatched --workload sum");
+    // What the submit's own dispatch sent (the queue's depth).
+    s.take(Queue::Work, 2, PATIENCE);
+    let changed = mark_chunks(&mut s, ids[0], "published = false, updated_at = now()");
     assert_eq!(changed, 8);
     assert_eq!(s.queue_depth(Queue::Work), 0);
     s.spawn("executor-1", "executor", &[("CONCURRENCY", "1")]);
@@ -527,6 +502,44 @@ fn submit_died_before_publishing_is_swept() {
     s.assert_batch_exact(ids[0]);
     assert!(s.chunks(ids[0]).iter().all(|c| c.attempts == 1));
     s.assert_all_alive();
+}
+
+/// Crash table, dispatcher: chunks marked dispatched whose messages never
+/// went out (the dispatching process died between its commit and its
+/// publish), made by hand as if it happened two minutes ago. They fill
+/// the queue's depth, so no dispatch sends them; the sweeper publishes a
+/// chunk queued that long again, and the batch succeeds.
+#[test]
+fn a_dispatch_lost_before_its_publish_is_swept() {
+    let mut s = Stack::new();
+    s.spawn("aggregator", "aggregator", &[]);
+    s.spawn("verifier", "verifier", &[]);
+    let ids = s.submit("--runs 2000 --chunk-size 250 --name lost-dispatch --workload sum");
+    s.take(Queue::Work, 2, PATIENCE);
+    let changed = mark_chunks(
+        &mut s,
+        ids[0],
+        "published = true, updated_at = now() - interval '2 minutes'",
+    );
+    assert_eq!(changed, 8);
+    assert_eq!(s.queue_depth(Queue::Work), 0);
+    s.spawn("executor-1", "executor", &[("CONCURRENCY", "1")]);
+    let v = s.wait_for_verdicts(&ids, PATIENCE);
+    assert!(v[0].success, "{}", v[0].line);
+    s.assert_batch_exact(ids[0]);
+    s.assert_all_alive();
+}
+
+/// Sets `what` on every chunk of the batch; how many rows changed.
+fn mark_chunks(s: &mut Stack, batch: Uuid, what: &str) -> u64 {
+    let sql = format!("UPDATE chunks SET {what} WHERE batch_id = $1");
+    s.block_on(
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(batch)
+            .execute(s.pool()),
+    )
+    .expect("mark the batch's chunks")
+    .rows_affected()
 }
 
 /// Crash table, executor stalls past its lease: executor A is frozen

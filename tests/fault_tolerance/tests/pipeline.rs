@@ -58,7 +58,8 @@ fn happy_path_aggregates_equal_an_in_process_computation() {
 /// (attempts = 1), one set of run rows; the loser acks without running.
 #[test]
 fn claim_race_between_two_executors_claims_each_chunk_once() {
-    let mut s = Stack::new();
+    // Deep enough that the submit sends all 8 chunks at once.
+    let mut s = Stack::with_env(&[("DISPATCH_DEPTH", "100")]);
     s.spawn("aggregator", "aggregator", &[]);
     s.spawn("verifier", "verifier", &[]);
     let ids = s.submit("--runs 3000 --chunk-size 375 --seed 7 --name race --workload sum");

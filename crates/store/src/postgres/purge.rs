@@ -58,14 +58,29 @@ impl PgStore {
 impl Retention for PgStore {
     async fn purge_batch(&self, id: Uuid, force: bool) -> Result<crate::Purge> {
         let mut tx = self.pool.begin().await.map_err(from_pg)?;
-        let found: Option<(Option<bool>, bool)> = sqlx::query_as(
-            "SELECT v.success, b.cancelled_at IS NOT NULL FROM batches AS b LEFT JOIN verdicts AS v ON v.batch_id = b.id
-             WHERE b.id = $1 FOR UPDATE OF b",
+        // The lock first, the verdict in a statement of its own: a verdict
+        // committed while we waited for the lock (the verifier's insert
+        // holds the batch row's key lock) is seen by a new statement, not
+        // by the locking one, whose joined rows are from before the wait.
+        let cancelled: Option<bool> = sqlx::query_scalar(
+            "SELECT cancelled_at IS NOT NULL FROM batches WHERE id = $1 FOR UPDATE",
         )
         .bind(id)
         .fetch_optional(&mut *tx)
         .await
         .map_err(from_pg)?;
+        let found = match cancelled {
+            Some(cancelled) => {
+                let success: Option<bool> =
+                    sqlx::query_scalar("SELECT success FROM verdicts WHERE batch_id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(from_pg)?;
+                Some((success, cancelled))
+            }
+            None => None,
+        };
         let outcome = match decide(
             found.map(|(success, _)| success),
             force || found.is_some_and(|(_, cancelled)| cancelled),

@@ -19,8 +19,11 @@ impl Scheduling for SqliteStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(from_sqlite)?;
+        // A retried chunk (attempts > 0) waits out its delay in the retry
+        // queue: it must not hold the work queue's depth meanwhile.
         let queued: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM chunks WHERE status = 'pending' AND published",
+            "SELECT count(*) FROM chunks
+                 WHERE status = 'pending' AND published AND attempts = 0",
         )
         .fetch_one(&mut *tx)
         .await
