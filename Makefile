@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 .PHONY: chaos chaos-stack help test fmt lint build release
-.PHONY: bin up up-detached down logs ps check-metadata view-metadata status partitions purge cancel results demo bench chaos check-compose test-drill
+.PHONY: bin up up-detached down logs ps check-metadata view-metadata status queue partitions purge cancel results demo bench chaos check-compose test-drill
 .PHONY: check-kubernetes test-containers
 
 help: ## list the targets
@@ -84,6 +84,9 @@ view-metadata: bin ## the state rows of one batch and their CRC status: make vie
 
 status: bin ## batches with progress, attempts, verdict and runs/s (batchline status)
 	@$(STACK) cli status
+
+queue: bin ## batches waiting or running in the order served: tenant, priority, share now, runs/s, time left (batchline queue; ARGS=--json)
+	@$(STACK) cli queue $(ARGS)
 
 partitions: bin ## the aggregator's partitions: owner, epoch, open batches, queue depth, last hand-over
 	@$(STACK) cli partitions

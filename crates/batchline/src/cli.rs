@@ -130,6 +130,8 @@ pub enum Command {
     Verifier(VerifierSettings),
     /// Show batches with progress, attempts, verdict, elapsed time and runs/s.
     Status(StatusArgs),
+    /// Show the batches waiting or running in the order the executors serve them: tenant, priority, share of the executors now, runs/s, time left.
+    Queue(QueueArgs),
     /// Show a batch's aggregate: per team win rate, mean and percentiles of points.
     Results(ResultsArgs),
     /// Inspect the aggregator's CSV state: rows, CRC check, duplicates.
@@ -190,6 +192,10 @@ pub struct SubmitArgs {
     /// Give up waiting after this many seconds (0 = never).
     #[arg(long, default_value_t = 0)]
     pub timeout_s: u64,
+    /// Submit without asking when the estimated run time is over an hour
+    /// (without a terminal, such a submission is refused unless given).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +239,13 @@ pub struct CancelArgs {
 
 fn parse_age(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?}: {e} (e.g. 30d, 12h, 90m)"))
+}
+
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,14 +1,16 @@
-//! Read-only commands: `status`, `results`, `metadata` and `partitions`.
+//! Read-only commands: `status`, `queue`, `results`, `metadata` and `partitions`.
 
 use std::process::ExitCode;
 use store::prelude::*;
 
 use anyhow::Context;
+use pipeline::estimate::rough;
 use pipeline::partitions::{PartitionsView, ago};
 use pipeline::status::{BatchStatus, ellipsis, now_s};
+use store::QueueView;
 use workload::Summary;
 
-use crate::cli::{Global, MetadataArgs, PartitionsArgs, ResultsArgs, StatusArgs};
+use crate::cli::{Global, MetadataArgs, PartitionsArgs, QueueArgs, ResultsArgs, StatusArgs};
 use crate::connect;
 
 pub async fn status(g: &Global, args: &StatusArgs) -> anyhow::Result<ExitCode> {
@@ -93,6 +95,69 @@ fn shares(view: &PartitionsView) -> String {
         .map(|r| format!("{} {}", r.replica, r.partitions.len()))
         .collect();
     shares.join(", ")
+}
+
+pub async fn queue(g: &Global, args: &QueueArgs) -> anyhow::Result<ExitCode> {
+    let store = connect::store(g).await?;
+    let view = store.queue().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print!("{}", queue_table(&view));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The queue as `batchline queue` prints it: one line per batch in the
+/// order served, then the pool in one line.
+fn queue_table(view: &QueueView) -> String {
+    let mut out = String::new();
+    if view.batches.is_empty() {
+        out.push_str("No batch is waiting or running.\n");
+    } else {
+        out.push_str(&format!(
+            "{:>3}  {:<36}  {:<24} {:<16} {:<12} {:>6} {:>7} {:>6} {:>10}  {}\n",
+            "POS",
+            "BATCH",
+            "NAME",
+            "TENANT",
+            "PRIORITY",
+            "DONE",
+            "RUNNING",
+            "SHARE",
+            "RUNS/S",
+            "LEFT"
+        ));
+        for b in &view.batches {
+            let done = if b.runs > 0 {
+                b.runs_done as f64 / b.runs as f64
+            } else {
+                0.0
+            };
+            out.push_str(&format!(
+                "{:>3}  {:<36}  {:<24} {:<16} {:<12} {:>5.1}% {:>7} {:>5.1}% {:>10.0}  {}\n",
+                b.position,
+                b.id,
+                ellipsis(&b.name, 24),
+                ellipsis(&b.tenant, 16),
+                b.priority,
+                done * 100.0,
+                b.chunks_running,
+                b.share_now * 100.0,
+                b.runs_per_s,
+                b.left_s.map_or_else(|| "-".to_string(), rough),
+            ));
+        }
+        out.push('\n');
+    }
+    out.push_str(&match view.executor_threads {
+        0 => "POOL  no executor running: nothing runs until one starts\n".to_string(),
+        n => format!(
+            "POOL  {n} executor thread(s), {} chunk(s) running\n",
+            view.chunks_running
+        ),
+    });
+    out
 }
 
 pub async fn partitions(g: &Global, args: &PartitionsArgs) -> anyhow::Result<ExitCode> {
@@ -181,4 +246,53 @@ pub async fn results(g: &Global, args: &ResultsArgs) -> anyhow::Result<ExitCode>
 pub fn metadata(g: &Global, args: &MetadataArgs) -> anyhow::Result<ExitCode> {
     let dir = g.worker_data_dir.join("aggregator");
     crate::metadata::print(&dir, args.batch.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::QueueEntry;
+
+    #[test]
+    fn the_queue_reads_as_a_table_and_an_empty_one_says_so() {
+        let view = QueueView {
+            executor_threads: 8,
+            chunks_running: 4,
+            batches: vec![QueueEntry {
+                position: 1,
+                id: store::Uuid::nil(),
+                name: "spring".into(),
+                tenant: "acme".into(),
+                priority: "high".into(),
+                weight: 4.0,
+                runs: 1_000,
+                runs_done: 250,
+                chunks_waiting: 5,
+                chunks_queued: 1,
+                chunks_running: 4,
+                share_now: 1.0,
+                runs_per_s: 100.0,
+                executor_s: 12.0,
+                left_s: Some(7.5),
+            }],
+        };
+        let table = queue_table(&view);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("POS  BATCH"), "{table}");
+        assert!(
+            lines[1].contains("spring") && lines[1].contains("acme"),
+            "{table}"
+        );
+        assert!(
+            lines[1].contains(" 25.0%") && lines[1].contains("100.0%"),
+            "{table}"
+        );
+        assert!(lines[1].ends_with("8 s"), "{table}");
+        assert_eq!(lines[3], "POOL  8 executor thread(s), 4 chunk(s) running");
+        let empty = queue_table(&QueueView::default());
+        assert_eq!(
+            empty,
+            "No batch is waiting or running.\nPOOL  no executor running: nothing runs until one starts\n"
+        );
+    }
 }

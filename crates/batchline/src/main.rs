@@ -11,9 +11,9 @@
 //! - `services`: the long-running stages and the demo; `shutdown`:
 //!   SIGTERM / Ctrl-C; `observe`, `probes`: logs, `/metrics`, `/healthz`,
 //!   `/readyz`;
-//! - `submit_cmd`, `purge_cmd`, `cancel_cmd`, `inspect` (`status`, `results`, `partitions`),
-//!   `metadata` (the aggregator's CSV state), `web_cmd`: the other
-//!   subcommands.
+//! - `submit_cmd`, `purge_cmd`, `cancel_cmd`, `inspect` (`status`,
+//!   `queue`, `results`, `partitions`), `metadata` (the aggregator's CSV
+//!   state), `web_cmd`: the other subcommands.
 
 mod cancel_cmd;
 mod cli;
@@ -75,6 +75,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Aggregator(args) => services::aggregator(g, args).await,
         Command::Verifier(args) => services::verifier(g, args).await,
         Command::Status(args) => inspect::status(g, args).await,
+        Command::Queue(args) => inspect::queue(g, args).await,
         Command::Results(args) => inspect::results(g, args).await,
         Command::Metadata(args) => inspect::metadata(g, args),
         Command::Partitions(args) => inspect::partitions(g, args).await,

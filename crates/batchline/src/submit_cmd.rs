@@ -1,14 +1,16 @@
-//! `batchline submit`: create batches, print their ids, and with `--wait`
+//! `batchline submit`: say how long the batches will take, ask first when
+//! that is over an hour, create them, print their ids, and with `--wait`
 //! follow them to their verdicts (a progress bar on a terminal, plain lines
 //! otherwise).
 
-use std::io::IsTerminal;
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use store::prelude::*;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use pipeline::estimate::{Estimate, estimate};
 use pipeline::submit::{SubmitRequest, submit_with_depth};
 use store::{PgStore, Share, Uuid};
 use workload::WorkloadSpec;
@@ -47,6 +49,11 @@ pub async fn run(g: &Global, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--name {problem}");
     }
     let store = connect::store(g).await?;
+    let guess = estimate(&store, &req).await?;
+    eprintln!("{}", guess.line());
+    if guess.needs_confirmation && !args.yes {
+        confirm(&guess).await?;
+    }
     let broker = connect::broker(g, &store).await?;
     let submitted = submit_with_depth(&broker, &store, &req, args.dispatch.dispatch_depth).await?;
     for b in &submitted.batches {
@@ -68,6 +75,31 @@ pub async fn run(g: &Global, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         Duration::from_secs(args.timeout_s),
     )
     .await
+}
+
+/// Asks on the terminal whether to submit batches estimated to take over
+/// an hour; without a terminal (a script), refuses: `--yes` says it.
+async fn confirm(guess: &Estimate) -> anyhow::Result<()> {
+    let over = match guess.batches {
+        1 => "the batch would run for over an hour",
+        _ => "the batches would run for over an hour",
+    };
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        anyhow::bail!("not submitted: {over}; pass --yes to submit anyway");
+    }
+    let answer = tokio::task::spawn_blocking(|| {
+        eprint!("Submit anyway? [y/N] ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        Ok::<_, std::io::Error>(line)
+    })
+    .await?
+    .context("cannot read the answer")?;
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => anyhow::bail!("not submitted: {over}, and the answer was not yes"),
+    }
 }
 
 /// Follows the batches until each has a verdict; prints the verdict lines.

@@ -7,6 +7,8 @@
 //!   decode, window, concurrency, settle, error policy, drain, throughput
 //!   log); a stage is its domain steps behind [`stage::Stage`].
 //! - [`submit`]: batches and chunks in one transaction, then confirmed publishes.
+//! - [`estimate`]: a submission's run time before it is made, from the
+//!   measured (or calibrated) rate and its fair share of the pool.
 //! - [`executor`]: claim → simulate (blocking pool) → commit rows and
 //!   completion in one transaction → publish result → ack; lease renewal.
 //! - [`sweeper`]: re-publishes lost work and stalled batches' results;
@@ -45,6 +47,7 @@ mod common;
 pub mod demo;
 pub mod dispatch;
 mod error;
+pub mod estimate;
 pub mod executor;
 pub mod faults;
 pub mod health;

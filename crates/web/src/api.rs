@@ -14,7 +14,7 @@ use broker::Broker;
 use serde::Serialize;
 use serde_json::json;
 use store::catalog::{EventDeletion, EventSave};
-use store::{Catalog, Store, Uuid};
+use store::{Catalog, QueueView, Store, Uuid};
 
 use crate::AppState;
 use crate::body::{json_bytes, parse};
@@ -68,7 +68,9 @@ struct Created {
     chunks: i32,
 }
 
-/// `POST /api/batches`: the same path as `batchline submit`.
+/// `POST /api/batches`: the same path as `batchline submit`. Estimated
+/// to run for over an hour, it starts only with `"confirm": true`;
+/// otherwise 409 with the estimate and nothing started.
 pub async fn submit<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
     headers: HeaderMap,
@@ -77,6 +79,17 @@ pub async fn submit<B: Broker, S: Store + Catalog>(
     let bytes = json_bytes(&headers, body, SMALL_BODY).await?;
     let request: NewBatchRequest = parse(&bytes)?;
     let req = request.plan(&app.limits)?.request(&app.store).await?;
+    let guess = crate::submit::estimate(&app.store, &req).await?;
+    if guess.needs_confirmation && !request.confirm {
+        let body = json!({
+            "error": format!(
+                "not started: it would run for over an hour ({}); send \"confirm\": true to start it anyway",
+                guess.line()
+            ),
+            "estimate": guess,
+        });
+        return Ok((StatusCode::CONFLICT, Json(body)).into_response());
+    }
     let done = crate::submit::submit(&app.broker, &app.store, &req).await?;
     let batches: Vec<Created> = done
         .batches
@@ -89,7 +102,7 @@ pub async fn submit<B: Broker, S: Store + Catalog>(
             chunks: b.chunks(),
         })
         .collect();
-    let body = json!({ "batches": batches, "published": done.published });
+    let body = json!({ "batches": batches, "published": done.published, "estimate": guess });
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -200,6 +213,13 @@ pub async fn cancel<B: Broker, S: Store + Catalog>(
         "chunks_stopped": stopped,
         "chunks_kept": kept,
     })))
+}
+
+/// `GET /api/queue`: what `batchline queue --json` prints.
+pub async fn queue<B: Broker, S: Store + Catalog>(
+    State(app): State<AppState<B, S>>,
+) -> ApiResult<Json<QueueView>> {
+    Ok(Json(app.store.queue().await?))
 }
 
 /// `GET /api/compare?b=…&b=…`.

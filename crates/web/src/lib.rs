@@ -90,6 +90,8 @@ pub fn router<B: Broker, S: Store + Catalog>(config: &WebConfig, broker: B, stor
         )
         .route("/batches/live", get(pages::batches::live::<B, S>))
         .route("/batches/new", get(pages::new_batch::form::<B, S>))
+        .route("/queue", get(pages::queue::show::<B, S>))
+        .route("/queue/live", get(pages::queue::live::<B, S>))
         .route("/batches/{id}", get(pages::batch::show::<B, S>))
         .route("/batches/{id}/live", get(pages::batch::live_part::<B, S>))
         .route(
@@ -143,6 +145,7 @@ pub fn router<B: Broker, S: Store + Catalog>(config: &WebConfig, broker: B, stor
             get(api::event::<B, S>).delete(api::delete_event::<B, S>),
         )
         .route("/api/compare", get(api::compare::<B, S>))
+        .route("/api/queue", get(api::queue::<B, S>))
         .route("/api/{*rest}", get(api::not_found).post(api::not_found));
     let login = Router::new()
         .route("/login", get(pages::login::show).post(pages::login::submit))

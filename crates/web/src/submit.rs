@@ -2,13 +2,17 @@
 //! [`SubmitRequest`] within the console's [`Limits`], and go through
 //! `pipeline::submit::submit`, the code path of `batchline submit` —
 //! refused while the broker does not answer ([`submit`]), so that no batch
-//! is created that nothing could start.
+//! is created that nothing could start. Tenant, priority and weight are
+//! read by `Share::parse`, as the command line's; the estimated run time
+//! comes from `pipeline::estimate`, and over an hour the batch starts only
+//! once confirmed ([`NewBatchForm::confirmed`], [`NewBatchRequest::confirm`]).
 
 use broker::{Broker, Queue};
 use serde::Deserialize;
-use store::{Catalog, Store, Uuid, chunk_count};
+use store::{Catalog, Share, Store, Uuid, chunk_count};
 use workload::WorkloadSpec;
 
+use pipeline::estimate::Estimate;
 use pipeline::submit::{DEFAULT_CHUNK_SIZE, SubmitRequest, Submitted};
 
 use crate::error::{Error, Result};
@@ -52,6 +56,14 @@ pub struct NewBatchForm {
     pub seed: String,
     pub count: String,
     pub name: String,
+    /// Empty: the default tenant.
+    pub tenant: String,
+    /// `high`, `normal` or `low`.
+    pub priority: String,
+    /// Instead of the priority; empty: none.
+    pub weight: String,
+    /// `yes` once the person confirmed a run time over an hour.
+    pub confirm: String,
     pub csrf: String,
 }
 
@@ -64,6 +76,10 @@ impl Default for NewBatchForm {
             seed: String::new(),
             count: "1".into(),
             name: String::new(),
+            tenant: String::new(),
+            priority: "normal".into(),
+            weight: String::new(),
+            confirm: String::new(),
             csrf: String::new(),
         }
     }
@@ -86,10 +102,22 @@ pub struct NewBatchRequest {
     pub count: Option<usize>,
     #[serde(default)]
     pub name: Option<String>,
+    /// The default tenant unless given.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// `high`, `normal` (default) or `low`.
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// A weight instead of a priority: 0.01 to 100, normal is 1.
+    #[serde(default)]
+    pub weight: Option<f64>,
+    /// Start it even when the estimated run time is over an hour.
+    #[serde(default)]
+    pub confirm: bool,
 }
 
 /// A checked request, before its event is loaded.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     pub source: Source,
     pub runs: i64,
@@ -97,6 +125,54 @@ pub struct Plan {
     pub seed: Option<i64>,
     pub count: usize,
     pub name: Option<String>,
+    pub share: Share,
+}
+
+/// A problem of `Share::parse` as a sentence of the console: capitalized,
+/// a full stop, and no command-line flags.
+fn sentence(problem: &str) -> String {
+    let text = problem.replace("--", "");
+    let mut chars = text.chars();
+    let mut out: String = chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default();
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}
+
+/// Tenant, priority and weight as the form has them: a weight replaces
+/// the priority when that is left at `normal`, and a weight beside another
+/// priority is refused as on the command line. Each problem is reported
+/// apart, so that every one shows at once.
+fn form_share(
+    tenant: &str,
+    priority: &str,
+    weight: &str,
+    problems: &mut Vec<String>,
+) -> Option<Share> {
+    let priority = Some(priority).filter(|p| weight.trim().is_empty() || p.trim() != "normal");
+    let tenant_ok = Share::parse(Some(tenant), None, None)
+        .map_err(|e| problems.push(sentence(&e)))
+        .is_ok();
+    let weight_ok = Share::parse(None, priority, Some(weight))
+        .map_err(|e| problems.push(sentence(&e)))
+        .is_ok();
+    if tenant_ok && weight_ok {
+        Share::parse(Some(tenant), priority, Some(weight)).ok()
+    } else {
+        None
+    }
+}
+
+/// Whether a form's or request's values are a share, as `form_share` says.
+fn share_problems(share: &std::result::Result<Share, String>) -> Vec<String> {
+    match share {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![sentence(e)],
+    }
 }
 
 /// A whole number as typed in the form (`20,000`, `20 000` and `20_000`
@@ -134,6 +210,7 @@ impl NewBatchForm {
         };
         let count = number("Batches", &self.count, &mut problems);
         let name = Some(self.name.trim().to_string()).filter(|n| !n.is_empty());
+        let share = form_share(&self.tenant, &self.priority, &self.weight, &mut problems);
         problems.extend(limit_problems(
             runs,
             chunk_size,
@@ -141,8 +218,8 @@ impl NewBatchForm {
             name.as_deref(),
             limits,
         ));
-        match (source, runs, chunk_size, seed, count) {
-            (Some(source), Some(runs), Some(chunk_size), Some(seed), Some(count))
+        match (source, runs, chunk_size, seed, count, share) {
+            (Some(source), Some(runs), Some(chunk_size), Some(seed), Some(count), Some(share))
                 if problems.is_empty() =>
             {
                 Ok(Plan {
@@ -152,24 +229,37 @@ impl NewBatchForm {
                     seed,
                     count,
                     name,
+                    share,
                 })
             }
             _ => Err(Error::Refused(problems)),
         }
     }
+
+    /// Whether the person confirmed a run time over an hour.
+    pub fn confirmed(&self) -> bool {
+        matches!(self.confirm.trim(), "yes" | "on" | "true")
+    }
 }
 
 impl NewBatchRequest {
     pub fn plan(&self, limits: &Limits) -> Result<Plan> {
-        Plan {
+        let weight = self.weight.map(|w| w.to_string());
+        let share = Share::parse(
+            self.tenant.as_deref(),
+            self.priority.as_deref(),
+            weight.as_deref(),
+        );
+        let plan = Plan {
             source: Source::parse(self.event.as_deref().unwrap_or("builtin"))?,
             runs: self.runs,
             chunk_size: self.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
             seed: self.seed.map(|s| s.0),
             count: self.count.unwrap_or(1),
             name: self.name.clone(),
-        }
-        .checked(limits)
+            share: share.clone().unwrap_or_default(),
+        };
+        plan.checked(limits, share_problems(&share))
     }
 }
 
@@ -227,15 +317,17 @@ fn limit_problems(
 }
 
 impl Plan {
-    /// Within the console's limits; each problem says the limit.
-    fn checked(self, limits: &Limits) -> Result<Plan> {
-        let problems = limit_problems(
+    /// Within the console's limits; each problem says the limit. `more`:
+    /// the problems found already.
+    fn checked(self, limits: &Limits, more: Vec<String>) -> Result<Plan> {
+        let mut problems = limit_problems(
             Some(self.runs),
             Some(self.chunk_size),
             Some(self.count),
             self.name.as_deref(),
             limits,
         );
+        problems.extend(more);
         if problems.is_empty() {
             Ok(self)
         } else {
@@ -267,9 +359,17 @@ impl Plan {
             seed: self.seed,
             workload,
             count: self.count,
-            share: Default::default(),
+            share: self.share.clone(),
         })
     }
+}
+
+/// The run time `req` is estimated to take against the queue now
+/// (`pipeline::estimate`).
+pub async fn estimate<S: Store>(store: &S, req: &SubmitRequest) -> Result<Estimate> {
+    pipeline::estimate::estimate(store, req)
+        .await
+        .map_err(Error::from)
 }
 
 /// Submits `req` as `batchline submit` does, once the broker answers:
@@ -336,7 +436,67 @@ mod tests {
                 seed: Some(42),
                 count: 2,
                 name: Some("spring".into()),
+                share: Share::default(),
             }
+        );
+    }
+
+    #[test]
+    fn tenant_priority_and_weight_are_read_like_the_command_line() {
+        let plan = NewBatchForm {
+            tenant: " acme ".into(),
+            priority: "high".into(),
+            ..form("100", "10", "1")
+        }
+        .plan(&LIMITS)
+        .unwrap();
+        assert_eq!(
+            (plan.share.tenant.as_str(), plan.share.weight),
+            ("acme", 4.0)
+        );
+        // A weight replaces the priority left at normal.
+        let plan = NewBatchForm {
+            weight: "2.5".into(),
+            ..form("100", "10", "1")
+        }
+        .plan(&LIMITS)
+        .unwrap();
+        assert_eq!(plan.share.weight, 2.5);
+        // Every problem at once, in the form's words.
+        let m = refused(
+            NewBatchForm {
+                tenant: "a b".into(),
+                priority: "high".into(),
+                weight: "2".into(),
+                ..form("100", "10", "1")
+            }
+            .plan(&LIMITS),
+        );
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(m[0].starts_with("Tenant \"a b\" has ' '"), "{m:?}");
+        assert_eq!(m[1], "Give a priority or a weight, not both.");
+        let m = refused(
+            NewBatchForm {
+                priority: "urgent".into(),
+                ..form("100", "10", "1")
+            }
+            .plan(&LIMITS),
+        );
+        assert!(
+            m[0].starts_with("Priority \"urgent\" is not one of high, normal, low"),
+            "{m:?}"
+        );
+        assert!(m.iter().all(|p| !p.contains("--")), "{m:?}");
+        let m = refused(
+            NewBatchForm {
+                weight: "1000".into(),
+                ..form("100", "10", "1")
+            }
+            .plan(&LIMITS),
+        );
+        assert_eq!(
+            m,
+            ["Weight \"1000\" is not a number from 0.01 to 100 (normal is 1)."]
         );
     }
 

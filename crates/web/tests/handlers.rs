@@ -295,12 +295,16 @@ async fn the_form_submits_like_batchline_submit_and_needs_its_token() {
         )
         .await;
         assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
-        let id: Uuid = answer
-            .location()
-            .strip_prefix("/batches/")
-            .unwrap()
-            .parse()
-            .unwrap();
+        let (path, query) = answer.location().split_once('?').unwrap();
+        let id: Uuid = path.strip_prefix("/batches/").unwrap().parse().unwrap();
+        // No executor runs: the page it lands on says there is no estimate.
+        assert_eq!(query, "started=1");
+        let landed = get(&app, answer.location()).await;
+        assert!(
+            landed.body.contains("No estimate: no executor is running"),
+            "{}",
+            landed.body
+        );
         let batch = s.store.batch(id).await.unwrap().expect("the batch row");
         assert_eq!(
             (
@@ -1276,6 +1280,214 @@ async fn wrong_logins_are_throttled() {
         let right = send(&app, attempt(TOKEN)).await;
         assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
         assert!(right.cookie("batchline_session").is_none());
+    })
+    .await;
+}
+
+/// Makes the workload's measured rate `seconds_per_run`, as executors'
+/// charges would: one chunk of a batch of it, charged that much a run.
+async fn measure(s: &Services, batch: Uuid, runs_in_chunk: f64, seconds_per_run: f64) {
+    s.store
+        .charge(batch, 0, runs_in_chunk * seconds_per_run)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_queue_shows_tenants_priorities_and_the_pool() {
+    with_services(|s| async move {
+        let app = s.app(None);
+        // Nothing queued, no executor: both say so.
+        let empty = get(&app, "/api/queue").await;
+        assert_eq!(empty.status, StatusCode::OK, "{}", empty.body);
+        assert_eq!(
+            empty.json(),
+            json!({"executor_threads": 0, "chunks_running": 0, "batches": []})
+        );
+        let page = get(&app, "/queue").await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains("No executor is running"), "{}", page.body);
+        assert!(page.body.contains("No batch is waiting or running"));
+        assert!(!page.body.contains("data-live"), "an empty queue does not refresh");
+        assert!(
+            page.body.contains(r#"<a class="active" href="/queue" aria-current="page">Queue</a>"#),
+            "the navigation has it: {}",
+            page.body
+        );
+
+        // Two tenants, priorities and a weight, through the API and the form.
+        for body in [
+            json!({"event": "sum", "runs": 3000, "chunk_size": 1000, "name": "acme-high", "tenant": "acme", "priority": "high"}),
+            json!({"event": "sum", "runs": 3000, "chunk_size": 1000, "name": "acme-light", "tenant": "acme", "weight": 0.5}),
+        ] {
+            let created = post_json(&app, "/api/batches", body.to_string()).await;
+            assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+            let estimate = &created.json()["estimate"];
+            assert_eq!(estimate["executor_threads"], 0, "{estimate}");
+            assert_eq!(estimate["seconds"], Value::Null, "no executors, no estimate");
+        }
+        let token = csrf_token(&app).await;
+        let form = format!(
+            "event=sum&runs=2000&chunk_size=1000&count=1&name=<b>bold</b>&tenant=lab&priority=low&weight=&csrf={token}"
+        );
+        let answer = send(&app, form_post("/batches", &token, &form)).await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+        s.store.executor_heartbeat("executor-test-1", 3).await.unwrap();
+        s.store.executor_heartbeat("executor-test-2", 1).await.unwrap();
+
+        let view = get(&app, "/api/queue").await.json();
+        assert_eq!(view["executor_threads"], 4, "{view}");
+        let batches = view["batches"].as_array().unwrap();
+        assert_eq!(batches.len(), 3, "{view}");
+        let by_name = |n: &str| {
+            batches
+                .iter()
+                .find(|b| b["name"] == n)
+                .unwrap_or_else(|| panic!("{n} in {view}"))
+                .clone()
+        };
+        let high = by_name("acme-high");
+        assert_eq!(
+            (&high["tenant"], &high["priority"], &high["weight"], &high["runs"]),
+            (&json!("acme"), &json!("high"), &json!(4.0), &json!(3000))
+        );
+        assert_eq!(by_name("acme-light")["priority"], "weight 0.5");
+        let low = by_name("<b>bold</b>");
+        assert_eq!((&low["tenant"], &low["priority"]), (&json!("lab"), &json!("low")));
+        let positions: Vec<i64> = batches.iter().map(|b| b["position"].as_i64().unwrap()).collect();
+        assert_eq!(positions, [1, 2, 3]);
+        for b in batches {
+            assert!(b["left_s"].as_f64().is_some_and(|s| s > 0.0), "{b}");
+            let chunks = ["chunks_waiting", "chunks_queued", "chunks_running"]
+                .map(|k| b[k].as_i64().unwrap())
+                .iter()
+                .sum::<i64>();
+            assert_eq!(chunks * 1000, b["runs"].as_i64().unwrap(), "{b}");
+        }
+
+        // The page: the same rows, escaped, refreshing itself; the live part alone.
+        let page = get(&app, "/queue").await;
+        assert!(page.body.contains("4 executor threads"), "{}", page.body);
+        assert!(page.body.contains("acme-high") && page.body.contains("weight 0.5"));
+        assert!(page.body.contains("&lt;b&gt;bold&lt;/b&gt;"), "escaped: {}", page.body);
+        assert!(!page.body.contains("<b>bold"));
+        assert!(page.body.contains(r#"data-live="/queue/live""#));
+        let live = get(&app, "/queue/live").await;
+        assert!(live.body.starts_with(r#"<div class="live" id="queue""#), "{}", live.body);
+        assert!(!live.body.contains("<html"));
+
+        // A batch page shows its place in the queue.
+        let id = by_name("acme-high")["id"].as_str().unwrap().to_string();
+        let page = get(&app, &format!("/batches/{id}")).await;
+        assert!(page.body.contains("in the queue</a> · tenant acme · high"), "{}", page.body);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_tenants_priorities_and_weights_are_refused_with_every_problem() {
+    with_services(|s| async move {
+        let app = s.app(None);
+        for (body, says) in [
+            (json!({"runs": 10, "tenant": "a b"}), "Tenant \"a b\" has ' '"),
+            (json!({"runs": 10, "priority": "urgent"}), "Priority \"urgent\" is not one of high, normal, low"),
+            (json!({"runs": 10, "weight": 1000}), "Weight \"1000\" is not a number from 0.01 to 100"),
+            (json!({"runs": 10, "priority": "high", "weight": 2}), "Give a priority or a weight, not both."),
+            (json!({"runs": 10, "weight": "2"}), "invalid type"),
+        ] {
+            let answer = post_json(&app, "/api/batches", body.to_string()).await;
+            assert!(answer.status.is_client_error(), "{body}: {}", answer.status);
+            let error = answer.json()["error"].as_str().unwrap().to_string();
+            assert!(error.contains(says), "{body}: {error}");
+        }
+        // With a limit problem too: both listed.
+        let answer = post_json(
+            &app,
+            "/api/batches",
+            json!({"runs": 0, "tenant": "x/y"}).to_string(),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(answer.json()["problems"].as_array().unwrap().len(), 2, "{}", answer.body);
+
+        // The form: each problem in its words, the values kept.
+        let token = csrf_token(&app).await;
+        let form = format!(
+            "event=sum&runs=100&chunk_size=10&count=1&tenant=a%20b&priority=high&weight=2&csrf={token}"
+        );
+        let page = send(&app, form_post("/batches", &token, &form)).await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(page.body.contains("Tenant &quot;a b&quot; has"), "{}", page.body);
+        assert!(page.body.contains("Give a priority or a weight, not both."));
+        assert!(page.body.contains(r#"value="a b""#), "the tenant typed");
+        assert!(page.body.contains(r#"<option value="high" selected>"#), "{}", page.body);
+        assert!(s.store.progress(None, 10).await.unwrap().is_empty(), "nothing was created");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn over_an_hour_starts_only_once_confirmed() {
+    with_services(|s| async move {
+        let app = s.app(None);
+        // A first sum batch, measured at 10 ms a run on a pool of 1 thread:
+        // 100,000 runs of sum are 1,000 s alone, and beside it a half: 2,000 s.
+        let first = post_json(
+            &app,
+            "/api/batches",
+            json!({"event": "sum", "runs": 1000, "chunk_size": 1000, "name": "first"}).to_string(),
+        )
+        .await;
+        assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+        let first_id: Uuid = first.json()["batches"][0]["batch_id"].as_str().unwrap().parse().unwrap();
+        measure(&s, first_id, 1000.0, 0.01).await;
+        s.store.executor_heartbeat("executor-test", 1).await.unwrap();
+
+        let short = json!({"event": "sum", "runs": 100_000, "chunk_size": 10_000, "name": "short"});
+        let created = post_json(&app, "/api/batches", short.to_string()).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let estimate = &created.json()["estimate"];
+        assert_eq!(estimate["rate_source"], "measured", "{estimate}");
+        assert_eq!(estimate["executor_threads"], 1);
+        assert_eq!(estimate["needs_confirmation"], false);
+        let seconds = estimate["seconds"].as_f64().unwrap();
+        assert!((seconds - 2_000.0).abs() < 1.0, "{estimate}");
+
+        // Three of them beside two batches of weight 1: 3,000 s of work at
+        // 3/5 of the pool, 5,000 s: over an hour, refused with the estimate.
+        let long = json!({"event": "sum", "runs": 100_000, "chunk_size": 10_000, "count": 3, "name": "long"});
+        let refused = post_json(&app, "/api/batches", long.to_string()).await;
+        assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+        let body = refused.json();
+        assert!(body["error"].as_str().unwrap().contains("\"confirm\": true"), "{body}");
+        assert_eq!(body["estimate"]["needs_confirmation"], true, "{body}");
+        assert!(body["estimate"]["seconds"].as_f64().unwrap() > 3_600.0, "{body}");
+        assert_eq!(s.store.progress(None, 10).await.unwrap().len(), 2, "nothing started");
+
+        // The form: a confirmation step, nothing started; ticked, it starts.
+        let token = csrf_token(&app).await;
+        let form = format!("event=sum&runs=100000&chunk_size=10000&count=3&name=long&csrf={token}");
+        let step = send(&app, form_post("/batches", &token, &form)).await;
+        assert_eq!(step.status, StatusCode::OK, "{}", step.body);
+        assert!(step.body.contains("These 3 batches would run for about <span class=\"nowrap\">"), "{}", step.body);
+        assert!(step.body.contains(r#"name="confirm" value="yes""#), "{}", step.body);
+        assert!(step.body.contains(r#"value="100000""#), "the values stay");
+        assert_eq!(s.store.progress(None, 10).await.unwrap().len(), 2, "nothing started");
+        let started = send(&app, form_post("/batches", &token, &format!("{form}&confirm=yes"))).await;
+        assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+        let location = started.location().to_string();
+        assert!(location.starts_with("/batches?started=1&estimate_s="), "{location}");
+        let landed = get(&app, &location).await;
+        assert!(landed.body.contains("Estimated run time: about"), "{}", landed.body);
+        assert_eq!(s.store.progress(None, 10).await.unwrap().len(), 5);
+
+        // The API with "confirm": true starts it too.
+        let mut confirmed = long.clone();
+        confirmed["confirm"] = json!(true);
+        let created = post_json(&app, "/api/batches", confirmed.to_string()).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        assert_eq!(created.json()["estimate"]["needs_confirmation"], true);
+        assert_eq!(s.store.progress(None, 10).await.unwrap().len(), 8);
     })
     .await;
 }

@@ -2,19 +2,24 @@
 //! page refreshes itself until the verdict is in; closing it changes
 //! nothing, the workers go on. Also the event the batch ran, from its own
 //! snapshot (board and JSON download), whether or not it is in the library.
+//! While it waits or runs, its place in the queue: tenant, priority, share
+//! of the executors, time left.
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use broker::Broker;
 use maud::{Markup, html};
-use store::{Catalog, Store, Uuid};
+use pipeline::estimate::about;
+use store::{Catalog, QueueEntry, Store, Uuid};
 use workload::{BingoReport, Report, SumReport};
 
 use crate::AppState;
 use crate::data::{BatchDetail, EventRef, batch_detail};
 use crate::error::{Error, PageError};
 use crate::id::Id;
+use crate::pages::new_batch::Started;
 use crate::views::charts::{self, RateBar};
 use crate::views::layout::{Ctx, Nav, page};
 use crate::views::{board, format, widgets};
@@ -24,10 +29,23 @@ pub async fn show<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
     ctx: Ctx,
     Id(id): Id,
+    started: Result<Query<Started>, QueryRejection>,
 ) -> Result<Markup, PageError> {
     let d = batch_detail(&app.store, id).await?;
+    let queued = in_queue(&app.store, &d).await?;
     let title = d.status.name.clone();
-    Ok(page(Some(&ctx), &title, Nav::Batches, live(&d)))
+    let note = started.ok().and_then(|Query(s)| s.note());
+    let body = html! { @if let Some(n) = note { (n) } (live(&d, queued.as_ref())) };
+    Ok(page(Some(&ctx), &title, Nav::Batches, body))
+}
+
+/// The batch's entry in the queue while it waits or runs.
+async fn in_queue<S: Store>(store: &S, d: &BatchDetail) -> Result<Option<QueueEntry>, Error> {
+    if d.status.state.is_final() || d.status.cancelled() {
+        return Ok(None);
+    }
+    let view = store.queue().await?;
+    Ok(view.batches.into_iter().find(|b| b.id == d.status.batch_id))
 }
 
 /// `GET /batches/{id}/live`: everything below the navigation, for the refresh.
@@ -35,10 +53,12 @@ pub async fn live_part<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
     Id(id): Id,
 ) -> Result<Markup, PageError> {
-    Ok(live(&batch_detail(&app.store, id).await?))
+    let d = batch_detail(&app.store, id).await?;
+    let queued = in_queue(&app.store, &d).await?;
+    Ok(live(&d, queued.as_ref()))
 }
 
-fn live(d: &BatchDetail) -> Markup {
+fn live(d: &BatchDetail, queued: Option<&QueueEntry>) -> Markup {
     let s = &d.status;
     let refresh = (!s.state.is_final()).then(|| format!("/batches/{}/live", s.batch_id));
     html! {
@@ -53,7 +73,7 @@ fn live(d: &BatchDetail) -> Markup {
                 p.verdict { (reason) }
             }
             (widgets::progress(s))
-            (facts(d))
+            (facts(d, queued))
             @match d.result.as_ref().map(|r| &r.report) {
                 Some(Report::Bingo(b)) => (bingo(b)),
                 Some(Report::Sum(sum)) => (sum_totals(sum)),
@@ -64,11 +84,18 @@ fn live(d: &BatchDetail) -> Markup {
     }
 }
 
-fn facts(d: &BatchDetail) -> Markup {
+fn facts(d: &BatchDetail, queued: Option<&QueueEntry>) -> Markup {
     let s = &d.status;
     html! {
         dl.facts {
             dt { "Batch" } dd { code { (s.batch_id) } }
+            @if let Some(q) = queued {
+                dt { "Queue" } dd {
+                    a href="/queue" { "#" (q.position) " in the queue" } " · tenant " (q.tenant) " · " (q.priority)
+                    " · " (format::percent(q.share_now)) " of the running chunks"
+                    @if let Some(left) = q.left_s { " · " (about(left)) " left" }
+                }
+            }
             dt { "Event" } dd { (widgets::event_link(&d.event))
                 @if !matches!(d.event, EventRef::None) {
                     " · " a href=(format!("/batches/{}/event", s.batch_id)) { "as it ran" } } }

@@ -10,6 +10,7 @@ use store::{Catalog, Store};
 use crate::AppState;
 use crate::data::{BatchList, BatchQuery, batch_list};
 use crate::error::{Error, PageError};
+use crate::pages::new_batch::Started;
 use crate::views::layout::{Ctx, Nav, page};
 use crate::views::{format, widgets};
 
@@ -23,8 +24,10 @@ pub async fn list<B: Broker, S: Store + Catalog>(
     State(app): State<AppState<B, S>>,
     ctx: Ctx,
     q: Result<Query<BatchQuery>, QueryRejection>,
+    started: Result<Query<Started>, QueryRejection>,
 ) -> Result<Markup, PageError> {
     let q = query(q)?;
+    let note = started.ok().and_then(|Query(s)| s.note());
     let list = batch_list(&app.store, &q).await?;
     let verdict = q
         .verdict
@@ -32,6 +35,7 @@ pub async fn list<B: Broker, S: Store + Catalog>(
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "any".into());
     let body = html! {
+        @if let Some(n) = note { (n) }
         div.heading {
             h1 { "Batches" }
             a.button href="/batches/new" { "New batch" }

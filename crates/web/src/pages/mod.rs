@@ -8,3 +8,4 @@ pub mod compare;
 pub mod events;
 pub mod login;
 pub mod new_batch;
+pub mod queue;

@@ -13,6 +13,7 @@ use crate::csrf::{CSRF_FIELD, CsrfToken};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Nav {
     Batches,
+    Queue,
     NewBatch,
     Events,
     Compare,
@@ -82,6 +83,7 @@ pub fn page(ctx: Option<&Ctx>, title: &str, nav: Nav, body: Markup) -> Markup {
                     a.brand href="/batches" { "batchline" }
                     nav {
                         (item(Nav::Batches, "/batches", "Batches"))
+                        (item(Nav::Queue, "/queue", "Queue"))
                         (item(Nav::NewBatch, "/batches/new", "New batch"))
                         (item(Nav::Events, "/events", "Events"))
                         (item(Nav::Compare, "/compare", "Compare"))
