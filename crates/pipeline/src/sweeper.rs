@@ -1,10 +1,11 @@
 //! The sweeper (inside executor processes): finds work whose message was
 //! lost or never sent and sends it again.
 //!
-//! - chunks dispatched but still waiting in the queue long after (the
-//!   dispatcher died between its commit and its publish), and chunks whose
-//!   lease expired long ago (their message is gone): their work message is
-//!   re-published;
+//! - chunks dispatched whose message is nowhere (the dispatcher died or
+//!   froze between its commit and its publish; a frozen executor holds it
+//!   unclaimed): 5 s after their dispatch when the work queue is empty,
+//!   60 s after otherwise; and chunks whose lease expired long ago (their
+//!   message is gone): their work message is re-published;
 //! - batches whose chunks are all completed but that have no aggregate past
 //!   a deadline (e.g. the aggregator quarantined a corrupt row): their chunk
 //!   results are re-published with their original msg_ids, so the
@@ -39,6 +40,10 @@ pub const DEFAULT_STALL_DEADLINE_S: u64 = 20;
 /// longer than a shallow queue keeps a chunk while executors work
 /// ([`crate::dispatch`]); a duplicate costs only a fenced claim.
 const QUEUED_AFTER: Duration = Duration::from_secs(60);
+/// The same while the work queue holds no message at all: the chunk's
+/// message was lost (its dispatcher died or froze between its commit and
+/// its publish) or sits unclaimed in a frozen executor's prefetch.
+const LOST_AFTER: Duration = Duration::from_secs(5);
 /// Re-publish rounds of a stalled batch before it is failed.
 const MAX_ROUNDS: i32 = 3;
 
@@ -81,6 +86,7 @@ impl SweeperSettings {
         SweeperConfig {
             interval: Duration::from_secs(self.sweep_interval_s.max(1)),
             queued_after: QUEUED_AFTER,
+            lost_after: LOST_AFTER,
             // A third of the lease plus a second: a live owner renews every
             // third of the lease, so a lease this far past its end is dead.
             lease_grace: lease / 3 + Duration::from_secs(1),
@@ -100,6 +106,8 @@ pub struct SweeperConfig {
     pub interval: Duration,
     /// A dispatched chunk still waiting this long is published again.
     pub queued_after: Duration,
+    /// The same while the work queue is empty.
+    pub lost_after: Duration,
     /// A running chunk is re-published this long after its lease expired.
     pub lease_grace: Duration,
     /// All chunks completed but no aggregate for this long → re-publish results.
@@ -174,8 +182,16 @@ pub async fn sweep_once<B: Broker, S: Store>(
     cfg: &SweeperConfig,
     stats: &StageStats,
 ) -> Result<()> {
+    // Dispatched chunks whose message is nowhere: an empty work queue says
+    // so after a short while (an executor claims what it is delivered at
+    // once, unless it froze holding it); otherwise only a long wait does.
+    let queued_after = if broker.queue_depth(Queue::Work).await? == 0 {
+        cfg.lost_after
+    } else {
+        cfg.queued_after
+    };
     let chunks = store
-        .take_chunks_to_republish(cfg.queued_after, cfg.lease_grace, 1000)
+        .take_chunks_to_republish(queued_after, cfg.lease_grace, 1000)
         .await?;
     if !chunks.is_empty() {
         tracing::info!(
