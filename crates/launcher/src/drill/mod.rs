@@ -248,6 +248,9 @@ impl<'a> Drill<'a> {
                 "--chunk-size".into(),
                 get("CHUNK_SIZE", s.chunk_size.to_string()),
                 "--wait".into(),
+                // Its size was set on purpose (NUM_BATCHES, RUNS_PER_BATCH):
+                // no question about a long estimate, there is nobody to answer.
+                "--yes".into(),
             ],
             other => vec![other.as_str().into()],
         }
