@@ -92,6 +92,11 @@ round_up() { # round_up NAME: a new runner round with the drill's settings
 
 cut_aggregator() { # cut_aggregator NAME NETWORK WHAT DISKS
   local name=$1 net=$2 what=$3 disks=$4 owner victim cut_at list had fenced_before let_go_before
+  # Between rounds the replicas are up: let a cut replica of the round
+  # before get partitions back first, so that the cut lands mid-batch.
+  if (($(replicas worker-2) == 2)); then
+    wait_for 120 "two aggregator replicas own partitions before $name" two_owners
+  fi
   round_up "$name"
   wait_for 120 "two aggregator replicas own partitions" two_owners
   wait_for 120 "the runner reports progress" mid_batch 5000
@@ -119,12 +124,17 @@ cut_aggregator() { # cut_aggregator NAME NETWORK WHAT DISKS
   REPORT+=("$name ($what, $disks): $had partitions, first moved after ${FIRST}s, all after ${ALL}s, fenced $fenced, $LET_GO $let_go;")
 }
 
+# Chunks claimed more than once (an attempt whose lease ran out, taken
+# over by another): what an executor's late commit would be fenced by.
+reclaimed() { psql_q "SELECT count(*) FROM chunks WHERE attempts > 1"; }
+
 cut_container() { # cut_container NAME SERVICE CONTAINER WHAT NETWORK...
-  local name=$1 service=$2 victim=$3 what=$4 cut_at net fenced_before fenced
+  local name=$1 service=$2 victim=$3 what=$4 cut_at net fenced_before fenced reclaimed_before again
   shift 4
   round_up "$name"
   wait_for 120 "the runner reports progress" mid_batch 3000
   fenced_before=$(event_of "$service" fenced)
+  reclaimed_before=$(reclaimed)
   cut_at=$(now)
   for net in "$@"; do docker network disconnect "$net" "$victim"; done
   log "$name: $victim cut from $what for ${CUT_S}s at $(runs_executed) runs"
@@ -133,8 +143,9 @@ cut_container() { # cut_container NAME SERVICE CONTAINER WHAT NETWORK...
   log "$name: reconnected after $(since "$cut_at")s"
   check_verdicts "$name" "$NUM_BATCHES"
   fenced=$(($(event_of "$service" fenced) - fenced_before))
-  log "$name: $service counted $fenced fenced effect(s) (late effects refused)"
-  REPORT+=("$name ($service cut from $what): fenced $fenced;")
+  again=$(($(reclaimed) - reclaimed_before))
+  log "$name: $service counted $fenced fenced effect(s) (late effects refused); $again chunk(s) claimed again meanwhile"
+  REPORT+=("$name ($service cut from $what): fenced $fenced, chunks claimed again $again;")
 }
 
 # Whether the aggregator replicas have a disk each: no mount at all on
