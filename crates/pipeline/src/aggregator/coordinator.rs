@@ -24,8 +24,9 @@
 //! RabbitMQ still sees that another replica took its partitions, and drops
 //! them at once (`LoopControl::drop_now`). Another task asks RabbitMQ every
 //! [`HEARTBEAT`] whether it answers ([`BrokerClock`]; a delivery counts
-//! too): once it has not for [`SILENCE`] — the bound the others wait for a
-//! silent replica — the replica cannot consume its partitions' queues, so
+//! too): once its probes have gone unanswered for [`SILENCE`] — the bound
+//! the others wait for a silent replica — the replica cannot consume its
+//! partitions' queues, so
 //! it lets go of every partition it holds (released under its epochs) and
 //! stops announcing itself until the broker answers again. The others then
 //! count it gone and nudge its partitions, idle ones too, to the consumers
@@ -61,9 +62,9 @@ pub(super) const WATCH: Duration = Duration::from_millis(500);
 /// take: the next look tries again.
 const BROKER_PATIENCE: Duration = Duration::from_secs(2);
 
-/// A replica silent for this long counts as gone; a replica that Postgres
-/// (its heartbeat) or RabbitMQ ([`BrokerClock`]) has not answered for this
-/// long lets go of its partitions.
+/// A replica silent for this long counts as gone; a replica whose heartbeats
+/// Postgres, or whose probes RabbitMQ ([`BrokerClock`]), has not answered
+/// for this long lets go of its partitions.
 pub const SILENCE: Duration = Duration::from_secs(6);
 
 /// How long a hand-over may take before the next one is tried anyway.
@@ -305,40 +306,62 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
     }
 }
 
-/// When RabbitMQ last answered this replica: a probe of [`broker_watch`]
-/// answered, or a partition got a delivery.
+/// Whether RabbitMQ answers this replica: since when the probes of
+/// [`broker_watch`] have gone unanswered, if they have. Counted from the
+/// first probe that failed, not from the last answer, so that a replica
+/// that was frozen (SIGSTOP) or starved does not take its own silence for
+/// the broker's when it wakes; an answer or a delivery ends it.
 #[derive(Debug)]
 pub(super) struct BrokerClock {
     start: Instant,
-    /// Milliseconds from `start` to the last answer.
-    last_ms: AtomicU64,
+    /// Milliseconds from `start` to the first unanswered probe since the
+    /// last answer; [`ANSWERING`] while the broker answers.
+    failing_since_ms: AtomicU64,
 }
 
+const ANSWERING: u64 = u64::MAX;
+
 impl BrokerClock {
-    /// Heard just now (the replica connected before it started).
     pub(super) fn new() -> Self {
         Self {
             start: Instant::now(),
-            last_ms: AtomicU64::new(0),
+            failing_since_ms: AtomicU64::new(ANSWERING),
         }
     }
 
+    /// The broker answered (a probe, a delivery).
     pub(super) fn heard(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+        self.failing_since_ms.store(ANSWERING, Ordering::Relaxed);
     }
 
-    /// How long RabbitMQ has not answered.
+    /// A probe went unanswered: the silence starts now unless it had.
+    fn unanswered(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(ANSWERING - 1);
+        let _ = self.failing_since_ms.compare_exchange(
+            ANSWERING,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// How long the broker has gone unanswered (zero while it answers).
     pub(super) fn silence(&self) -> Duration {
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        self.start.elapsed().saturating_sub(last)
+        match self.failing_since_ms.load(Ordering::Relaxed) {
+            ANSWERING => Duration::ZERO,
+            since => self
+                .start
+                .elapsed()
+                .saturating_sub(Duration::from_millis(since)),
+        }
     }
 }
 
 /// Asks RabbitMQ every [`HEARTBEAT`] for a partition queue's depth; a depth
-/// read within [`BROKER_PATIENCE`] is the broker heard. The publisher's
-/// connection stands for the consumers': a network cut takes them all,
-/// and a consumer says nothing while it reconnects.
+/// read within [`BROKER_PATIENCE`] is the broker heard, anything else an
+/// unanswered probe. The publisher's connection stands for the
+/// consumers': a network cut takes them all, and a consumer says nothing
+/// while it reconnects.
 async fn broker_watch<B: Broker, S: Store>(
     replica: Arc<Replica<B, S>>,
     shutdown: CancellationToken,
@@ -353,11 +376,17 @@ async fn broker_watch<B: Broker, S: Store>(
         let asked = replica.broker.queue_depth(Queue::Results(0));
         match tokio::time::timeout(BROKER_PATIENCE, asked).await {
             Ok(Ok(_)) => replica.broker_heard.heard(),
-            Ok(Err(e)) => tracing::debug!(
-                error = &e as &dyn std::error::Error,
-                "RabbitMQ did not answer the replica's probe"
-            ),
-            Err(_) => tracing::debug!("RabbitMQ did not answer within {BROKER_PATIENCE:?}"),
+            Ok(Err(e)) => {
+                tracing::debug!(
+                    error = &e as &dyn std::error::Error,
+                    "RabbitMQ did not answer the replica's probe"
+                );
+                replica.broker_heard.unanswered();
+            }
+            Err(_) => {
+                tracing::debug!("RabbitMQ did not answer within {BROKER_PATIENCE:?}");
+                replica.broker_heard.unanswered();
+            }
         }
     }
 }
@@ -370,8 +399,8 @@ async fn broker_watch<B: Broker, S: Store>(
 /// that a standby gets their queues and takes them over; it could not save
 /// anything under its epochs anyway.
 ///
-/// A replica that RabbitMQ has not answered for [`SILENCE`] (a cut from
-/// the broker only) lets go of every partition it holds too — under their
+/// A replica whose probes RabbitMQ has not answered for [`SILENCE`] (a cut
+/// from the broker only) lets go of every partition it holds too — under their
 /// epochs, since it still reaches the store — and does not announce itself
 /// until the broker answers again: it cannot consume the queues, and while
 /// it looked alive nobody would nudge its idle partitions to the consumers
@@ -438,5 +467,25 @@ async fn heartbeat<B: Broker, S: Store>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_silence_runs_from_the_first_unanswered_probe_until_an_answer() {
+        let clock = BrokerClock::new();
+        // A replica that has not probed yet (or woke from a freeze) is not
+        // silent, however long ago the last answer was.
+        assert_eq!(clock.silence(), Duration::ZERO);
+        clock.unanswered();
+        let first = clock.silence();
+        // A later failure does not move the start of the silence.
+        clock.unanswered();
+        assert!(clock.silence() >= first);
+        clock.heard();
+        assert_eq!(clock.silence(), Duration::ZERO);
     }
 }
