@@ -334,12 +334,14 @@ impl BrokerClock {
         self.failing_since_ms.store(ANSWERING, Ordering::Relaxed);
     }
 
-    /// A probe went unanswered: the silence starts now unless it had.
-    fn unanswered(&self) {
-        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(ANSWERING - 1);
+    /// A probe sent at `asked` went unanswered: the silence starts then
+    /// unless it had.
+    fn unanswered(&self, asked: Instant) {
+        let at = asked.saturating_duration_since(self.start).as_millis();
+        let at = u64::try_from(at).unwrap_or(ANSWERING - 1);
         let _ = self.failing_since_ms.compare_exchange(
             ANSWERING,
-            now,
+            at,
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
@@ -373,6 +375,7 @@ async fn broker_watch<B: Broker, S: Store>(
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        let asked_at = Instant::now();
         let asked = replica.broker.queue_depth(Queue::Results(0));
         match tokio::time::timeout(BROKER_PATIENCE, asked).await {
             Ok(Ok(_)) => replica.broker_heard.heard(),
@@ -381,11 +384,11 @@ async fn broker_watch<B: Broker, S: Store>(
                     error = &e as &dyn std::error::Error,
                     "RabbitMQ did not answer the replica's probe"
                 );
-                replica.broker_heard.unanswered();
+                replica.broker_heard.unanswered(asked_at);
             }
             Err(_) => {
                 tracing::debug!("RabbitMQ did not answer within {BROKER_PATIENCE:?}");
-                replica.broker_heard.unanswered();
+                replica.broker_heard.unanswered(asked_at);
             }
         }
     }
@@ -480,10 +483,10 @@ mod tests {
         // A replica that has not probed yet (or woke from a freeze) is not
         // silent, however long ago the last answer was.
         assert_eq!(clock.silence(), Duration::ZERO);
-        clock.unanswered();
+        clock.unanswered(Instant::now());
         let first = clock.silence();
         // A later failure does not move the start of the silence.
-        clock.unanswered();
+        clock.unanswered(Instant::now());
         assert!(clock.silence() >= first);
         clock.heard();
         assert_eq!(clock.silence(), Duration::ZERO);
