@@ -763,10 +763,13 @@ fn a_dead_owners_idle_partitions_move_at_once() {
 /// reachable), with the other replica on the same disk and batches in
 /// flight. RabbitMQ drops the cut connections after the short default AMQP
 /// heartbeat, the other replica gets the partitions' results and takes
-/// them; the cut replica, still heard from in Postgres, sees it and lets
-/// go at once (its `fenced` counter moves), so the directory locks pass
-/// and the batches finish. Healed, it stands by again and the spread
-/// evens out. Every batch SUCCESS, exact, one line. Prints the times.
+/// them; the cut replica sees it and lets go at once (`fenced`), or — once
+/// RabbitMQ has not answered it for the silence bound — lets go of every
+/// partition itself (`broker_silence_let_go`) and stops heartbeating, so
+/// that the other takes its idle partitions too, to which no work comes.
+/// The directory locks pass and the batches finish. Healed, it announces
+/// itself again, stands by and the spread evens out. Every batch SUCCESS,
+/// exact, one line. Prints the times.
 #[test]
 fn an_owner_cut_from_rabbitmq_lets_go_at_once() {
     let mut s = Stack::with_env(&[NO_REFILL]);
@@ -796,6 +799,8 @@ fn an_owner_cut_from_rabbitmq_lets_go_at_once() {
         ids.iter().map(|id| completed_chunks(s, *id)).sum::<i64>() >= 8
     });
     let fenced_before = events_total(addr_a, "aggregator", "fenced").expect("a's /metrics");
+    let let_go_before =
+        events_total(addr_a, "aggregator", "broker_silence_let_go").expect("a's /metrics");
 
     let t0 = Instant::now();
     proxy.cut();
@@ -816,25 +821,45 @@ fn an_owner_cut_from_rabbitmq_lets_go_at_once() {
         .iter()
         .map(|(p, t)| format!("p{p:02} {} ms", t.as_millis()))
         .collect();
+    // Idle ones too: no result comes for them, so only a letting go (and
+    // b, once a is silent, nudging them) moves them.
+    let partitions = usize::from(s.partitions());
+    s.wait_until("b owns every partition, a's idle ones too", PATIENCE, |s| {
+        let b_pid = s.pid("aggregator-b");
+        let owners = s.partition_owners();
+        owners.len() == 1
+            && owners
+                .iter()
+                .all(|(o, n)| owner_pid(o) == Some(b_pid) && *n == partitions)
+    });
+    let all_moved = t0.elapsed();
     let v = s.wait_for_verdicts(&ids, PATIENCE);
     assert!(v.iter().all(|v| v.success), "{v:?}");
     let done = t0.elapsed();
-    // Cut from RabbitMQ, a still talks to Postgres: alive, and it let go.
-    let view = s.cli(&["partitions", "--json"], Duration::from_secs(60));
-    assert!(view.success(), "{}", view.stderr);
-    let json: serde_json::Value = serde_json::from_str(&view.stdout).expect("JSON");
-    let live: Vec<&str> = json["replicas"]
-        .as_array()
-        .map(|rs| rs.iter().filter_map(|r| r["replica"].as_str()).collect())
-        .unwrap_or_default();
-    assert!(
-        live.contains(&a_id.as_str()),
-        "the cut replica still heartbeats: {live:?}"
-    );
+    // Cut from RabbitMQ, a still talks to Postgres, yet does not claim to
+    // be a live owner while it cannot consume.
+    s.wait_until("the cut replica no longer counts as live", PATIENCE, |s| {
+        let view = s.cli(&["partitions", "--json"], Duration::from_secs(60));
+        assert!(view.success(), "{}", view.stderr);
+        let json: serde_json::Value = serde_json::from_str(&view.stdout).expect("JSON");
+        let live: Vec<String> = json["replicas"]
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .filter_map(|r| Some(r["replica"].as_str()?.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        !live.contains(&a_id)
+    });
     let fenced_cut = events_total(addr_a, "aggregator", "fenced").expect("a's /metrics");
+    let let_go_cut =
+        events_total(addr_a, "aggregator", "broker_silence_let_go").expect("a's /metrics");
+    // Each of a's partitions went one way or the other: taken by b while a
+    // still held it (fenced), or let go by a when RabbitMQ stayed silent.
     assert!(
-        fenced_cut > fenced_before,
-        "a dropped the partitions taken from it"
+        fenced_cut > fenced_before || let_go_cut > let_go_before,
+        "a dropped or let go of its partitions"
     );
     assert!(s.is_alive("aggregator-a"), "a survived the cut");
 
@@ -850,8 +875,10 @@ fn an_owner_cut_from_rabbitmq_lets_go_at_once() {
     assert_all_exact_sum(&s, &all);
     eprintln!(
         "cut from RabbitMQ: a's busy partitions owned by b after the cut: {}; \
-         batches done {} ms after; fenced {fenced_before} → {fenced_cut}; healed: even again {} ms after",
+         all partitions b's {} ms after; batches done {} ms after; fenced {fenced_before} → {fenced_cut}; \
+         broker_silence_let_go {let_go_before} → {let_go_cut}; healed: even again {} ms after",
         moved.join(", "),
+        all_moved.as_millis(),
         done.as_millis(),
         healed.as_millis()
     );

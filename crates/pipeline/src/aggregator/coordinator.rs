@@ -21,14 +21,24 @@
 //!
 //! The heartbeat is a task of its own that talks only to the store, and
 //! every broker call here has a time limit: a replica cut off from
-//! RabbitMQ still announces itself, still sees that another replica took
-//! its partitions, and drops them at once (`LoopControl::drop_now`).
+//! RabbitMQ still sees that another replica took its partitions, and drops
+//! them at once (`LoopControl::drop_now`). Another task asks RabbitMQ every
+//! [`HEARTBEAT`] whether it answers ([`BrokerClock`]; a delivery counts
+//! too): once its probes have gone unanswered for [`SILENCE`] — the bound
+//! the others wait for a silent replica — the replica cannot consume its
+//! partitions' queues, so
+//! it lets go of every partition it holds (released under its epochs) and
+//! stops announcing itself until the broker answers again. The others then
+//! count it gone and nudge its partitions, idle ones too, to the consumers
+//! RabbitMQ made active; without that, an idle partition would stay
+//! recorded as the cut replica's until work arrived for it.
 //!
 //! It also marks the replica ready once every partition's queue is
 //! subscribed (the replica is then a hot standby for all of them), and
 //! publishes each owned partition's queue depth as a gauge.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use broker::{Broker, Queue};
@@ -52,7 +62,9 @@ pub(super) const WATCH: Duration = Duration::from_millis(500);
 /// take: the next look tries again.
 const BROKER_PATIENCE: Duration = Duration::from_secs(2);
 
-/// A replica silent for this long counts as gone.
+/// A replica silent for this long counts as gone; a replica whose heartbeats
+/// Postgres, or whose probes RabbitMQ ([`BrokerClock`]), has not answered
+/// for this long lets go of its partitions.
 pub const SILENCE: Duration = Duration::from_secs(6);
 
 /// How long a hand-over may take before the next one is tried anyway.
@@ -106,8 +118,10 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
             self.controls.clone(),
             shutdown.clone(),
         ));
+        let broker_watch = tokio::spawn(broker_watch(self.replica.clone(), shutdown.clone()));
         self.watch(shutdown).await;
         heartbeat.abort();
+        broker_watch.abort();
     }
 
     async fn watch(&mut self, shutdown: CancellationToken) {
@@ -143,6 +157,11 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
         // The store first: what this replica must let go of never waits
         // for a broker call.
         self.drop_stale_ownership().await?;
+        if self.replica.broker_heard.silence() >= SILENCE {
+            // Cut from RabbitMQ: the heartbeat task lets go of everything,
+            // and a nudge or a hand-over could not reach the broker anyway.
+            return Ok(());
+        }
         if live.iter().map(|r| &r.replica).min() == Some(&self.replica.id) {
             self.nudge_orphans(&live).await?;
         }
@@ -287,6 +306,94 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
     }
 }
 
+/// Whether RabbitMQ answers this replica: since when the probes of
+/// [`broker_watch`] have gone unanswered, if they have. Counted from the
+/// first probe that failed, not from the last answer, so that a replica
+/// that was frozen (SIGSTOP) or starved does not take its own silence for
+/// the broker's when it wakes; an answer or a delivery ends it.
+#[derive(Debug)]
+pub(super) struct BrokerClock {
+    start: Instant,
+    /// Milliseconds from `start` to the first unanswered probe since the
+    /// last answer; [`ANSWERING`] while the broker answers.
+    failing_since_ms: AtomicU64,
+}
+
+const ANSWERING: u64 = u64::MAX;
+
+impl BrokerClock {
+    pub(super) fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            failing_since_ms: AtomicU64::new(ANSWERING),
+        }
+    }
+
+    /// The broker answered (a probe, a delivery).
+    pub(super) fn heard(&self) {
+        self.failing_since_ms.store(ANSWERING, Ordering::Relaxed);
+    }
+
+    /// A probe sent at `asked` went unanswered: the silence starts then
+    /// unless it had.
+    fn unanswered(&self, asked: Instant) {
+        let at = asked.saturating_duration_since(self.start).as_millis();
+        let at = u64::try_from(at).unwrap_or(ANSWERING - 1);
+        let _ = self.failing_since_ms.compare_exchange(
+            ANSWERING,
+            at,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// How long the broker has gone unanswered (zero while it answers).
+    pub(super) fn silence(&self) -> Duration {
+        match self.failing_since_ms.load(Ordering::Relaxed) {
+            ANSWERING => Duration::ZERO,
+            since => self
+                .start
+                .elapsed()
+                .saturating_sub(Duration::from_millis(since)),
+        }
+    }
+}
+
+/// Asks RabbitMQ every [`HEARTBEAT`] for a partition queue's depth; a depth
+/// read within [`BROKER_PATIENCE`] is the broker heard, anything else an
+/// unanswered probe. The publisher's connection stands for the
+/// consumers': a network cut takes them all, and a consumer says nothing
+/// while it reconnects.
+async fn broker_watch<B: Broker, S: Store>(
+    replica: Arc<Replica<B, S>>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let asked_at = Instant::now();
+        let asked = replica.broker.queue_depth(Queue::Results(0));
+        match tokio::time::timeout(BROKER_PATIENCE, asked).await {
+            Ok(Ok(_)) => replica.broker_heard.heard(),
+            Ok(Err(e)) => {
+                tracing::debug!(
+                    error = &e as &dyn std::error::Error,
+                    "RabbitMQ did not answer the replica's probe"
+                );
+                replica.broker_heard.unanswered(asked_at);
+            }
+            Err(_) => {
+                tracing::debug!("RabbitMQ did not answer within {BROKER_PATIENCE:?}");
+                replica.broker_heard.unanswered(asked_at);
+            }
+        }
+    }
+}
+
 /// Announces the replica every [`HEARTBEAT`], in the store only: nothing
 /// the broker does can hold it back. A replica whose beats have not
 /// reached the store for [`SILENCE`] is dead to the others, yet RabbitMQ
@@ -294,6 +401,13 @@ impl<B: Broker, S: Store> Coordinator<B, S> {
 /// (a cut from Postgres only): it lets go of every partition it holds, so
 /// that a standby gets their queues and takes them over; it could not save
 /// anything under its epochs anyway.
+///
+/// A replica whose probes RabbitMQ has not answered for [`SILENCE`] (a cut
+/// from the broker only) lets go of every partition it holds too — under their
+/// epochs, since it still reaches the store — and does not announce itself
+/// until the broker answers again: it cannot consume the queues, and while
+/// it looked alive nobody would nudge its idle partitions to the consumers
+/// RabbitMQ made active instead.
 async fn heartbeat<B: Broker, S: Store>(
     replica: Arc<Replica<B, S>>,
     controls: Vec<Arc<LoopControl>>,
@@ -302,10 +416,34 @@ async fn heartbeat<B: Broker, S: Store>(
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_beat = Instant::now();
+    let mut broker_away = false;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        let broker_silent = replica.broker_heard.silence();
+        if broker_silent >= SILENCE {
+            if !broker_away {
+                broker_away = true;
+                tracing::warn!(
+                    silent_s = broker_silent.as_secs(),
+                    "RabbitMQ has not answered this replica for longer than the others wait: letting go of its partitions, and no heartbeat until it answers again"
+                );
+            }
+            let held: Vec<&Arc<LoopControl>> =
+                controls.iter().filter(|c| c.epoch().is_some()).collect();
+            if !held.is_empty() {
+                replica.stats.count("broker_silence_let_go", 1);
+                for control in held {
+                    control.drop_now("broker unreachable");
+                }
+            }
+            continue;
+        }
+        if broker_away {
+            broker_away = false;
+            tracing::info!("RabbitMQ answers again: announcing this replica again");
         }
         // A cut connection can hang a statement far longer than a beat.
         let beat = tokio::time::timeout(HEARTBEAT, replica.store.replica_heartbeat(&replica.id));
@@ -332,5 +470,25 @@ async fn heartbeat<B: Broker, S: Store>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_silence_runs_from_the_first_unanswered_probe_until_an_answer() {
+        let clock = BrokerClock::new();
+        // A replica that has not probed yet (or woke from a freeze) is not
+        // silent, however long ago the last answer was.
+        assert_eq!(clock.silence(), Duration::ZERO);
+        clock.unanswered(Instant::now());
+        let first = clock.silence();
+        // A later failure does not move the start of the silence.
+        clock.unanswered(Instant::now());
+        assert!(clock.silence() >= first);
+        clock.heard();
+        assert_eq!(clock.silence(), Duration::ZERO);
     }
 }

@@ -24,7 +24,11 @@
 //!
 //! Replicas heartbeat in the store; one owning more than its fair share of
 //! the partitions hands one over gracefully (cancel, drain, ack, release),
-//! one at a time; SIGTERM hands over everything.
+//! one at a time; SIGTERM hands over everything. A replica that Postgres or
+//! RabbitMQ has not answered for [`SILENCE`] lets go of its partitions
+//! under their epochs (it can neither save nor consume); cut from RabbitMQ,
+//! it also stops announcing itself until the broker answers again, so that
+//! the others take its idle partitions too.
 //!
 //! Layout: `settings` ([`AggregatorSettings`]), `state` (the row on disk and
 //! the per-batch state), `partition` (the [`Stage`] of one partition:
@@ -63,7 +67,7 @@ use crate::retry::retrying;
 use crate::stage::{self, Shape, Stopping};
 use crate::telemetry::StageStats;
 use crate::{Error, Result};
-use coordinator::Coordinator;
+use coordinator::{BrokerClock, Coordinator};
 use partition::{LoopControl, Partition};
 
 type Manager = StatefulWorkerManager<BatchState>;
@@ -84,6 +88,8 @@ struct Replica<B, S> {
     faults: Faults,
     stats: StageStats,
     cache: BatchCache,
+    /// When RabbitMQ last answered this replica (`coordinator`).
+    broker_heard: BrokerClock,
 }
 
 /// Runs the aggregator replica on the state under `dir` until `shutdown`,
@@ -136,6 +142,7 @@ pub async fn run<B: Broker, S: Store>(
         faults: settings.faults.parse()?,
         stats: stats.clone(),
         cache: BatchCache::default(),
+        broker_heard: BrokerClock::new(),
     });
     tracing::info!(replica = %replica.id, partitions, "aggregator replica starting");
     let shape = Shape {

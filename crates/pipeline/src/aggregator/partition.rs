@@ -183,6 +183,8 @@ impl<B: Broker, S: Store> Stage for Partition<B, S> {
     }
 
     async fn handle(&self, window: Vec<Inbound<ResultMsg>>) -> Result<Handled<Self::Done>> {
+        // A delivery (a nudge too) is RabbitMQ answering this replica.
+        self.replica.broker_heard.heard();
         if self.is_fenced() {
             // Left unacked: they go back to the queue's active consumer.
             let outcomes = vec![Outcome::Leave; window.len()];

@@ -228,6 +228,12 @@ impl<S: Store> Verifier<S> {
         })
         .await?;
         self.faults.maybe_crash(CrashPoint::AfterVerdict);
+        if matches!(record, VerdictRecord::Existing { .. }) {
+            // A verdict came late (a redelivery after a lost connection or
+            // a crash): the first one stands and this one changed nothing,
+            // as an executor's commit under an expired lease is fenced.
+            self.stats.count("fenced", 1);
+        }
         let line = match record {
             VerdictRecord::New => verdict.line,
             VerdictRecord::Existing {
