@@ -10,7 +10,10 @@
 //!   largest relative gap once both are past the warm-up;
 //! - weights: a weight-2 and a weight-1 batch submitted together (the
 //!   weight-2 one twice as large, so both would end together), the ratio
-//!   of the executor seconds charged to each, sampled before either ends.
+//!   of the executor seconds charged to each while both run: from the
+//!   first sample where both have [`RATIO_FROM_CHUNKS`] chunks done to the
+//!   last before either ends (the one submitted first has a head start of
+//!   the chunks the executor already held, which is not the share).
 //!
 //! The small batch's goal is "at most twice its time alone plus one
 //! chunk": a new batch waits behind the chunks the executor holds and the
@@ -45,12 +48,18 @@ const POLL: Duration = Duration::from_millis(25);
 /// done, so that one chunk of difference (completions come a chunk at a
 /// time) is at most a tenth.
 const GAP_FROM_CHUNKS: i64 = 10;
+/// Weights: the window starts once both batches have this many chunks
+/// done (both are being served by then).
+const RATIO_FROM_CHUNKS: i64 = 2;
 
 /// What the section measured (keys in bench/README.md).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FairnessResult {
     pub chunk_size: i32,
     pub concurrency: usize,
+    /// The executor's `--chunks-in-flight` (`None`: its default, twice
+    /// its concurrency).
+    pub chunks_in_flight: Option<u16>,
     pub small_runs: i64,
     pub big_runs: i64,
     /// The small batch from submit to verdict, alone.
@@ -78,11 +87,19 @@ pub struct FairnessResult {
     pub equal_samples: Vec<[f64; 3]>,
     /// Runs of the weight-2 and the weight-1 batch.
     pub weights_runs: [i64; 2],
-    /// Executor seconds of the weight-2 batch over the weight-1 one's at
-    /// the last sample where both were unfinished.
+    /// Executor seconds charged to the weight-2 batch over the weight-1
+    /// one's while both ran: from the first sample where both had
+    /// [`RATIO_FROM_CHUNKS`] chunks done to the last where neither was
+    /// finished.
     pub weights_ratio: Option<f64>,
     /// The same in runs done.
     pub weights_runs_ratio: Option<f64>,
+    /// The ratio of all executor seconds charged since the submits, at
+    /// the last sample where neither was finished (the first submitted
+    /// one's head start included).
+    pub weights_ratio_cumulative: Option<f64>,
+    /// Seconds since the submits of the window's first and last sample.
+    pub weights_window_s: Option<[f64; 2]>,
     /// `[seconds since submit, runs_done w2, runs_done w1, executor_s w2, executor_s w1]`.
     pub weights_samples: Vec<[f64; 5]>,
     pub busy_before: Option<f64>,
@@ -111,6 +128,8 @@ pub struct FairnessSpec {
     pub divisor: i64,
     pub chunk_size: i32,
     pub concurrency: usize,
+    /// The executor's `--chunks-in-flight` (its default when `None`).
+    pub chunks_in_flight: Option<u16>,
     pub seed: i64,
     pub timeout: Duration,
     pub quiet: Quiet,
@@ -129,11 +148,14 @@ pub async fn run(bench: &Bench, spec: &FairnessSpec) -> Result<FairnessResult> {
 async fn measure(s: &mut Scenario, spec: &FairnessSpec) -> Result<FairnessResult> {
     s.spawn("aggregator", &["aggregator".into()], "aggregator consuming")?;
     s.spawn("verifier", &["verifier".into()], "verifier consuming")?;
-    let executor = [
+    let mut executor = vec![
         "executor".to_string(),
         "--concurrency".into(),
         spec.concurrency.to_string(),
     ];
+    if let Some(n) = spec.chunks_in_flight {
+        executor.extend(["--chunks-in-flight".into(), n.to_string()]);
+    }
     s.spawn("executor-1", &executor, "executor consuming")?;
     s.wait_ready(Duration::from_secs(60))?;
     let (store, broker) = (s.store()?.clone(), s.broker()?.clone());
@@ -141,6 +163,7 @@ async fn measure(s: &mut Scenario, spec: &FairnessSpec) -> Result<FairnessResult
     let mut r = FairnessResult {
         chunk_size: spec.chunk_size,
         concurrency: spec.concurrency,
+        chunks_in_flight: spec.chunks_in_flight,
         small_runs: SMALL_RUNS / d,
         big_runs: BIG_RUNS / d,
         equal_runs: EQUAL_RUNS / d,
@@ -274,8 +297,13 @@ async fn measure(s: &mut Scenario, spec: &FairnessSpec) -> Result<FairnessResult
         })
         .collect();
     if let Some(last) = last_both_running(&samples, r.weights_runs) {
-        r.weights_ratio = ratio(last.executor_s[0], last.executor_s[1]).map(round3);
-        r.weights_runs_ratio = ratio(last.runs[0] as f64, last.runs[1] as f64).map(round3);
+        r.weights_ratio_cumulative = ratio(last.executor_s[0], last.executor_s[1]).map(round3);
+    }
+    let from = RATIO_FROM_CHUNKS * i64::from(spec.chunk_size);
+    if let Some(w) = window_ratio(&samples, from, r.weights_runs) {
+        r.weights_ratio = Some(round3(w.executor_s));
+        r.weights_runs_ratio = w.runs.map(round3);
+        r.weights_window_s = Some([round3(w.from_s), round3(w.to_s)]);
     }
     tracing::info!(ratio = ?r.weights_ratio, runs_ratio = ?r.weights_runs_ratio, "bench: fairness, weights 2 and 1");
     wait_verdict(s, &store, heavy, Instant::now(), spec.timeout).await?;
@@ -426,6 +454,35 @@ fn last_both_running(samples: &[PairSample], total: [i64; 2]) -> Option<&PairSam
         .find(|p| p.runs[0] < total[0] && p.runs[1] < total[1])
 }
 
+/// The ratio of what two batches got between two samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct WindowRatio {
+    executor_s: f64,
+    runs: Option<f64>,
+    from_s: f64,
+    to_s: f64,
+}
+
+/// The first batch's executor seconds over the second's, counted from
+/// the first sample where both have at least `from` runs done to the
+/// last where neither is finished; `None` when that window is empty or
+/// the second got nothing in it.
+fn window_ratio(samples: &[PairSample], from: i64, total: [i64; 2]) -> Option<WindowRatio> {
+    let first = (samples.iter()).find(|p| p.runs[0] >= from && p.runs[1] >= from)?;
+    let last = last_both_running(samples, total)?;
+    if last.t <= first.t {
+        return None;
+    }
+    let used = |i: usize| last.executor_s[i] - first.executor_s[i];
+    let done = |i: usize| (last.runs[i] - first.runs[i]) as f64;
+    Some(WindowRatio {
+        executor_s: ratio(used(0), used(1))?,
+        runs: ratio(done(0), done(1)),
+        from_s: first.t,
+        to_s: last.t,
+    })
+}
+
 fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0).then(|| a / b)
 }
@@ -442,7 +499,7 @@ mod tests {
 
     fn pair(a: i64, b: i64) -> PairSample {
         PairSample {
-            t: 0.0,
+            t: a as f64,
             runs: [a, b],
             executor_s: [a as f64, b as f64],
         }
@@ -475,6 +532,22 @@ mod tests {
         assert_eq!(ratio(last.executor_s[0], last.executor_s[1]), Some(1.8));
         assert_eq!(ratio(1.0, 0.0), None);
         assert_eq!(last_both_running(&samples[3..], [100, 80]), None);
+    }
+
+    #[test]
+    fn the_window_ratio_leaves_out_the_head_start() {
+        let samples = [
+            pair(0, 0),
+            pair(60, 0),    // the first submitted runs alone
+            pair(80, 20),   // window starts: both have 20
+            pair(180, 70),  // 100 / 50 since
+            pair(200, 100), // the first finished
+        ];
+        let w = window_ratio(&samples, 20, [200, 100]).unwrap();
+        assert_eq!((w.executor_s, w.runs), (2.0, Some(2.0)));
+        assert_eq!((w.from_s, w.to_s), (80.0, 180.0));
+        // Cumulative at the same sample: 180 / 70.
+        assert!(window_ratio(&samples, 80, [200, 100]).is_none());
     }
 
     #[test]

@@ -177,6 +177,7 @@ impl Run<'_> {
             divisor: if self.args.quick { 10 } else { 1 },
             chunk_size: self.plan.chunk_size,
             concurrency: self.cores,
+            chunks_in_flight: self.args.executor_chunks_in_flight,
             seed: self.args.seed,
             timeout: self.timeout,
             quiet: self.quiet,
