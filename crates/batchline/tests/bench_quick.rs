@@ -89,6 +89,18 @@ fn quick_bench_writes_every_key() {
         let done = done.as_i64().unwrap_or(-1);
         assert!((0..200_000).contains(&done), "runs_done {done}");
     }
+    positive(&json, "fair_small_alone_s");
+    positive(&json, "fair_small_shared_s");
+    positive(&json, "fair_chunk_s");
+    assert!(
+        json["fair_small_goal_met"].is_boolean(),
+        "fair_small_goal_met"
+    );
+    let fairness = &json["fairness"];
+    for samples in ["equal_samples", "weights_samples"] {
+        let n = fairness[samples].as_array().map_or(0, Vec::len);
+        assert!(n > 0, "no {samples}: {fairness}");
+    }
     assert_eq!(json["quick"], Value::Bool(true));
     assert_eq!(json["sizes"]["runs"], 10_000);
     assert_eq!(

@@ -20,6 +20,8 @@
 //!   rebuilt from the changelog in Postgres;
 //! - `purge`: one batch purged from a store holding 20: time, and the run
 //!   rows' size before and after;
+//! - `fairness`: batches sharing the pool (fair share): a small batch
+//!   beside a big one, two equal ones, weights 2 and 1;
 //! - `metrics`: the stages' phase totals read from their `/metrics`;
 //! - `cpu`: CPU seconds per stage, Postgres, RabbitMQ and machine;
 //! - `report`: the results JSON and the table;
@@ -31,6 +33,7 @@ mod cpu;
 mod drain;
 mod e2e;
 mod error;
+mod fairness;
 mod limit;
 mod metrics;
 mod plan;

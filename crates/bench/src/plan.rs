@@ -6,7 +6,7 @@ use crate::args::BenchArgs;
 use crate::error::{Error, Result};
 
 /// Every section, in the order they run.
-pub const SECTIONS: [&str; 11] = [
+pub const SECTIONS: [&str; 12] = [
     "limit",
     "e2e",
     "replicas",
@@ -17,6 +17,7 @@ pub const SECTIONS: [&str; 11] = [
     "recovery",
     "purge",
     "cancel",
+    "fairness",
     "rss",
 ];
 

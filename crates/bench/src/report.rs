@@ -77,6 +77,21 @@ pub struct BenchResults {
     pub cancel_to_line_p50_ms: Option<f64>,
     pub cancel_to_line_max_ms: Option<f64>,
     pub cancel: Option<crate::cancel::CancelResult>,
+    /// Fair share: a small bingo batch from submit to verdict alone, and
+    /// submitted while a big one runs, in seconds; their ratio; one
+    /// chunk's simulation time; whether shared <= 2 × alone + one chunk.
+    pub fair_small_alone_s: Option<f64>,
+    pub fair_small_shared_s: Option<f64>,
+    pub fair_small_ratio: Option<f64>,
+    pub fair_chunk_s: Option<f64>,
+    pub fair_small_goal_met: Option<bool>,
+    /// Two equal batches submitted together: the largest |a-b|/max(a,b)
+    /// of their runs done while both run, past the first chunks.
+    pub fair_equal_max_gap: Option<f64>,
+    /// Weights 2 and 1 submitted together: executor seconds of the first
+    /// over the second's, before either finished.
+    pub fair_weights_ratio: Option<f64>,
+    pub fairness: Option<crate::fairness::FairnessResult>,
     /// Per batch size (runs), per process: `VmHWM` in MiB.
     pub peak_rss_mb: BTreeMap<String, BTreeMap<String, f64>>,
     /// Per process: peak RSS at the large size over the small one.
@@ -302,6 +317,37 @@ impl BenchResults {
             None,
         ));
         t.push_str(&goal(
+            "fair small alone (s)",
+            self.fair_small_alone_s,
+            "(figure)",
+            None,
+        ));
+        t.push_str(&goal(
+            "fair small shared (s)",
+            self.fair_small_shared_s,
+            "<= 2x+chunk",
+            self.fair_small_goal_met,
+        ));
+        t.push_str(&goal(
+            "fair small ratio",
+            self.fair_small_ratio,
+            "(figure)",
+            None,
+        ));
+        t.push_str(&goal("fair chunk (s)", self.fair_chunk_s, "(figure)", None));
+        t.push_str(&goal(
+            "fair equal max gap",
+            self.fair_equal_max_gap,
+            "<= 0.10",
+            self.fair_equal_max_gap.map(|g| g <= 0.10),
+        ));
+        t.push_str(&goal(
+            "fair weights ratio",
+            self.fair_weights_ratio,
+            "2.0 +- 10%",
+            self.fair_weights_ratio.map(|w| (1.8..=2.2).contains(&w)),
+        ));
+        t.push_str(&goal(
             "rebuild 1,000 (s)",
             self.rebuild_from_store_s,
             "(figure)",
@@ -426,6 +472,13 @@ mod tests {
             "aggregators_3_vs_1",
             "rebuild_from_store_s",
             "recovery_kill_cost_s",
+            "fair_small_alone_s",
+            "fair_small_shared_s",
+            "fair_small_ratio",
+            "fair_chunk_s",
+            "fair_small_goal_met",
+            "fair_equal_max_gap",
+            "fair_weights_ratio",
             "peak_rss_mb",
             "phases",
         ] {

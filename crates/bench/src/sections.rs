@@ -16,7 +16,7 @@ use crate::limit::{self, LimitResult};
 use crate::plan::Plan;
 use crate::report::BenchResults;
 use crate::scenario::Bench;
-use crate::{cancel, purge, rebuild, recovery};
+use crate::{cancel, fairness, purge, rebuild, recovery};
 
 /// Open chunk results in the changelog of the rebuilt partition (the
 /// figure issue 12 asks for).
@@ -128,6 +128,9 @@ impl Run<'_> {
         if self.plan.on("cancel") {
             self.cancel(r).await?;
         }
+        if self.plan.on("fairness") {
+            self.fairness(r).await?;
+        }
         if self.plan.on("rss") {
             self.rss(r).await?;
         }
@@ -164,6 +167,47 @@ impl Run<'_> {
             "bench: cancels done"
         );
         r.cancel = Some(c);
+        Ok(())
+    }
+
+    /// Batches sharing the pool: a small one beside a big one, two equal
+    /// ones, weights 2 and 1 (one executor with concurrency = cores).
+    async fn fairness(&self, r: &mut BenchResults) -> Result<()> {
+        let spec = fairness::FairnessSpec {
+            divisor: if self.args.quick { 10 } else { 1 },
+            chunk_size: self.plan.chunk_size,
+            concurrency: self.cores,
+            chunks_in_flight: self.args.executor_chunks_in_flight,
+            seed: self.args.seed,
+            timeout: self.timeout,
+            quiet: self.quiet,
+        };
+        tracing::info!(
+            chunk_size = spec.chunk_size,
+            concurrency = spec.concurrency,
+            "bench: fair share"
+        );
+        let f = fairness::run(self.bench, &spec).await?;
+        r.fair_small_alone_s = Some(f.small_alone_s);
+        r.fair_small_shared_s = Some(f.small_shared_s);
+        r.fair_chunk_s = Some(f.chunk_s);
+        r.fair_small_ratio = Some(round3(f.small_shared_s / f.small_alone_s.max(1e-9)));
+        r.fair_small_goal_met = Some(fairness::small_goal_met(
+            f.small_alone_s,
+            f.small_shared_s,
+            f.chunk_s,
+        ));
+        r.fair_equal_max_gap = f.equal_max_gap;
+        r.fair_weights_ratio = f.weights_ratio;
+        tracing::info!(
+            small_alone_s = f.small_alone_s,
+            small_shared_s = f.small_shared_s,
+            chunk_s = f.chunk_s,
+            equal_max_gap = ?f.equal_max_gap,
+            weights_ratio = ?f.weights_ratio,
+            "bench: fair share done"
+        );
+        r.fairness = Some(f);
         Ok(())
     }
 
