@@ -189,7 +189,12 @@ fn case(setup: &Setup, rt: &tokio::runtime::Runtime) {
             .executor_heartbeat("executor-cli-test", 2)
             .await
             .unwrap();
-        store.charge(first, 0, 1000.0 * 0.01).await.unwrap();
+        let charge = store::share::Charge {
+            batch_id: first,
+            chunk: 0,
+            seconds: 1000.0 * 0.01,
+        };
+        store.charge(&[charge]).await.unwrap();
     });
 
     // 1,000,000 runs: 10,000 executor seconds at half of 2 threads (two

@@ -18,11 +18,12 @@
 //! sweeper publishes a chunk queued that long again ([`crate::sweeper`]).
 //! A duplicate message is harmless: the claim is fenced.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use broker::Broker;
 use store::Store;
+use store::share::Charge;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +36,13 @@ use crate::telemetry::StageStats;
 /// (the chunks an executor holds cover that), few enough that a new batch
 /// waits behind little.
 pub const DEFAULT_DISPATCH_DEPTH: i64 = 2;
+
+/// Estimated executor seconds of work kept in the work queue besides the
+/// [`DEFAULT_DISPATCH_DEPTH`] chunks: cheap chunks (a `sum` chunk takes a
+/// few tens of milliseconds) go out several at a time, so executors are
+/// not left waiting on a dispatch per chunk; costly ones are bounded by the
+/// chunk count. The queue is refilled when it holds less than half of it.
+pub const DISPATCH_AHEAD_S: f64 = 0.5;
 
 /// Most chunks one dispatch hands out.
 const DISPATCH_LIMIT: i64 = 500;
@@ -71,7 +79,9 @@ impl Default for DispatchSettings {
 pub async fn fill<B: Broker, S: Store>(broker: &B, store: &S, depth: i64) -> Result<usize> {
     let mut sent = 0;
     loop {
-        let chunks = store.dispatch(depth, DISPATCH_LIMIT).await?;
+        let chunks = store
+            .dispatch(depth, DISPATCH_AHEAD_S, DISPATCH_LIMIT)
+            .await?;
         if chunks.is_empty() {
             return Ok(sent);
         }
@@ -101,6 +111,27 @@ pub struct Dispatcher {
     pub threads: i32,
     /// Woken when a chunk left the queue.
     pub wake: Arc<Notify>,
+    /// What the executor measured, charged before each dispatch.
+    pub charges: Charges,
+}
+
+/// Executor time measured and not yet charged: the executor adds to it,
+/// the dispatcher charges it in one transaction before each dispatch, so
+/// the clocks a dispatch reads are as fresh as the chunks just done and
+/// no chunk pays a transaction of its own.
+#[derive(Clone, Debug, Default)]
+pub struct Charges(Arc<Mutex<Vec<Charge>>>);
+
+impl Charges {
+    pub fn add(&self, charge: Charge) {
+        // A poisoned lock only means a panic mid-push: the list is intact.
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        list.push(charge);
+    }
+
+    fn take(&self) -> Vec<Charge> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 impl Dispatcher {
@@ -127,6 +158,15 @@ impl Dispatcher {
                     }
                     continue;
                 }
+            }
+            // Best effort: a charge lost to an error leaves the estimates.
+            let charges = self.charges.take();
+            if let Err(e) = store.charge(&charges).await {
+                tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    charges = charges.len(),
+                    "charging executor time failed"
+                );
             }
             // Infrastructure away: the next wake or tick tries again.
             match stats

@@ -131,7 +131,11 @@ pub fn build(rows: Vec<QueueRow>, clocks: &Clocks, executor_threads: i64, now: f
             ..candidate(r)
         })
         .collect();
-    let mut order = share::pick(&mut clocks.clone(), &mut candidates, rows.len());
+    let mut order = share::pick(
+        &mut clocks.clone(),
+        &mut candidates,
+        share::Budget::chunks(rows.len()),
+    );
     let mut rest: Vec<usize> = (0..rows.len()).filter(|i| !order.contains(i)).collect();
     rest.sort_by(|&a, &b| rows[a].created_at.total_cmp(&rows[b].created_at));
     order.extend(rest);

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::cancel::{Cancel, Cancelled};
 use crate::queue::QueueView;
+use crate::share::Charge;
 use crate::{
     AttemptFailure, Batch, BatchProgress, ChunkRef, Claim, Completion, Fence, NewBatch,
     PartitionInfo, Purge, PurgedBatch, ReplicaInfo, Result, RunRows, Saved, Uuid, Verdict,
@@ -118,15 +119,17 @@ pub trait Chunks: Send + Sync {
 /// Fair share ([`crate::share`]): which chunks go to the work queue next,
 /// what executors measured, and the queue as it is served.
 pub trait Scheduling: Send + Sync {
-    /// Dispatches chunks in fair-share order until `depth` chunks wait in
-    /// the work queue (pending and published), at most `limit` at once:
-    /// marks them published, charges their batches and tenants their
-    /// estimated cost, and returns them in the order to publish. One
-    /// dispatch at a time: each holds the clocks' lock to its commit, so
-    /// every decision sees the one before.
+    /// Dispatches chunks in fair-share order when the work queue runs
+    /// short ([`crate::share::Budget::refill`]: fewer than `depth` dispatched chunks wait
+    /// in it, or less than half of `ahead_s` estimated executor seconds),
+    /// at most `limit` at once: marks them published, charges their batches
+    /// and tenants their estimated cost, and returns them in the order to
+    /// publish. One dispatch at a time: each holds the clocks' lock to its
+    /// commit, so every decision sees the one before.
     fn dispatch(
         &self,
         depth: i64,
+        ahead_s: f64,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<ChunkRef>>> + Send;
 
@@ -135,16 +138,11 @@ pub trait Scheduling: Send + Sync {
     /// chunk's worth, on an error path).
     fn undispatch(&self, chunks: &[ChunkRef]) -> impl Future<Output = Result<()>> + Send;
 
-    /// Charges the executor seconds one attempt of the chunk measured:
-    /// corrects its batch's and tenant's clocks by the difference to the
-    /// estimate its dispatch charged, and learns the workload's seconds
-    /// per run.
-    fn charge(
-        &self,
-        batch_id: Uuid,
-        chunk: i32,
-        seconds: f64,
-    ) -> impl Future<Output = Result<()>> + Send;
+    /// Charges the executor seconds attempts of chunks measured, in one
+    /// transaction: corrects each batch's and tenant's clocks by the
+    /// difference to the estimate its dispatch charged, and learns the
+    /// workloads' seconds per run. A purged chunk's charge is skipped.
+    fn charge(&self, charges: &[Charge]) -> impl Future<Output = Result<()>> + Send;
 
     /// Records that executor `worker` is alive with `threads` simulation
     /// threads: the pool's size for estimates.

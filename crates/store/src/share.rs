@@ -251,13 +251,71 @@ impl From<CandidateRow> for Candidate {
     }
 }
 
-/// Picks up to `want` chunks in the order they are to be served, moving
-/// the clocks and the candidates' `vtime` and `waiting` as it goes.
-/// Returns indexes into `candidates`, one per chunk (repeated for a
+/// How much one dispatch may send.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Budget {
+    /// Chunks still wanted in the queue.
+    pub chunks: i64,
+    /// Estimated executor seconds still wanted in the queue.
+    pub seconds: f64,
+    /// Most chunks at once.
+    pub limit: usize,
+}
+
+impl Budget {
+    /// Exactly `n` chunks.
+    pub fn chunks(n: usize) -> Budget {
+        Budget {
+            chunks: i64::try_from(n).unwrap_or(i64::MAX),
+            seconds: 0.0,
+            limit: n,
+        }
+    }
+
+    /// What a queue holding `queued` chunks of `queued_s` estimated seconds
+    /// lacks of `depth` chunks and `ahead_s` seconds — `None` (nothing to
+    /// send) while it holds `depth` chunks and at least half of `ahead_s`,
+    /// so that cheap chunks go out several at a time rather than one per
+    /// dispatch.
+    pub fn refill(
+        depth: i64,
+        ahead_s: f64,
+        queued: i64,
+        queued_s: f64,
+        limit: i64,
+    ) -> Option<Budget> {
+        if (queued >= depth && queued_s >= ahead_s / 2.0) || limit <= 0 {
+            return None;
+        }
+        Some(Budget {
+            chunks: depth - queued,
+            seconds: ahead_s - queued_s,
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        })
+    }
+
+    fn wants_more(&self, picked: usize) -> bool {
+        picked < self.limit && (self.chunks > 0 || self.seconds > 0.0)
+    }
+}
+
+/// What an executor measured for one attempt of a chunk.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Charge {
+    pub batch_id: Uuid,
+    pub chunk: i32,
+    /// Executor seconds its simulation took.
+    pub seconds: f64,
+}
+
+/// Picks chunks in the order they are to be served while `budget` wants
+/// more, moving the clocks and the candidates' `vtime` and `waiting` as it
+/// goes. Returns indexes into `candidates`, one per chunk (repeated for a
 /// batch that is served several times).
-pub fn pick(clocks: &mut Clocks, candidates: &mut [Candidate], want: usize) -> Vec<usize> {
-    let mut order = Vec::with_capacity(want);
-    while order.len() < want {
+pub fn pick(clocks: &mut Clocks, candidates: &mut [Candidate], budget: Budget) -> Vec<usize> {
+    let mut budget = budget;
+    let mut order = Vec::new();
+    while budget.wants_more(order.len()) {
         // The tenant first: the smallest start among tenants with work.
         let mut tenant: Option<(f64, &str)> = None;
         for c in candidates.iter().filter(|c| c.waiting > 0) {
@@ -299,6 +357,8 @@ pub fn pick(clocks: &mut Clocks, candidates: &mut [Candidate], want: usize) -> V
         clock.vnow = batch_start;
         c.vtime = batch_start + c.chunk_cost / c.weight;
         c.waiting -= 1;
+        budget.chunks -= 1;
+        budget.seconds -= c.chunk_cost;
         order.push(i);
     }
     order
@@ -316,9 +376,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Picks up to `want` chunks ([`pick`]).
-    pub fn new(clocks: &mut Clocks, candidates: &mut [Candidate], want: usize) -> Plan {
-        let order = pick(clocks, candidates, want);
+    /// Picks what `budget` wants ([`pick`]).
+    pub fn new(clocks: &mut Clocks, candidates: &mut [Candidate], budget: Budget) -> Plan {
+        let order = pick(clocks, candidates, budget);
         let mut takes: Vec<(usize, i64)> = Vec::new();
         for &i in &order {
             match takes.iter_mut().find(|(j, _)| *j == i) {
@@ -353,6 +413,53 @@ impl Plan {
 /// `(charged_s, runs, workload, weight, tenant, seconds_per_run)`: what a
 /// charge reads of a chunk, its batch and its workload's rate.
 pub(crate) type ChargeRow = (Option<f64>, i64, String, f64, String, Option<f64>);
+
+/// What a set of charges changes, summed per row and in the order every
+/// backend writes them (batches, chunks, tenants by key — the lock order
+/// a dispatch takes too — then rates).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Settlement {
+    /// Per batch: (`vtime` change, executor seconds).
+    pub batches: BTreeMap<Uuid, (f64, f64)>,
+    /// Per chunk: executor seconds to add to its measured cost.
+    pub chunks: BTreeMap<(Uuid, i32), f64>,
+    /// Per tenant: `vtime` change.
+    pub tenants: BTreeMap<String, f64>,
+    /// Per workload snapshot: its new seconds per run.
+    pub rates: BTreeMap<String, f64>,
+}
+
+impl Settlement {
+    /// From the charges and, for each, the row its chunk has (`None`:
+    /// purged, skipped). A chunk charged twice in one set corrects its
+    /// estimate once.
+    pub(crate) fn of(charges: &[Charge], rows: &[Option<ChargeRow>]) -> Settlement {
+        let mut s = Settlement::default();
+        for (c, row) in charges.iter().zip(rows) {
+            let Some((charged, runs, workload, weight, tenant, rate)) = row else {
+                continue;
+            };
+            let key = (c.batch_id, c.chunk);
+            let estimate = if s.chunks.contains_key(&key) {
+                0.0
+            } else {
+                charged.unwrap_or(0.0)
+            };
+            let (batch_delta, tenant_delta) = correction(c.seconds, estimate, *weight);
+            let b = s.batches.entry(c.batch_id).or_default();
+            b.0 += batch_delta;
+            b.1 += c.seconds;
+            *s.chunks.entry(key).or_default() += c.seconds;
+            *s.tenants.entry(tenant.clone()).or_default() += tenant_delta;
+            if *runs > 0 {
+                let old = s.rates.get(workload).copied().or(*rate);
+                s.rates
+                    .insert(workload.clone(), next_rate(old, c.seconds / *runs as f64));
+            }
+        }
+        s
+    }
+}
 
 /// What a completed chunk's measured cost changes in its batch's and
 /// tenant's `vtime`, given what its dispatch charged: `(batch, tenant)`.
@@ -400,7 +507,7 @@ mod tests {
     fn equal_batches_alternate() {
         let mut clocks = Clocks::default();
         let mut c = vec![batch(1, "t", 1.0, 100), batch(2, "t", 1.0, 100)];
-        let order = pick(&mut clocks, &mut c, 10);
+        let order = pick(&mut clocks, &mut c, Budget::chunks(10));
         assert_eq!(order, vec![0, 1, 0, 1, 0, 1, 0, 1, 0, 1]);
     }
 
@@ -408,7 +515,7 @@ mod tests {
     fn weights_two_to_one_get_two_to_one() {
         let mut clocks = Clocks::default();
         let mut c = vec![batch(1, "t", 2.0, 1000), batch(2, "t", 1.0, 1000)];
-        let order = pick(&mut clocks, &mut c, 300);
+        let order = pick(&mut clocks, &mut c, Budget::chunks(300));
         assert_eq!((served(&order, 0), served(&order, 1)), (200, 100));
     }
 
@@ -418,7 +525,7 @@ mod tests {
         let mut clocks = Clocks::default();
         let mut c = vec![batch(1, "t", 1.0, 1000), batch(2, "t", 1.0, 1000)];
         c[0].chunk_cost = 9.0;
-        let order = pick(&mut clocks, &mut c, 100);
+        let order = pick(&mut clocks, &mut c, Budget::chunks(100));
         assert_eq!((served(&order, 0), served(&order, 1)), (10, 90));
     }
 
@@ -432,7 +539,7 @@ mod tests {
             batch(3, "a", 1.0, 100),
             batch(4, "b", 1.0, 100),
         ];
-        let order = pick(&mut clocks, &mut c, 60);
+        let order = pick(&mut clocks, &mut c, Budget::chunks(60));
         assert_eq!(served(&order, 3), 30);
         assert_eq!(
             served(&order, 0) + served(&order, 1) + served(&order, 2),
@@ -444,10 +551,10 @@ mod tests {
     fn a_newcomer_starts_at_the_current_minimum() {
         let mut clocks = Clocks::default();
         let mut c = vec![batch(1, "t", 1.0, 1000)];
-        pick(&mut clocks, &mut c, 500);
+        pick(&mut clocks, &mut c, Budget::chunks(500));
         // It arrives after 500 chunks of the other: no 500-chunk burst.
         c.push(batch(2, "t", 1.0, 1000));
-        let order = pick(&mut clocks, &mut c, 10);
+        let order = pick(&mut clocks, &mut c, Budget::chunks(10));
         assert_eq!(served(&order, 1), 5);
         assert!(
             order[..2].contains(&1),
@@ -459,9 +566,9 @@ mod tests {
     fn an_idle_batch_banks_no_credit() {
         let mut clocks = Clocks::default();
         let mut c = vec![batch(1, "t", 1.0, 1000), batch(2, "t", 1.0, 0)];
-        pick(&mut clocks, &mut c, 100);
+        pick(&mut clocks, &mut c, Budget::chunks(100));
         c[1].waiting = 1000;
-        let order = pick(&mut clocks, &mut c, 10);
+        let order = pick(&mut clocks, &mut c, Budget::chunks(10));
         assert_eq!(served(&order, 1), 5);
     }
 
@@ -472,7 +579,7 @@ mod tests {
             batch(1, "t", Priority::High.weight(), 10_000),
             batch(2, "t", Priority::Low.weight(), 10_000),
         ];
-        let order = pick(&mut clocks, &mut c, 170);
+        let order = pick(&mut clocks, &mut c, Budget::chunks(170));
         assert_eq!((served(&order, 0), served(&order, 1)), (160, 10));
     }
 
@@ -480,15 +587,15 @@ mod tests {
     fn stops_when_nothing_waits() {
         let mut clocks = Clocks::default();
         let mut c = vec![batch(1, "t", 1.0, 2), batch(2, "u", 1.0, 1)];
-        assert_eq!(pick(&mut clocks, &mut c, 10).len(), 3);
-        assert!(pick(&mut clocks, &mut c, 10).is_empty());
+        assert_eq!(pick(&mut clocks, &mut c, Budget::chunks(10)).len(), 3);
+        assert!(pick(&mut clocks, &mut c, Budget::chunks(10)).is_empty());
     }
 
     #[test]
     fn a_plan_takes_rows_in_batch_order_and_serves_in_pick_order() {
         let mut clocks = Clocks::default();
         let mut c = vec![batch(2, "t", 1.0, 10), batch(1, "t", 1.0, 10)];
-        let plan = Plan::new(&mut clocks, &mut c, 3);
+        let plan = Plan::new(&mut clocks, &mut c, Budget::chunks(3));
         assert_eq!(plan.order, vec![1, 0, 1]);
         assert_eq!(plan.takes, vec![(1, 2), (0, 1)]);
         let chunks = plan.in_order(&c, &[vec![0, 1], vec![7]]);
@@ -526,6 +633,59 @@ mod tests {
             let e = bad.unwrap_err();
             assert!(!e.contains('\n'), "{e}");
         }
+    }
+
+    #[test]
+    fn a_refill_waits_for_half_the_seconds_and_sends_cheap_chunks_together() {
+        // Full: two chunks and more than half a second queued.
+        assert_eq!(Budget::refill(2, 0.5, 2, 0.3, 100), None);
+        // Two cheap chunks of 30 ms: too little work queued.
+        let b = Budget::refill(2, 0.5, 2, 0.06, 100).unwrap();
+        let mut clocks = Clocks::default();
+        let mut c = vec![batch(1, "t", 1.0, 100)];
+        c[0].chunk_cost = 0.03;
+        // 0.44 s wanted at 30 ms a chunk: 15 chunks in one dispatch.
+        assert_eq!(pick(&mut clocks, &mut c, b).len(), 15);
+        // Costly chunks: the chunk count decides.
+        let b = Budget::refill(2, 0.5, 0, 0.0, 100).unwrap();
+        let mut c = vec![batch(1, "t", 1.0, 100)];
+        assert_eq!(pick(&mut clocks, &mut c, b).len(), 2);
+        assert_eq!(Budget::refill(2, 0.5, 0, 0.0, 0), None);
+    }
+
+    #[test]
+    fn a_settlement_sums_per_row_and_corrects_an_estimate_once() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let charge = |batch_id, chunk, seconds| Charge {
+            batch_id,
+            chunk,
+            seconds,
+        };
+        let row = |charged, weight: f64, tenant: &str| -> Option<ChargeRow> {
+            Some((charged, 10, "w".into(), weight, tenant.into(), None))
+        };
+        let s = Settlement::of(
+            &[
+                charge(a, 0, 1.0),
+                charge(a, 0, 1.0),
+                charge(b, 3, 0.5),
+                charge(b, 4, 9.0),
+            ],
+            &[
+                row(Some(0.5), 2.0, "t"),
+                row(Some(0.5), 2.0, "t"),
+                row(None, 1.0, "u"),
+                None,
+            ],
+        );
+        // a: 2 s measured, 0.5 estimated once, weight 2.
+        assert_eq!(s.batches[&a], (0.75, 2.0));
+        assert_eq!(s.batches[&b], (0.5, 0.5));
+        assert_eq!(s.chunks[&(a, 0)], 2.0);
+        assert!(!s.chunks.contains_key(&(b, 4)), "purged: skipped");
+        assert_eq!((s.tenants["t"], s.tenants["u"]), (1.5, 0.5));
+        // 0.1, 0.1 and 0.05 s per run, averaged in order.
+        assert!((s.rates["w"] - (0.7 * (0.7 * 0.1 + 0.3 * 0.1) + 0.3 * 0.05)).abs() < 1e-12);
     }
 
     #[test]

@@ -1288,7 +1288,11 @@ async fn wrong_logins_are_throttled() {
 /// charges would: one chunk of a batch of it, charged that much a run.
 async fn measure(s: &Services, batch: Uuid, runs_in_chunk: f64, seconds_per_run: f64) {
     s.store
-        .charge(batch, 0, runs_in_chunk * seconds_per_run)
+        .charge(&[store::share::Charge {
+            batch_id: batch,
+            chunk: 0,
+            seconds: runs_in_chunk * seconds_per_run,
+        }])
         .await
         .unwrap();
 }

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use broker::{Broker, Message, Queue};
+use store::share::Charge;
 use store::{AttemptFailure, Claim, Completion, RunRows, Store};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -44,7 +45,7 @@ pub use settings::{
 pub use simulate::{Ran, STOP_CHECK_RUNS, Stop, simulate, simulate_until};
 
 use crate::common::{BatchCache, LoadedBatch, Lookup};
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Charges, Dispatcher};
 use crate::faults::CrashPoint;
 use crate::health::Health;
 use crate::messages::{ResultMsg, VERSION, VerifyMsg, WorkMsg, stored_result};
@@ -79,12 +80,14 @@ pub async fn run<B: Broker, S: Store>(
     .await?;
     // Fills the work queue in fair-share order, woken by our claims.
     let wake = Arc::new(Notify::new());
+    let charges = Charges::default();
     let dispatcher = tokio::spawn(
         Dispatcher {
             depth: settings.dispatch.dispatch_depth,
             worker: cfg.worker_id.clone(),
             threads: i32::try_from(cfg.concurrency).unwrap_or(i32::MAX),
             wake: wake.clone(),
+            charges: charges.clone(),
         }
         .run(
             broker.clone(),
@@ -121,6 +124,7 @@ pub async fn run<B: Broker, S: Store>(
         stats: stats.clone(),
         shutdown: stopping.abort.clone(),
         dequeued: wake,
+        charges,
     });
     let outcome = stage::run(broker, executor, shape, stats, health, stopping).await;
     dispatcher.abort();
@@ -156,6 +160,8 @@ struct Executor<B, S> {
     simulating: Arc<Semaphore>,
     /// Wakes this process's dispatcher: a chunk left the work queue.
     dequeued: Arc<Notify>,
+    /// Executor time measured, for the dispatcher to charge.
+    charges: Charges,
 }
 
 impl<B: Broker, S: Store> Stage for Executor<B, S> {
@@ -305,9 +311,8 @@ impl<B: Broker, S: Store> Executor<B, S> {
                 Outcome::Ack
             }
         };
-        // After the commit, so it never delays one; whatever the outcome,
-        // the executor time was used.
-        self.charge(msg, took).await;
+        // Whatever the outcome, the executor time was used.
+        self.charge(msg, took);
         Ok(outcome)
     }
 
@@ -361,20 +366,14 @@ impl<B: Broker, S: Store> Executor<B, S> {
         Ok((simulated, took))
     }
 
-    /// Charges the batch the executor time its chunk's simulation took
-    /// (fair share). Best effort: a charge lost to an error or a crash
-    /// leaves the dispatch's estimate in place.
-    async fn charge(&self, msg: &WorkMsg, took: Duration) {
-        let charged = self
-            .store
-            .charge(msg.batch_id, msg.chunk, took.as_secs_f64())
-            .await;
-        if let Err(e) = charged {
-            tracing::warn!(
-                error = &e as &dyn std::error::Error,
-                "charging the chunk's executor time failed"
-            );
-        }
+    /// Hands the executor time the chunk's simulation took to the
+    /// dispatcher, which charges it to the batch (fair share).
+    fn charge(&self, msg: &WorkMsg, took: Duration) {
+        self.charges.add(Charge {
+            batch_id: msg.batch_id,
+            chunk: msg.chunk,
+            seconds: took.as_secs_f64(),
+        });
     }
 
     /// How long after the cancel's commit this chunk's last run ended:

@@ -3,8 +3,9 @@
 //! [`crate::queue`]).
 //!
 //! Locks are taken in one order everywhere — the `scheduler` row, then
-//! batch rows, then chunk rows, then tenant rows — the order a cancel
-//! (batch, then its chunks) already takes, so no two of them deadlock.
+//! batch rows, then chunk rows, then tenant rows, each by key — the order
+//! a cancel (batch, then its chunks) already takes, so no two of them
+//! deadlock. Their commits do not wait for the disk ([`soft_state`]).
 
 use sqlx::{Postgres, Transaction};
 
@@ -12,33 +13,31 @@ use super::PgStore;
 use crate::error::from_pg;
 use crate::queue::{self, QueueRow, QueueTuple, QueueView, RATE_WINDOW_S};
 use crate::roles::Scheduling;
-use crate::share::{self, Candidate, CandidateRow, ChargeRow, Clocks, Plan};
+use crate::share::{Budget, Candidate, CandidateRow, Charge, ChargeRow, Clocks, Plan, Settlement};
 use crate::{ChunkRef, Result, Uuid};
 
 /// Executors heard from within this many seconds count in the pool.
 const EXECUTOR_SEEN_S: f64 = 15.0;
 
 impl Scheduling for PgStore {
-    async fn dispatch(&self, depth: i64, limit: i64) -> Result<Vec<ChunkRef>> {
+    async fn dispatch(&self, depth: i64, ahead_s: f64, limit: i64) -> Result<Vec<ChunkRef>> {
         let mut tx = self.pool.begin().await.map_err(from_pg)?;
-        let vnow: f64 = sqlx::query_scalar("SELECT vnow FROM scheduler WHERE id = 1 FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(from_pg)?;
+        soft_state(&mut tx).await?;
         // A retried chunk (attempts > 0) waits out its delay in the retry
         // queue: it must not hold the work queue's depth meanwhile.
-        let queued: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM chunks
-                 WHERE status = 'pending' AND published AND attempts = 0",
+        let (vnow, queued, queued_s): (f64, i64, f64) = sqlx::query_as(
+            "SELECT s.vnow, q.n, q.cost FROM scheduler AS s,
+                    (SELECT count(*) AS n, coalesce(sum(charged_s), 0)::float8 AS cost
+                     FROM chunks WHERE status = 'pending' AND published AND attempts = 0) AS q
+             WHERE s.id = 1 FOR UPDATE OF s",
         )
         .fetch_one(&mut *tx)
         .await
         .map_err(from_pg)?;
-        let want = (depth - queued).min(limit);
-        if want <= 0 {
+        let Some(budget) = Budget::refill(depth, ahead_s, queued, queued_s, limit) else {
             tx.commit().await.map_err(from_pg)?;
             return Ok(Vec::new());
-        }
+        };
         let rows: Vec<CandidateRow> = sqlx::query_as(
             "SELECT b.id, b.tenant, b.weight, b.vtime, w.n, b.runs, b.chunk_size,
                         extract(epoch FROM b.created_at)::float8, r.sec_per_run
@@ -57,7 +56,7 @@ impl Scheduling for PgStore {
         }
         let mut candidates: Vec<Candidate> = rows.into_iter().map(Candidate::from).collect();
         let mut clocks = Clocks::from_rows(vnow, tenant_clocks(&mut tx, &candidates).await?);
-        let plan = Plan::new(&mut clocks, &mut candidates, want as usize);
+        let plan = Plan::new(&mut clocks, &mut candidates, budget);
         for &(i, _) in &plan.takes {
             let c = &candidates[i];
             sqlx::query("UPDATE batches SET vtime = $2 WHERE id = $1")
@@ -125,58 +124,69 @@ impl Scheduling for PgStore {
         Ok(())
     }
 
-    async fn charge(&self, batch_id: Uuid, chunk: i32, seconds: f64) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(from_pg)?;
-        let row: Option<ChargeRow> = sqlx::query_as(
-            "SELECT c.charged_s,
-                    least(b.chunk_size::bigint, b.runs - c.chunk::bigint * b.chunk_size),
-                    b.workload, b.weight, b.tenant, r.sec_per_run
-             FROM chunks AS c JOIN batches AS b ON b.id = c.batch_id
-             LEFT JOIN workload_rates AS r ON r.workload = b.workload
-             WHERE c.batch_id = $1 AND c.chunk = $2",
-        )
-        .bind(batch_id)
-        .bind(chunk)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(from_pg)?;
-        // Purged meanwhile: nothing to charge.
-        let Some((charged, runs, workload, weight, tenant, rate)) = row else {
+    async fn charge(&self, charges: &[Charge]) -> Result<()> {
+        if charges.is_empty() {
             return Ok(());
-        };
-        let (batch_delta, tenant_delta) =
-            share::correction(seconds, charged.unwrap_or(0.0), weight);
-        sqlx::query("UPDATE batches SET vtime = vtime + $2, used_s = used_s + $3 WHERE id = $1")
+        }
+        let mut tx = self.pool.begin().await.map_err(from_pg)?;
+        soft_state(&mut tx).await?;
+        let mut rows = Vec::with_capacity(charges.len());
+        for c in charges {
+            let row: Option<ChargeRow> = sqlx::query_as(
+                "SELECT c.charged_s,
+                        least(b.chunk_size::bigint, b.runs - c.chunk::bigint * b.chunk_size),
+                        b.workload, b.weight, b.tenant, r.sec_per_run
+                 FROM chunks AS c JOIN batches AS b ON b.id = c.batch_id
+                 LEFT JOIN workload_rates AS r ON r.workload = b.workload
+                 WHERE c.batch_id = $1 AND c.chunk = $2",
+            )
+            .bind(c.batch_id)
+            .bind(c.chunk)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_pg)?;
+            rows.push(row);
+        }
+        let settled = Settlement::of(charges, &rows);
+        for (id, (vtime, used)) in &settled.batches {
+            sqlx::query(
+                "UPDATE batches SET vtime = vtime + $2, used_s = used_s + $3 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(vtime)
+            .bind(used)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_pg)?;
+        }
+        for ((batch_id, chunk), seconds) in &settled.chunks {
+            sqlx::query(
+                "UPDATE chunks SET charged_s = NULL, cost_s = coalesce(cost_s, 0) + $3
+                 WHERE batch_id = $1 AND chunk = $2",
+            )
             .bind(batch_id)
-            .bind(batch_delta)
+            .bind(chunk)
             .bind(seconds)
             .execute(&mut *tx)
             .await
             .map_err(from_pg)?;
-        sqlx::query(
-            "UPDATE chunks SET charged_s = NULL, cost_s = coalesce(cost_s, 0) + $3
-             WHERE batch_id = $1 AND chunk = $2",
-        )
-        .bind(batch_id)
-        .bind(chunk)
-        .bind(seconds)
-        .execute(&mut *tx)
-        .await
-        .map_err(from_pg)?;
-        sqlx::query("UPDATE tenants SET vtime = vtime + $2 WHERE name = $1")
-            .bind(&tenant)
-            .bind(tenant_delta)
-            .execute(&mut *tx)
-            .await
-            .map_err(from_pg)?;
-        if runs > 0 {
+        }
+        for (tenant, vtime) in &settled.tenants {
+            sqlx::query("UPDATE tenants SET vtime = vtime + $2 WHERE name = $1")
+                .bind(tenant)
+                .bind(vtime)
+                .execute(&mut *tx)
+                .await
+                .map_err(from_pg)?;
+        }
+        for (workload, rate) in &settled.rates {
             sqlx::query(
                 "INSERT INTO workload_rates (workload, sec_per_run) VALUES ($1, $2)
                  ON CONFLICT (workload) DO UPDATE
                  SET sec_per_run = excluded.sec_per_run, updated_at = now()",
             )
-            .bind(&workload)
-            .bind(share::next_rate(rate, seconds / runs as f64))
+            .bind(workload)
+            .bind(rate)
             .execute(&mut *tx)
             .await
             .map_err(from_pg)?;
@@ -258,6 +268,18 @@ impl Scheduling for PgStore {
             .await
             .map_err(from_pg)
     }
+}
+
+/// Dispatches and charges are soft state: their commit need not wait for
+/// the disk. Lost to a Postgres crash, a dispatch's chunks go out again
+/// (the duplicate messages meet fenced claims) and a charge leaves the
+/// estimate in place.
+async fn soft_state(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut **tx)
+        .await
+        .map_err(from_pg)?;
+    Ok(())
 }
 
 /// The clock rows of the candidates' tenants (a tenant never served has none yet).

@@ -6,14 +6,14 @@ use super::{SqliteStore, now};
 use crate::error::from_sqlite;
 use crate::queue::{self, QueueRow, QueueTuple, QueueView, RATE_WINDOW_S};
 use crate::roles::Scheduling;
-use crate::share::{self, Candidate, CandidateRow, ChargeRow, Clocks, Plan};
-use crate::{ChunkRef, Result, Uuid};
+use crate::share::{Budget, Candidate, CandidateRow, Charge, ChargeRow, Clocks, Plan, Settlement};
+use crate::{ChunkRef, Result};
 
 /// Executors heard from within this many seconds count in the pool.
 const EXECUTOR_SEEN_S: f64 = 15.0;
 
 impl Scheduling for SqliteStore {
-    async fn dispatch(&self, depth: i64, limit: i64) -> Result<Vec<ChunkRef>> {
+    async fn dispatch(&self, depth: i64, ahead_s: f64, limit: i64) -> Result<Vec<ChunkRef>> {
         let mut tx = self.begin_immediate().await?;
         let vnow: f64 = sqlx::query_scalar("SELECT vnow FROM scheduler WHERE id = 1")
             .fetch_one(&mut *tx)
@@ -21,18 +21,17 @@ impl Scheduling for SqliteStore {
             .map_err(from_sqlite)?;
         // A retried chunk (attempts > 0) waits out its delay in the retry
         // queue: it must not hold the work queue's depth meanwhile.
-        let queued: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM chunks
-                 WHERE status = 'pending' AND published AND attempts = 0",
+        let (queued, queued_s): (i64, f64) = sqlx::query_as(
+            "SELECT count(*), coalesce(sum(charged_s), 0.0) FROM chunks
+             WHERE status = 'pending' AND published AND attempts = 0",
         )
         .fetch_one(&mut *tx)
         .await
         .map_err(from_sqlite)?;
-        let want = (depth - queued).min(limit);
-        if want <= 0 {
+        let Some(budget) = Budget::refill(depth, ahead_s, queued, queued_s, limit) else {
             tx.commit().await.map_err(from_sqlite)?;
             return Ok(Vec::new());
-        }
+        };
         let rows: Vec<CandidateRow> = sqlx::query_as(
             "SELECT b.id, b.tenant, b.weight, b.vtime, w.n, b.runs, b.chunk_size,
                     b.created_at, r.sec_per_run
@@ -56,7 +55,7 @@ impl Scheduling for SqliteStore {
                 .await
                 .map_err(from_sqlite)?;
         let mut clocks = Clocks::from_rows(vnow, tenants);
-        let plan = Plan::new(&mut clocks, &mut candidates, want as usize);
+        let plan = Plan::new(&mut clocks, &mut candidates, budget);
         let stamp = now();
         let mut taken = Vec::with_capacity(plan.takes.len());
         for &(i, n) in &plan.takes {
@@ -123,56 +122,65 @@ impl Scheduling for SqliteStore {
         tx.commit().await.map_err(from_sqlite)
     }
 
-    async fn charge(&self, batch_id: Uuid, chunk: i32, seconds: f64) -> Result<()> {
-        let mut tx = self.begin_immediate().await?;
-        let row: Option<ChargeRow> = sqlx::query_as(
-            "SELECT c.charged_s, min(b.chunk_size, b.runs - c.chunk * b.chunk_size),
-                    b.workload, b.weight, b.tenant, r.sec_per_run
-             FROM chunks AS c JOIN batches AS b ON b.id = c.batch_id
-             LEFT JOIN workload_rates AS r ON r.workload = b.workload
-             WHERE c.batch_id = ? AND c.chunk = ?",
-        )
-        .bind(batch_id)
-        .bind(chunk)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(from_sqlite)?;
-        let Some((charged, runs, workload, weight, tenant, rate)) = row else {
+    async fn charge(&self, charges: &[Charge]) -> Result<()> {
+        if charges.is_empty() {
             return Ok(());
-        };
-        let (batch_delta, tenant_delta) =
-            share::correction(seconds, charged.unwrap_or(0.0), weight);
-        sqlx::query("UPDATE batches SET vtime = vtime + ?, used_s = used_s + ? WHERE id = ?")
-            .bind(batch_delta)
+        }
+        let mut tx = self.begin_immediate().await?;
+        let mut rows = Vec::with_capacity(charges.len());
+        for c in charges {
+            let row: Option<ChargeRow> = sqlx::query_as(
+                "SELECT c.charged_s, min(b.chunk_size, b.runs - c.chunk * b.chunk_size),
+                        b.workload, b.weight, b.tenant, r.sec_per_run
+                 FROM chunks AS c JOIN batches AS b ON b.id = c.batch_id
+                 LEFT JOIN workload_rates AS r ON r.workload = b.workload
+                 WHERE c.batch_id = ? AND c.chunk = ?",
+            )
+            .bind(c.batch_id)
+            .bind(c.chunk)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+            rows.push(row);
+        }
+        let settled = Settlement::of(charges, &rows);
+        for (id, (vtime, used)) in &settled.batches {
+            sqlx::query("UPDATE batches SET vtime = vtime + ?, used_s = used_s + ? WHERE id = ?")
+                .bind(vtime)
+                .bind(used)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(from_sqlite)?;
+        }
+        for ((batch_id, chunk), seconds) in &settled.chunks {
+            sqlx::query(
+                "UPDATE chunks SET charged_s = NULL, cost_s = coalesce(cost_s, 0) + ?
+                 WHERE batch_id = ? AND chunk = ?",
+            )
             .bind(seconds)
             .bind(batch_id)
+            .bind(chunk)
             .execute(&mut *tx)
             .await
             .map_err(from_sqlite)?;
-        sqlx::query(
-            "UPDATE chunks SET charged_s = NULL, cost_s = coalesce(cost_s, 0) + ?
-             WHERE batch_id = ? AND chunk = ?",
-        )
-        .bind(seconds)
-        .bind(batch_id)
-        .bind(chunk)
-        .execute(&mut *tx)
-        .await
-        .map_err(from_sqlite)?;
-        sqlx::query("UPDATE tenants SET vtime = vtime + ? WHERE name = ?")
-            .bind(tenant_delta)
-            .bind(&tenant)
-            .execute(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        if runs > 0 {
+        }
+        for (tenant, vtime) in &settled.tenants {
+            sqlx::query("UPDATE tenants SET vtime = vtime + ? WHERE name = ?")
+                .bind(vtime)
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await
+                .map_err(from_sqlite)?;
+        }
+        for (workload, rate) in &settled.rates {
             sqlx::query(
                 "INSERT INTO workload_rates (workload, sec_per_run, updated_at) VALUES (?, ?, ?)
                  ON CONFLICT (workload) DO UPDATE
                  SET sec_per_run = excluded.sec_per_run, updated_at = excluded.updated_at",
             )
-            .bind(&workload)
-            .bind(share::next_rate(rate, seconds / runs as f64))
+            .bind(workload)
+            .bind(rate)
             .bind(now())
             .execute(&mut *tx)
             .await

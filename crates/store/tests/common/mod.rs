@@ -53,6 +53,7 @@ macro_rules! conformance_tests {
             cancelled_unsealed_lists_what_the_owner_must_seal,
             dispatch_fills_the_queue_in_fair_order,
             dispatch_weighs_batches_and_tenants,
+            dispatch_sends_cheap_chunks_together,
             charges_correct_the_estimate_and_learn_the_rate,
             undispatch_and_cancel_leave_nothing_queued,
             the_queue_shows_the_order_served,
@@ -1308,6 +1309,14 @@ async fn create_shared<S: Store>(
     new.id
 }
 
+fn charge(batch_id: Uuid, chunk: i32, seconds: f64) -> store::share::Charge {
+    store::share::Charge {
+        batch_id,
+        chunk,
+        seconds,
+    }
+}
+
 fn batches_of(chunks: &[ChunkRef]) -> Vec<Uuid> {
     chunks.iter().map(|c| c.batch_id).collect()
 }
@@ -1315,7 +1324,7 @@ fn batches_of(chunks: &[ChunkRef]) -> Vec<Uuid> {
 pub async fn dispatch_fills_the_queue_in_fair_order<S: Store>(s: S) {
     let a = create_shared(&s, "a", 10, "t", 1.0).await;
     let b = create_shared(&s, "b", 10, "t", 1.0).await;
-    let first = s.dispatch(4, 100).await.unwrap();
+    let first = s.dispatch(4, 0.0, 100).await.unwrap();
     assert_eq!(
         batches_of(&first),
         vec![a, b, a, b],
@@ -1324,7 +1333,7 @@ pub async fn dispatch_fills_the_queue_in_fair_order<S: Store>(s: S) {
     let numbers: Vec<i32> = first.iter().map(|c| c.chunk).collect();
     assert_eq!(numbers, vec![0, 0, 1, 1], "each batch's chunks in order");
     assert_eq!(
-        s.dispatch(4, 100).await.unwrap(),
+        s.dispatch(4, 0.0, 100).await.unwrap(),
         vec![],
         "the queue is full"
     );
@@ -1337,24 +1346,46 @@ pub async fn dispatch_fills_the_queue_in_fair_order<S: Store>(s: S) {
             Claim::Claimed { .. }
         ));
     }
-    let next = s.dispatch(4, 100).await.unwrap();
+    let next = s.dispatch(4, 0.0, 100).await.unwrap();
     assert_eq!(batches_of(&next), vec![a, b]);
     assert_eq!(
-        s.dispatch(100, 3).await.unwrap().len(),
+        s.dispatch(100, 0.0, 3).await.unwrap().len(),
         3,
         "the limit bounds one dispatch"
     );
     // Everything out: nothing more to dispatch, however deep the queue.
-    let rest = s.dispatch(100, 100).await.unwrap();
+    let rest = s.dispatch(100, 0.0, 100).await.unwrap();
     assert_eq!(rest.len(), 20 - 4 - 2 - 3);
-    assert_eq!(s.dispatch(100, 100).await.unwrap(), vec![]);
+    assert_eq!(s.dispatch(100, 0.0, 100).await.unwrap(), vec![]);
+}
+
+pub async fn dispatch_sends_cheap_chunks_together<S: Store>(s: S) {
+    // Chunks of 10 runs at the unmeasured 25 µs: 0.25 ms each.
+    let a = create_shared(&s, "cheap", 20, "t", 1.0).await;
+    let ahead = 0.0019;
+    let first = s.dispatch(1, ahead, 100).await.unwrap();
+    assert_eq!(
+        first.len(),
+        8,
+        "1.9 ms of work, though the depth is one chunk"
+    );
+    assert_eq!(
+        s.dispatch(1, ahead, 100).await.unwrap(),
+        vec![],
+        "more than half of it waits"
+    );
+    for c in &first[..5] {
+        s.claim_chunk(a, c.chunk, "w", LONG, MAX).await.unwrap();
+    }
+    // 0.75 ms left: refilled up to 1.9 ms.
+    assert_eq!(s.dispatch(1, ahead, 100).await.unwrap().len(), 5);
 }
 
 pub async fn dispatch_weighs_batches_and_tenants<S: Store>(s: S) {
     let heavy = create_shared(&s, "heavy", 100, "t", 2.0).await;
     let light = create_shared(&s, "light", 100, "t", 1.0).await;
     let other = create_shared(&s, "other tenant", 100, "u", 1.0).await;
-    let out = s.dispatch(60, 60).await.unwrap();
+    let out = s.dispatch(60, 0.0, 60).await.unwrap();
     let count = |id: Uuid| out.iter().filter(|c| c.batch_id == id).count();
     // Tenants half and half; inside t, 2:1.
     assert_eq!((count(heavy), count(light), count(other)), (20, 10, 30));
@@ -1365,11 +1396,12 @@ pub async fn charges_correct_the_estimate_and_learn_the_rate<S: Store>(s: S) {
     let b = create_shared(&s, "b", 10, "t", 1.0).await;
     let workload = s.batch(a).await.unwrap().unwrap().workload;
     assert_eq!(s.seconds_per_run(&workload).await.unwrap(), None);
-    let first = s.dispatch(2, 100).await.unwrap();
+    let first = s.dispatch(2, 0.0, 100).await.unwrap();
     assert_eq!(batches_of(&first), vec![a, b]);
     // a's chunk measured a hundred times b's: b is served until it caught up.
-    s.charge(a, 0, 1.0).await.unwrap();
-    s.charge(b, 0, 0.01).await.unwrap();
+    s.charge(&[charge(a, 0, 1.0), charge(b, 0, 0.01)])
+        .await
+        .unwrap();
     let rate = s.seconds_per_run(&workload).await.unwrap().unwrap();
     assert!(rate > 0.0, "learned from the charges: {rate}");
     for c in &first {
@@ -1378,19 +1410,20 @@ pub async fn charges_correct_the_estimate_and_learn_the_rate<S: Store>(s: S) {
             .unwrap();
     }
     // b is 0.99 s behind, and a chunk is now estimated at 0.7 s (the learned rate).
-    let next = s.dispatch(4, 100).await.unwrap();
+    let next = s.dispatch(4, 0.0, 100).await.unwrap();
     assert_eq!(batches_of(&next), vec![b, b, a, b]);
     // A charge of a purged or unknown chunk changes nothing and is no error.
-    s.charge(Uuid::new_v4(), 0, 1.0).await.unwrap();
+    s.charge(&[charge(Uuid::new_v4(), 0, 1.0)]).await.unwrap();
+    s.charge(&[]).await.unwrap();
 }
 
 pub async fn undispatch_and_cancel_leave_nothing_queued<S: Store>(s: S) {
     let a = create_shared(&s, "a", 3, "t", 1.0).await;
-    let out = s.dispatch(2, 100).await.unwrap();
+    let out = s.dispatch(2, 0.0, 100).await.unwrap();
     assert_eq!(out.len(), 2);
     s.undispatch(&out).await.unwrap();
     // Given back: dispatched again, first chunk first.
-    let again = s.dispatch(2, 100).await.unwrap();
+    let again = s.dispatch(2, 0.0, 100).await.unwrap();
     assert_eq!(again, out);
     assert!(matches!(
         s.cancel_batch(a, "test").await.unwrap(),
@@ -1398,7 +1431,10 @@ pub async fn undispatch_and_cancel_leave_nothing_queued<S: Store>(s: S) {
     ));
     // Its queued chunks no longer count, and its waiting one never goes out.
     let b = create_shared(&s, "b", 3, "t", 1.0).await;
-    assert_eq!(batches_of(&s.dispatch(2, 100).await.unwrap()), vec![b, b]);
+    assert_eq!(
+        batches_of(&s.dispatch(2, 0.0, 100).await.unwrap()),
+        vec![b, b]
+    );
     assert!(s.queue().await.unwrap().batches.iter().all(|e| e.id != a));
 }
 
@@ -1411,7 +1447,7 @@ pub async fn the_queue_shows_the_order_served<S: Store>(s: S) {
     s.executor_heartbeat("e1", 2).await.unwrap();
     let a = create_shared(&s, "a", 10, "t", 1.0).await;
     let b = create_shared(&s, "b", 10, "t", 4.0).await;
-    let out = s.dispatch(3, 100).await.unwrap();
+    let out = s.dispatch(3, 0.0, 100).await.unwrap();
     let c = out[0];
     s.claim_chunk(c.batch_id, c.chunk, "w", LONG, MAX)
         .await
