@@ -468,6 +468,12 @@ fn a_person_adds_an_event_starts_a_batch_and_watches_it_succeed() {
         fill(&c, "count", "2").await;
         fill(&c, "name", "browser-e2e").await;
         click(&c, "form.stack button[type='submit']").await;
+        // The list may still be loading after the click.
+        c.wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css("table.batches td.name a"))
+            .await
+            .expect("the batch list after starting them");
         let names = c
             .find_all(Locator::Css("table.batches td.name a"))
             .await
