@@ -491,8 +491,8 @@ fn submit_died_before_dispatching_is_dispatched() {
     s.spawn("aggregator", "aggregator", &[]);
     s.spawn("verifier", "verifier", &[]);
     let ids = s.submit("--runs 2000 --chunk-size 250 --name undispatched --workload sum");
-    // What the submit's own dispatch sent (the queue's depth).
-    s.take(Queue::Work, 2, PATIENCE);
+    // What the submit's own dispatch sent: as if it never went out.
+    drop_work(&s);
     let changed = mark_chunks(&mut s, ids[0], "published = false, updated_at = now()");
     assert_eq!(changed, 8);
     assert_eq!(s.queue_depth(Queue::Work), 0);
@@ -515,7 +515,7 @@ fn a_dispatch_lost_before_its_publish_is_swept() {
     s.spawn("aggregator", "aggregator", &[]);
     s.spawn("verifier", "verifier", &[]);
     let ids = s.submit("--runs 2000 --chunk-size 250 --name lost-dispatch --workload sum");
-    s.take(Queue::Work, 2, PATIENCE);
+    drop_work(&s);
     let changed = mark_chunks(&mut s, ids[0], "published = true, updated_at = now()");
     assert_eq!(changed, 8);
     assert_eq!(s.queue_depth(Queue::Work), 0);
@@ -524,6 +524,12 @@ fn a_dispatch_lost_before_its_publish_is_swept() {
     assert!(v[0].success, "{}", v[0].line);
     s.assert_batch_exact(ids[0]);
     s.assert_all_alive();
+}
+
+/// Removes every work message (none is consumed yet: no executor runs).
+fn drop_work(s: &Stack) {
+    s.block_on(s.broker().purge(Queue::Work))
+        .expect("purge the work queue");
 }
 
 /// Sets `what` on every chunk of the batch; how many rows changed.
