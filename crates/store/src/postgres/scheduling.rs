@@ -19,21 +19,33 @@ use crate::{ChunkRef, Result, Uuid};
 /// Executors heard from within this many seconds count in the pool.
 const EXECUTOR_SEEN_S: f64 = 15.0;
 
+/// The dispatched chunks waiting in the work queue, and their estimated
+/// executor seconds. A retried chunk (attempts > 0) waits out its delay in
+/// the retry queue: it must not hold the work queue's depth meanwhile.
+const QUEUED: &str = "SELECT count(*), coalesce(sum(charged_s), 0)::float8 FROM chunks
+     WHERE status = 'pending' AND published AND attempts = 0";
+
 impl Scheduling for PgStore {
     async fn dispatch(&self, depth: i64, ahead_s: f64, limit: i64) -> Result<Vec<ChunkRef>> {
+        // Most calls find the queue full: one read says so, without the
+        // lock or a transaction; a refill reads it again under the lock.
+        let (queued, queued_s): (i64, f64) = sqlx::query_as(QUEUED)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        if Budget::refill(depth, ahead_s, queued, queued_s, limit).is_none() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.pool.begin().await.map_err(from_pg)?;
         soft_state(&mut tx).await?;
-        // A retried chunk (attempts > 0) waits out its delay in the retry
-        // queue: it must not hold the work queue's depth meanwhile.
-        let (vnow, queued, queued_s): (f64, i64, f64) = sqlx::query_as(
-            "SELECT s.vnow, q.n, q.cost FROM scheduler AS s,
-                    (SELECT count(*) AS n, coalesce(sum(charged_s), 0)::float8 AS cost
-                     FROM chunks WHERE status = 'pending' AND published AND attempts = 0) AS q
-             WHERE s.id = 1 FOR UPDATE OF s",
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(from_pg)?;
+        let vnow: f64 = sqlx::query_scalar("SELECT vnow FROM scheduler WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(from_pg)?;
+        let (queued, queued_s): (i64, f64) = sqlx::query_as(QUEUED)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(from_pg)?;
         let Some(budget) = Budget::refill(depth, ahead_s, queued, queued_s, limit) else {
             tx.commit().await.map_err(from_pg)?;
             return Ok(Vec::new());

@@ -12,22 +12,31 @@ use crate::{ChunkRef, Result};
 /// Executors heard from within this many seconds count in the pool.
 const EXECUTOR_SEEN_S: f64 = 15.0;
 
+/// The dispatched chunks waiting in the work queue, and their estimated
+/// executor seconds (retried chunks wait in the retry queue: not counted).
+const QUEUED: &str = "SELECT count(*), coalesce(sum(charged_s), 0.0) FROM chunks
+     WHERE status = 'pending' AND published AND attempts = 0";
+
 impl Scheduling for SqliteStore {
     async fn dispatch(&self, depth: i64, ahead_s: f64, limit: i64) -> Result<Vec<ChunkRef>> {
+        // Most calls find the queue full: one read says so, without the
+        // write lock; a refill reads it again under the lock.
+        let (queued, queued_s): (i64, f64) = sqlx::query_as(QUEUED)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        if Budget::refill(depth, ahead_s, queued, queued_s, limit).is_none() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin_immediate().await?;
         let vnow: f64 = sqlx::query_scalar("SELECT vnow FROM scheduler WHERE id = 1")
             .fetch_one(&mut *tx)
             .await
             .map_err(from_sqlite)?;
-        // A retried chunk (attempts > 0) waits out its delay in the retry
-        // queue: it must not hold the work queue's depth meanwhile.
-        let (queued, queued_s): (i64, f64) = sqlx::query_as(
-            "SELECT count(*), coalesce(sum(charged_s), 0.0) FROM chunks
-             WHERE status = 'pending' AND published AND attempts = 0",
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(from_sqlite)?;
+        let (queued, queued_s): (i64, f64) = sqlx::query_as(QUEUED)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
         let Some(budget) = Budget::refill(depth, ahead_s, queued, queued_s, limit) else {
             tx.commit().await.map_err(from_sqlite)?;
             return Ok(Vec::new());
